@@ -1,0 +1,255 @@
+//! The typed configuration, resolved from Hermes' own files so an existing `~/.hermes` works.
+//!
+//! Precedence, highest first: the process environment, `HERMES_HOME/.env`, `config.yaml`,
+//! defaults. Every value remembers where it came from ([`Origin`]), because "I set it but it
+//! does nothing" is usually a value set in one place and overridden in another.
+//!
+//! Resolution never stops at the first problem: every bad value becomes a [`Diagnostic`]
+//! naming the key, the value, its origin and the accepted values, and the setting falls back
+//! to its default so the remaining checks still run. Commands that act (the gateway) refuse to
+//! start while any diagnostic is an error; `doctor` and `explain` show them all.
+
+pub mod dotenv;
+mod keys;
+mod values;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::allowlist::Allowlist;
+use crate::identity::Jid;
+
+pub use keys::{KNOWN_ENV_KEYS, nearest_name};
+pub use values::{Mode, Policy, Secret, UnauthorizedDm};
+
+/// Where a resolved value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The process environment.
+    Env(String),
+    /// `HERMES_HOME/.env`.
+    DotEnv(String),
+    /// `HERMES_HOME/config.yaml`, by dotted path and line.
+    Yaml { path: String, line: usize },
+    /// Nobody set it.
+    Default,
+}
+
+impl Origin {
+    /// The name of the key as the user wrote it (`WHATSAPP_MODE`, `whatsapp.mode`).
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Origin::Env(k) | Origin::DotEnv(k) => Some(k),
+            Origin::Yaml { path, .. } => Some(path),
+            Origin::Default => None,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Env(k) => write!(f, "environment variable {k}"),
+            Origin::DotEnv(k) => write!(f, ".env {k}"),
+            Origin::Yaml { path, line } => write!(f, "config.yaml {path} (line {line})"),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Setting<T> {
+    fn default_value(value: T) -> Self {
+        Setting { value, origin: Origin::Default }
+    }
+
+    pub fn is_explicit(&self) -> bool {
+        self.origin != Origin::Default
+    }
+}
+
+/// The `whatsapp` part of the configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WhatsAppConfig {
+    pub enabled: Setting<bool>,
+    pub mode: Setting<Mode>,
+    pub allowed_users: Setting<Allowlist>,
+    pub allow_all_users: Setting<bool>,
+    pub gateway_allowed_users: Setting<Allowlist>,
+    pub gateway_allow_all_users: Setting<bool>,
+    pub dm_policy: Setting<Policy>,
+    pub group_policy: Setting<Policy>,
+    /// Group JIDs admitted under `group_policy: allowlist`.
+    pub group_allowed: Setting<Vec<Jid>>,
+    pub require_mention: Setting<bool>,
+    /// Case-insensitive regexes, already checked to compile.
+    pub mention_patterns: Setting<Vec<String>>,
+    pub free_response_chats: Setting<Vec<String>>,
+    pub reply_prefix: Setting<String>,
+    /// `None` when nobody chose: the gateway then decides by whether an allowlist is set.
+    pub unauthorized_dm_behavior: Setting<Option<UnauthorizedDm>>,
+    pub send_read_receipts: Setting<bool>,
+    pub home_channel: Setting<Option<String>>,
+    pub debug: Setting<bool>,
+    /// `platforms.whatsapp.extra.session_path`, as written.
+    pub session_path: Setting<Option<String>>,
+    pub text_batch_delay_seconds: Setting<f64>,
+    /// Where to reach WhatsApp's servers; only the simulator build honours it.
+    pub server_url: Setting<Option<String>>,
+}
+
+/// The `model:` block: which LLM answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub provider: Setting<Option<String>>,
+    pub name: Setting<Option<String>>,
+    pub base_url: Setting<Option<String>>,
+    pub api_key: Setting<Option<Secret>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub whatsapp: WhatsAppConfig,
+    pub model: ModelConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One thing wrong with the configuration, said so that the user can fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// The key as the user wrote it.
+    pub key: String,
+    pub origin: Option<Origin>,
+    /// What is wrong, naming the value.
+    pub message: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Some(o) => write!(f, "{} ({o}): {}; {}", self.key, self.message, self.fix),
+            None => write!(f, "{}: {}; {}", self.key, self.message, self.fix),
+        }
+    }
+}
+
+/// What resolution reads: the three sources, already read by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs<'a> {
+    pub env: BTreeMap<String, String>,
+    pub dotenv: BTreeMap<String, String>,
+    pub yaml: Option<&'a str>,
+}
+
+/// The configuration and everything that was wrong with it.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub config: Config,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Resolved {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+/// Resolves the configuration from its sources. Never fails: problems are diagnostics.
+pub fn resolve(inputs: &Inputs<'_>) -> Resolved {
+    let mut diagnostics = Vec::new();
+    let root = match inputs.yaml.map(yaml::parse) {
+        Some(Ok(root)) => Some(root),
+        Some(Err(e)) => {
+            diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                key: "config.yaml".to_owned(),
+                origin: None,
+                message: format!("cannot be parsed: {e}"),
+                fix: "fix the YAML syntax at that line (indent with spaces, quote values that contain ':' or '#')"
+                    .to_owned(),
+            });
+            None
+        }
+        None => None,
+    };
+    let mut r = keys::Resolver::new(inputs, root.as_ref(), &mut diagnostics);
+    let config = r.resolve_all();
+    keys::warn_unknown_keys(inputs, root.as_ref(), &mut diagnostics);
+    Resolved { config, diagnostics }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// One line of "where each setting came from".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingLine {
+    pub key: &'static str,
+    pub value: String,
+    pub origin: Origin,
+}
+
+impl Config {
+    /// Every setting, its value as the user would write it, and its origin.
+    pub fn summary(&self) -> Vec<SettingLine> {
+        fn line<T>(key: &'static str, s: &Setting<T>, show: impl FnOnce(&T) -> String) -> SettingLine {
+            SettingLine { key, value: show(&s.value), origin: s.origin.clone() }
+        }
+        let list = |l: &Allowlist| {
+            let shown: Vec<String> =
+                l.entries().iter().map(|e| e.normalized().unwrap_or_else(|| format!("{}(invalid)", e.raw))).collect();
+            shown.join(",")
+        };
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let w = &self.whatsapp;
+        let m = &self.model;
+        vec![
+            line("WHATSAPP_ENABLED", &w.enabled, ToString::to_string),
+            line("WHATSAPP_MODE", &w.mode, |v| v.as_str().to_owned()),
+            line("WHATSAPP_ALLOWED_USERS", &w.allowed_users, list),
+            line("WHATSAPP_ALLOW_ALL_USERS", &w.allow_all_users, ToString::to_string),
+            line("GATEWAY_ALLOWED_USERS", &w.gateway_allowed_users, list),
+            line("GATEWAY_ALLOW_ALL_USERS", &w.gateway_allow_all_users, ToString::to_string),
+            line("WHATSAPP_DM_POLICY", &w.dm_policy, |v| v.as_str().to_owned()),
+            line("WHATSAPP_GROUP_POLICY", &w.group_policy, |v| v.as_str().to_owned()),
+            line("WHATSAPP_GROUP_ALLOWED_USERS", &w.group_allowed, |v| {
+                v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+            }),
+            line("WHATSAPP_REQUIRE_MENTION", &w.require_mention, ToString::to_string),
+            line("WHATSAPP_MENTION_PATTERNS", &w.mention_patterns, |v| v.join(", ")),
+            line("WHATSAPP_FREE_RESPONSE_CHATS", &w.free_response_chats, |v| v.join(",")),
+            line("WHATSAPP_REPLY_PREFIX", &w.reply_prefix, |v| v.replace('\n', "\\n")),
+            line("unauthorized_dm_behavior", &w.unauthorized_dm_behavior, |v| {
+                v.map_or("(decided by the allowlist)", |b| b.as_str()).to_owned()
+            }),
+            line("WHATSAPP_SEND_READ_RECEIPTS", &w.send_read_receipts, ToString::to_string),
+            line("WHATSAPP_HOME_CHANNEL", &w.home_channel, opt),
+            line("WHATSAPP_DEBUG", &w.debug, ToString::to_string),
+            line("session_path", &w.session_path, opt),
+            line("text_batch_delay_seconds", &w.text_batch_delay_seconds, ToString::to_string),
+            line("model.provider", &m.provider, opt),
+            line("model.default", &m.name, opt),
+            line("model.base_url", &m.base_url, opt),
+            line("model.api_key", &m.api_key, |v| v.as_ref().map_or_else(String::new, ToString::to_string)),
+        ]
+    }
+}

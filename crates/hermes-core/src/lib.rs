@@ -1,0 +1,14 @@
+//! The protocol-free core of hermes: what the gateway decides, with no I/O.
+//!
+//! Nothing in this crate touches the filesystem, the network, the clock, the environment or a
+//! random number generator; callers read those and pass the facts in. That is what lets every
+//! decision here be tested exhaustively, and what keeps the gateway, the wizard and `doctor`
+//! from ever disagreeing: they all call the same functions.
+
+pub mod access;
+pub mod allowlist;
+pub mod config;
+pub mod doctor;
+pub mod identity;
+pub mod paths;
+pub mod storage;

@@ -1,0 +1,93 @@
+//! `hermes doctor`: gathers the facts, lets `hermes_core::doctor` judge them, prints.
+
+use std::io::Write;
+
+use hermes_core::config::Origin;
+use hermes_core::doctor::{self, Check, Status};
+use serde::Serialize;
+
+use crate::exit;
+use crate::load;
+
+pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    let loaded = load::load(profile)?;
+    let cfg = &loaded.resolved.config;
+    let session = loaded.session_dir();
+    let facts = hermes_whatsapp::session_dir::inspect(&session.path, loaded.container_var.clone());
+
+    let mut checks = vec![doctor::check_home(&loaded.home, loaded.home_exists)];
+    checks.extend(doctor::check_config(&loaded.resolved.diagnostics, &loaded.files_read));
+    checks.push(settings_check(&loaded));
+    checks.push(doctor::check_enabled(&cfg.whatsapp));
+    checks.extend(doctor::check_session_dir(&loaded.home.path, &session, &facts));
+    checks.extend(doctor::check_allowlists(&cfg.whatsapp));
+    checks.push(doctor::check_reach(&cfg.whatsapp));
+    checks.push(doctor::check_model(&cfg.model));
+
+    let ok = checks.iter().all(|c| c.status != Status::Error);
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        let report = JsonReport { ok, checks: checks.iter().map(JsonCheck::from).collect() };
+        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from).and_then(|()| writeln!(out))
+    } else {
+        out.write_all(render(&checks).as_bytes())
+    };
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
+    Ok(if ok { exit::OK } else { exit::PROBLEM })
+}
+
+/// Where each setting came from: the answer to "I set it, why does nothing change?". Settings
+/// left at their defaults are counted, not listed, to keep the report readable.
+fn settings_check(loaded: &load::Loaded) -> Check {
+    let summary = loaded.resolved.config.summary();
+    let mut lines: Vec<String> = summary
+        .iter()
+        .filter(|l| l.origin != Origin::Default)
+        .map(|l| format!("{}={} ({})", l.key, l.value, l.origin))
+        .collect();
+    let defaults = summary.iter().filter(|l| l.origin == Origin::Default).count();
+    lines.push(format!("{defaults} other settings at their defaults"));
+    Check { name: "settings", status: Status::Ok, message: lines.join("\n"), fix: None }
+}
+
+fn render(checks: &[Check]) -> String {
+    let mut s = String::new();
+    for c in checks {
+        let mut lines = c.message.lines();
+        s += &format!("{:<5} {:<24} {}\n", c.status.as_str(), c.name, lines.next().unwrap_or_default());
+        for l in lines {
+            s += &format!("{:<30} {l}\n", "");
+        }
+        if let Some(fix) = &c.fix {
+            s += &format!("{:<30} fix: {fix}\n", "");
+        }
+    }
+    let count = |st| checks.iter().filter(|c| c.status == st).count();
+    let (errors, warnings) = (count(Status::Error), count(Status::Warn));
+    s += &format!("\n{errors} error(s), {warnings} warning(s)\n");
+    s
+}
+
+#[derive(Serialize)]
+struct JsonCheck {
+    name: &'static str,
+    status: &'static str,
+    message: String,
+    fix: Option<String>,
+}
+
+impl From<&Check> for JsonCheck {
+    fn from(c: &Check) -> JsonCheck {
+        JsonCheck { name: c.name, status: c.status.as_str(), message: c.message.clone(), fix: c.fix.clone() }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonReport {
+    ok: bool,
+    checks: Vec<JsonCheck>,
+}

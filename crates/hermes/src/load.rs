@@ -1,0 +1,100 @@
+//! Reading what the configuration is made of: the environment, `.env` and `config.yaml`.
+//!
+//! The only place that reads environment variables; everything after works on [`Loaded`].
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use hermes_core::config::{self, Diagnostic, Inputs, Resolved, Severity};
+use hermes_core::paths::{self, HermesHome, SessionDir};
+
+/// The configuration as resolved for one command.
+pub struct Loaded {
+    pub home: HermesHome,
+    pub home_exists: bool,
+    pub home_dir: Option<PathBuf>,
+    pub resolved: Resolved,
+    /// `.env` and `config.yaml`, those that exist.
+    pub files_read: Vec<PathBuf>,
+    /// The environment variable `container`, for doctor's container detection.
+    pub container_var: Option<String>,
+}
+
+impl Loaded {
+    pub fn env_file(&self) -> PathBuf {
+        self.home.path.join(".env")
+    }
+
+    pub fn session_dir(&self) -> SessionDir {
+        paths::resolve_session_dir(
+            &self.home,
+            &self.resolved.config.whatsapp.session_path,
+            self.home_dir.as_deref(),
+            Path::exists,
+        )
+    }
+}
+
+/// Reads everything. Unreadable files are errors; missing ones are not.
+pub fn load(profile: Option<&str>) -> anyhow::Result<Loaded> {
+    let home_dir = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let home_var = std::env::var("HERMES_HOME").ok();
+    let home = paths::hermes_home(home_var.as_deref(), home_dir.as_deref(), profile)?;
+    let env: BTreeMap<String, String> =
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+
+    let mut files_read = Vec::new();
+    let mut early = Vec::new();
+    let env_path = home.path.join(".env");
+    let dotenv = read_dotenv(&env_path, &env, &mut early)?;
+    if dotenv.is_some() {
+        files_read.push(env_path);
+    }
+    let yaml_path = home.path.join("config.yaml");
+    let yaml = read_optional(&yaml_path)?;
+    if yaml.is_some() {
+        files_read.push(yaml_path);
+    }
+    let inputs = Inputs { env, dotenv: dotenv.unwrap_or_default(), yaml: yaml.as_deref() };
+    let mut resolved = config::resolve(&inputs);
+    early.append(&mut resolved.diagnostics);
+    resolved.diagnostics = early;
+    Ok(Loaded {
+        home_exists: home.path.is_dir(),
+        home,
+        home_dir,
+        resolved,
+        files_read,
+        container_var: std::env::var("container").ok(),
+    })
+}
+
+fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Reads `.env`; a line that cannot be parsed is a configuration error naming the line, and
+/// the other lines still count.
+fn read_dotenv(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+    let Some(text) = read_optional(path)? else { return Ok(None) };
+    let (vars, errors) = config::dotenv::parse(&text, env);
+    diagnostics.extend(errors.into_iter().map(|e| Diagnostic {
+        severity: Severity::Error,
+        key: format!(".env line {}", e.line),
+        origin: None,
+        message: e.message,
+        fix: "write one KEY=value per line, and close every quote you open".to_owned(),
+    }));
+    Ok(Some(vars))
+}

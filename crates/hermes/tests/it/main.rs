@@ -1,0 +1,5 @@
+//! End-to-end tests of the `hermes` binary: real processes, real files in temporary homes.
+
+mod doctor;
+mod explain;
+mod support;
