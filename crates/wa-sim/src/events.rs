@@ -1,0 +1,92 @@
+//! What happened in the simulator, recorded so tests can wait on it without sleeping.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// One thing the simulator saw or did. Tests wait for these with [`crate::Sim::wait_for`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SimEvent {
+    /// A client finished the Noise handshake. `login` is `None` for a device that is not
+    /// linked yet (it came to register).
+    Connected { conn: u64, login: Option<(String, u16)>, used_ik: bool },
+    /// A connection was refused before the handshake (a `refuse connections` fault).
+    Refused { conn: u64 },
+    /// A new companion asked to be linked; it was given pairing refs for its QR code.
+    PairingStarted { conn: u64 },
+    /// The phone linked a device: it is now `phone:device`.
+    DeviceLinked { phone: String, device: u16 },
+    /// A linked device logged in.
+    LoggedIn { phone: String, device: u16 },
+    /// A login was refused with a failure reason (401 logged out, 403 locked, ...).
+    LoginRefused { phone: String, device: u16, reason: u16 },
+    /// The device left passive mode and was told its offline queue is drained: from here on
+    /// it is a fully connected client.
+    Active { phone: String, device: u16 },
+    /// A connection ended, from either side.
+    Disconnected { conn: u64 },
+    /// A stanza crossed the wire. `inbound` is client-to-server.
+    Stanza { conn: u64, inbound: bool, xml: String },
+}
+
+/// An append-only log with a wake-up for waiters.
+#[derive(Debug, Default)]
+pub(crate) struct EventLog {
+    events: Mutex<Vec<SimEvent>>,
+    notify: Notify,
+}
+
+/// Waiting ran out of time; carries what was seen, to make the failure readable.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out after {waited:?} waiting for a simulator event; last events: {recent:#?}")]
+pub struct WaitTimeout {
+    pub waited: Duration,
+    pub recent: Vec<SimEvent>,
+}
+
+impl EventLog {
+    pub fn push(&self, e: SimEvent) {
+        self.events.lock().expect("event log poisoned").push(e);
+        self.notify.notify_waiters();
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.lock().expect("event log poisoned").len()
+    }
+
+    pub fn snapshot(&self) -> Vec<SimEvent> {
+        self.events.lock().expect("event log poisoned").clone()
+    }
+
+    /// The first event at or after `from` that matches, waiting up to `timeout`.
+    pub async fn wait_for(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&SimEvent) -> bool,
+    ) -> Result<SimEvent, WaitTimeout> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = from;
+        loop {
+            // Registered before looking, so a push between the look and the wait still wakes us.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let events = self.events.lock().expect("event log poisoned");
+                if let Some(e) = events.iter().skip(seen).find(|e| pred(e)) {
+                    return Ok(e.clone());
+                }
+                seen = events.len();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let events = self.snapshot();
+                let recent =
+                    events.iter().rev().filter(|e| !matches!(e, SimEvent::Stanza { .. })).take(12).cloned().collect();
+                return Err(WaitTimeout { waited: timeout, recent });
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! wa-sim: a WhatsApp server on loopback that the unmodified `whatsapp-rust` client links to
+//! and talks with, over the real protocol (WebSocket, Noise, binary nodes, ADV pairing).
+//!
+//! It exists because no machine here can reach WhatsApp, and a mocked trait would prove
+//! nothing about the protocol: linking once, logging in again from a stored session, and
+//! telling a logged-out session from a network blip all happen on a live connection.
+//!
+//! Start one with [`Sim::start`], point a client at [`Sim::ws_url`], create phones with
+//! [`Sim::add_phone`], link with [`Sim::link_qr`], and wait on [`SimEvent`]s with
+//! [`Sim::wait_for`] instead of sleeping.
+
+pub mod cert;
+mod conn;
+mod events;
+mod keys;
+pub mod pairing;
+mod router;
+mod server;
+mod usync;
+
+pub use events::{SimEvent, WaitTimeout};
+pub use server::{PhoneInfo, Sim};

@@ -1,0 +1,185 @@
+//! What the server does with each stanza a client sends.
+//!
+//! The answers follow what whatsapp-rust sends and expects (its request builders and response
+//! parsers are the specification we can read); anything not simulated yet is answered with
+//! a well-formed `501 feature-not-implemented`, which the client treats as a failed optional
+//! request rather than a broken connection.
+
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+
+use crate::events::SimEvent;
+use crate::keys::PublishedKeys;
+use crate::server::{Inner, Peer, SERVER, State, complete_link};
+
+fn attr(node: &Node, key: &str) -> Option<String> {
+    node.attrs.get(key).map(|v| v.as_str().into_owned())
+}
+
+fn child<'a>(node: &'a Node, tag: &str) -> Option<&'a Node> {
+    node.get_optional_child(tag)
+}
+
+fn result(id: &str, children: Vec<Node>) -> Node {
+    let b = NodeBuilder::new("iq").attr("from", SERVER).attr("type", "result").attr("id", id.to_owned());
+    if children.is_empty() { b.build() } else { b.children(children).build() }
+}
+
+fn error(id: &str, code: u16, text: &str) -> Node {
+    NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "error")
+        .attr("id", id.to_owned())
+        .children([NodeBuilder::new("error").attr("code", code.to_string()).attr("text", text.to_owned()).build()])
+        .build()
+}
+
+pub(crate) fn handle(inner: &Inner, conn: u64, node: Node) {
+    inner.events.push(SimEvent::Stanza { conn, inbound: true, xml: wacore::xml::DisplayableNode(&node).to_string() });
+    let peer = match inner.state().conns.get(&conn) {
+        Some(c) => c.peer.clone(),
+        None => return,
+    };
+    match (node.tag.as_ref(), &peer) {
+        ("iq", Peer::Registering) => registering_iq(inner, conn, &node),
+        ("iq", Peer::Device { phone, device }) => device_iq(inner, conn, phone, *device, &node),
+        // Presence, chat states, unified-session beacons and acks of server stanzas need no answer.
+        _ => {}
+    }
+}
+
+fn registering_iq(inner: &Inner, conn: u64, node: &Node) {
+    let Some(id) = attr(node, "id") else { return };
+    match attr(node, "type").as_deref() {
+        // The answer to pair-success: the companion's countersigned identity.
+        Some("result") => {
+            if let Some(identity) = child(node, "pair-device-sign").and_then(|n| child(n, "device-identity"))
+                && let Some(wacore_binary::NodeContent::Bytes(bytes)) = &identity.content
+            {
+                complete_link(inner, conn, &id, bytes);
+            }
+        }
+        Some("get" | "set") => inner.state().send(conn, error(&id, 501, "feature-not-implemented")),
+        _ => {}
+    }
+}
+
+fn device_iq(inner: &Inner, conn: u64, phone: &str, device: u16, node: &Node) {
+    let Some(id) = attr(node, "id") else { return };
+    let kind = attr(node, "type").unwrap_or_default();
+    if kind == "result" || kind == "error" {
+        return;
+    }
+    let xmlns = attr(node, "xmlns").unwrap_or_default();
+    let mut st = inner.state();
+    let answer = match xmlns.as_str() {
+        // Keepalive.
+        "w:p" => result(&id, vec![]),
+        // Leaving passive mode: the offline queue is delivered, then its end is marked.
+        "passive" => {
+            let active = child(node, "active").is_some();
+            st.send(conn, result(&id, vec![]));
+            if active {
+                st.send(
+                    conn,
+                    NodeBuilder::new("ib")
+                        .attr("from", SERVER)
+                        .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                        .build(),
+                );
+                drop(st);
+                inner.events.push(SimEvent::Active { phone: phone.to_owned(), device });
+            }
+            return;
+        }
+        "encrypt" => encrypt(&mut st, phone, device, &id, node),
+        "usync" => match child(node, "usync") {
+            Some(q) => result(&id, vec![crate::usync::answer(&st, q)]),
+            None => error(&id, 400, "bad-request"),
+        },
+        // Server-side A/B properties: none are set.
+        "abt" => result(&id, vec![NodeBuilder::new("props").attr("protocol", "1").attr("hash", "sim").build()]),
+        "privacy" if kind == "get" => result(
+            &id,
+            vec![
+                NodeBuilder::new("privacy")
+                    .children(
+                        [
+                            ("last", "all"),
+                            ("online", "all"),
+                            ("profile", "all"),
+                            ("status", "all"),
+                            ("readreceipts", "all"),
+                            ("groupadd", "all"),
+                            ("calladd", "all"),
+                        ]
+                        .map(|(name, value)| {
+                            NodeBuilder::new("category").attr("name", name).attr("value", value).build()
+                        }),
+                    )
+                    .build(),
+            ],
+        ),
+        // App-state sync: a new account has no state yet, so every collection is empty at
+        // version 0.
+        "w:sync:app:state" => {
+            let collections: Vec<Node> = child(node, "sync")
+                .map(|s| {
+                    s.get_children_by_tag("collection")
+                        .filter_map(|c| attr(c, "name"))
+                        .map(|name| NodeBuilder::new("collection").attr("name", name).attr("version", "0").build())
+                        .collect()
+                })
+                .unwrap_or_default();
+            result(&id, vec![NodeBuilder::new("sync").children(collections).build()])
+        }
+        "blocklist" => result(&id, vec![NodeBuilder::new("list").build()]),
+        _ => error(&id, 501, "feature-not-implemented"),
+    };
+    st.send(conn, answer);
+}
+
+/// The `encrypt` namespace for a logged-in device.
+fn encrypt(st: &mut State, phone: &str, device: u16, id: &str, node: &Node) -> Node {
+    if let Some(key) = child(node, "key") {
+        // Bundles for the devices someone is about to encrypt to.
+        let users: Vec<Node> = key
+            .get_children_by_tag("user")
+            .filter_map(|u| attr(u, "jid"))
+            .map(|jid| {
+                let (user, server) = jid.split_once('@').unwrap_or((&jid, ""));
+                let (user, dev) = user.split_once(':').map_or((user, 0), |(u, d)| (u, d.parse().unwrap_or(0)));
+                let owner = match server {
+                    "lid" => st.phones.values_mut().find(|p| p.lid == user),
+                    _ => st.phones.get_mut(user),
+                };
+                match owner {
+                    Some(p) if dev == 0 => crate::keys::bundle(&jid, &mut p.keys, None),
+                    Some(p) => match p.devices.get_mut(&dev) {
+                        Some(d) => crate::keys::bundle(&jid, &mut d.keys, Some(&d.signed_identity)),
+                        None => crate::keys::bundle(&jid, &mut PublishedKeys::default(), None),
+                    },
+                    None => crate::keys::bundle(&jid, &mut PublishedKeys::default(), None),
+                }
+            })
+            .collect();
+        return result(id, vec![NodeBuilder::new("list").children(users).build()]);
+    }
+    let Some(dev) = st.phones.get_mut(phone).and_then(|p| p.devices.get_mut(&device)) else {
+        return error(id, 404, "item-not-found");
+    };
+    if child(node, "count").is_some() {
+        return result(id, vec![NodeBuilder::new("count").attr("value", dev.keys.prekeys.len().to_string()).build()]);
+    }
+    if child(node, "digest").is_some() {
+        return match crate::keys::digest(&dev.keys) {
+            Some(d) => result(id, vec![d]),
+            None => error(id, 404, "item-not-found"),
+        };
+    }
+    if attr(node, "type").as_deref() == Some("set") {
+        crate::keys::apply_upload(&mut dev.keys, node);
+        return result(id, vec![]);
+    }
+    error(id, 501, "feature-not-implemented")
+}

@@ -1,0 +1,461 @@
+//! The simulated server: accounts, linked devices, connections, and the API tests drive.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+use wacore_libsignal::protocol::KeyPair;
+use waproto::whatsapp as wa;
+
+use crate::cert::CertAuthority;
+use crate::conn::{self, Outbound, ServerIdentity, Session};
+use crate::events::{EventLog, SimEvent, WaitTimeout};
+use crate::keys::PublishedKeys;
+use crate::keys::be_u32;
+use crate::pairing;
+
+/// The server's own JID, as it names itself in `from` attributes.
+pub(crate) const SERVER: &str = "s.whatsapp.net";
+
+/// A simulated phone: the primary device of an account.
+pub(crate) struct Phone {
+    pub lid: String,
+    /// The account's identity key: it signs every companion it links.
+    pub account: KeyPair,
+    /// The phone's own Signal keys, as device 0.
+    pub keys: PublishedKeys,
+    pub devices: BTreeMap<u16, Device>,
+    pub next_device: u16,
+    pub next_key_index: u32,
+}
+
+/// A linked companion device, as the server knows it.
+#[derive(Clone, Debug)]
+pub(crate) struct Device {
+    /// The Noise static key it logs in with.
+    pub noise_public: [u8; 32],
+    pub key_index: u32,
+    pub keys: PublishedKeys,
+    /// Its `ADVSignedDeviceIdentity`, countersigned at linking; others receive it with its
+    /// key bundle so they can check the phone vouched for it.
+    pub signed_identity: Vec<u8>,
+}
+
+/// A companion that asked to register and is waiting to be scanned.
+struct Pending {
+    conn: u64,
+    noise_public: [u8; 32],
+    identity_public: [u8; 32],
+    keys: PublishedKeys,
+    /// Set once a phone scanned it: (phone, device, key index, pair-success iq id).
+    linking: Option<(String, u16, u32, String)>,
+}
+
+/// Who is on the other end of a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    Registering,
+    Device { phone: String, device: u16 },
+}
+
+pub(crate) struct Conn {
+    pub tx: mpsc::UnboundedSender<Outbound>,
+    pub peer: Peer,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub phones: BTreeMap<String, Phone>,
+    pending: HashMap<String, Pending>,
+    pub conns: HashMap<u64, Conn>,
+    next_conn: u64,
+    next_id: u64,
+}
+
+impl State {
+    /// A fresh stanza id for server-initiated requests.
+    pub fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("sim-{}", self.next_id)
+    }
+
+    pub fn send(&self, conn: u64, node: Node) {
+        if let Some(c) = self.conns.get(&conn) {
+            // A closed connection's receiver is gone; what it would have got is moot.
+            let _ = c.tx.send(Outbound::Node(node));
+        }
+    }
+
+    pub fn close(&self, conn: u64) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.tx.send(Outbound::Close);
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    identity: ServerIdentity,
+    ca: CertAuthority,
+    state: Mutex<State>,
+    pub events: EventLog,
+}
+
+impl Inner {
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("simulator state poisoned")
+    }
+}
+
+/// Identity of a simulated phone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneInfo {
+    /// The phone number, digits only.
+    pub phone: String,
+    /// Its LID user part (digits), as in `LID@lid`.
+    pub lid: String,
+}
+
+/// A running simulator. Dropping it stops the listener; connections end with it.
+pub struct Sim {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    listener: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl Sim {
+    /// Starts a simulator on 127.0.0.1 with a port the OS picks.
+    pub async fn start() -> anyhow::Result<Sim> {
+        Sim::start_on("127.0.0.1:0".parse().expect("valid address")).await
+    }
+
+    /// Starts a simulator on `addr`, which must be a loopback address.
+    pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Sim> {
+        if !addr.ip().is_loopback() {
+            bail!("wa-sim listens on loopback only, not {addr}");
+        }
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let ca = CertAuthority::generate();
+        let inner = Arc::new(Inner {
+            identity: ServerIdentity::new(&ca),
+            ca,
+            state: Mutex::new(State::default()),
+            events: EventLog::default(),
+        });
+        let accept_inner = inner.clone();
+        let listener = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let inner = accept_inner.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve(inner, tcp).await {
+                        tracing::debug!(error = %format!("{e:#}"), "connection ended with an error");
+                    }
+                });
+            }
+        });
+        Ok(Sim { inner, addr, listener })
+    }
+
+    /// The URL a client connects to: `ws://127.0.0.1:PORT/ws/chat`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The root key the certificate chain is signed with.
+    pub fn root_public_key(&self) -> [u8; 32] {
+        self.inner.ca.root_public_key()
+    }
+
+    /// Creates a phone (an account) with a fresh LID. Idempotent for the same number.
+    pub fn add_phone(&self, phone: &str) -> PhoneInfo {
+        let mut st = self.inner.state();
+        let p = st.phones.entry(phone.to_owned()).or_insert_with(|| {
+            let account = KeyPair::generate(&mut rand::rng());
+            Phone {
+                // LIDs are opaque 14-15 digit numbers, unrelated to the phone number.
+                lid: format!("{}", 100_000_000_000_000u64 + rand::random::<u64>() % 900_000_000_000_000),
+                keys: crate::keys::phone_keys(&account),
+                account,
+                devices: BTreeMap::new(),
+                next_device: 1,
+                next_key_index: 1,
+            }
+        });
+        PhoneInfo { phone: phone.to_owned(), lid: p.lid.clone() }
+    }
+
+    /// The phone scans a companion's QR code: the server sends it `pair-success`. The link is
+    /// complete when [`SimEvent::DeviceLinked`] is recorded.
+    pub fn link_qr(&self, phone: &str, qr: &str) -> anyhow::Result<()> {
+        let scanned = pairing::parse_qr(qr)?;
+        let mut st = self.inner.state();
+        let id = st.next_id();
+        let st = &mut *st;
+        let p = st.phones.get_mut(phone).ok_or_else(|| anyhow!("no phone {phone}; add it first"))?;
+        let pending = st
+            .pending
+            .get_mut(&scanned.pairing_ref)
+            .ok_or_else(|| anyhow!("the QR code's ref is unknown or expired"))?;
+        if pending.noise_public != scanned.noise_public || pending.identity_public != scanned.identity_public {
+            bail!("the QR code's keys do not match the device that registered this ref");
+        }
+        if pending.linking.is_some() {
+            bail!("this QR code was already scanned");
+        }
+        let device = p.next_device;
+        let key_index = p.next_key_index;
+        p.next_device += 1;
+        p.next_key_index += 1;
+        let identity =
+            pairing::device_identity(&p.account, &scanned.identity_public, &scanned.adv_secret, key_index, now());
+        let success = NodeBuilder::new("iq")
+            .attr("from", SERVER)
+            .attr("type", "set")
+            .attr("id", id.clone())
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-success")
+                .children([
+                    NodeBuilder::new("device-identity").bytes(identity).build(),
+                    NodeBuilder::new("device")
+                        .attr("jid", format!("{phone}:{device}@s.whatsapp.net"))
+                        .attr("lid", format!("{}:{device}@lid", p.lid))
+                        .build(),
+                    NodeBuilder::new("platform").attr("name", "android").build(),
+                ])
+                .build()])
+            .build();
+        pending.linking = Some((phone.to_owned(), device, key_index, id));
+        let conn = pending.conn;
+        st.send(conn, success);
+        Ok(())
+    }
+
+    /// Every event so far.
+    pub fn events(&self) -> Vec<SimEvent> {
+        self.inner.events.snapshot()
+    }
+
+    /// A position in the event log, for waiting only on what happens after it.
+    pub fn cursor(&self) -> usize {
+        self.inner.events.len()
+    }
+
+    /// Waits for the first event at or after `from` that matches.
+    pub async fn wait_for(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&SimEvent) -> bool,
+    ) -> Result<SimEvent, WaitTimeout> {
+        self.inner.events.wait_for(from, timeout, pred).await
+    }
+
+    /// How many connections reached the handshake so far.
+    pub fn connection_count(&self) -> usize {
+        self.events().iter().filter(|e| matches!(e, SimEvent::Connected { .. })).count()
+    }
+
+    /// The devices linked to a phone.
+    pub fn devices(&self, phone: &str) -> Vec<u16> {
+        self.inner.state().phones.get(phone).map(|p| p.devices.keys().copied().collect()).unwrap_or_default()
+    }
+}
+
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// One connection, from accept to close.
+async fn serve(inner: Arc<Inner>, tcp: TcpStream) -> anyhow::Result<()> {
+    let Some(session) = conn::accept(tcp, &inner.identity).await? else { return Ok(()) };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let conn_id = {
+        let mut st = inner.state();
+        st.next_conn += 1;
+        st.next_conn
+    };
+    let login = session.payload.username.map(|u| (u.to_string(), session.payload.device.unwrap_or(0) as u16));
+    inner.events.push(SimEvent::Connected { conn: conn_id, login: login.clone(), used_ik: session.used_ik });
+
+    let peer = match login {
+        None => match register(&inner, conn_id, &session, &tx) {
+            Ok(()) => Peer::Registering,
+            Err(e) => {
+                tracing::debug!(error = %e, "registration refused");
+                session.close().await;
+                return Ok(());
+            }
+        },
+        Some((phone, device)) => match check_login(&inner, &phone, device, &session) {
+            Ok(()) => Peer::Device { phone, device },
+            Err(reason) => {
+                inner.events.push(SimEvent::LoginRefused { phone, device, reason });
+                let mut session = session;
+                let failure = NodeBuilder::new("failure").attr("reason", reason.to_string()).build();
+                session.send(&failure).await?;
+                session.close().await;
+                inner.events.push(SimEvent::Disconnected { conn: conn_id });
+                return Ok(());
+            }
+        },
+    };
+    inner.state().conns.insert(conn_id, Conn { tx: tx.clone(), peer: peer.clone() });
+    if let Peer::Device { phone, device } = &peer {
+        let lid = inner.state().phones.get(phone).map(|p| p.lid.clone()).unwrap_or_default();
+        let success = NodeBuilder::new("success")
+            .attr("t", now().to_string())
+            .attr("lid", format!("{lid}@lid"))
+            .attr("creation", now().to_string())
+            .build();
+        let _ = tx.send(Outbound::Node(success));
+        inner.events.push(SimEvent::LoggedIn { phone: phone.clone(), device: *device });
+    }
+
+    let handler_inner = inner.clone();
+    let on_node: Arc<dyn Fn(Node) + Send + Sync> = Arc::new(move |node: Node| {
+        crate::router::handle(&handler_inner, conn_id, node);
+    });
+    let logging_inner = inner.clone();
+    let (log_tx, log_rx) = mpsc::unbounded_channel();
+    // Record outbound stanzas on their way out, without holding up the pump.
+    let forward = tokio::spawn(forward_outbound(logging_inner, conn_id, rx, log_tx));
+    let result = conn::pump(session, log_rx, on_node).await;
+    forward.abort();
+    {
+        let mut st = inner.state();
+        st.conns.remove(&conn_id);
+        st.pending.retain(|_, p| p.conn != conn_id);
+    }
+    inner.events.push(SimEvent::Disconnected { conn: conn_id });
+    result
+}
+
+async fn forward_outbound(
+    inner: Arc<Inner>,
+    conn: u64,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    tx: mpsc::UnboundedSender<Outbound>,
+) {
+    while let Some(out) = rx.recv().await {
+        if let Outbound::Node(node) = &out {
+            inner.events.push(SimEvent::Stanza {
+                conn,
+                inbound: false,
+                xml: wacore::xml::DisplayableNode(node).to_string(),
+            });
+        }
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// A new companion: remember its keys and hand it refs for its QR codes.
+fn register(inner: &Inner, conn: u64, session: &Session, tx: &mpsc::UnboundedSender<Outbound>) -> anyhow::Result<()> {
+    let reg: &wa::client_payload::DevicePairingRegistrationData = session
+        .payload
+        .device_pairing_data
+        .as_option()
+        .ok_or_else(|| anyhow!("no username and no registration data"))?;
+    let identity_public: [u8; 32] = reg
+        .e_ident
+        .as_deref()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| anyhow!("registration without a 32-byte identity key"))?;
+    let signed_prekey = match (&reg.e_skey_id, &reg.e_skey_val, &reg.e_skey_sig) {
+        (Some(id), Some(val), Some(sig)) => Some((be_u32(id), val.clone(), sig.clone())),
+        _ => None,
+    };
+    let keys = PublishedKeys {
+        registration_id: reg.e_regid.as_deref().map_or(0, be_u32),
+        identity: identity_public.to_vec(),
+        signed_prekey,
+        prekeys: Vec::new(),
+    };
+    let mut st = inner.state();
+    let id = st.next_id();
+    // WhatsApp hands out six refs: one QR for 60 s, then five more for 20 s each.
+    let refs: Vec<String> = (0..6).map(|_| format!("2@{}", hex::encode(rand::random::<[u8; 16]>()))).collect();
+    for r in &refs {
+        st.pending.insert(
+            r.clone(),
+            Pending { conn, noise_public: session.client_static, identity_public, keys: keys.clone(), linking: None },
+        );
+    }
+    let node = NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "set")
+        .attr("id", id)
+        .attr("xmlns", "md")
+        .children([NodeBuilder::new("pair-device")
+            .children(refs.iter().map(|r| NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()))
+            .build()])
+        .build();
+    tx.send(Outbound::Node(node)).map_err(|_| anyhow!("connection closed"))?;
+    inner.events.push(SimEvent::PairingStarted { conn });
+    Ok(())
+}
+
+/// Whether `phone:device` may log in with this Noise key; the failure reason if not.
+fn check_login(inner: &Inner, phone: &str, device: u16, session: &Session) -> Result<(), u16> {
+    let st = inner.state();
+    let known = st.phones.get(phone).and_then(|p| p.devices.get(&device));
+    match known {
+        Some(d) if d.noise_public == session.client_static => Ok(()),
+        // Unknown, unlinked or a different key: the session is not valid any more.
+        _ => Err(401),
+    }
+}
+
+/// The companion signed its identity: it is linked. Tell it to reconnect (515) and log in.
+pub(crate) fn complete_link(inner: &Inner, conn: u64, iq_id: &str, signed_identity: &[u8]) {
+    let mut st = inner.state();
+    let Some(pending) =
+        st.pending.values().find(|p| p.conn == conn && p.linking.as_ref().is_some_and(|l| l.3 == iq_id))
+    else {
+        return;
+    };
+    if let Err(e) = pairing::verify_device_signature(signed_identity, &pending.identity_public) {
+        tracing::warn!(error = %e, "companion answered pair-success with a bad signature");
+        return;
+    }
+    let Some((phone, device, key_index, _)) = pending.linking.clone() else { return };
+    let record = Device {
+        noise_public: pending.noise_public,
+        key_index,
+        keys: pending.keys.clone(),
+        signed_identity: signed_identity.to_vec(),
+    };
+    st.pending.retain(|_, p| p.conn != conn);
+    if let Some(p) = st.phones.get_mut(&phone) {
+        p.devices.insert(device, record);
+    }
+    st.send(conn, NodeBuilder::new("stream:error").attr("code", "515").build());
+    st.close(conn);
+    drop(st);
+    inner.events.push(SimEvent::DeviceLinked { phone, device });
+}

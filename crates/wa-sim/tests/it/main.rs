@@ -1,0 +1,4 @@
+//! The plain whatsapp-rust client (not hermes) against wa-sim, driven by events with timeouts.
+
+mod client;
+mod link;
