@@ -32,6 +32,8 @@ pub(crate) enum Outbound {
     Node(Node),
     /// Close the socket after everything queued before it.
     Close,
+    /// Drop the TCP connection at once, as a network failure would.
+    Abort,
 }
 
 /// The server's long-lived Noise identity.
@@ -249,6 +251,8 @@ pub(crate) async fn pump(
                     session.close().await;
                     return Ok(());
                 }
+                // Dropping the session drops the socket: no close frame, no goodbye.
+                Some(Outbound::Abort) => return Ok(()),
             },
         }
     }

@@ -12,6 +12,7 @@
 pub mod cert;
 mod conn;
 mod events;
+mod faults;
 mod keys;
 pub mod pairing;
 mod router;
@@ -19,4 +20,5 @@ mod server;
 mod usync;
 
 pub use events::{SimEvent, WaitTimeout};
+pub use faults::Fault;
 pub use server::{PhoneInfo, Sim};

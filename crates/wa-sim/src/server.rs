@@ -17,6 +17,7 @@ use waproto::whatsapp as wa;
 use crate::cert::CertAuthority;
 use crate::conn::{self, Outbound, ServerIdentity, Session};
 use crate::events::{EventLog, SimEvent, WaitTimeout};
+use crate::faults::{Fault, Faults};
 use crate::keys::PublishedKeys;
 use crate::keys::be_u32;
 use crate::pairing;
@@ -77,6 +78,7 @@ pub(crate) struct State {
     pub conns: HashMap<u64, Conn>,
     next_conn: u64,
     next_id: u64,
+    pub faults: Faults,
 }
 
 impl State {
@@ -166,6 +168,20 @@ impl Sim {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
                 let inner = accept_inner.clone();
+                let refused = {
+                    let mut st = inner.state();
+                    let refuse = st.faults.refuse > 0;
+                    if refuse {
+                        st.faults.refuse -= 1;
+                        st.next_conn += 1;
+                    }
+                    refuse.then_some(st.next_conn)
+                };
+                if let Some(conn) = refused {
+                    drop(tcp);
+                    inner.events.push(SimEvent::Refused { conn });
+                    continue;
+                }
                 tokio::spawn(async move {
                     if let Err(e) = serve(inner, tcp).await {
                         tracing::debug!(error = %format!("{e:#}"), "connection ended with an error");
@@ -254,6 +270,64 @@ impl Sim {
         Ok(())
     }
 
+    /// Injects a fault. Faults that concern a phone or device fail if it does not exist.
+    pub fn inject(&self, fault: Fault) -> anyhow::Result<()> {
+        let mut st = self.inner.state();
+        match fault {
+            Fault::DropConnections => st.conns.values().for_each(|c| {
+                let _ = c.tx.send(Outbound::Abort);
+            }),
+            Fault::RefuseConnections(n) => st.faults.refuse = n,
+            Fault::SlowResponses(d) => st.faults.delay = d,
+            Fault::FailLogins { reason } => st.faults.login_failure = Some((reason, None, None)),
+            Fault::TemporaryBan { code, expire } => {
+                st.faults.login_failure = Some((402, Some(code), Some(expire.as_secs())));
+            }
+            Fault::StreamError { code } => {
+                let error = NodeBuilder::new("stream:error").attr("code", code.to_string()).build();
+                for c in st.conns.values() {
+                    let _ = c.tx.send(Outbound::Node(error.clone()));
+                    let _ = c.tx.send(Outbound::Close);
+                }
+            }
+            Fault::Replaced { phone } => {
+                if !st.phones.contains_key(&phone) {
+                    bail!("no phone {phone}");
+                }
+                let targets: Vec<u64> = st
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| matches!(&c.peer, Peer::Device { phone: p, .. } if *p == phone))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for conn in targets {
+                    st.send(conn, conflict("replaced"));
+                    st.close(conn);
+                }
+            }
+            Fault::DeviceRemoved { phone, device } => {
+                let p = st.phones.get_mut(&phone).ok_or_else(|| anyhow!("no phone {phone}"))?;
+                p.devices.remove(&device).ok_or_else(|| anyhow!("phone {phone} has no device {device}"))?;
+                let targets: Vec<u64> = st
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.peer == Peer::Device { phone: phone.clone(), device })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for conn in targets {
+                    st.send(conn, conflict("device_removed"));
+                    st.close(conn);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every fault in force (refusals, delays, login failures).
+    pub fn clear_faults(&self) {
+        self.inner.state().faults = Faults::default();
+    }
+
     /// Every event so far.
     pub fn events(&self) -> Vec<SimEvent> {
         self.inner.events.snapshot()
@@ -312,11 +386,10 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream) -> anyhow::Result<()> {
         },
         Some((phone, device)) => match check_login(&inner, &phone, device, &session) {
             Ok(()) => Peer::Device { phone, device },
-            Err(reason) => {
-                inner.events.push(SimEvent::LoginRefused { phone, device, reason });
+            Err(failure) => {
+                inner.events.push(SimEvent::LoginRefused { phone, device, reason: failure.reason });
                 let mut session = session;
-                let failure = NodeBuilder::new("failure").attr("reason", reason.to_string()).build();
-                session.send(&failure).await?;
+                session.send(&failure.node()).await?;
                 session.close().await;
                 inner.events.push(SimEvent::Disconnected { conn: conn_id });
                 return Ok(());
@@ -361,6 +434,10 @@ async fn forward_outbound(
     tx: mpsc::UnboundedSender<Outbound>,
 ) {
     while let Some(out) = rx.recv().await {
+        let delay = inner.state().faults.delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if let Outbound::Node(node) = &out {
             inner.events.push(SimEvent::Stanza {
                 conn,
@@ -421,13 +498,36 @@ fn register(inner: &Inner, conn: u64, session: &Session, tx: &mpsc::UnboundedSen
 }
 
 /// Whether `phone:device` may log in with this Noise key; the failure reason if not.
-fn check_login(inner: &Inner, phone: &str, device: u16, session: &Session) -> Result<(), u16> {
+fn check_login(inner: &Inner, phone: &str, device: u16, session: &Session) -> Result<(), Failure> {
     let st = inner.state();
+    if let Some((reason, code, expire)) = st.faults.login_failure {
+        return Err(Failure { reason, code, expire });
+    }
     let known = st.phones.get(phone).and_then(|p| p.devices.get(&device));
     match known {
         Some(d) if d.noise_public == session.client_static => Ok(()),
         // Unknown, unlinked or a different key: the session is not valid any more.
-        _ => Err(401),
+        _ => Err(Failure { reason: 401, code: None, expire: None }),
+    }
+}
+
+/// A `<failure>` refusing a login.
+struct Failure {
+    reason: u16,
+    code: Option<u16>,
+    expire: Option<u64>,
+}
+
+impl Failure {
+    fn node(&self) -> Node {
+        let mut b = NodeBuilder::new("failure").attr("reason", self.reason.to_string());
+        if let Some(code) = self.code {
+            b = b.attr("code", code.to_string());
+        }
+        if let Some(expire) = self.expire {
+            b = b.attr("expire", expire.to_string());
+        }
+        b.build()
     }
 }
 
@@ -458,4 +558,10 @@ pub(crate) fn complete_link(inner: &Inner, conn: u64, iq_id: &str, signed_identi
     st.close(conn);
     drop(st);
     inner.events.push(SimEvent::DeviceLinked { phone, device });
+}
+
+fn conflict(kind: &str) -> Node {
+    NodeBuilder::new("stream:error")
+        .children([NodeBuilder::new("conflict").attr("type", kind.to_owned()).build()])
+        .build()
 }

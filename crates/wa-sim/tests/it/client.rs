@@ -8,6 +8,9 @@ use tokio::sync::mpsc;
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
+/// Linking includes the client's 10 s wait for the phone's app-state key share.
+pub const LINK_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub struct TestClient {
     pub handle: BotHandle,
     pub events: mpsc::UnboundedReceiver<Arc<Event>>,
@@ -54,6 +57,20 @@ impl TestClient {
                 Err(_) => panic!("timed out after {timeout:?} waiting for {what}; saw {seen:?}"),
             }
         }
+    }
+
+    /// Starts a fresh client and links it to `phone` by QR code, waiting until it is connected.
+    pub async fn linked(sim: &wa_sim::Sim, phone: &str, db: &Path) -> TestClient {
+        let mut client = TestClient::start(&sim.ws_url(), db).await;
+        let qr = client
+            .wait(LINK_TIMEOUT, "a QR code", |e| match e {
+                Event::PairingQrCode(q) => Some(q.code.clone()),
+                _ => None,
+            })
+            .await;
+        sim.link_qr(phone, &qr).expect("phone scans the QR code");
+        client.wait(LINK_TIMEOUT, "connected after linking", |e| matches!(e, Event::Connected(_)).then_some(())).await;
+        client
     }
 
     pub async fn stop(self) {

@@ -1,4 +1,5 @@
 //! The plain whatsapp-rust client (not hermes) against wa-sim, driven by events with timeouts.
 
 mod client;
+mod faults;
 mod link;
