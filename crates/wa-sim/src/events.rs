@@ -16,6 +16,10 @@ pub enum SimEvent {
     Refused { conn: u64 },
     /// A new companion asked to be linked; it was given pairing refs for its QR code.
     PairingStarted { conn: u64 },
+    /// A companion asked to link to `phone` (a JID) by code.
+    PairingCodeRequested { conn: u64, phone: String },
+    /// The code typed on the phone was not the companion's: linking stopped.
+    PairingCodeRejected { conn: u64, reason: String },
     /// The phone linked a device: it is now `phone:device`.
     DeviceLinked { phone: String, device: u16 },
     /// A linked device logged in.

@@ -115,6 +115,72 @@ pub fn verify_device_signature(signed_identity: &[u8], companion_identity: &[u8;
     Ok(())
 }
 
+/// The phone's half of linking by code, after the user typed the code on the phone.
+pub(crate) struct PrimaryHello {
+    pub ephemeral: KeyPair,
+    /// The phone's ephemeral key wrapped with the code, for `primary_hello`.
+    pub wrapped: [u8; 80],
+    /// The companion's ephemeral key, unwrapped with the code.
+    pub companion_ephemeral: [u8; 32],
+}
+
+/// Unwraps the companion's ephemeral key with the typed code and wraps our own with it.
+pub(crate) fn primary_hello(companion_wrapped: &[u8], code: &str) -> anyhow::Result<PrimaryHello> {
+    // Both sides wrap their ephemeral key the same way: salt || iv || AES-CTR(PBKDF2(code)).
+    let companion_ephemeral = wacore::pair_code::PairCodeUtils::decrypt_primary_ephemeral_pub(companion_wrapped, code)
+        .map_err(|e| anyhow!("cannot unwrap the companion's key: {e}"))?;
+    let ephemeral = KeyPair::generate(&mut rand::rng());
+    let public: [u8; 32] = ephemeral.public_key.public_key_bytes().try_into().expect("32-byte key");
+    let wrapped = wacore::pair_code::PairCodeUtils::encrypt_ephemeral_pub(&public, code);
+    Ok(PrimaryHello { ephemeral, wrapped, companion_ephemeral })
+}
+
+/// Opens the companion's key bundle and derives the ADV secret both sides now share. Fails
+/// when the code the phone typed was not the companion's: the bundle does not decrypt.
+pub(crate) fn open_key_bundle(
+    hello: &PrimaryHello,
+    account: &KeyPair,
+    wrapped_bundle: &[u8],
+    companion_identity: &[u8; 32],
+) -> anyhow::Result<[u8; 32]> {
+    use wacore_libsignal::protocol::PublicKey;
+    if wrapped_bundle.len() < 32 + 12 + 16 {
+        bail!("the key bundle is too short");
+    }
+    let companion_eph = PublicKey::from_djb_public_key_bytes(&hello.companion_ephemeral)?;
+    let ephemeral_shared = hello.ephemeral.private_key.calculate_agreement(&companion_eph)?;
+    let (salt, rest) = wrapped_bundle.split_at(32);
+    let (iv, sealed) = rest.split_at(12);
+    let mut key = [0u8; 32];
+    wacore::crypto::hkdf_sha256_into(
+        &ephemeral_shared,
+        Some(salt),
+        b"link_code_pairing_key_bundle_encryption_key",
+        &mut key,
+    )
+    .map_err(|_| anyhow!("key derivation failed"))?;
+    let mut bundle = Vec::new();
+    let iv: [u8; 12] = iv.try_into().expect("split at 12");
+    wacore_libsignal::crypto::aes_256_gcm_decrypt(&key, &iv, b"", sealed, &mut bundle)
+        .map_err(|_| anyhow!("the key bundle does not decrypt: the code entered on the phone is not this device's"))?;
+    if bundle.len() != 96
+        || bundle[..32] != companion_identity[..]
+        || bundle[32..64] != *account.public_key.public_key_bytes()
+    {
+        bail!("the key bundle names other keys than the ones exchanged");
+    }
+    let companion_id = PublicKey::from_djb_public_key_bytes(companion_identity)?;
+    let identity_shared = account.private_key.calculate_agreement(&companion_id)?;
+    let mut secret_input = Vec::with_capacity(96);
+    secret_input.extend_from_slice(&ephemeral_shared);
+    secret_input.extend_from_slice(&identity_shared);
+    secret_input.extend_from_slice(&bundle[64..96]);
+    let mut adv_secret = [0u8; 32];
+    wacore::crypto::hkdf_sha256_into(&secret_input, None, b"adv_secret", &mut adv_secret)
+        .map_err(|_| anyhow!("key derivation failed"))?;
+    Ok(adv_secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +208,34 @@ mod tests {
         // A wrong secret is refused by the companion.
         let forged = device_identity(&account, &scanned.identity_public, &[9; 32], 3, 0);
         assert!(PairUtils::do_pair_crypto(&state, &forged).is_err());
+    }
+
+    /// The companion's code-linking crypto (whatsapp-rust's) and ours agree on the ADV secret,
+    /// and a wrong code is caught.
+    #[test]
+    fn pair_code_key_agreement_matches_the_companion() {
+        use wacore::pair_code::PairCodeUtils;
+        let mut rng = rand::rng();
+        let code = "ABCD1234";
+        let companion_eph = KeyPair::generate(&mut rng);
+        let companion_identity = KeyPair::generate(&mut rng);
+        let account = KeyPair::generate(&mut rng);
+        let eph_pub: [u8; 32] = companion_eph.public_key.public_key_bytes().try_into().expect("32");
+        let wrapped = PairCodeUtils::encrypt_ephemeral_pub(&eph_pub, code);
+        let hello = primary_hello(&wrapped, code).expect("unwrap");
+        assert_eq!(hello.companion_ephemeral, eph_pub);
+        let primary_eph =
+            PairCodeUtils::decrypt_primary_ephemeral_pub(&hello.wrapped, code).expect("companion unwraps ours");
+        let account_pub: [u8; 32] = account.public_key.public_key_bytes().try_into().expect("32");
+        let (bundle, companion_secret) =
+            PairCodeUtils::prepare_key_bundle(&companion_eph, &primary_eph, &account_pub, &companion_identity)
+                .expect("bundle");
+        let identity: [u8; 32] = companion_identity.public_key.public_key_bytes().try_into().expect("32");
+        let secret = open_key_bundle(&hello, &account, &bundle, &identity).expect("phone opens the bundle");
+        assert_eq!(secret, companion_secret);
+        // The phone typed another code: nothing decrypts.
+        let wrong = primary_hello(&wrapped, "ZZZZ9999").expect("unwrap is unauthenticated");
+        assert!(open_key_bundle(&wrong, &account, &bundle, &identity).is_err());
     }
 
     #[test]

@@ -59,8 +59,94 @@ fn registering_iq(inner: &Inner, conn: u64, node: &Node) {
                 complete_link(inner, conn, &id, bytes);
             }
         }
+        Some("set") if child(node, "link_code_companion_reg").is_some() => link_code_iq(inner, conn, &id, node),
         Some("get" | "set") => inner.state().send(conn, error(&id, 501, "feature-not-implemented")),
         _ => {}
+    }
+}
+
+fn bytes<'a>(node: &'a Node, tag: &str) -> Option<&'a [u8]> {
+    match &node.get_optional_child(tag)?.content {
+        Some(wacore_binary::NodeContent::Bytes(b)) => Some(b),
+        _ => None,
+    }
+}
+
+/// Linking by code, the companion's two stages.
+fn link_code_iq(inner: &Inner, conn: u64, id: &str, node: &Node) {
+    let Some(reg) = child(node, "link_code_companion_reg") else { return };
+    let phone = attr(reg, "jid").and_then(|j| j.split('@').next().map(str::to_owned)).unwrap_or_default();
+    let mut st = inner.state();
+    match attr(reg, "stage").as_deref() {
+        Some("companion_hello") => {
+            let Some(wrapped) = bytes(reg, "link_code_pairing_wrapped_companion_ephemeral_pub") else {
+                return st.send(conn, error(id, 400, "bad-request"));
+            };
+            if !st.phones.contains_key(&phone) {
+                return st.send(conn, error(id, 404, "item-not-found"));
+            }
+            let pairing_ref = format!("{}", rand::random::<u64>());
+            st.code_flows.insert(
+                phone,
+                crate::server::CodeFlow {
+                    conn,
+                    wrapped_companion_ephemeral: wrapped.to_vec(),
+                    pairing_ref: pairing_ref.clone(),
+                    hello: None,
+                },
+            );
+            st.send(
+                conn,
+                result(
+                    id,
+                    vec![
+                        NodeBuilder::new("link_code_companion_reg")
+                            .children([NodeBuilder::new("link_code_pairing_ref")
+                                .bytes(pairing_ref.into_bytes())
+                                .build()])
+                            .build(),
+                    ],
+                ),
+            );
+            drop(st);
+            inner.events.push(SimEvent::PairingCodeRequested { conn, phone: attr(reg, "jid").unwrap_or_default() });
+        }
+        Some("companion_finish") => {
+            let st = &mut *st;
+            let outcome = (|| -> anyhow::Result<[u8; 32]> {
+                let flow = st
+                    .code_flows
+                    .get(&phone)
+                    .filter(|f| f.conn == conn)
+                    .ok_or_else(|| anyhow::anyhow!("no code flow"))?;
+                let hello = flow.hello.as_ref().ok_or_else(|| anyhow::anyhow!("the phone has not entered a code"))?;
+                let bundle = bytes(reg, "link_code_pairing_wrapped_key_bundle")
+                    .ok_or_else(|| anyhow::anyhow!("no key bundle"))?;
+                let identity: [u8; 32] = bytes(reg, "companion_identity_public")
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| anyhow::anyhow!("no identity key"))?;
+                if crate::server::companion_identity(st, conn) != Some(identity) {
+                    anyhow::bail!("identity differs from the one registered");
+                }
+                let account = &st.phones.get(&phone).ok_or_else(|| anyhow::anyhow!("no phone"))?.account;
+                crate::pairing::open_key_bundle(hello, account, bundle, &identity)
+            })();
+            match outcome {
+                Ok(adv_secret) => {
+                    st.send(conn, result(id, vec![]));
+                    st.code_flows.remove(&phone);
+                    if let Err(e) = crate::server::send_pair_success(st, &phone, conn, &adv_secret) {
+                        tracing::warn!(error = %e, "pair-success after code failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "companion_finish refused");
+                    st.send(conn, error(id, 401, "not-authorized"));
+                    inner.events.push(SimEvent::PairingCodeRejected { conn, reason: e.to_string() });
+                }
+            }
+        }
+        _ => st.send(conn, error(id, 400, "bad-request")),
     }
 }
 

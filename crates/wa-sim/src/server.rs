@@ -71,10 +71,21 @@ pub(crate) struct Conn {
     pub peer: Peer,
 }
 
+/// A companion linking by code: what it sent in `companion_hello`, and the phone's side once
+/// the code was typed on the phone.
+pub(crate) struct CodeFlow {
+    pub conn: u64,
+    pub wrapped_companion_ephemeral: Vec<u8>,
+    pub pairing_ref: String,
+    pub hello: Option<pairing::PrimaryHello>,
+}
+
 #[derive(Default)]
 pub(crate) struct State {
     pub phones: BTreeMap<String, Phone>,
     pending: HashMap<String, Pending>,
+    /// Code flows by the phone number the companion named; WhatsApp routes them by number.
+    pub code_flows: HashMap<String, CodeFlow>,
     pub conns: HashMap<u64, Conn>,
     next_conn: u64,
     next_id: u64,
@@ -229,44 +240,51 @@ impl Sim {
     pub fn link_qr(&self, phone: &str, qr: &str) -> anyhow::Result<()> {
         let scanned = pairing::parse_qr(qr)?;
         let mut st = self.inner.state();
-        let id = st.next_id();
-        let st = &mut *st;
-        let p = st.phones.get_mut(phone).ok_or_else(|| anyhow!("no phone {phone}; add it first"))?;
-        let pending = st
-            .pending
-            .get_mut(&scanned.pairing_ref)
-            .ok_or_else(|| anyhow!("the QR code's ref is unknown or expired"))?;
+        let pending =
+            st.pending.get(&scanned.pairing_ref).ok_or_else(|| anyhow!("the QR code's ref is unknown or expired"))?;
         if pending.noise_public != scanned.noise_public || pending.identity_public != scanned.identity_public {
             bail!("the QR code's keys do not match the device that registered this ref");
         }
-        if pending.linking.is_some() {
-            bail!("this QR code was already scanned");
-        }
-        let device = p.next_device;
-        let key_index = p.next_key_index;
-        p.next_device += 1;
-        p.next_key_index += 1;
-        let identity =
-            pairing::device_identity(&p.account, &scanned.identity_public, &scanned.adv_secret, key_index, now());
-        let success = NodeBuilder::new("iq")
+        let conn = pending.conn;
+        send_pair_success(&mut st, phone, conn, &scanned.adv_secret)
+    }
+
+    /// The user types the code a companion showed into the phone: the phone answers the
+    /// companion's `companion_hello` with `primary_hello`. The link completes (or fails, for a
+    /// wrong code) when the companion sends `companion_finish`.
+    pub fn link_code(&self, phone: &str, code: &str) -> anyhow::Result<()> {
+        let code: String = code.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_uppercase();
+        let mut st = self.inner.state();
+        let id = st.next_id();
+        let account_public = st
+            .phones
+            .get(phone)
+            .ok_or_else(|| anyhow!("no phone {phone}; add it first"))?
+            .account
+            .public_key
+            .public_key_bytes()
+            .to_vec();
+        let flow =
+            st.code_flows.get_mut(phone).ok_or_else(|| anyhow!("no device is waiting to link to {phone} by code"))?;
+        let hello = pairing::primary_hello(&flow.wrapped_companion_ephemeral, &code)?;
+        let node = NodeBuilder::new("notification")
             .attr("from", SERVER)
-            .attr("type", "set")
-            .attr("id", id.clone())
-            .attr("xmlns", "md")
-            .children([NodeBuilder::new("pair-success")
+            .attr("type", "link_code_companion_reg")
+            .attr("id", id)
+            .children([NodeBuilder::new("link_code_companion_reg")
+                .attr("stage", "primary_hello")
                 .children([
-                    NodeBuilder::new("device-identity").bytes(identity).build(),
-                    NodeBuilder::new("device")
-                        .attr("jid", format!("{phone}:{device}@s.whatsapp.net"))
-                        .attr("lid", format!("{}:{device}@lid", p.lid))
+                    NodeBuilder::new("link_code_pairing_wrapped_primary_ephemeral_pub")
+                        .bytes(hello.wrapped.to_vec())
                         .build(),
-                    NodeBuilder::new("platform").attr("name", "android").build(),
+                    NodeBuilder::new("primary_identity_pub").bytes(account_public).build(),
+                    NodeBuilder::new("link_code_pairing_ref").bytes(flow.pairing_ref.as_bytes().to_vec()).build(),
                 ])
                 .build()])
             .build();
-        pending.linking = Some((phone.to_owned(), device, key_index, id));
-        let conn = pending.conn;
-        st.send(conn, success);
+        flow.hello = Some(hello);
+        let conn = flow.conn;
+        st.send(conn, node);
         Ok(())
     }
 
@@ -422,6 +440,7 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream) -> anyhow::Result<()> {
         let mut st = inner.state();
         st.conns.remove(&conn_id);
         st.pending.retain(|_, p| p.conn != conn_id);
+        st.code_flows.retain(|_, f| f.conn != conn_id);
     }
     inner.events.push(SimEvent::Disconnected { conn: conn_id });
     result
@@ -564,4 +583,47 @@ fn conflict(kind: &str) -> Node {
     NodeBuilder::new("stream:error")
         .children([NodeBuilder::new("conflict").attr("type", kind.to_owned()).build()])
         .build()
+}
+
+/// Sends `pair-success` to a registering connection, as `phone`'s new device.
+pub(crate) fn send_pair_success(st: &mut State, phone: &str, conn: u64, adv_secret: &[u8; 32]) -> anyhow::Result<()> {
+    let id = st.next_id();
+    let p = st.phones.get_mut(phone).ok_or_else(|| anyhow!("no phone {phone}; add it first"))?;
+    let pending = st
+        .pending
+        .values_mut()
+        .find(|p| p.conn == conn)
+        .ok_or_else(|| anyhow!("that device is no longer waiting to be linked"))?;
+    if pending.linking.is_some() {
+        bail!("this device is already being linked");
+    }
+    let device = p.next_device;
+    let key_index = p.next_key_index;
+    p.next_device += 1;
+    p.next_key_index += 1;
+    let identity = pairing::device_identity(&p.account, &pending.identity_public, adv_secret, key_index, now());
+    let success = NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "set")
+        .attr("id", id.clone())
+        .attr("xmlns", "md")
+        .children([NodeBuilder::new("pair-success")
+            .children([
+                NodeBuilder::new("device-identity").bytes(identity).build(),
+                NodeBuilder::new("device")
+                    .attr("jid", format!("{phone}:{device}@s.whatsapp.net"))
+                    .attr("lid", format!("{}:{device}@lid", p.lid))
+                    .build(),
+                NodeBuilder::new("platform").attr("name", "android").build(),
+            ])
+            .build()])
+        .build();
+    pending.linking = Some((phone.to_owned(), device, key_index, id));
+    st.send(conn, success);
+    Ok(())
+}
+
+/// The registering companion's identity key, as it sent it at registration.
+pub(crate) fn companion_identity(st: &State, conn: u64) -> Option<[u8; 32]> {
+    st.pending.values().find(|p| p.conn == conn).map(|p| p.identity_public)
 }

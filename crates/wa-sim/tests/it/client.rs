@@ -22,10 +22,25 @@ const VERSION: (u32, u32, u32) = (2, 3000, 1_000_000_000);
 impl TestClient {
     /// Starts a client whose SQLite store is `db` (created if missing).
     pub async fn start(ws_url: &str, db: &Path) -> TestClient {
+        Self::start_with(ws_url, db, None).await
+    }
+
+    /// Starts a client that asks to link to `phone` by pairing code.
+    pub async fn start_with_code(ws_url: &str, db: &Path, phone: &str) -> TestClient {
+        Self::start_with(ws_url, db, Some(phone)).await
+    }
+
+    async fn start_with(ws_url: &str, db: &Path, pair_code_phone: Option<&str>) -> TestClient {
         let store = SqliteStore::new(db.to_str().expect("utf-8 path")).await.expect("open sqlite store");
         let (tx, events) = mpsc::unbounded_channel();
-        let bot = Bot::builder()
-            .with_backend(store)
+        let mut builder = Bot::builder().with_backend(store);
+        if let Some(phone) = pair_code_phone {
+            builder = builder.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
+                phone_number: phone.to_owned(),
+                ..Default::default()
+            });
+        }
+        let bot = builder
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(ws_url))
             .with_version(VERSION)
             .with_push_name("wa-sim test")

@@ -56,6 +56,45 @@ async fn link_by_qr_then_restart_without_pairing() {
     client.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_by_code_and_a_wrong_code_links_nothing() {
+    init_logs();
+    let sim = Sim::start().await.expect("start simulator");
+    let phone = sim.add_phone("4915112345678");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("session.db");
+    let mut client = TestClient::start_with_code(&sim.ws_url(), &db, &phone.phone).await;
+    let code = client
+        .wait(T, "a pairing code", |e| match e {
+            Event::PairingCode(c) => Some(c.code.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code.chars().filter(char::is_ascii_alphanumeric).count(), 8, "WhatsApp codes have 8 characters: {code}");
+
+    // The user mistypes the code on the phone.
+    let cursor = sim.cursor();
+    let wrong = if code.starts_with('A') { "BBBBBBBB" } else { "AAAAAAAA" };
+    sim.link_code(&phone.phone, wrong).expect("phone sends primary_hello");
+    sim.wait_for(cursor, T, |e| matches!(e, SimEvent::PairingCodeRejected { .. })).await.expect("wrong code rejected");
+    assert!(sim.devices(&phone.phone).is_empty(), "a wrong code links nothing");
+    client.stop().await;
+
+    // A fresh attempt with the right code links.
+    let mut client = TestClient::start_with_code(&sim.ws_url(), &db, &phone.phone).await;
+    let code = client
+        .wait(T, "a pairing code", |e| match e {
+            Event::PairingCode(c) => Some(c.code.clone()),
+            _ => None,
+        })
+        .await;
+    sim.link_code(&phone.phone, &code).expect("phone sends primary_hello");
+    client.wait(T, "pair success", |e| matches!(e, Event::PairSuccess(_)).then_some(())).await;
+    client.wait(T, "connected", |e| matches!(e, Event::Connected(_)).then_some(())).await;
+    assert_eq!(sim.devices(&phone.phone).len(), 1);
+    client.stop().await;
+}
+
 /// Prints the simulator's log when `WA_SIM_DUMP` is set: the way to see what a client asked.
 pub fn dump(sim: &Sim) {
     if std::env::var_os("WA_SIM_DUMP").is_some() {
