@@ -11,6 +11,7 @@
 
 pub mod cert;
 mod conn;
+pub mod control;
 mod events;
 mod faults;
 mod keys;

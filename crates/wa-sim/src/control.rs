@@ -1,0 +1,225 @@
+//! The JSON control API of `wa-sim serve`, on loopback: the same operations as the Rust API,
+//! for scripts and for processes that are not Rust tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{Fault, Sim, SimEvent};
+
+type Shared = Arc<Sim>;
+
+/// The routes; see the crate README for the request and response shapes.
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/phones", post(add_phone))
+        .route("/phones/{phone}/devices", get(devices))
+        .route("/phones/{phone}/link-qr", post(link_qr))
+        .route("/phones/{phone}/link-code", post(link_code))
+        .route("/phones/{phone}/unlink", post(unlink))
+        .route("/faults", post(inject))
+        .route("/faults", delete(clear_faults))
+        .route("/events", get(events))
+        .route("/events/wait", get(wait_event))
+        .with_state(sim)
+}
+
+/// A request the simulator could not carry out: 400 with `{"error": "..."}`.
+struct ApiError(anyhow::Error);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("{:#}", self.0) }))).into_response()
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
+    }
+}
+
+#[derive(Deserialize)]
+struct PhoneReq {
+    phone: String,
+}
+
+async fn add_phone(State(sim): State<Shared>, Json(req): Json<PhoneReq>) -> Result<Json<Value>, ApiError> {
+    let digits: String = req.phone.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() < 7 {
+        return Err(anyhow::anyhow!("'{}' is not a phone number with its country code", req.phone).into());
+    }
+    let p = sim.add_phone(&digits);
+    Ok(Json(json!({ "phone": p.phone, "lid": p.lid })))
+}
+
+async fn devices(State(sim): State<Shared>, Path(phone): Path<String>) -> Json<Value> {
+    Json(json!(sim.devices(&phone)))
+}
+
+#[derive(Deserialize)]
+struct QrReq {
+    qr: String,
+}
+
+async fn link_qr(
+    State(sim): State<Shared>,
+    Path(phone): Path<String>,
+    Json(req): Json<QrReq>,
+) -> Result<Json<Value>, ApiError> {
+    sim.link_qr(&phone, &req.qr)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+struct CodeReq {
+    code: String,
+}
+
+async fn link_code(
+    State(sim): State<Shared>,
+    Path(phone): Path<String>,
+    Json(req): Json<CodeReq>,
+) -> Result<Json<Value>, ApiError> {
+    sim.link_code(&phone, &req.code)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize, Default)]
+struct UnlinkReq {
+    device: Option<u16>,
+}
+
+/// Unlinks one device (`{"device": N}`), or with no body every device of the phone.
+async fn unlink(
+    State(sim): State<Shared>,
+    Path(phone): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: UnlinkReq =
+        if body.iter().all(u8::is_ascii_whitespace) { UnlinkReq::default() } else { serde_json::from_slice(&body)? };
+    let targets = match req.device {
+        Some(d) => vec![d],
+        None => sim.devices(&phone),
+    };
+    for device in &targets {
+        sim.inject(Fault::DeviceRemoved { phone: phone.clone(), device: *device })?;
+    }
+    Ok(Json(json!({ "unlinked": targets })))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum FaultReq {
+    DropConnections,
+    RefuseConnections { count: u32 },
+    SlowResponses { delay_ms: u64 },
+    Replaced { phone: String },
+    DeviceRemoved { phone: String, device: u16 },
+    FailLogins { reason: u16 },
+    TemporaryBan { code: u16, expire_secs: u64 },
+    StreamError { code: u16 },
+}
+
+async fn inject(State(sim): State<Shared>, Json(req): Json<FaultReq>) -> Result<Json<Value>, ApiError> {
+    let fault = match req {
+        FaultReq::DropConnections => Fault::DropConnections,
+        FaultReq::RefuseConnections { count } => Fault::RefuseConnections(count),
+        FaultReq::SlowResponses { delay_ms } => Fault::SlowResponses(Duration::from_millis(delay_ms)),
+        FaultReq::Replaced { phone } => Fault::Replaced { phone },
+        FaultReq::DeviceRemoved { phone, device } => Fault::DeviceRemoved { phone, device },
+        FaultReq::FailLogins { reason } => Fault::FailLogins { reason },
+        FaultReq::TemporaryBan { code, expire_secs } => {
+            Fault::TemporaryBan { code, expire: Duration::from_secs(expire_secs) }
+        }
+        FaultReq::StreamError { code } => Fault::StreamError { code },
+    };
+    sim.inject(fault)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn clear_faults(State(sim): State<Shared>) -> Json<Value> {
+    sim.clear_faults();
+    Json(json!({ "ok": true }))
+}
+
+/// Every event but the raw stanzas (ask with `?stanzas=1` for those too).
+async fn events(
+    State(sim): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Json<Value> {
+    let stanzas = q.get("stanzas").is_some_and(|v| v == "1" || v == "true");
+    let list: Vec<Value> =
+        sim.events().iter().filter(|e| stanzas || !matches!(e, SimEvent::Stanza { .. })).map(event_json).collect();
+    Json(Value::Array(list))
+}
+
+#[derive(Deserialize)]
+struct WaitReq {
+    /// The `event` name to wait for, e.g. `device_linked`.
+    event: String,
+    /// Only events at or after this log position (from an earlier answer's `next`).
+    #[serde(default)]
+    after: usize,
+    #[serde(default = "default_wait_ms")]
+    timeout_ms: u64,
+    /// Optionally, the phone the event must concern.
+    phone: Option<String>,
+}
+
+fn default_wait_ms() -> u64 {
+    30_000
+}
+
+/// Long-polls for the first event of a kind: `{"event": {...}, "next": N}`, or 408 when it
+/// does not happen in time. Scripts wait with this instead of sleeping.
+async fn wait_event(State(sim): State<Shared>, axum::extract::Query(q): axum::extract::Query<WaitReq>) -> Response {
+    let matches = |e: &SimEvent| {
+        let v = event_json(e);
+        v["event"] == q.event.as_str() && q.phone.as_deref().is_none_or(|p| v["phone"] == p)
+    };
+    match sim.wait_for(q.after, Duration::from_millis(q.timeout_ms), matches).await {
+        Ok(e) => Json(json!({ "event": event_json(&e), "next": sim.cursor() })).into_response(),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            Json(json!({ "error": format!("no '{}' event within {} ms", q.event, q.timeout_ms) })),
+        )
+            .into_response(),
+    }
+}
+
+fn event_json(e: &SimEvent) -> Value {
+    match e {
+        SimEvent::Connected { conn, login, used_ik } => json!({
+            "event": "connected", "conn": conn, "used_ik": used_ik,
+            "phone": login.as_ref().map(|l| &l.0), "device": login.as_ref().map(|l| l.1),
+        }),
+        SimEvent::Refused { conn } => json!({ "event": "refused", "conn": conn }),
+        SimEvent::PairingStarted { conn } => json!({ "event": "pairing_started", "conn": conn }),
+        SimEvent::PairingCodeRequested { conn, phone } => {
+            json!({ "event": "pairing_code_requested", "conn": conn, "phone": phone })
+        }
+        SimEvent::PairingCodeRejected { conn, reason } => {
+            json!({ "event": "pairing_code_rejected", "conn": conn, "reason": reason })
+        }
+        SimEvent::DeviceLinked { phone, device } => {
+            json!({ "event": "device_linked", "phone": phone, "device": device })
+        }
+        SimEvent::LoggedIn { phone, device } => json!({ "event": "logged_in", "phone": phone, "device": device }),
+        SimEvent::LoginRefused { phone, device, reason } => {
+            json!({ "event": "login_refused", "phone": phone, "device": device, "reason": reason })
+        }
+        SimEvent::Active { phone, device } => json!({ "event": "active", "phone": phone, "device": device }),
+        SimEvent::Disconnected { conn } => json!({ "event": "disconnected", "conn": conn }),
+        SimEvent::Stanza { conn, inbound, xml } => {
+            json!({ "event": "stanza", "conn": conn, "inbound": inbound, "xml": xml })
+        }
+    }
+}
