@@ -10,5 +10,6 @@ pub mod allowlist;
 pub mod config;
 pub mod doctor;
 pub mod identity;
+pub mod link;
 pub mod paths;
 pub mod storage;

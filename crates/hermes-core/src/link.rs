@@ -1,0 +1,350 @@
+//! The WhatsApp link as a state machine: what to do after each thing the connection reports.
+//!
+//! "It asks me to scan again" often means a gateway treated a network blip as the end of the
+//! session, or the end of the session as a blip (retrying a logged-out device forever). Here
+//! every cause is classified once: transient causes back off with full jitter and never lead
+//! to a QR code; terminal ones stop for good, keep their reason and say the one command that
+//! fixes them; a temporary ban waits for its expiry; a session taken over by another client
+//! backs off longer and stops when it keeps happening. The gateway never re-links on its own.
+//!
+//! Pure: the caller passes the time (`now`, milliseconds on any monotonic clock) and a random
+//! number for jitter, and carries out the returned [`Action`]s.
+
+mod classify;
+
+use std::time::Duration;
+
+pub use classify::{classify_failure, classify_stream_error};
+
+/// Why a connection ended that is worth retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transient {
+    /// The socket closed or could not be opened (network down, DNS, refused).
+    Network,
+    /// No answer in time.
+    Timeout,
+    /// A stream error the server expects us to recover from (503, 429, ...).
+    StreamError(u16),
+    /// A login refused with a server-side error (500, 503).
+    ServerError(u16),
+    /// 515: the server asks for an immediate reconnect, as after linking.
+    Restart,
+}
+
+/// Why WhatsApp ended the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogoutReason {
+    /// 401: logged out (from the phone, or the session expired).
+    LoggedOut,
+    /// 403: the account or device is locked.
+    Locked,
+    /// Another logout code.
+    Other(u16),
+}
+
+/// Why the link stopped without WhatsApp ending the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// We were asked to stop (shutdown).
+    Requested,
+    /// Another client kept taking the session over.
+    ReplacedRepeatedly,
+}
+
+/// Where the link is. Times are the caller's milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// No linked session: nothing to connect.
+    NotLinked,
+    /// A connection attempt is under way; `attempt` counts consecutive failures before it.
+    Connecting {
+        attempt: u32,
+    },
+    Connected {
+        since: u64,
+    },
+    /// Waiting to retry at `at` after a transient failure.
+    Reconnecting {
+        attempt: u32,
+        at: u64,
+        cause: Transient,
+    },
+    /// Another client took the session; retrying at `at`. `count` replacements recently.
+    Replaced {
+        count: u32,
+        at: u64,
+    },
+    /// WhatsApp banned the number until `until`; retrying then.
+    TemporarilyBanned {
+        until: u64,
+    },
+    /// Terminal: WhatsApp ended the session.
+    LoggedOut {
+        reason: LogoutReason,
+        at: u64,
+    },
+    /// Terminal: the device was removed from Linked Devices on the phone.
+    DeviceRemoved {
+        at: u64,
+    },
+    /// Terminal until hermes is updated: WhatsApp refuses this client version.
+    ClientOutdated {
+        at: u64,
+    },
+    /// Terminal: stopped on request, or because another client kept taking over.
+    Stopped {
+        why: StopReason,
+    },
+}
+
+impl LinkState {
+    /// Over for good: only the user (repair, update, a restart) gets it going again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            LinkState::NotLinked
+                | LinkState::LoggedOut { .. }
+                | LinkState::DeviceRemoved { .. }
+                | LinkState::ClientOutdated { .. }
+                | LinkState::Stopped { .. }
+        )
+    }
+
+    /// The stable name for status output and the link-event record.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkState::NotLinked => "not_linked",
+            LinkState::Connecting { .. } => "connecting",
+            LinkState::Connected { .. } => "connected",
+            LinkState::Reconnecting { .. } => "reconnecting",
+            LinkState::Replaced { .. } => "replaced",
+            LinkState::TemporarilyBanned { .. } => "temporarily_banned",
+            LinkState::LoggedOut { .. } => "logged_out",
+            LinkState::DeviceRemoved { .. } => "device_removed",
+            LinkState::ClientOutdated { .. } => "client_outdated",
+            LinkState::Stopped { .. } => "stopped",
+        }
+    }
+
+    /// What the user should do, when there is something to do.
+    pub fn fix(&self) -> Option<&'static str> {
+        match self {
+            LinkState::NotLinked => Some("run `hermes whatsapp` to link this gateway to your WhatsApp"),
+            LinkState::LoggedOut { reason: LogoutReason::Locked, .. } => Some(
+                "WhatsApp locked this account or device: open WhatsApp on the phone and follow its instructions, \
+                 then run `hermes whatsapp repair`",
+            ),
+            LinkState::LoggedOut { .. } => {
+                Some("WhatsApp logged this device out: run `hermes whatsapp repair` to link it again")
+            }
+            LinkState::DeviceRemoved { .. } => Some(
+                "this device was removed from Linked Devices on the phone: run `hermes whatsapp repair` to link it again",
+            ),
+            LinkState::ClientOutdated { .. } => Some(
+                "WhatsApp refuses this version of hermes: update hermes and restart it; your session is fine, \
+                 do not re-link",
+            ),
+            LinkState::Stopped { why: StopReason::ReplacedRepeatedly } => Some(
+                "another client is using this session (a second gateway or hermes process on the same session): \
+                 stop it, then restart hermes",
+            ),
+            LinkState::TemporarilyBanned { .. } => {
+                Some("WhatsApp banned this number for a while; hermes reconnects by itself when the ban ends")
+            }
+            LinkState::Connecting { .. }
+            | LinkState::Connected { .. }
+            | LinkState::Reconnecting { .. }
+            | LinkState::Replaced { .. }
+            | LinkState::Stopped { why: StopReason::Requested } => None,
+        }
+    }
+}
+
+/// What the connection reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The supervisor starts; `linked` says whether a valid session exists.
+    Start {
+        linked: bool,
+    },
+    Connected,
+    Disconnected(Transient),
+    LoggedOut(LogoutReason),
+    DeviceRemoved,
+    TemporaryBan {
+        lasts: Duration,
+    },
+    ClientOutdated,
+    Replaced,
+    /// The time of an [`Action::ConnectAt`] has come.
+    RetryDue,
+    Stop,
+}
+
+/// What the supervisor must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open a connection now.
+    Connect,
+    /// Open a connection at this time: feed [`LinkEvent::RetryDue`] then.
+    ConnectAt(u64),
+    /// Close the connection and do not reconnect.
+    Disconnect,
+}
+
+/// Backoff policy, as data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The ceiling of the first retry's delay; each failure doubles it.
+    pub base: Duration,
+    pub cap: Duration,
+    /// Connected this long, a connection counts as healthy and the backoff starts over.
+    pub reset_after: Duration,
+    /// Delay after a replacement, times the number of recent replacements.
+    pub replaced_base: Duration,
+    /// This many replacements within `replaced_window` stop the link.
+    pub replaced_limit: u32,
+    pub replaced_window: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+            reset_after: Duration::from_secs(60),
+            replaced_base: Duration::from_secs(30),
+            replaced_limit: 3,
+            replaced_window: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: uniformly in `[0, min(cap, base * 2^failures)]`; `unit` is in `[0, 1)`.
+    pub fn delay(&self, failures: u32, unit: f64) -> Duration {
+        let ceiling = self.base.saturating_mul(1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX)).min(self.cap);
+        ceiling.mul_f64(unit.clamp(0.0, 1.0))
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The machine: the state and what it remembers across states.
+#[derive(Clone, Debug)]
+pub struct Link {
+    state: LinkState,
+    policy: RetryPolicy,
+    /// Consecutive failed or short-lived connections.
+    failures: u32,
+    /// When recent replacements happened.
+    replaced_at: Vec<u64>,
+}
+
+impl Link {
+    pub fn new(policy: RetryPolicy) -> Link {
+        Link { state: LinkState::NotLinked, policy, failures: 0, replaced_at: Vec::new() }
+    }
+
+    pub fn state(&self) -> &LinkState {
+        &self.state
+    }
+
+    /// Feeds one event. `now` is in milliseconds; `unit` is a random number in `[0, 1)`.
+    pub fn step(&mut self, event: LinkEvent, now: u64, unit: f64) -> Vec<Action> {
+        use LinkEvent as E;
+        use LinkState as S;
+        let (next, actions) = match (&self.state, event) {
+            (_, E::Stop) => (S::Stopped { why: StopReason::Requested }, vec![Action::Disconnect]),
+            // Only a start (a new process, or a repair) moves a terminal state.
+            (s, E::Start { linked }) if s.is_terminal() || matches!(s, S::NotLinked) => {
+                self.failures = 0;
+                self.replaced_at.clear();
+                if linked { (S::Connecting { attempt: 0 }, vec![Action::Connect]) } else { (S::NotLinked, vec![]) }
+            }
+            (s, _) if s.is_terminal() => return vec![],
+            // A start while running changes nothing.
+            (_, E::Start { .. }) => return vec![],
+
+            // WhatsApp ended the session: stop for good, never retry, never re-link.
+            (_, E::LoggedOut(reason)) => (S::LoggedOut { reason, at: now }, vec![Action::Disconnect]),
+            (_, E::DeviceRemoved) => (S::DeviceRemoved { at: now }, vec![Action::Disconnect]),
+            (_, E::ClientOutdated) => (S::ClientOutdated { at: now }, vec![Action::Disconnect]),
+            (_, E::TemporaryBan { lasts }) => {
+                let until = now.saturating_add(ms(lasts));
+                (S::TemporarilyBanned { until }, vec![Action::Disconnect, Action::ConnectAt(until)])
+            }
+            (_, E::Replaced) => {
+                let window = ms(self.policy.replaced_window);
+                self.replaced_at.retain(|t| now.saturating_sub(*t) < window);
+                self.replaced_at.push(now);
+                let count = u32::try_from(self.replaced_at.len()).unwrap_or(u32::MAX);
+                if count >= self.policy.replaced_limit {
+                    (S::Stopped { why: StopReason::ReplacedRepeatedly }, vec![Action::Disconnect])
+                } else {
+                    // Longer than a blip: the other client may be a one-off, or may be here to stay.
+                    let wait =
+                        self.policy.replaced_base.saturating_mul(count).mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0);
+                    let at = now.saturating_add(ms(wait));
+                    (S::Replaced { count, at }, vec![Action::ConnectAt(at)])
+                }
+            }
+
+            (S::Connecting { .. } | S::Reconnecting { .. }, E::Connected) => (S::Connected { since: now }, vec![]),
+            // A late or duplicate report of a connection we already have.
+            (S::Connected { .. }, E::Connected) => return vec![],
+            (S::Replaced { .. } | S::TemporarilyBanned { .. }, E::Connected) => (S::Connected { since: now }, vec![]),
+
+            (S::Connected { since }, E::Disconnected(Transient::Restart)) => {
+                // A restart request is not a failure; a healthy connection keeps a clean slate.
+                if now.saturating_sub(*since) >= ms(self.policy.reset_after) {
+                    self.failures = 0;
+                }
+                (S::Connecting { attempt: self.failures }, vec![Action::Connect])
+            }
+            (S::Connected { since }, E::Disconnected(cause)) => {
+                if now.saturating_sub(*since) >= ms(self.policy.reset_after) {
+                    self.failures = 0;
+                }
+                self.backoff(now, unit, cause)
+            }
+            (S::Connecting { .. }, E::Disconnected(cause)) => self.backoff(now, unit, cause),
+            // Already waiting to retry: the report adds nothing.
+            (S::Reconnecting { .. } | S::Replaced { .. } | S::TemporarilyBanned { .. }, E::Disconnected(_)) => {
+                return vec![];
+            }
+
+            (S::Reconnecting { attempt, .. }, E::RetryDue) => {
+                (S::Connecting { attempt: *attempt }, vec![Action::Connect])
+            }
+            (S::Replaced { .. } | S::TemporarilyBanned { .. }, E::RetryDue) => {
+                (S::Connecting { attempt: self.failures }, vec![Action::Connect])
+            }
+            // A timer from a state we already left.
+            (S::Connecting { .. } | S::Connected { .. }, E::RetryDue) => return vec![],
+
+            (
+                S::NotLinked
+                | S::LoggedOut { .. }
+                | S::DeviceRemoved { .. }
+                | S::ClientOutdated { .. }
+                | S::Stopped { .. },
+                _,
+            ) => unreachable!("terminal states are handled above"),
+        };
+        self.state = next;
+        actions
+    }
+
+    fn backoff(&mut self, now: u64, unit: f64, cause: Transient) -> (LinkState, Vec<Action>) {
+        let delay = self.policy.delay(self.failures, unit);
+        self.failures = self.failures.saturating_add(1);
+        let at = now.saturating_add(ms(delay));
+        (LinkState::Reconnecting { attempt: self.failures, at, cause }, vec![Action::ConnectAt(at)])
+    }
+}
+
+#[cfg(test)]
+mod tests;
