@@ -1,7 +1,10 @@
-//! The WhatsApp edge of hermes.
+//! The WhatsApp edge of hermes: the only crate that knows `whatsapp-rust` types.
 //!
-//! Today: the session directory (inspection for `doctor`). The link over `whatsapp-rust`, its
-//! supervisor and the inbound durability hook land here next; this is the only crate that will
-//! know `whatsapp-rust` types.
+//! The session directory (inspection for `doctor`, the lock, what the store holds), linking a
+//! device by QR code or pairing code, and backups before anything destructive.
 
+pub mod backup;
+pub mod linking;
+pub mod lock;
 pub mod session_dir;
+pub mod store;

@@ -5,6 +5,8 @@
 mod doctor;
 mod explain;
 mod load;
+mod qr;
+mod whatsapp;
 
 use std::process::ExitCode;
 
@@ -39,10 +41,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// WhatsApp: linking, status and access.
+    /// Link this gateway to WhatsApp (QR code, or --pair-code), or manage the link.
+    ///
+    /// Exit status: 0 linked, 1 not linked (timeout, refused, already linked), 2 usage or
+    /// configuration error.
+    #[command(args_conflicts_with_subcommands = true)]
     Whatsapp {
         #[command(subcommand)]
-        command: WhatsappCommand,
+        command: Option<WhatsappCommand>,
+        #[command(flatten)]
+        link: whatsapp::LinkArgs,
     },
 }
 
@@ -52,13 +60,26 @@ enum WhatsappCommand {
     ///
     /// Exit status: 0 admitted, 1 refused, 2 usage or configuration error.
     Explain(explain::Args),
+    /// Is the gateway linked, to which account, and what to do if not.
+    ///
+    /// Exit status: 0 linked, 1 not linked or not usable.
+    Status {
+        /// Print one JSON object with at least `state` and `linked`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
+    // Everything hermes writes (session keys, .env with API keys) is for this user only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
+    let profile = cli.profile.as_deref();
     let result = match cli.command {
-        Command::Doctor { json } => doctor::run(cli.profile.as_deref(), json),
-        Command::Whatsapp { command: WhatsappCommand::Explain(args) } => explain::run(cli.profile.as_deref(), &args),
+        Command::Doctor { json } => doctor::run(profile, json),
+        Command::Whatsapp { command: Some(WhatsappCommand::Explain(args)), .. } => explain::run(profile, &args),
+        Command::Whatsapp { command: Some(WhatsappCommand::Status { json }), .. } => whatsapp::status(profile, json),
+        Command::Whatsapp { command: None, link } => whatsapp::link(profile, &link),
     };
     match result {
         Ok(code) => ExitCode::from(code),

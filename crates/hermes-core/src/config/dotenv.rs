@@ -195,3 +195,70 @@ mod tests {
         assert_eq!(e.iter().map(|e| e.line).collect::<Vec<_>>(), vec![1, 2]);
     }
 }
+
+/// Sets variables in `.env` text, keeping everything else (comments, order, other keys): an
+/// existing line is replaced in place, a new key is appended. Values that need it are quoted.
+pub fn set_vars(text: &str, updates: &[(&str, &str)]) -> String {
+    // Single quotes are literal (no `${}` expansion); double quotes only for what they cannot hold.
+    let quote = |v: &str| {
+        if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || matches!(c, '#' | '"' | '\'' | '\\' | '$')) {
+            v.to_owned()
+        } else if !v.contains('\'') && !v.contains('\n') {
+            format!("'{v}'")
+        } else {
+            format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+        }
+    };
+    let key_of = |line: &str| -> Option<String> {
+        let t = line.trim_start();
+        let t = t.strip_prefix("export").filter(|r| r.starts_with([' ', '\t'])).map_or(t, str::trim_start);
+        t.split_once('=').map(|(k, _)| k.trim().to_owned())
+    };
+    let mut done = vec![false; updates.len()];
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        match key_of(line).and_then(|k| updates.iter().position(|(u, _)| *u == k)) {
+            // A later duplicate of a key already written would override it: drop it.
+            Some(i) if done[i] => {}
+            Some(i) => {
+                out.push(format!("{}={}", updates[i].0, quote(updates[i].1)));
+                done[i] = true;
+            }
+            None => out.push(line.to_owned()),
+        }
+    }
+    for (i, (k, v)) in updates.iter().enumerate() {
+        if !done[i] {
+            out.push(format!("{k}={}", quote(v)));
+        }
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+
+    #[test]
+    fn set_vars_replaces_in_place_and_appends_and_round_trips() {
+        let before = "# my settings\nWHATSAPP_MODE=self-chat\nOPENAI_API_KEY=sk-1\nWHATSAPP_MODE=old\n";
+        let after = set_vars(
+            before,
+            &[("WHATSAPP_MODE", "bot"), ("WHATSAPP_ALLOWED_USERS", "15551234567, 4915112345678"), ("X", "a\"b$c")],
+        );
+        assert_eq!(
+            after,
+            "# my settings\nWHATSAPP_MODE=bot\nOPENAI_API_KEY=sk-1\nWHATSAPP_ALLOWED_USERS='15551234567, 4915112345678'\nX='a\"b$c'\n"
+        );
+        let (vars, errors) = parse(&after, &BTreeMap::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(vars["WHATSAPP_ALLOWED_USERS"], "15551234567, 4915112345678");
+        assert_eq!(vars["WHATSAPP_MODE"], "bot");
+        assert_eq!(vars["X"], "a\"b$c");
+        let quoted = set_vars("", &[("P", "it's \"x\" # y")]);
+        let (vars, _) = parse(&quoted, &BTreeMap::new());
+        assert_eq!(vars["P"], "it's \"x\" # y", "{quoted}");
+    }
+}

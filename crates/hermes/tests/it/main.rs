@@ -2,4 +2,6 @@
 
 mod doctor;
 mod explain;
+#[cfg(feature = "simulator")]
+mod link;
 mod support;

@@ -1,0 +1,268 @@
+//! Linking this gateway to a WhatsApp account as a companion device, by QR code or code.
+//!
+//! Linking happens in a temporary directory beside the session and is moved into place only
+//! after WhatsApp accepted the login, so an interrupted, timed-out or killed link leaves the
+//! previous session (or none) exactly as it was, never a half-linked one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use whatsapp_rust::prelude::*;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+
+use crate::store::{self, LinkedAccount, STORE_FILE, StoreState};
+
+/// How to link.
+#[derive(Clone, Debug)]
+pub struct LinkOptions {
+    pub session_dir: PathBuf,
+    /// Link by code to this phone number (digits) instead of by QR code.
+    pub pair_code_phone: Option<String>,
+    pub timeout: Duration,
+    /// The WhatsApp server; `None` is WhatsApp itself. Only simulator builds accept one.
+    pub server_url: Option<String>,
+    /// The name this device shows in the phone's Linked Devices.
+    pub push_name: String,
+}
+
+/// What the user has to see while linking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkProgress {
+    /// Show this QR code; WhatsApp rotates it when it expires.
+    Qr { code: String, expires_in: Duration },
+    /// Type this code on the phone (Linked Devices, Link with phone number instead).
+    PairCode { code: String, expires_in: Duration },
+    /// The phone accepted; logging in with the new credentials.
+    Paired { phone: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// Nobody scanned or typed in time.
+    #[error("no phone linked this device within {0:?}; run the command again when the phone is at hand")]
+    Timeout(Duration),
+    /// WhatsApp stopped issuing QR codes for this attempt.
+    #[error("every QR code expired before one was scanned; run the command again when the phone is at hand")]
+    QrExpired,
+    /// WhatsApp refused the device during or right after linking.
+    #[error("WhatsApp refused the link: {0}")]
+    Refused(String),
+    /// The server URL is not allowed in this build.
+    #[error("{0}")]
+    ServerUrl(String),
+    #[error("session storage: {0}")]
+    Store(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LinkError {
+    let what = what.into();
+    move |source| LinkError::Io { what, source }
+}
+
+/// The app version the simulator accepts; against WhatsApp the client asks for the current one.
+const SIMULATOR_VERSION: (u32, u32, u32) = (2, 3000, 1_000_000_000);
+
+/// Checks a `WHATSAPP_SERVER_URL`: simulator builds accept loopback `ws://` addresses only.
+pub fn check_server_url(url: &str) -> Result<(), String> {
+    if !cfg!(feature = "simulator") {
+        return Err(format!(
+            "WHATSAPP_SERVER_URL={url} is set, but this hermes was built without the simulator feature; unset it to use WhatsApp"
+        ));
+    }
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("WHATSAPP_SERVER_URL={url}: use a ws:// URL of a local simulator"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!("WHATSAPP_SERVER_URL={url}: only a loopback address (127.0.0.1, ::1, localhost) is allowed"))
+    }
+}
+
+/// Removes leftovers of earlier attempts that were killed mid-way.
+fn clean_leftovers(session_dir: &Path) -> Result<(), LinkError> {
+    let Some(parent) = session_dir.parent() else { return Ok(()) };
+    let prefix = format!("{}.linking-", session_dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_dir_all(entry.path())
+                .map_err(io(format!("remove the unfinished link {}", entry.path().display())))?;
+        }
+    }
+    Ok(())
+}
+
+fn private_dir(path: &Path) -> Result<(), LinkError> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io(format!("create {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("chmod {}", path.display())))
+}
+
+/// Session files hold keys: readable by this user only.
+fn restrict_files(dir: &Path) -> Result<(), LinkError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(dir).map_err(io(format!("read {}", dir.display())))?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))
+                .map_err(io(format!("chmod {}", entry.path().display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// A finished link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Linked {
+    pub account: LinkedAccount,
+    /// Where the session it replaced was moved, if there was one.
+    pub backup: Option<PathBuf>,
+}
+
+/// Links a new device and installs it as the session; a session it replaces is moved to a
+/// backup first, and only once the new one is known good. The caller holds the session lock.
+/// `progress` sees each step; `cancel` ending (Ctrl-C) stops cleanly, changing nothing.
+pub async fn link(
+    opts: &LinkOptions,
+    mut progress: impl FnMut(LinkProgress),
+    cancel: impl std::future::Future<Output = ()>,
+    now_secs: u64,
+) -> Result<Linked, LinkError> {
+    if let Some(url) = &opts.server_url {
+        check_server_url(url).map_err(LinkError::ServerUrl)?;
+    }
+    clean_leftovers(&opts.session_dir)?;
+    let parent =
+        opts.session_dir.parent().ok_or_else(|| LinkError::Store("the session directory has no parent".into()))?;
+    private_dir(parent)?;
+    let name = opts.session_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = parent.join(format!("{name}.linking-{}", std::process::id()));
+    private_dir(&tmp)?;
+
+    let result = tokio::select! {
+        r = run_link(opts, &tmp, &mut progress) => r,
+        () = cancel => Err(LinkError::Refused("interrupted; nothing was changed".into())),
+        () = tokio::time::sleep(opts.timeout) => Err(LinkError::Timeout(opts.timeout)),
+    };
+    let account = match result {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    restrict_files(&tmp)?;
+    // Only a store that really holds the new device is installed.
+    match store::inspect(&tmp).await {
+        StoreState::Linked(_) => {}
+        other => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(LinkError::Store(format!("the new session did not verify: {other:?}")));
+        }
+    }
+    restrict_files(&tmp)?;
+    let backup = crate::backup::move_to_backup(&opts.session_dir, now_secs)
+        .map_err(io(format!("back up the old {}", opts.session_dir.display())))?;
+    std::fs::rename(&tmp, &opts.session_dir)
+        .map_err(io(format!("move the new session to {}", opts.session_dir.display())))?;
+    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(format!("sync {}", parent.display())))?;
+    Ok(Linked { account, backup })
+}
+
+async fn run_link(
+    opts: &LinkOptions,
+    dir: &Path,
+    progress: &mut impl FnMut(LinkProgress),
+) -> Result<LinkedAccount, LinkError> {
+    let db = dir.join(STORE_FILE);
+    let db = db.to_str().ok_or_else(|| LinkError::Store("the session path is not valid UTF-8".into()))?;
+    let store = SqliteStore::new(db).await.map_err(|e| LinkError::Store(e.to_string()))?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Arc<Event>>();
+    let mut builder = Bot::builder().with_backend(store).with_push_name(opts.push_name.clone());
+    if let Some(url) = &opts.server_url {
+        builder = builder
+            .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url))
+            .with_version(SIMULATOR_VERSION);
+    }
+    if let Some(phone) = &opts.pair_code_phone {
+        builder = builder.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
+            phone_number: phone.clone(),
+            ..Default::default()
+        });
+    }
+    let bot = builder
+        .on_event(move |event, _client| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(event);
+            }
+        })
+        .build()
+        .await
+        .map_err(|e| LinkError::Store(e.to_string()))?;
+    let client = bot.client();
+    let handle = bot.spawn();
+    let outcome = loop {
+        let Some(event) = rx.recv().await else { break Err(LinkError::Refused("the connection ended".into())) };
+        match &*event {
+            // Linking by code, the QR codes the client also produces would only confuse.
+            Event::PairingQrCode(q) if opts.pair_code_phone.is_none() => {
+                progress(LinkProgress::Qr { code: q.code.clone(), expires_in: q.timeout });
+            }
+            Event::PairingCode(c) => progress(LinkProgress::PairCode { code: c.code.clone(), expires_in: c.timeout }),
+            Event::PairSuccess(p) => progress(LinkProgress::Paired { phone: p.id.user.to_string() }),
+            Event::Connected(_) => {
+                let device = client.persistence_manager().get_device_snapshot();
+                match &device.pn {
+                    Some(pn) => {
+                        break Ok(LinkedAccount {
+                            phone: pn.user.to_string(),
+                            lid: device.lid.as_ref().map(|l| l.user.to_string()),
+                            name: Some(device.push_name.clone()).filter(|n| !n.is_empty()),
+                            device: pn.device,
+                        });
+                    }
+                    None => break Err(LinkError::Refused("connected without an account".into())),
+                }
+            }
+            Event::PairingQrCodesExhausted(_) => break Err(LinkError::QrExpired),
+            Event::PairError(e) => break Err(LinkError::Refused(format!("{e:?}"))),
+            Event::PairingCodeError(e) => break Err(LinkError::Refused(format!("{e:?}"))),
+            Event::LoggedOut(l) => break Err(LinkError::Refused(format!("logged out ({:?})", l.reason))),
+            Event::ClientOutdated(_) => {
+                break Err(LinkError::Refused("WhatsApp refuses this version of hermes; update hermes".into()));
+            }
+            Event::TemporaryBan(b) => {
+                break Err(LinkError::Refused(format!(
+                    "this number is temporarily banned for {}s",
+                    b.expire.num_seconds()
+                )));
+            }
+            _ => {}
+        }
+    };
+    handle.shutdown().await;
+    outcome
+}

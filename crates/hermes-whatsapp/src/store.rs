@@ -1,0 +1,76 @@
+//! What the session directory holds: a linked device, or why not.
+//!
+//! Hermes counted an empty `creds.json` as linked and restarted against it forever. Here
+//! "linked" means whatsapp-rust's store opens and holds a device with an account id and the
+//! phone's signature over it; anything else is reported for what it is.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::store::persistence_manager::PersistenceManager;
+
+/// The store's file name inside the session directory.
+pub const STORE_FILE: &str = "whatsapp.db";
+
+/// The linked account, as the store names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedAccount {
+    /// Phone number, digits only.
+    pub phone: String,
+    /// LID user part, when WhatsApp sent one.
+    pub lid: Option<String>,
+    /// Push name, when known.
+    pub name: Option<String>,
+    /// This device's number among the account's devices.
+    pub device: u16,
+}
+
+/// What was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreState {
+    /// No session directory or no store file in it.
+    Missing,
+    /// The store file exists but is empty (an interrupted first run).
+    Empty,
+    /// The file is not a readable store: truncated, corrupt, or something else.
+    Corrupt(String),
+    /// A store with no linked device in it (linking never finished).
+    NotLinked,
+    Linked(LinkedAccount),
+}
+
+impl StoreState {
+    pub fn is_linked(&self) -> bool {
+        matches!(self, StoreState::Linked(_))
+    }
+}
+
+/// Opens the store read-and-verify. Never creates anything where nothing is.
+pub async fn inspect(session_dir: &Path) -> StoreState {
+    let file = session_dir.join(STORE_FILE);
+    match std::fs::metadata(&file) {
+        Err(_) => return StoreState::Missing,
+        Ok(m) if m.len() == 0 => return StoreState::Empty,
+        Ok(_) => {}
+    }
+    let Some(url) = file.to_str() else { return StoreState::Corrupt("the path is not valid UTF-8".into()) };
+    let store = match SqliteStore::new(url).await {
+        Ok(s) => s,
+        Err(e) => return StoreState::Corrupt(e.to_string()),
+    };
+    let pm = match PersistenceManager::new(Arc::new(store)).await {
+        Ok(pm) => pm,
+        Err(e) => return StoreState::Corrupt(e.to_string()),
+    };
+    let device = pm.get_device_snapshot();
+    match (&device.pn, &device.account) {
+        (Some(pn), Some(_)) => StoreState::Linked(LinkedAccount {
+            phone: pn.user.to_string(),
+            lid: device.lid.as_ref().map(|l| l.user.to_string()),
+            name: Some(device.push_name.clone()).filter(|n| !n.is_empty()),
+            device: pn.device,
+        }),
+        _ => StoreState::NotLinked,
+    }
+}

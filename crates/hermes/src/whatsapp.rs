@@ -1,0 +1,369 @@
+//! `hermes whatsapp` (link this gateway to WhatsApp) and `hermes whatsapp status`.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hermes_core::allowlist::{Allowlist, parse_user};
+use hermes_core::config::{Mode, Origin, dotenv};
+use hermes_whatsapp::linking::{self, LinkOptions, LinkProgress};
+use hermes_whatsapp::lock::{LockError, SessionLock};
+use hermes_whatsapp::store::{self, StoreState};
+use serde_json::json;
+
+use crate::exit;
+use crate::load::{self, Loaded};
+use crate::qr;
+
+#[derive(Debug, Default, clap::Args)]
+pub struct LinkArgs {
+    /// Link with a pairing code for this phone number (with country code) instead of a QR code.
+    #[arg(long, value_name = "PHONE")]
+    pair_code: Option<String>,
+    /// Never prompt; without a terminal this is the default.
+    #[arg(long)]
+    no_input: bool,
+    /// Print one JSON object per event: qr, pair_code, paired, connected, error.
+    #[arg(long)]
+    json: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    timeout: u64,
+    /// Replace a session that is still linked (a backup is kept).
+    #[arg(long)]
+    force: bool,
+    /// bot (a separate number for the agent) or self-chat (your own number); saved to .env.
+    #[arg(long, value_name = "MODE")]
+    mode: Option<String>,
+    /// Who may talk to the agent: numbers with country code, comma-separated, or *; saved to .env.
+    #[arg(long, value_name = "LIST")]
+    allow: Option<String>,
+}
+
+/// Prints progress as JSON lines or as text for a person.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn event(&self, value: serde_json::Value, text: impl FnOnce() -> String) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = if self.json { writeln!(stdout, "{value}") } else { writeln!(stdout, "{}", text()) };
+        let _ = stdout.flush();
+    }
+
+    fn error(&self, kind: &str, message: &str) {
+        if self.json {
+            self.event(json!({ "event": "error", "kind": kind, "message": message }), String::new);
+        } else {
+            eprintln!("hermes: {message}");
+        }
+    }
+}
+
+fn prompt(question: &str) -> anyhow::Result<String> {
+    eprint!("{question} ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes settings to `HERMES_HOME/.env`, keeping everything else in it; the file is 0600.
+fn save_env(loaded: &Loaded, updates: &[(&str, &str)]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&loaded.home.path)?;
+    let path = loaded.env_file();
+    let before = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    let after = dotenv::set_vars(&before, updates);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(after.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+/// Mode and allowlist: from the flags, else asked for on a terminal when not set yet.
+fn settings(
+    loaded: &Loaded,
+    args: &LinkArgs,
+    interactive: bool,
+    out: &Out,
+) -> anyhow::Result<Option<Vec<(&'static str, String)>>> {
+    let cfg = &loaded.resolved.config.whatsapp;
+    let mut updates = Vec::new();
+    let mode = match &args.mode {
+        Some(m) => Some(m.clone()),
+        None if interactive && !cfg.mode.is_explicit() => {
+            let answer = prompt("Mode: 1) a separate bot number (recommended)  2) your own number (self-chat) [1]:")?;
+            Some(if answer == "2" { "self-chat".to_owned() } else { "bot".to_owned() })
+        }
+        None => None,
+    };
+    if let Some(m) = mode {
+        let mode = match m.trim().to_ascii_lowercase().as_str() {
+            "bot" => Mode::Bot,
+            "self-chat" | "self_chat" | "selfchat" => Mode::SelfChat,
+            other => {
+                out.error("usage", &format!("--mode '{other}' is not valid; accepted values: bot, self-chat"));
+                return Ok(None);
+            }
+        };
+        updates.push(("WHATSAPP_MODE", mode.as_str().to_owned()));
+    }
+    let allow = match &args.allow {
+        Some(a) => Some(a.clone()),
+        None if interactive && cfg.allowed_users.value.is_unset() => Some(prompt(
+            "Who may talk to the agent? Phone numbers with country code, comma-separated, or * for anyone:",
+        )?),
+        None => None,
+    };
+    if let Some(a) = allow {
+        let list = Allowlist::parse(&a);
+        let problems: Vec<String> = list
+            .problems()
+            .map(|(e, p)| {
+                format!("entry #{} '{}' {}; {}", e.position, e.raw, p.describe(), p.fix("WHATSAPP_ALLOWED_USERS"))
+            })
+            .collect();
+        if !problems.is_empty() {
+            out.error("usage", &format!("the allowed users are not valid: {}", problems.join("; ")));
+            return Ok(None);
+        }
+        let normalized: Vec<String> = list.entries().iter().filter_map(|e| e.normalized()).collect();
+        updates.push(("WHATSAPP_ALLOWED_USERS", normalized.join(",")));
+    }
+    Ok(Some(updates))
+}
+
+pub fn link(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
+    let out = Out { json: args.json };
+    let loaded = load::load(profile)?;
+    if loaded.resolved.has_errors() {
+        for d in loaded.resolved.errors() {
+            out.error("config", &format!("configuration error: {d}"));
+        }
+        return Ok(exit::USAGE);
+    }
+    let interactive = !args.no_input && !args.json && std::io::stdin().is_terminal();
+    let Some(updates) = settings(&loaded, args, interactive, &out)? else { return Ok(exit::USAGE) };
+    let pair_code_phone = match &args.pair_code {
+        None => None,
+        Some(p) => match parse_user(p).ok().and_then(|u| u.phone().cloned()) {
+            Some(phone) => Some(phone.as_str().to_owned()),
+            None => {
+                out.error(
+                    "usage",
+                    &format!("--pair-code '{p}' is not a phone number with its country code, e.g. 15551234567"),
+                );
+                return Ok(exit::USAGE);
+            }
+        },
+    };
+    if !updates.is_empty() {
+        let pairs: Vec<(&str, &str)> = updates.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        save_env(&loaded, &pairs)?;
+    }
+
+    let session = loaded.session_dir();
+    let _lock = match SessionLock::acquire(&session.path) {
+        Ok(l) => l,
+        Err(e @ LockError::Held { .. }) => {
+            out.error("session_in_use", &e.to_string());
+            return Ok(exit::PROBLEM);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(link_async(&loaded, args, &out, interactive, &session.path, pair_code_phone))
+}
+
+async fn link_async(
+    loaded: &Loaded,
+    args: &LinkArgs,
+    out: &Out,
+    interactive: bool,
+    session_dir: &Path,
+    pair_code_phone: Option<String>,
+) -> anyhow::Result<u8> {
+    if let StoreState::Linked(account) = store::inspect(session_dir).await
+        && !args.force
+    {
+        let question =
+            format!("This gateway is already linked to +{}. Replace that link? A backup is kept. [y/N]", account.phone);
+        if !interactive || !matches!(prompt(&question)?.to_ascii_lowercase().as_str(), "y" | "yes") {
+            out.error(
+                "already_linked",
+                &format!(
+                    "already linked to +{} and nothing was changed; run `hermes whatsapp --force` to link again (a backup is kept)",
+                    account.phone
+                ),
+            );
+            return Ok(exit::PROBLEM);
+        }
+    }
+    let opts = LinkOptions {
+        session_dir: session_dir.to_path_buf(),
+        pair_code_phone,
+        timeout: Duration::from_secs(args.timeout),
+        server_url: loaded.resolved.config.whatsapp.server_url.value.clone(),
+        push_name: "Hermes Agent".to_owned(),
+    };
+    let png = session_dir.with_file_name("qr.png");
+    let progress = |p: LinkProgress| match p {
+        LinkProgress::Qr { code, expires_in } => {
+            let secs = expires_in.as_secs();
+            if interactive {
+                let shown = qr::terminal(&code).unwrap_or_default();
+                // Redrawn in place: a rotated code replaces the old one on screen.
+                out.event(json!({}), || {
+                    format!(
+                        "\x1b[2J\x1b[HOpen WhatsApp on the phone > Settings > Linked Devices > Link a Device, and scan:\n\n{shown}\nThis code expires in {secs} s; a new one replaces it automatically. Ctrl-C cancels."
+                    )
+                });
+            } else {
+                let written = qr::write_png(&code, &png).map(|()| png.display().to_string());
+                let path = written.as_ref().ok().cloned();
+                out.event(json!({ "event": "qr", "qr": code, "expires_in": secs, "png": path }), || match &written {
+                    Ok(p) => format!("Scan the QR code in {p} with WhatsApp (Linked Devices > Link a Device); it expires in {secs} s."),
+                    Err(e) => format!("could not write the QR code image: {e:#}; QR data: {code}"),
+                });
+            }
+        }
+        LinkProgress::PairCode { code, expires_in } => {
+            let shown = if code.len() == 8 { format!("{}-{}", &code[..4], &code[4..]) } else { code.clone() };
+            out.event(json!({ "event": "pair_code", "code": code, "expires_in": expires_in.as_secs() }), || {
+                format!(
+                    "On the phone: WhatsApp > Settings > Linked Devices > Link a Device > Link with phone number instead, and enter:\n\n    {shown}\n"
+                )
+            });
+        }
+        LinkProgress::Paired { phone } => {
+            out.event(json!({ "event": "paired", "phone": phone }), || {
+                "The phone accepted this device; logging in...".to_owned()
+            });
+        }
+        _ => {}
+    };
+    let cancel = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let result = linking::link(&opts, progress, cancel, now_secs()).await;
+    let _ = std::fs::remove_file(&png);
+    match result {
+        Ok(linked) => {
+            save_env(loaded, &[("WHATSAPP_ENABLED", "true")])?;
+            let a = &linked.account;
+            out.event(
+                json!({ "event": "connected", "phone": a.phone, "lid": a.lid, "name": a.name, "session": session_dir.display().to_string() }),
+                || {
+                    let mut s = format!("Linked to +{} (device {}). The session is kept in {}.", a.phone, a.device, session_dir.display());
+                    if let Some(b) = &linked.backup {
+                        s += &format!("\nThe previous session was moved to {}.", b.display());
+                    }
+                    s + "\nStart the gateway with: hermes gateway"
+                },
+            );
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            let kind = match e {
+                linking::LinkError::Timeout(_) => "timeout",
+                linking::LinkError::QrExpired => "qr_expired",
+                linking::LinkError::Refused(_) => "refused",
+                linking::LinkError::ServerUrl(_) => "config",
+                _ => "io",
+            };
+            out.error(kind, &e.to_string());
+            Ok(if kind == "config" { exit::USAGE } else { exit::PROBLEM })
+        }
+    }
+}
+
+/// The PID in a session's lock file, if that process is still alive.
+fn lock_holder(session_dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(SessionLock::path_for(session_dir)).ok()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    let loaded = load::load(profile)?;
+    let session = loaded.session_dir();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let state = runtime.block_on(store::inspect(&session.path));
+    let holder = lock_holder(&session.path).filter(|pid| *pid != std::process::id());
+    let (name, fix): (&str, Option<String>) = match &state {
+        StoreState::Linked(_) => ("linked", None),
+        StoreState::Missing => {
+            ("not_linked", Some("run `hermes whatsapp` to link this gateway to your WhatsApp".into()))
+        }
+        StoreState::NotLinked => ("not_linked", Some("linking never finished; run `hermes whatsapp` to link".into())),
+        StoreState::Empty => (
+            "empty",
+            Some("the session store is empty (an interrupted first run); run `hermes whatsapp` to link".into()),
+        ),
+        StoreState::Corrupt(why) => (
+            "corrupt",
+            Some(format!(
+                "the session store cannot be read ({why}); run `hermes whatsapp --force` to link again (a backup is kept)"
+            )),
+        ),
+    };
+    let from = match &session.reason {
+        hermes_core::paths::SessionDirReason::Configured(Origin::Default)
+        | hermes_core::paths::SessionDirReason::Default => None,
+        hermes_core::paths::SessionDirReason::Legacy => Some("Hermes' legacy layout".to_owned()),
+        hermes_core::paths::SessionDirReason::Configured(o) => Some(o.to_string()),
+    };
+    let account = match &state {
+        StoreState::Linked(a) => json!({ "phone": a.phone, "lid": a.lid, "name": a.name, "device": a.device }),
+        _ => serde_json::Value::Null,
+    };
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        let v = json!({
+            "state": name,
+            "linked": state.is_linked(),
+            "account": account,
+            "session_path": session.path.display().to_string(),
+            "in_use_by_pid": holder,
+            "fix": fix,
+        });
+        writeln!(stdout, "{v}")?;
+    } else {
+        match &state {
+            StoreState::Linked(a) => writeln!(
+                stdout,
+                "linked     +{} (device {}{}{})",
+                a.phone,
+                a.device,
+                a.lid.as_ref().map(|l| format!(", LID {l}")).unwrap_or_default(),
+                a.name.as_ref().map(|n| format!(", {n}")).unwrap_or_default()
+            )?,
+            _ => writeln!(stdout, "state      {name}")?,
+        }
+        writeln!(
+            stdout,
+            "session    {}{}",
+            session.path.display(),
+            from.map(|f| format!(" ({f})")).unwrap_or_default()
+        )?;
+        if let Some(pid) = holder {
+            writeln!(stdout, "in use by  PID {pid}")?;
+        }
+        if let Some(f) = &fix {
+            writeln!(stdout, "fix        {f}")?;
+        }
+    }
+    Ok(if state.is_linked() { exit::OK } else { exit::PROBLEM })
+}

@@ -1,0 +1,204 @@
+//! `hermes whatsapp` links against wa-sim, the real protocol on loopback (simulator build).
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use wa_sim::Sim;
+
+use crate::support::{Home, run_output};
+
+const T: Duration = Duration::from_secs(60);
+const SESSION: &str = "platforms/whatsapp/session";
+
+/// A running `hermes whatsapp ... --json`, its JSON lines on a channel.
+struct Linking {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Linking {
+    fn start(home: &Home, sim: &Sim, args: &[&str]) -> Linking {
+        let mut all = vec!["whatsapp", "--no-input", "--json"];
+        all.extend_from_slice(args);
+        let mut child = home
+            .command(&all)
+            .env("WHATSAPP_SERVER_URL", sim.ws_url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hermes whatsapp");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Linking { child, lines }
+    }
+
+    /// The next event, which must be `kind`.
+    fn expect(&self, kind: &str) -> Value {
+        let v = self.lines.recv_timeout(T).unwrap_or_else(|e| panic!("no '{kind}' event: {e}"));
+        assert_eq!(v["event"], kind, "{v}");
+        v
+    }
+
+    fn wait(mut self) -> i32 {
+        self.child.wait().expect("wait").code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Linking {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+fn status(home: &Home) -> (i32, Value) {
+    let run = home.run(&["whatsapp", "status", "--json"]);
+    (run.code, serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("status JSON ({e}): {run:?}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_by_qr_through_json_events_then_status_and_no_silent_replace() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15557654321");
+    let home = Home::new();
+    let linking = Linking::start(&home, &sim, &["--mode", "bot", "--allow", "+1 (555) 000-1234, 4915112345678"]);
+    let qr = linking.expect("qr");
+    let png = qr["png"].as_str().expect("png path");
+    assert!(std::fs::read(png).expect("QR image written").starts_with(b"\x89PNG"));
+    assert!(qr["expires_in"].as_u64().is_some_and(|s| s > 0 && s <= 60), "{qr}");
+    sim.link_qr("15557654321", qr["qr"].as_str().expect("qr data")).expect("phone scans");
+    linking.expect("paired");
+    let connected = linking.expect("connected");
+    assert_eq!(connected["phone"], "15557654321");
+    assert!(connected["lid"].as_str().is_some(), "{connected}");
+    assert_eq!(linking.wait(), 0);
+
+    let session = home.path.join(SESSION);
+    assert_eq!(mode(&session), 0o700);
+    for f in std::fs::read_dir(&session).expect("session dir").flatten() {
+        assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
+    }
+    assert!(!std::path::Path::new(png).exists(), "the QR image is removed once linked");
+    let env = std::fs::read_to_string(home.path.join(".env")).expect(".env");
+    assert!(env.contains("WHATSAPP_MODE=bot\n"), "{env}");
+    assert!(env.contains("WHATSAPP_ALLOWED_USERS=15550001234,4915112345678\n"), "{env}");
+    assert!(env.contains("WHATSAPP_ENABLED=true\n"), "{env}");
+    assert_eq!(mode(&home.path.join(".env")), 0o600);
+
+    let (code, st) = status(&home);
+    assert_eq!((code, st["state"].as_str(), st["linked"].as_bool()), (0, Some("linked"), Some(true)), "{st}");
+    assert_eq!(st["account"]["phone"], "15557654321");
+
+    // Running it again never replaces a valid session silently.
+    let again = Linking::start(&home, &sim, &[]);
+    let err = again.expect("error");
+    assert_eq!(err["kind"], "already_linked", "{err}");
+    assert_eq!(again.wait(), 1);
+    assert_eq!(sim.devices("15557654321").len(), 1, "no second device was linked");
+    assert_eq!(status(&home).1["state"], "linked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_by_pairing_code() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("4915112345678");
+    let home = Home::new();
+    let linking = Linking::start(&home, &sim, &["--pair-code", "+49 151 12345678"]);
+    let code = linking.expect("pair_code");
+    let code = code["code"].as_str().expect("code");
+    assert_eq!(code.len(), 8, "{code}");
+    sim.link_code("4915112345678", code).expect("typed on the phone");
+    linking.expect("paired");
+    assert_eq!(linking.expect("connected")["phone"], "4915112345678");
+    assert_eq!(linking.wait(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_session_fails_naming_the_first() {
+    let sim = Sim::start().await.expect("sim");
+    let home = Home::new();
+    let first = Linking::start(&home, &sim, &[]);
+    first.expect("qr");
+    let second = Linking::start(&home, &sim, &[]);
+    let err = second.expect("error");
+    assert_eq!(err["kind"], "session_in_use");
+    let pid = first.child.id().to_string();
+    assert!(err["message"].as_str().is_some_and(|m| m.contains(&format!("PID {pid}"))), "{err}");
+    assert_eq!(second.wait(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_linking_leaves_nothing_half_linked() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15550009999");
+    let home = Home::new();
+    let mut first = Linking::start(&home, &sim, &[]);
+    first.expect("qr");
+    first.child.kill().expect("kill -9");
+    let _ = first.child.wait();
+    let (code, st) = status(&home);
+    assert_eq!((code, st["linked"].as_bool()), (1, Some(false)), "{st}");
+    assert!(!home.path.join(SESSION).exists(), "no session directory from an unfinished link");
+
+    // The next run starts clean and links.
+    let again = Linking::start(&home, &sim, &[]);
+    let qr = again.expect("qr");
+    let leftovers: Vec<_> = std::fs::read_dir(home.path.join("platforms/whatsapp"))
+        .expect("dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("session.linking-")
+                && !e.file_name().to_string_lossy().ends_with(&again.child.id().to_string())
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "the killed run's directory was cleaned up");
+    sim.link_qr("15550009999", qr["qr"].as_str().expect("qr")).expect("scan");
+    again.expect("paired");
+    again.expect("connected");
+    assert_eq!(again.wait(), 0);
+}
+
+#[test]
+fn corrupt_or_empty_stores_are_reported_as_such() {
+    let home = Home::new();
+    let session = home.path.join(SESSION);
+    std::fs::create_dir_all(&session).expect("mkdir");
+    std::fs::write(session.join("whatsapp.db"), b"").expect("write");
+    let (code, st) = status(&home);
+    assert_eq!((code, st["state"].as_str()), (1, Some("empty")), "{st}");
+    std::fs::write(session.join("whatsapp.db"), b"this is not a database at all, just text").expect("write");
+    let (code, st) = status(&home);
+    assert_eq!((code, st["state"].as_str(), st["linked"].as_bool()), (1, Some("corrupt"), Some(false)), "{st}");
+    assert!(st["fix"].as_str().is_some_and(|f| f.contains("--force")), "{st}");
+}
+
+#[test]
+fn a_non_loopback_server_url_is_refused() {
+    let home = Home::new();
+    let run = run_output(
+        home.command(&["whatsapp", "--no-input", "--json"])
+            .env("WHATSAPP_SERVER_URL", "ws://203.0.113.7:443/ws/chat")
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let v: Value = serde_json::from_str(run.stdout.lines().next().expect("one line")).expect("json");
+    assert_eq!(v["kind"], "config");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("only a loopback address")), "{v}");
+}
