@@ -45,6 +45,9 @@ pub enum LinkError {
     /// Nobody scanned or typed in time.
     #[error("no phone linked this device within {0:?}; run the command again when the phone is at hand")]
     Timeout(Duration),
+    /// The user interrupted (Ctrl-C).
+    #[error("interrupted; nothing was changed")]
+    Interrupted,
     /// WhatsApp stopped issuing QR codes for this attempt.
     #[error("every QR code expired before one was scanned; run the command again when the phone is at hand")]
     QrExpired,
@@ -163,7 +166,7 @@ pub async fn link(
 
     let result = tokio::select! {
         r = run_link(opts, &tmp, &mut progress) => r,
-        () = cancel => Err(LinkError::Refused("interrupted; nothing was changed".into())),
+        () = cancel => Err(LinkError::Interrupted),
         () = tokio::time::sleep(opts.timeout) => Err(LinkError::Timeout(opts.timeout)),
     };
     let account = match result {

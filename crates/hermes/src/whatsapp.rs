@@ -121,21 +121,30 @@ fn settings(
         };
         updates.push(("WHATSAPP_MODE", mode.as_str().to_owned()));
     }
-    let allow = match &args.allow {
-        Some(a) => Some(a.clone()),
-        None if interactive && cfg.allowed_users.value.is_unset() => Some(prompt(
-            "Who may talk to the agent? Phone numbers with country code, comma-separated, or * for anyone:",
-        )?),
+    let problems_of = |list: &Allowlist| -> Vec<String> {
+        list.problems()
+            .map(|(e, p)| format!("entry #{} '{}' {}; {}", e.position, e.raw, p.describe(), p.fix("WHATSAPP_ALLOWED_USERS")))
+            .collect()
+    };
+    let list = match &args.allow {
+        Some(a) => Some(Allowlist::parse(a)),
+        // On a terminal, ask until the answer is a valid list.
+        None if interactive && cfg.allowed_users.value.is_unset() => loop {
+            let answer =
+                prompt("Who may talk to the agent? Phone numbers with country code, comma-separated, or * for anyone:")?;
+            let list = Allowlist::parse(&answer);
+            let problems = problems_of(&list);
+            if problems.is_empty() {
+                break Some(list);
+            }
+            for p in problems {
+                eprintln!("  {p}");
+            }
+        },
         None => None,
     };
-    if let Some(a) = allow {
-        let list = Allowlist::parse(&a);
-        let problems: Vec<String> = list
-            .problems()
-            .map(|(e, p)| {
-                format!("entry #{} '{}' {}; {}", e.position, e.raw, p.describe(), p.fix("WHATSAPP_ALLOWED_USERS"))
-            })
-            .collect();
+    if let Some(list) = list {
+        let problems = problems_of(&list);
         if !problems.is_empty() {
             out.error("usage", &format!("the allowed users are not valid: {}", problems.join("; ")));
             return Ok(None);
@@ -280,6 +289,7 @@ async fn link_async(
             let kind = match e {
                 linking::LinkError::Timeout(_) => "timeout",
                 linking::LinkError::QrExpired => "qr_expired",
+                linking::LinkError::Interrupted => "interrupted",
                 linking::LinkError::Refused(_) => "refused",
                 linking::LinkError::ServerUrl(_) => "config",
                 _ => "io",
