@@ -4,7 +4,9 @@
 //! device by QR code or pairing code, and backups before anything destructive.
 
 pub mod backup;
+mod client;
 pub mod linking;
 pub mod lock;
+pub mod probe;
 pub mod session_dir;
 pub mod store;

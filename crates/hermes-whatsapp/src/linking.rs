@@ -5,14 +5,11 @@
 //! previous session (or none) exactly as it was, never a half-linked one.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use whatsapp_rust::prelude::*;
-use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
-use crate::store::{self, LinkedAccount, STORE_FILE, StoreState};
+use crate::store::{self, LinkedAccount, StoreState};
 
 /// How to link.
 #[derive(Clone, Debug)]
@@ -71,9 +68,6 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LinkError {
     let what = what.into();
     move |source| LinkError::Io { what, source }
 }
-
-/// The app version the simulator accepts; against WhatsApp the client asks for the current one.
-const SIMULATOR_VERSION: (u32, u32, u32) = (2, 3000, 1_000_000_000);
 
 /// Checks a `WHATSAPP_SERVER_URL`: simulator builds accept loopback `ws://` addresses only.
 pub fn check_server_url(url: &str) -> Result<(), String> {
@@ -199,36 +193,14 @@ async fn run_link(
     dir: &Path,
     progress: &mut impl FnMut(LinkProgress),
 ) -> Result<LinkedAccount, LinkError> {
-    let db = dir.join(STORE_FILE);
-    let db = db.to_str().ok_or_else(|| LinkError::Store("the session path is not valid UTF-8".into()))?;
-    let store = SqliteStore::new(db).await.map_err(|e| LinkError::Store(e.to_string()))?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Arc<Event>>();
-    let mut builder = Bot::builder().with_backend(store).with_push_name(opts.push_name.clone());
-    if let Some(url) = &opts.server_url {
-        builder = builder
-            .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url))
-            .with_version(SIMULATOR_VERSION);
-    }
-    if let Some(phone) = &opts.pair_code_phone {
-        builder = builder.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
-            phone_number: phone.clone(),
-            ..Default::default()
-        });
-    }
-    let bot = builder
-        .on_event(move |event, _client| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(event);
-            }
-        })
-        .build()
-        .await
-        .map_err(|e| LinkError::Store(e.to_string()))?;
-    let client = bot.client();
-    let handle = bot.spawn();
+    let mut running =
+        crate::client::start(dir, opts.server_url.as_deref(), &opts.push_name, opts.pair_code_phone.as_deref())
+            .await
+            .map_err(LinkError::Store)?;
     let outcome = loop {
-        let Some(event) = rx.recv().await else { break Err(LinkError::Refused("the connection ended".into())) };
+        let Some(event) = running.events.recv().await else {
+            break Err(LinkError::Refused("the connection ended".into()));
+        };
         match &*event {
             // Linking by code, the QR codes the client also produces would only confuse.
             Event::PairingQrCode(q) if opts.pair_code_phone.is_none() => {
@@ -237,7 +209,7 @@ async fn run_link(
             Event::PairingCode(c) => progress(LinkProgress::PairCode { code: c.code.clone(), expires_in: c.timeout }),
             Event::PairSuccess(p) => progress(LinkProgress::Paired { phone: p.id.user.to_string() }),
             Event::Connected(_) => {
-                let device = client.persistence_manager().get_device_snapshot();
+                let device = running.client.persistence_manager().get_device_snapshot();
                 match &device.pn {
                     Some(pn) => {
                         break Ok(LinkedAccount {
@@ -266,6 +238,6 @@ async fn run_link(
             _ => {}
         }
     };
-    handle.shutdown().await;
+    running.stop().await;
     outcome
 }

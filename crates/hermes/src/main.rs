@@ -60,6 +60,14 @@ enum WhatsappCommand {
     ///
     /// Exit status: 0 admitted, 1 refused, 2 usage or configuration error.
     Explain(explain::Args),
+    /// Check the session with WhatsApp; re-link only if WhatsApp really ended it.
+    ///
+    /// A valid session is left untouched (exit 0); when WhatsApp cannot be reached nothing is
+    /// changed (exit 1); a session that was logged out, removed or is corrupt is re-linked, and
+    /// kept as a backup once the new link works. --force re-links a valid session too.
+    Repair(whatsapp::LinkArgs),
+    /// Log this device out on WhatsApp and move the session to a backup.
+    Unlink(whatsapp::LinkArgs),
     /// Is the gateway linked, to which account, and what to do if not.
     ///
     /// Exit status: 0 linked, 1 not linked or not usable.
@@ -79,6 +87,8 @@ fn main() -> ExitCode {
         Command::Doctor { json } => doctor::run(profile, json),
         Command::Whatsapp { command: Some(WhatsappCommand::Explain(args)), .. } => explain::run(profile, &args),
         Command::Whatsapp { command: Some(WhatsappCommand::Status { json }), .. } => whatsapp::status(profile, json),
+        Command::Whatsapp { command: Some(WhatsappCommand::Repair(args)), .. } => whatsapp::repair(profile, &args),
+        Command::Whatsapp { command: Some(WhatsappCommand::Unlink(args)), .. } => whatsapp::unlink(profile, &args),
         Command::Whatsapp { command: None, link } => whatsapp::link(profile, &link),
     };
     match result {

@@ -9,6 +9,7 @@ use hermes_core::allowlist::{Allowlist, parse_user};
 use hermes_core::config::{Mode, Origin, dotenv};
 use hermes_whatsapp::linking::{self, LinkOptions, LinkProgress};
 use hermes_whatsapp::lock::{LockError, SessionLock};
+use hermes_whatsapp::probe::{self, Probe};
 use hermes_whatsapp::store::{self, StoreState};
 use serde_json::json;
 
@@ -123,15 +124,18 @@ fn settings(
     }
     let problems_of = |list: &Allowlist| -> Vec<String> {
         list.problems()
-            .map(|(e, p)| format!("entry #{} '{}' {}; {}", e.position, e.raw, p.describe(), p.fix("WHATSAPP_ALLOWED_USERS")))
+            .map(|(e, p)| {
+                format!("entry #{} '{}' {}; {}", e.position, e.raw, p.describe(), p.fix("WHATSAPP_ALLOWED_USERS"))
+            })
             .collect()
     };
     let list = match &args.allow {
         Some(a) => Some(Allowlist::parse(a)),
         // On a terminal, ask until the answer is a valid list.
         None if interactive && cfg.allowed_users.value.is_unset() => loop {
-            let answer =
-                prompt("Who may talk to the agent? Phone numbers with country code, comma-separated, or * for anyone:")?;
+            let answer = prompt(
+                "Who may talk to the agent? Phone numbers with country code, comma-separated, or * for anyone:",
+            )?;
             let list = Allowlist::parse(&answer);
             let problems = problems_of(&list);
             if problems.is_empty() {
@@ -155,17 +159,27 @@ fn settings(
     Ok(Some(updates))
 }
 
-pub fn link(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
+/// What every session command does first: configuration, then the session lock.
+struct Prepared {
+    loaded: Loaded,
+    out: Out,
+    interactive: bool,
+    session_dir: std::path::PathBuf,
+    pair_code_phone: Option<String>,
+    _lock: SessionLock,
+}
+
+/// Loads the configuration and takes the session lock; `Err(code)` when the command must end.
+fn prepare(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<Result<Prepared, u8>> {
     let out = Out { json: args.json };
     let loaded = load::load(profile)?;
     if loaded.resolved.has_errors() {
         for d in loaded.resolved.errors() {
             out.error("config", &format!("configuration error: {d}"));
         }
-        return Ok(exit::USAGE);
+        return Ok(Err(exit::USAGE));
     }
     let interactive = !args.no_input && !args.json && std::io::stdin().is_terminal();
-    let Some(updates) = settings(&loaded, args, interactive, &out)? else { return Ok(exit::USAGE) };
     let pair_code_phone = match &args.pair_code {
         None => None,
         Some(p) => match parse_user(p).ok().and_then(|u| u.phone().cloned()) {
@@ -175,26 +189,146 @@ pub fn link(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
                     "usage",
                     &format!("--pair-code '{p}' is not a phone number with its country code, e.g. 15551234567"),
                 );
-                return Ok(exit::USAGE);
+                return Ok(Err(exit::USAGE));
             }
         },
     };
-    if !updates.is_empty() {
-        let pairs: Vec<(&str, &str)> = updates.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        save_env(&loaded, &pairs)?;
-    }
-
-    let session = loaded.session_dir();
-    let _lock = match SessionLock::acquire(&session.path) {
+    let session_dir = loaded.session_dir().path;
+    let lock = match SessionLock::acquire(&session_dir) {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {
             out.error("session_in_use", &e.to_string());
-            return Ok(exit::PROBLEM);
+            return Ok(Err(exit::PROBLEM));
         }
         Err(e) => return Err(e.into()),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(link_async(&loaded, args, &out, interactive, &session.path, pair_code_phone))
+    Ok(Ok(Prepared { loaded, out, interactive, session_dir, pair_code_phone, _lock: lock }))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn check_url(p: &Prepared) -> Result<Option<String>, u8> {
+    let server_url = p.loaded.resolved.config.whatsapp.server_url.value.clone();
+    if let Some(url) = &server_url
+        && let Err(e) = linking::check_server_url(url)
+    {
+        p.out.error("config", &e);
+        return Err(exit::USAGE);
+    }
+    Ok(server_url)
+}
+
+pub fn link(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
+    let p = match prepare(profile, args)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let Some(updates) = settings(&p.loaded, args, p.interactive, &p.out)? else { return Ok(exit::USAGE) };
+    if !updates.is_empty() {
+        let pairs: Vec<(&str, &str)> = updates.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        save_env(&p.loaded, &pairs)?;
+    }
+    runtime()?.block_on(link_async(&p.loaded, args, &p.out, p.interactive, &p.session_dir, p.pair_code_phone.clone()))
+}
+
+/// How long `repair` and `unlink` wait for WhatsApp's answer at most.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `hermes whatsapp repair`: re-links only a session WhatsApp really ended (or `--force`).
+pub fn repair(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
+    let p = match prepare(profile, args)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let server_url = match check_url(&p) {
+        Ok(u) => u,
+        Err(code) => return Ok(code),
+    };
+    runtime()?.block_on(async {
+        let out = &p.out;
+        let why = match store::inspect(&p.session_dir).await {
+            StoreState::Linked(account) => {
+                let timeout = PROBE_TIMEOUT.min(Duration::from_secs(args.timeout));
+                match probe::probe(&p.session_dir, server_url.as_deref(), timeout).await.map_err(anyhow::Error::msg)? {
+                    Probe::Valid if !args.force => {
+                        out.event(json!({ "event": "probe", "result": "valid", "phone": account.phone }), || {
+                            format!("Your session is fine (linked to +{}); nothing was changed.", account.phone)
+                        });
+                        return Ok(exit::OK);
+                    }
+                    Probe::Valid => "--force: re-linking a valid session".to_owned(),
+                    Probe::Invalid(why) => why,
+                    Probe::ClientOutdated => {
+                        out.error(
+                            "client_outdated",
+                            "WhatsApp refuses this version of hermes: update hermes; the session was not changed and needs no re-link",
+                        );
+                        return Ok(exit::PROBLEM);
+                    }
+                    Probe::Banned(secs) => {
+                        out.error(
+                            "temporarily_banned",
+                            &format!("WhatsApp banned this number for {secs} s; the session is fine and nothing was changed"),
+                        );
+                        return Ok(exit::PROBLEM);
+                    }
+                    Probe::Unreachable => {
+                        out.error(
+                            "unreachable",
+                            "cannot tell whether the session is valid: WhatsApp could not be reached (network); nothing was changed",
+                        );
+                        return Ok(exit::PROBLEM);
+                    }
+                }
+            }
+            StoreState::Missing => "there is no session yet".to_owned(),
+            StoreState::Empty => "the session store is empty".to_owned(),
+            StoreState::NotLinked => "linking never finished".to_owned(),
+            StoreState::Corrupt(e) => format!("the session store cannot be read ({e})"),
+        };
+        out.event(json!({ "event": "probe", "result": "invalid", "reason": why }), || {
+            format!("The session needs a new link: {why}. The old one is kept as a backup once the new link works.")
+        });
+        run_linking(&p.loaded, args, out, p.interactive, &p.session_dir, p.pair_code_phone.clone()).await
+    })
+}
+
+/// `hermes whatsapp unlink`: logs the device out on WhatsApp, then moves the session to a backup.
+pub fn unlink(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
+    let p = match prepare(profile, args)? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let server_url = match check_url(&p) {
+        Ok(u) => u,
+        Err(code) => return Ok(code),
+    };
+    runtime()?.block_on(async {
+        let out = &p.out;
+        if let StoreState::Linked(account) = store::inspect(&p.session_dir).await
+            && let Err(why) = probe::logout(&p.session_dir, &account, server_url.as_deref(), PROBE_TIMEOUT).await
+            && !args.force
+        {
+            out.error(
+                "logout_failed",
+                &format!(
+                    "could not log out on WhatsApp ({why}); nothing was changed. Run `hermes whatsapp unlink --force` to remove the \
+                     session here anyway, then remove the device under Linked Devices on the phone"
+                ),
+            );
+            return Ok(exit::PROBLEM);
+        }
+        match hermes_whatsapp::backup::move_to_backup(&p.session_dir, now_secs())? {
+            Some(b) => out.event(json!({ "event": "unlinked", "backup": b.display().to_string() }), || {
+                format!("Unlinked. The session was moved to {} (the last three backups are kept).", b.display())
+            }),
+            None => out.event(json!({ "event": "unlinked", "backup": null }), || "There was no session to unlink.".to_owned()),
+        }
+        save_env(&p.loaded, &[("WHATSAPP_ENABLED", "false")])?;
+        Ok(exit::OK)
+    })
 }
 
 async fn link_async(
@@ -221,6 +355,18 @@ async fn link_async(
             return Ok(exit::PROBLEM);
         }
     }
+    run_linking(loaded, args, out, interactive, session_dir, pair_code_phone).await
+}
+
+/// The linking flow proper: progress, install, `.env`; the caller decided it should run.
+async fn run_linking(
+    loaded: &Loaded,
+    args: &LinkArgs,
+    out: &Out,
+    interactive: bool,
+    session_dir: &Path,
+    pair_code_phone: Option<String>,
+) -> anyhow::Result<u8> {
     let opts = LinkOptions {
         session_dir: session_dir.to_path_buf(),
         pair_code_phone,

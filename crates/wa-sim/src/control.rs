@@ -212,6 +212,9 @@ fn event_json(e: &SimEvent) -> Value {
         SimEvent::DeviceLinked { phone, device } => {
             json!({ "event": "device_linked", "phone": phone, "device": device })
         }
+        SimEvent::DeviceUnlinked { phone, device } => {
+            json!({ "event": "device_unlinked", "phone": phone, "device": device })
+        }
         SimEvent::LoggedIn { phone, device } => json!({ "event": "logged_in", "phone": phone, "device": device }),
         SimEvent::LoginRefused { phone, device, reason } => {
             json!({ "event": "login_refused", "phone": phone, "device": device, "reason": reason })

@@ -22,6 +22,8 @@ pub enum SimEvent {
     PairingCodeRejected { conn: u64, reason: String },
     /// The phone linked a device: it is now `phone:device`.
     DeviceLinked { phone: String, device: u16 },
+    /// A device logged itself out (`remove-companion-device`).
+    DeviceUnlinked { phone: String, device: u16 },
     /// A linked device logged in.
     LoggedIn { phone: String, device: u16 },
     /// A login was refused with a failure reason (401 logged out, 403 locked, ...).

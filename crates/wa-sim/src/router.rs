@@ -220,6 +220,16 @@ fn device_iq(inner: &Inner, conn: u64, phone: &str, device: u16, node: &Node) {
             result(&id, vec![NodeBuilder::new("sync").children(collections).build()])
         }
         "blocklist" => result(&id, vec![NodeBuilder::new("list").build()]),
+        // The companion logs itself out: it leaves the phone's Linked Devices.
+        "md" if child(node, "remove-companion-device").is_some() => {
+            let removed = st.phones.get_mut(phone).and_then(|p| p.devices.remove(&device)).is_some();
+            st.send(conn, if removed { result(&id, vec![]) } else { error(&id, 404, "item-not-found") });
+            drop(st);
+            if removed {
+                inner.events.push(SimEvent::DeviceUnlinked { phone: phone.to_owned(), device });
+            }
+            return;
+        }
         _ => error(&id, 501, "feature-not-implemented"),
     };
     st.send(conn, answer);

@@ -22,8 +22,15 @@ struct Linking {
 
 impl Linking {
     fn start(home: &Home, sim: &Sim, args: &[&str]) -> Linking {
-        let mut all = vec!["whatsapp", "--no-input", "--json"];
-        all.extend_from_slice(args);
+        // A subcommand (repair, unlink) goes right after `whatsapp`, flags after it.
+        let (sub, rest) = match args.first() {
+            Some(s) if !s.starts_with('-') => (Some(*s), &args[1..]),
+            _ => (None, args),
+        };
+        let mut all = vec!["whatsapp"];
+        all.extend(sub);
+        all.extend(["--no-input", "--json"]);
+        all.extend_from_slice(rest);
         let mut child = home
             .command(&all)
             .env("WHATSAPP_SERVER_URL", sim.ws_url())
@@ -201,4 +208,82 @@ fn a_non_loopback_server_url_is_refused() {
     let v: Value = serde_json::from_str(run.stdout.lines().next().expect("one line")).expect("json");
     assert_eq!(v["kind"], "config");
     assert!(v["message"].as_str().is_some_and(|m| m.contains("only a loopback address")), "{v}");
+}
+
+/// Links `phone` through `hermes whatsapp`, to completion.
+fn link_phone(home: &Home, sim: &Sim, phone: &str) {
+    let linking = Linking::start(home, sim, &[]);
+    let qr = linking.expect("qr");
+    sim.link_qr(phone, qr["qr"].as_str().expect("qr")).expect("scan");
+    linking.expect("paired");
+    linking.expect("connected");
+    assert_eq!(linking.wait(), 0);
+}
+
+fn backups(home: &Home) -> usize {
+    std::fs::read_dir(home.path.join("platforms/whatsapp/session.bak")).map_or(0, |d| d.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_leaves_a_valid_session_alone_and_relinks_a_removed_one() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15551110000");
+    let home = Home::new();
+    link_phone(&home, &sim, "15551110000");
+
+    let repair = Linking::start(&home, &sim, &["repair"]);
+    let probe = repair.expect("probe");
+    assert_eq!(probe["result"], "valid", "{probe}");
+    assert_eq!(repair.wait(), 0);
+    assert_eq!(sim.devices("15551110000"), vec![1], "a valid session is left as it is");
+    assert_eq!(backups(&home), 0);
+
+    // The user removes the device on the phone while the gateway is off.
+    sim.inject(wa_sim::Fault::DeviceRemoved { phone: "15551110000".into(), device: 1 }).expect("unlink on the phone");
+    let repair = Linking::start(&home, &sim, &["repair"]);
+    let probe = repair.expect("probe");
+    assert_eq!(probe["result"], "invalid", "{probe}");
+    let qr = repair.expect("qr");
+    sim.link_qr("15551110000", qr["qr"].as_str().expect("qr")).expect("scan");
+    repair.expect("paired");
+    repair.expect("connected");
+    assert_eq!(repair.wait(), 0);
+    assert_eq!(sim.devices("15551110000"), vec![2]);
+    assert_eq!(backups(&home), 1, "the dead session was kept as a backup");
+    assert_eq!(status(&home).1["state"], "linked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_changes_nothing_when_whatsapp_cannot_be_reached() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15552220000");
+    let home = Home::new();
+    link_phone(&home, &sim, "15552220000");
+    sim.inject(wa_sim::Fault::RefuseConnections(u32::MAX)).expect("network down");
+    let repair = Linking::start(&home, &sim, &["repair", "--timeout", "3"]);
+    let err = repair.expect("error");
+    assert_eq!(err["kind"], "unreachable", "{err}");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("nothing was changed")), "{err}");
+    assert_eq!(repair.wait(), 1);
+    assert_eq!(backups(&home), 0);
+    sim.clear_faults();
+    assert_eq!(status(&home).1["state"], "linked", "still the same session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlink_logs_out_on_whatsapp_and_keeps_a_backup() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15553330000");
+    let home = Home::new();
+    link_phone(&home, &sim, "15553330000");
+    let unlink = Linking::start(&home, &sim, &["unlink"]);
+    let done = unlink.expect("unlinked");
+    assert_eq!(unlink.wait(), 0);
+    let backup = std::path::PathBuf::from(done["backup"].as_str().expect("backup path"));
+    assert!(backup.join("whatsapp.db").exists(), "{}", backup.display());
+    assert!(sim.devices("15553330000").is_empty(), "the device left the phone's Linked Devices");
+    assert!(sim.events().iter().any(|e| matches!(e, wa_sim::SimEvent::DeviceUnlinked { .. })));
+    assert_eq!(status(&home).1["state"], "not_linked");
+    let env = std::fs::read_to_string(home.path.join(".env")).expect(".env");
+    assert!(env.contains("WHATSAPP_ENABLED=false\n"), "{env}");
 }

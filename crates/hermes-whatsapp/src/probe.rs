@@ -1,0 +1,98 @@
+//! Asking WhatsApp whether a stored session is still valid, and ending it on request.
+//!
+//! `repair` must never re-link a session that only lost its network: so it connects once and
+//! believes only WhatsApp's own answer. A timeout is "cannot tell", not "invalid".
+
+use std::path::Path;
+use std::time::Duration;
+
+use whatsapp_rust::prelude::*;
+use whatsapp_rust::types::events::ConnectFailureReason;
+
+use crate::client;
+use crate::store::LinkedAccount;
+
+/// WhatsApp's answer about a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// It logged in: the session is fine.
+    Valid,
+    /// WhatsApp ended it: logged out, locked or removed from the phone. Re-linking is the fix.
+    Invalid(String),
+    /// WhatsApp refuses this version of hermes; the session itself may be fine.
+    ClientOutdated,
+    /// The number is banned for this many seconds; the session itself is fine.
+    Banned(i64),
+    /// No answer in time: the network, not the session.
+    Unreachable,
+}
+
+/// Connects once with the stored session and reports what WhatsApp says.
+pub async fn probe(session_dir: &Path, server_url: Option<&str>, timeout: Duration) -> Result<Probe, String> {
+    let mut running = client::start(session_dir, server_url, "Hermes Agent", None).await?;
+    let verdict = tokio::time::timeout(timeout, async {
+        while let Some(event) = running.events.recv().await {
+            match &*event {
+                Event::Connected(_) => return Probe::Valid,
+                Event::LoggedOut(l) => {
+                    return Probe::Invalid(match l.reason {
+                        ConnectFailureReason::AccountLocked => "the account or device is locked".to_owned(),
+                        ConnectFailureReason::LoggedOut if l.on_connect => "WhatsApp logged this device out".to_owned(),
+                        ConnectFailureReason::LoggedOut => {
+                            "this device was removed from the phone's Linked Devices".to_owned()
+                        }
+                        other => format!("WhatsApp ended the session ({other:?})"),
+                    });
+                }
+                // A fresh, unlinked store asks for a QR code: there is no session to speak of.
+                Event::PairingQrCode(_) => return Probe::Invalid("the store holds no linked device".to_owned()),
+                Event::ClientOutdated(_) => return Probe::ClientOutdated,
+                Event::TemporaryBan(b) => return Probe::Banned(b.expire.num_seconds()),
+                _ => {}
+            }
+        }
+        Probe::Unreachable
+    })
+    .await
+    .unwrap_or(Probe::Unreachable);
+    running.stop().await;
+    Ok(verdict)
+}
+
+/// Logs the device out on WhatsApp's side (it disappears from the phone's Linked Devices).
+/// Errors when WhatsApp could not be reached or did not confirm.
+pub async fn logout(
+    session_dir: &Path,
+    account: &LinkedAccount,
+    server_url: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut running = client::start(session_dir, server_url, "Hermes Agent", None).await?;
+    let connected = tokio::time::timeout(timeout, async {
+        while let Some(event) = running.events.recv().await {
+            match &*event {
+                Event::Connected(_) => return Ok(()),
+                // Already logged out on WhatsApp's side: nothing left to end there.
+                Event::LoggedOut(_) => return Err(None),
+                _ => {}
+            }
+        }
+        Err(Some("the connection ended".to_owned()))
+    })
+    .await
+    .unwrap_or(Err(Some("WhatsApp could not be reached".to_owned())));
+    let result = match connected {
+        Ok(()) => {
+            let jid: Jid = format!("{}:{}@s.whatsapp.net", account.phone, account.device)
+                .parse()
+                .map_err(|e| format!("bad account id: {e:?}"))?;
+            let removed = running.client.execute(wacore::iq::devices::RemoveCompanionDeviceSpec::new(&jid)).await;
+            running.client.logout().await;
+            removed.map_err(|e| format!("WhatsApp did not confirm the logout: {e}"))
+        }
+        Err(None) => Ok(()),
+        Err(Some(why)) => Err(why),
+    };
+    running.stop().await;
+    result
+}
