@@ -393,3 +393,60 @@ pub fn check_model(model: &ModelConfig) -> Check {
 
 #[cfg(test)]
 mod tests;
+
+/// What the session store holds, as the WhatsApp edge found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreFacts {
+    Missing,
+    Empty,
+    NotLinked,
+    Corrupt(String),
+    Linked { phone: String, device: u16 },
+}
+
+/// Is the gateway linked, and is anyone using the session right now.
+pub fn check_link(store: &StoreFacts, in_use_by: Option<u32>, node_bridge_creds: Option<&Path>) -> Vec<Check> {
+    let mut out = vec![match store {
+        StoreFacts::Linked { phone, device } => {
+            Check::ok("whatsapp_link", format!("linked to +{phone} (device {device})"))
+        }
+        StoreFacts::Missing => Check::bad(
+            "whatsapp_link",
+            Status::Warn,
+            "not linked yet",
+            "run `hermes whatsapp` and scan the QR code (or use --pair-code PHONE)",
+        ),
+        StoreFacts::Empty | StoreFacts::NotLinked => Check::bad(
+            "whatsapp_link",
+            Status::Warn,
+            "a session store exists but holds no linked device (an interrupted link)",
+            "run `hermes whatsapp` to link",
+        ),
+        StoreFacts::Corrupt(why) => Check::bad(
+            "whatsapp_link",
+            Status::Error,
+            format!("the session store cannot be read: {why}"),
+            "run `hermes whatsapp repair` to link again (the damaged store is kept as a backup)",
+        ),
+    }];
+    if let Some(pid) = in_use_by {
+        out.push(Check::ok("session_lock", format!("in use by PID {pid} (a running gateway or wizard)")));
+    }
+    if let Some(creds) = node_bridge_creds {
+        let linked_here = matches!(store, StoreFacts::Linked { .. });
+        out.push(Check::bad(
+            "node_bridge_session",
+            if linked_here { Status::Ok } else { Status::Warn },
+            format!(
+                "{} is a session of Hermes' Node bridge (Baileys); hermes cannot reuse it (yet), so it needs its own link",
+                creds.display()
+            ),
+            if linked_here {
+                "once hermes works for you, remove the old \"Hermes Agent\" entry under Linked Devices on the phone".to_owned()
+            } else {
+                "run `hermes whatsapp` to link; the phone then shows one more linked device, and you can remove the old one".to_owned()
+            },
+        ));
+    }
+    out
+}

@@ -20,6 +20,7 @@ pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     checks.push(settings_check(&loaded));
     checks.push(doctor::check_enabled(&cfg.whatsapp));
     checks.extend(doctor::check_session_dir(&loaded.home.path, &session, &facts));
+    checks.extend(link_checks(&loaded, &session.path)?);
     checks.extend(doctor::check_allowlists(&cfg.whatsapp));
     checks.push(doctor::check_reach(&cfg.whatsapp));
     checks.push(doctor::check_model(&cfg.model));
@@ -38,6 +39,26 @@ pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         return Err(e.into());
     }
     Ok(if ok { exit::OK } else { exit::PROBLEM })
+}
+
+/// The link: what the store holds, who holds the lock, and a Node-bridge session left by Hermes.
+fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> anyhow::Result<Vec<Check>> {
+    use hermes_whatsapp::store::{self, StoreState};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let facts = match runtime.block_on(store::inspect(session_dir)) {
+        StoreState::Missing => doctor::StoreFacts::Missing,
+        StoreState::Empty => doctor::StoreFacts::Empty,
+        StoreState::NotLinked => doctor::StoreFacts::NotLinked,
+        StoreState::Corrupt(why) => doctor::StoreFacts::Corrupt(why),
+        StoreState::Linked(a) => doctor::StoreFacts::Linked { phone: a.phone, device: a.device },
+    };
+    let holder = crate::whatsapp::lock_holder(session_dir);
+    // Baileys keeps `creds.json` in the session directory, legacy or new layout.
+    let creds = [session_dir.to_path_buf(), loaded.home.path.join(hermes_core::paths::LEGACY_SESSION_DIR)]
+        .into_iter()
+        .map(|d| d.join("creds.json"))
+        .find(|p| p.is_file());
+    Ok(doctor::check_link(&facts, holder, creds.as_deref()))
 }
 
 /// Where each setting came from: the answer to "I set it, why does nothing change?". Settings

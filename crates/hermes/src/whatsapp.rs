@@ -447,7 +447,7 @@ async fn run_linking(
 }
 
 /// The PID in a session's lock file, if that process is still alive.
-fn lock_holder(session_dir: &Path) -> Option<u32> {
+pub fn lock_holder(session_dir: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(SessionLock::path_for(session_dir)).ok()?.trim().parse().ok()?;
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }

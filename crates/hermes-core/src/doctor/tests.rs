@@ -160,3 +160,16 @@ fn home_and_config_checks() {
     assert_eq!(checks[0].message, "WHATSAPP_MODE (.env WHATSAPP_MODE): 'botty' is not valid");
     assert_eq!(check_config(&[], &[]).first().map(|c| c.status), Some(Status::Ok));
 }
+
+#[test]
+fn link_findings() {
+    let linked = StoreFacts::Linked { phone: "15551234567".into(), device: 3 };
+    assert_eq!(statuses(&check_link(&linked, None, None)), vec![("whatsapp_link", Status::Ok)]);
+    assert_eq!(check_link(&linked, None, None)[0].message, "linked to +15551234567 (device 3)");
+    let corrupt = check_link(&StoreFacts::Corrupt("file is not a database".into()), Some(42), None);
+    assert_eq!(statuses(&corrupt), vec![("whatsapp_link", Status::Error), ("session_lock", Status::Ok)]);
+    assert!(corrupt[0].fix.as_deref().is_some_and(|f| f.contains("hermes whatsapp repair")));
+    let bridge = check_link(&StoreFacts::Missing, None, Some(Path::new("/h/whatsapp/session/creds.json")));
+    assert_eq!(statuses(&bridge), vec![("whatsapp_link", Status::Warn), ("node_bridge_session", Status::Warn)]);
+    assert!(bridge[1].message.contains("Node bridge (Baileys)"), "{}", bridge[1].message);
+}

@@ -206,3 +206,19 @@ fn unparseable_files_are_errors_with_line_numbers() {
     assert_eq!(messages[0], ".env line 2: 'this is not a line' has no '='");
     assert!(messages[1].starts_with("config.yaml: cannot be parsed: config.yaml line"), "{}", messages[1]);
 }
+
+#[test]
+fn a_node_bridge_session_is_recognised_and_explained() {
+    let home = Home::new();
+    let legacy = home.path.join("whatsapp/session");
+    std::fs::create_dir_all(&legacy).expect("mkdir");
+    std::fs::write(legacy.join("creds.json"), br#"{"me":{"id":"15551234567:3@s.whatsapp.net"}}"#).expect("write");
+    let report = json(&home.run(&["doctor", "--json"]));
+    let (status, message, fix) = check(&report, "node_bridge_session");
+    assert_eq!(status, "warn");
+    assert!(message.contains("Node bridge (Baileys)"), "{message}");
+    assert!(fix.is_some_and(|f| f.contains("hermes whatsapp")), "{fix:?}");
+    // The legacy directory is the one in use, and it holds no hermes session.
+    let (status, _, _) = check(&report, "whatsapp_link");
+    assert_eq!(status, "warn");
+}

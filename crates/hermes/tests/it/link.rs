@@ -111,6 +111,13 @@ async fn link_by_qr_through_json_events_then_status_and_no_silent_replace() {
     let (code, st) = status(&home);
     assert_eq!((code, st["state"].as_str(), st["linked"].as_bool()), (0, Some("linked"), Some(true)), "{st}");
     assert_eq!(st["account"]["phone"], "15557654321");
+    let doctor: Value = serde_json::from_str(&home.run(&["doctor", "--json"]).stdout).expect("doctor JSON");
+    let link =
+        doctor["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "whatsapp_link").expect("link check");
+    assert_eq!(
+        (link["status"].as_str(), link["message"].as_str()),
+        (Some("ok"), Some("linked to +15557654321 (device 1)"))
+    );
 
     // Running it again never replaces a valid session silently.
     let again = Linking::start(&home, &sim, &[]);
