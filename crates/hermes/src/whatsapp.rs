@@ -166,6 +166,8 @@ struct Prepared {
     interactive: bool,
     session_dir: std::path::PathBuf,
     pair_code_phone: Option<String>,
+    /// `WHATSAPP_SERVER_URL`, already checked against this build.
+    server_url: Option<String>,
     _lock: SessionLock,
 }
 
@@ -193,6 +195,13 @@ fn prepare(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<Result<Prep
             }
         },
     };
+    let server_url = loaded.resolved.config.whatsapp.server_url.value.clone();
+    if let Some(url) = &server_url
+        && let Err(e) = linking::check_server_url(url)
+    {
+        out.error("config", &e);
+        return Ok(Err(exit::USAGE));
+    }
     let session_dir = loaded.session_dir().path;
     let lock = match SessionLock::acquire(&session_dir) {
         Ok(l) => l,
@@ -202,22 +211,11 @@ fn prepare(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<Result<Prep
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Ok(Prepared { loaded, out, interactive, session_dir, pair_code_phone, _lock: lock }))
+    Ok(Ok(Prepared { loaded, out, interactive, session_dir, pair_code_phone, server_url, _lock: lock }))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
-}
-
-fn check_url(p: &Prepared) -> Result<Option<String>, u8> {
-    let server_url = p.loaded.resolved.config.whatsapp.server_url.value.clone();
-    if let Some(url) = &server_url
-        && let Err(e) = linking::check_server_url(url)
-    {
-        p.out.error("config", &e);
-        return Err(exit::USAGE);
-    }
-    Ok(server_url)
 }
 
 pub fn link(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
@@ -242,10 +240,7 @@ pub fn repair(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let server_url = match check_url(&p) {
-        Ok(u) => u,
-        Err(code) => return Ok(code),
-    };
+    let server_url = p.server_url.clone();
     runtime()?.block_on(async {
         let out = &p.out;
         let why = match store::inspect(&p.session_dir).await {
@@ -301,10 +296,7 @@ pub fn unlink(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let server_url = match check_url(&p) {
-        Ok(u) => u,
-        Err(code) => return Ok(code),
-    };
+    let server_url = p.server_url.clone();
     runtime()?.block_on(async {
         let out = &p.out;
         if let StoreState::Linked(account) = store::inspect(&p.session_dir).await
