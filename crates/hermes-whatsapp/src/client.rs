@@ -26,12 +26,14 @@ impl Running {
 }
 
 /// Opens the store in `dir` and starts a client on it. `server_url` points it at a simulator
-/// (checked by the caller); `pair_code_phone` asks to link by code.
+/// (checked by the caller); `pair_code_phone` asks to link by code. With `auto_reconnect` off
+/// the client's run loop ends with its connection, and the caller decides when to run again.
 pub(crate) async fn start(
     dir: &Path,
     server_url: Option<&str>,
     push_name: &str,
     pair_code_phone: Option<&str>,
+    auto_reconnect: bool,
 ) -> Result<Running, String> {
     let db = dir.join(STORE_FILE);
     let db = db.to_str().ok_or("the session path is not valid UTF-8")?;
@@ -60,5 +62,6 @@ pub(crate) async fn start(
         .await
         .map_err(|e| e.to_string())?;
     let client = bot.client();
+    client.enable_auto_reconnect.store(auto_reconnect, std::sync::atomic::Ordering::Relaxed);
     Ok(Running { handle: bot.spawn(), client, events })
 }

@@ -10,3 +10,4 @@ pub mod lock;
 pub mod probe;
 pub mod session_dir;
 pub mod store;
+pub mod supervisor;

@@ -194,7 +194,7 @@ async fn run_link(
     progress: &mut impl FnMut(LinkProgress),
 ) -> Result<LinkedAccount, LinkError> {
     let mut running =
-        crate::client::start(dir, opts.server_url.as_deref(), &opts.push_name, opts.pair_code_phone.as_deref())
+        crate::client::start(dir, opts.server_url.as_deref(), &opts.push_name, opts.pair_code_phone.as_deref(), true)
             .await
             .map_err(LinkError::Store)?;
     let outcome = loop {

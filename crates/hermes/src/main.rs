@@ -4,6 +4,7 @@
 
 mod doctor;
 mod explain;
+mod gateway;
 mod load;
 mod qr;
 mod whatsapp;
@@ -41,6 +42,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the gateway in the foreground: keep the WhatsApp link up (Ctrl-C or SIGTERM stops).
+    ///
+    /// Exit status: 0 stopped on request, 1 WhatsApp ended the session (the fix is printed),
+    /// 2 usage or configuration error.
+    Gateway,
     /// Link this gateway to WhatsApp (QR code, or --pair-code), or manage the link.
     ///
     /// Exit status: 0 linked, 1 not linked (timeout, refused, already linked), 2 usage or
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
     let profile = cli.profile.as_deref();
     let result = match cli.command {
         Command::Doctor { json } => doctor::run(profile, json),
+        Command::Gateway => gateway::run(profile),
         Command::Whatsapp { command: Some(WhatsappCommand::Explain(args)), .. } => explain::run(profile, &args),
         Command::Whatsapp { command: Some(WhatsappCommand::Status { json }), .. } => whatsapp::status(profile, json),
         Command::Whatsapp { command: Some(WhatsappCommand::Repair(args)), .. } => whatsapp::repair(profile, &args),

@@ -410,6 +410,8 @@ async fn run_linking(
     match result {
         Ok(linked) => {
             save_env(loaded, &[("WHATSAPP_ENABLED", "true")])?;
+            // What the gateway recorded about the previous session is history now.
+            let _ = std::fs::remove_file(crate::gateway::record_path(&loaded.home.path));
             let a = &linked.account;
             out.event(
                 json!({ "event": "connected", "phone": a.phone, "lid": a.lid, "name": a.name, "session": session_dir.display().to_string() }),
@@ -450,23 +452,39 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let state = runtime.block_on(store::inspect(&session.path));
     let holder = lock_holder(&session.path).filter(|pid| *pid != std::process::id());
-    let (name, fix): (&str, Option<String>) = match &state {
-        StoreState::Linked(_) => ("linked", None),
+    let (mut name, mut fix): (String, Option<String>) = match &state {
+        StoreState::Linked(_) => ("linked".into(), None),
         StoreState::Missing => {
-            ("not_linked", Some("run `hermes whatsapp` to link this gateway to your WhatsApp".into()))
+            ("not_linked".into(), Some("run `hermes whatsapp` to link this gateway to your WhatsApp".into()))
         }
-        StoreState::NotLinked => ("not_linked", Some("linking never finished; run `hermes whatsapp` to link".into())),
+        StoreState::NotLinked => {
+            ("not_linked".into(), Some("linking never finished; run `hermes whatsapp` to link".into()))
+        }
         StoreState::Empty => (
-            "empty",
+            "empty".into(),
             Some("the session store is empty (an interrupted first run); run `hermes whatsapp` to link".into()),
         ),
         StoreState::Corrupt(why) => (
-            "corrupt",
+            "corrupt".into(),
             Some(format!(
-                "the session store cannot be read ({why}); run `hermes whatsapp --force` to link again (a backup is kept)"
+                "the session store cannot be read ({why}); run `hermes whatsapp repair` to link again (a backup is kept)"
             )),
         ),
     };
+    // The gateway's record knows what the store cannot: the live state, and whether WhatsApp
+    // ended a session that still looks linked on disk.
+    let record = crate::gateway::read_record(&loaded.home.path);
+    let gateway_running = record.as_ref().is_some_and(|r| holder == Some(r.pid));
+    let mut linked = state.is_linked();
+    if let (true, Some(r)) = (linked, &record)
+        && (gateway_running
+            || matches!(r.state.as_str(), "logged_out" | "device_removed" | "client_outdated" | "stopped"))
+    {
+        name = r.state.clone();
+        fix = r.fix.clone();
+        linked = !matches!(r.state.as_str(), "logged_out" | "device_removed");
+    }
+    let usable = linked && !matches!(name.as_str(), "temporarily_banned" | "client_outdated" | "stopped");
     let from = match &session.reason {
         hermes_core::paths::SessionDirReason::Configured(Origin::Default)
         | hermes_core::paths::SessionDirReason::Default => None,
@@ -481,24 +499,33 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     if json {
         let v = json!({
             "state": name,
-            "linked": state.is_linked(),
+            "linked": linked,
             "account": account,
             "session_path": session.path.display().to_string(),
             "in_use_by_pid": holder,
+            "gateway_running": gateway_running,
+            "since": record.as_ref().map(|r| r.since),
+            "last_connected": record.as_ref().and_then(|r| r.last_connected),
+            "reconnects_last_hour": record.as_ref().map_or(0, |r| r.reconnects.len()),
             "fix": fix,
         });
         writeln!(stdout, "{v}")?;
     } else {
-        match &state {
-            StoreState::Linked(a) => writeln!(
+        writeln!(stdout, "state      {name}{}", if gateway_running { " (gateway running)" } else { "" })?;
+        if let StoreState::Linked(a) = &state {
+            writeln!(
                 stdout,
-                "linked     +{} (device {}{}{})",
+                "account    +{} (device {}{}{})",
                 a.phone,
                 a.device,
                 a.lid.as_ref().map(|l| format!(", LID {l}")).unwrap_or_default(),
                 a.name.as_ref().map(|n| format!(", {n}")).unwrap_or_default()
-            )?,
-            _ => writeln!(stdout, "state      {name}")?,
+            )?;
+        }
+        if let Some(r) = &record
+            && let Some(t) = r.last_connected
+        {
+            writeln!(stdout, "connected  last at {t} (unix time); {} reconnects in the last hour", r.reconnects.len())?;
         }
         writeln!(
             stdout,
@@ -513,5 +540,5 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
             writeln!(stdout, "fix        {f}")?;
         }
     }
-    Ok(if state.is_linked() { exit::OK } else { exit::PROBLEM })
+    Ok(if usable { exit::OK } else { exit::PROBLEM })
 }

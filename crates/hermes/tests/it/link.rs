@@ -74,7 +74,7 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
 }
 
-fn status(home: &Home) -> (i32, Value) {
+pub fn status(home: &Home) -> (i32, Value) {
     let run = home.run(&["whatsapp", "status", "--json"]);
     (run.code, serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("status JSON ({e}): {run:?}")))
 }
@@ -199,7 +199,7 @@ fn corrupt_or_empty_stores_are_reported_as_such() {
     std::fs::write(session.join("whatsapp.db"), b"this is not a database at all, just text").expect("write");
     let (code, st) = status(&home);
     assert_eq!((code, st["state"].as_str(), st["linked"].as_bool()), (1, Some("corrupt"), Some(false)), "{st}");
-    assert!(st["fix"].as_str().is_some_and(|f| f.contains("--force")), "{st}");
+    assert!(st["fix"].as_str().is_some_and(|f| f.contains("hermes whatsapp repair")), "{st}");
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn a_non_loopback_server_url_is_refused() {
 }
 
 /// Links `phone` through `hermes whatsapp`, to completion.
-fn link_phone(home: &Home, sim: &Sim, phone: &str) {
+pub fn link_phone(home: &Home, sim: &Sim, phone: &str) {
     let linking = Linking::start(home, sim, &[]);
     let qr = linking.expect("qr");
     sim.link_qr(phone, qr["qr"].as_str().expect("qr")).expect("scan");

@@ -3,5 +3,7 @@
 mod doctor;
 mod explain;
 #[cfg(feature = "simulator")]
+mod gateway;
+#[cfg(feature = "simulator")]
 mod link;
 mod support;
