@@ -220,6 +220,10 @@ fn event_json(e: &SimEvent) -> Value {
             json!({ "event": "login_refused", "phone": phone, "device": device, "reason": reason })
         }
         SimEvent::Active { phone, device } => json!({ "event": "active", "phone": phone, "device": device }),
+        SimEvent::MessageSent { from, to, id } => json!({ "event": "message_sent", "from": from, "to": to, "id": id }),
+        SimEvent::MessageDelivered { phone, device, id } => {
+            json!({ "event": "message_delivered", "phone": phone, "device": device, "id": id })
+        }
         SimEvent::Disconnected { conn } => json!({ "event": "disconnected", "conn": conn }),
         SimEvent::Stanza { conn, inbound, xml } => {
             json!({ "event": "stanza", "conn": conn, "inbound": inbound, "xml": xml })

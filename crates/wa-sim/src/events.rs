@@ -31,6 +31,10 @@ pub enum SimEvent {
     /// The device left passive mode and was told its offline queue is drained: from here on
     /// it is a fully connected client.
     Active { phone: String, device: u16 },
+    /// A contact sent a message (to every linked device of `to`).
+    MessageSent { from: String, to: String, id: String },
+    /// A device acknowledged a message (receipt or ack): it will not be redelivered.
+    MessageDelivered { phone: String, device: u16, id: String },
     /// A connection ended, from either side.
     Disconnected { conn: u64 },
     /// A stanza crossed the wire. `inbound` is client-to-server.

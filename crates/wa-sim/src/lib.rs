@@ -11,6 +11,7 @@
 
 pub mod cert;
 mod conn;
+mod contacts;
 pub mod control;
 mod events;
 mod faults;

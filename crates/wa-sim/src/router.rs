@@ -43,6 +43,22 @@ pub(crate) fn handle(inner: &Inner, conn: u64, node: Node) {
     match (node.tag.as_ref(), &peer) {
         ("iq", Peer::Registering) => registering_iq(inner, conn, &node),
         ("iq", Peer::Device { phone, device }) => device_iq(inner, conn, phone, *device, &node),
+        // Either acknowledges a message we delivered: it is not delivered again.
+        ("receipt" | "ack", Peer::Device { phone, device }) => {
+            let is_message = node.tag == "receipt" || attr(&node, "class").as_deref() == Some("message");
+            if let (true, Some(id)) = (is_message, attr(&node, "id")) {
+                let removed = {
+                    let mut st = inner.state();
+                    let queue = st.undelivered.entry((phone.clone(), *device)).or_default();
+                    let before = queue.len();
+                    queue.retain(|(pending, _)| *pending != id);
+                    before != queue.len()
+                };
+                if removed {
+                    inner.events.push(SimEvent::MessageDelivered { phone: phone.clone(), device: *device, id });
+                }
+            }
+        }
         // Presence, chat states, unified-session beacons and acks of server stanzas need no answer.
         _ => {}
     }
@@ -166,11 +182,22 @@ fn device_iq(inner: &Inner, conn: u64, phone: &str, device: u16, node: &Node) {
             let active = child(node, "active").is_some();
             st.send(conn, result(&id, vec![]));
             if active {
+                // What the device has not acknowledged yet, with the same ids, then the marker.
+                let queued: Vec<Node> = st
+                    .undelivered
+                    .get(&(phone.to_owned(), device))
+                    .map(|q| q.iter().map(|(_, n)| n.clone()).collect())
+                    .unwrap_or_default();
+                let count = queued.len();
+                for mut n in queued {
+                    n.attrs.insert("offline", "1");
+                    st.send(conn, n);
+                }
                 st.send(
                     conn,
                     NodeBuilder::new("ib")
                         .attr("from", SERVER)
-                        .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                        .children([NodeBuilder::new("offline").attr("count", count.to_string()).build()])
                         .build(),
                 );
                 drop(st);

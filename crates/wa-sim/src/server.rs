@@ -90,6 +90,9 @@ pub(crate) struct State {
     next_conn: u64,
     next_id: u64,
     pub faults: Faults,
+    /// Messages sent to a device and not yet acknowledged by it, oldest first: delivered when
+    /// it is online, again on its next login until it acknowledges them.
+    pub undelivered: HashMap<(String, u16), Vec<(String, Node)>>,
 }
 
 impl State {
@@ -118,6 +121,8 @@ pub(crate) struct Inner {
     ca: CertAuthority,
     state: Mutex<State>,
     pub events: EventLog,
+    /// Each contact's Signal state, by phone number. Async: encryption awaits the stores.
+    contacts: tokio::sync::Mutex<HashMap<String, crate::contacts::ContactCrypto>>,
 }
 
 impl Inner {
@@ -173,6 +178,7 @@ impl Sim {
             ca,
             state: Mutex::new(State::default()),
             events: EventLog::default(),
+            contacts: tokio::sync::Mutex::new(HashMap::new()),
         });
         let accept_inner = inner.clone();
         let listener = tokio::spawn(async move {
@@ -286,6 +292,77 @@ impl Sim {
         let conn = flow.conn;
         st.send(conn, node);
         Ok(())
+    }
+
+    /// A contact (an account of the simulator, writing from its phone) sends `text` to every
+    /// linked device of `to`, end-to-end encrypted. With `as_lid` it writes from its LID, its
+    /// phone number in `sender_pn`, as WhatsApp addresses LID-migrated chats. Returns the id.
+    pub async fn send_text(&self, from: &str, to: &str, text: &str, as_lid: bool) -> anyhow::Result<String> {
+        let id = format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 8]>()));
+        let mut contacts = self.inner.contacts.lock().await;
+        let (account, registration_id, lid, devices) = {
+            let st = self.inner.state();
+            let sender = st.phones.get(from).ok_or_else(|| anyhow!("no contact {from}; add it first"))?;
+            let recipient = st.phones.get(to).ok_or_else(|| anyhow!("no phone {to}"))?;
+            let devices: Vec<u16> = recipient.devices.keys().copied().collect();
+            (sender.account.clone(), sender.keys.registration_id, sender.lid.clone(), devices)
+        };
+        if devices.is_empty() {
+            bail!("{to} has no linked device to receive it");
+        }
+        let crypto = contacts
+            .entry(from.to_owned())
+            .or_insert_with(|| crate::contacts::ContactCrypto::new(&account, registration_id));
+        for device in devices {
+            // One session per addressing mode: the recipient keys sessions by the sender's address.
+            let name = if as_lid { format!("{to}.lid") } else { to.to_owned() };
+            let address = wacore_libsignal::protocol::ProtocolAddress::new(&name, u32::from(device).into());
+            let bundle = if crypto.has_session(&address) { None } else { self.take_bundle(to, device) };
+            let (kind, ciphertext) = crate::contacts::encrypt_text(crypto, &address, bundle, text).await?;
+            let mut message = NodeBuilder::new("message")
+                .attr("id", id.clone())
+                .attr("t", now().to_string())
+                .attr("type", "text")
+                .attr("notify", format!("Contact {from}"));
+            message = if as_lid {
+                message
+                    .attr("from", format!("{lid}@lid"))
+                    .attr("sender_pn", format!("{from}@s.whatsapp.net"))
+                    .attr("addressing_mode", "lid")
+            } else {
+                message.attr("from", format!("{from}@s.whatsapp.net"))
+            };
+            let node = message
+                .children([NodeBuilder::new("enc").attr("v", "2").attr("type", kind).bytes(ciphertext).build()])
+                .build();
+            let mut st = self.inner.state();
+            st.undelivered.entry((to.to_owned(), device)).or_default().push((id.clone(), node.clone()));
+            let online: Vec<u64> = st
+                .conns
+                .iter()
+                .filter(|(_, c)| c.peer == Peer::Device { phone: to.to_owned(), device })
+                .map(|(id, _)| *id)
+                .collect();
+            for conn in online {
+                st.send(conn, node.clone());
+            }
+        }
+        self.inner.events.push(SimEvent::MessageSent { from: from.to_owned(), to: to.to_owned(), id: id.clone() });
+        Ok(id)
+    }
+
+    /// A pre-key bundle of `phone:device` from the directory, consuming one one-time key.
+    fn take_bundle(&self, phone: &str, device: u16) -> Option<crate::contacts::Bundle> {
+        let mut st = self.inner.state();
+        let keys = &mut st.phones.get_mut(phone)?.devices.get_mut(&device)?.keys;
+        let signed_prekey = keys.signed_prekey.clone()?;
+        let prekey = (!keys.prekeys.is_empty()).then(|| keys.prekeys.remove(0));
+        Some(crate::contacts::Bundle {
+            registration_id: keys.registration_id,
+            identity: keys.identity.clone(),
+            signed_prekey,
+            prekey,
+        })
     }
 
     /// Injects a fault. Faults that concern a phone or device fail if it does not exist.

@@ -3,4 +3,5 @@
 mod client;
 mod faults;
 mod link;
+mod messages;
 mod serve;

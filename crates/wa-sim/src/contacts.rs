@@ -1,0 +1,146 @@
+//! Simulated people who write to a linked account, end-to-end encrypted for real.
+//!
+//! A contact is an account of the simulator whose own phone is the sender (device 0). To
+//! write, it does what a WhatsApp client does: fetches a pre-key bundle for each of the
+//! recipient's linked devices from the server's directory, builds a Signal session
+//! (`pkmsg` first, `msg` once established) and sends one `<message>` per device. The linked
+//! client decrypts with its own keys; nothing here knows them.
+
+use std::collections::HashMap;
+
+use buffa::Message as _;
+use wacore_libsignal::protocol::{
+    Direction, IdentityChange, IdentityKey, IdentityKeyPair, IdentityKeyStore, KeyPair, PreKeyBundle, ProtocolAddress,
+    PublicKey, SessionRecord, SessionStore, UsePQRatchet, message_encrypt, process_prekey_bundle,
+};
+use waproto::whatsapp as wa;
+
+type SignalResult<T> = wacore_libsignal::protocol::error::Result<T>;
+
+/// A contact's sessions, by the device address it wrote to.
+#[derive(Default)]
+pub(crate) struct Sessions(HashMap<ProtocolAddress, Vec<u8>>);
+
+/// A contact's identity, and the identities of the devices it wrote to.
+pub(crate) struct Identities {
+    own: IdentityKeyPair,
+    registration_id: u32,
+    known: HashMap<ProtocolAddress, IdentityKey>,
+}
+
+/// A contact's Signal state.
+pub(crate) struct ContactCrypto {
+    sessions: Sessions,
+    identities: Identities,
+}
+
+impl ContactCrypto {
+    pub fn has_session(&self, address: &ProtocolAddress) -> bool {
+        self.sessions.0.contains_key(address)
+    }
+
+    pub fn new(account: &KeyPair, registration_id: u32) -> ContactCrypto {
+        ContactCrypto {
+            sessions: Sessions::default(),
+            identities: Identities {
+                own: IdentityKeyPair::from(account.clone()),
+                registration_id,
+                known: HashMap::new(),
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for Sessions {
+    async fn load_session(&self, a: &ProtocolAddress) -> SignalResult<Option<SessionRecord>> {
+        Ok(self.0.get(a).and_then(|b| SessionRecord::deserialize(b).ok()))
+    }
+
+    async fn has_session(&self, a: &ProtocolAddress) -> SignalResult<bool> {
+        Ok(self.0.contains_key(a))
+    }
+
+    async fn store_session(&mut self, a: &ProtocolAddress, r: SessionRecord) -> SignalResult<()> {
+        self.0.insert(a.clone(), r.serialize()?);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl IdentityKeyStore for Identities {
+    async fn get_identity_key_pair(&self) -> SignalResult<IdentityKeyPair> {
+        Ok(self.own.clone())
+    }
+
+    async fn get_local_registration_id(&self) -> SignalResult<u32> {
+        Ok(self.registration_id)
+    }
+
+    async fn save_identity(&mut self, a: &ProtocolAddress, id: &IdentityKey) -> SignalResult<IdentityChange> {
+        let changed = self.known.insert(a.clone(), *id).is_some_and(|old| old != *id);
+        Ok(IdentityChange::from_changed(changed))
+    }
+
+    async fn is_trusted_identity(&self, _: &ProtocolAddress, _: &IdentityKey, _: Direction) -> SignalResult<bool> {
+        // A person trusts whoever they write to; WhatsApp shows a notice, it does not block.
+        Ok(true)
+    }
+
+    async fn get_identity(&self, a: &ProtocolAddress) -> SignalResult<Option<IdentityKey>> {
+        Ok(self.known.get(a).copied())
+    }
+}
+
+/// One device's published bundle, as the server hands it out.
+#[derive(Clone, Debug)]
+pub(crate) struct Bundle {
+    pub registration_id: u32,
+    pub identity: Vec<u8>,
+    pub signed_prekey: (u32, Vec<u8>, Vec<u8>),
+    pub prekey: Option<(u32, Vec<u8>)>,
+}
+
+/// Encrypts `text` for one device: `("pkmsg" | "msg", ciphertext)`. `bundle` is needed only
+/// when there is no session with that device yet.
+pub(crate) async fn encrypt_text(
+    crypto: &mut ContactCrypto,
+    device_address: &ProtocolAddress,
+    bundle: Option<Bundle>,
+    text: &str,
+) -> anyhow::Result<(&'static str, Vec<u8>)> {
+    if !crypto.sessions.0.contains_key(device_address) {
+        let b = bundle.ok_or_else(|| anyhow::anyhow!("no session and no pre-key bundle for {device_address}"))?;
+        let key = |bytes: &[u8]| PublicKey::from_djb_public_key_bytes(bytes);
+        let prekey = match &b.prekey {
+            Some((id, k)) => Some(((*id).into(), key(k)?)),
+            None => None,
+        };
+        let bundle = PreKeyBundle::new(
+            b.registration_id,
+            device_address.device_id(),
+            prekey,
+            b.signed_prekey.0.into(),
+            key(&b.signed_prekey.1)?,
+            b.signed_prekey.2.clone(),
+            IdentityKey::new(key(&b.identity)?),
+        )?;
+        process_prekey_bundle(
+            device_address,
+            &mut crypto.sessions,
+            &mut crypto.identities,
+            &bundle,
+            &mut rand::rng(),
+            UsePQRatchet::No,
+        )
+        .await?;
+    }
+    let message = wa::Message { conversation: Some(text.to_owned()), ..Default::default() };
+    let padded = wacore::messages::MessageUtils::pad_message_v2(message.encode_to_vec());
+    let ciphertext = message_encrypt(&padded, device_address, &mut crypto.sessions, &mut crypto.identities).await?;
+    let kind = match ciphertext {
+        wacore_libsignal::protocol::CiphertextMessage::PreKeySignalMessage(_) => "pkmsg",
+        _ => "msg",
+    };
+    Ok((kind, ciphertext.serialize().to_vec()))
+}

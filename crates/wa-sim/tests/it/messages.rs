@@ -1,0 +1,114 @@
+//! End-to-end encrypted text from a simulated contact to the real client.
+
+use std::time::Duration;
+
+use wa_sim::{Sim, SimEvent};
+use whatsapp_rust::prelude::*;
+
+use crate::client::{TestClient, init_logs};
+
+const T: Duration = Duration::from_secs(30);
+const ME: &str = "15550007777";
+const CONTACT: &str = "4915100007777";
+
+/// (text, sender JID, message id) of the first message in a batch.
+fn first_text(e: &Event) -> Option<(String, String, String)> {
+    match e {
+        Event::Messages(batch) => batch.messages.first().map(|m| {
+            (
+                m.message.text_content().map(str::to_owned).unwrap_or_default(),
+                m.info.source.sender.to_string(),
+                m.info.id.to_string(),
+            )
+        }),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_text_arrives_decrypted_and_equal() {
+    init_logs();
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ME);
+    sim.add_phone(CONTACT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = TestClient::linked(&sim, ME, &dir.path().join("session.db")).await;
+
+    let cursor = sim.cursor();
+    let id = sim.send_text(CONTACT, ME, "hello from the simulator", false).await.expect("send");
+    let (text, sender, got_id) = client.wait(T, "the first message", first_text).await;
+    assert_eq!((text.as_str(), got_id.as_str()), ("hello from the simulator", id.as_str()));
+    assert!(sender.starts_with(CONTACT), "{sender}");
+    sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageDelivered { id: i, .. } if *i == id))
+        .await
+        .expect("acknowledged");
+
+    // The same session carries the next one. Signal keeps sending `pkmsg` until the recipient
+    // has answered, so both are pre-key messages; a reply would switch the sender to `msg`.
+    let id2 = sim.send_text(CONTACT, ME, "second", false).await.expect("send");
+    let (text, _, got_id) = client.wait(T, "the second message", first_text).await;
+    assert_eq!((text.as_str(), got_id.as_str()), ("second", id2.as_str()));
+    let kinds: Vec<bool> = sim
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            SimEvent::Stanza { inbound: false, xml, .. } if xml.starts_with("<message") => {
+                Some(xml.contains("type=\"pkmsg\""))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, vec![true, true], "pre-key messages until the recipient answers");
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lid_addressed_sender_carries_its_phone_number() {
+    init_logs();
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ME);
+    let contact = sim.add_phone(CONTACT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = TestClient::linked(&sim, ME, &dir.path().join("session.db")).await;
+    sim.send_text(CONTACT, ME, "from my LID", true).await.expect("send");
+    let (text, sender, alt) = client
+        .wait(T, "the message", |e| match e {
+            Event::Messages(batch) => batch.messages.first().map(|m| {
+                (
+                    m.message.text_content().map(str::to_owned).unwrap_or_default(),
+                    m.info.source.sender.to_string(),
+                    m.info.source.sender_alt.as_ref().map(ToString::to_string),
+                )
+            }),
+            _ => None,
+        })
+        .await;
+    assert_eq!(text, "from my LID");
+    assert!(sender.starts_with(&contact.lid) && sender.ends_with("@lid"), "{sender}");
+    assert!(alt.as_deref().is_some_and(|a| a.starts_with(CONTACT)), "the phone number travels with it: {alt:?}");
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_offline_arrive_at_the_next_login() {
+    init_logs();
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ME);
+    sim.add_phone(CONTACT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("session.db");
+    let client = TestClient::linked(&sim, ME, &db).await;
+    client.stop().await;
+
+    let cursor = sim.cursor();
+    let id = sim.send_text(CONTACT, ME, "while you were away", false).await.expect("queued");
+    assert!(!sim.events()[cursor..].iter().any(|e| matches!(e, SimEvent::MessageDelivered { .. })));
+
+    let mut client = TestClient::start(&sim.ws_url(), &db).await;
+    let (text, _, got_id) = client.wait(T, "the queued message", first_text).await;
+    assert_eq!((text.as_str(), got_id.as_str()), ("while you were away", id.as_str()));
+    sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageDelivered { id: i, .. } if *i == id))
+        .await
+        .expect("acknowledged");
+    client.stop().await;
+}
