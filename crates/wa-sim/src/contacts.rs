@@ -10,9 +10,13 @@ use std::collections::HashMap;
 
 use buffa::Message as _;
 use wacore_libsignal::protocol::{
-    Direction, IdentityChange, IdentityKey, IdentityKeyPair, IdentityKeyStore, KeyPair, PreKeyBundle, ProtocolAddress,
-    PublicKey, SessionRecord, SessionStore, UsePQRatchet, message_encrypt, process_prekey_bundle,
+    CiphertextMessage, Direction, GenericSignedPreKey as _, IdentityChange, IdentityKey, IdentityKeyPair,
+    IdentityKeyStore, KeyPair, PreKeyBundle, PreKeyId, PreKeyRecord, PreKeySignalMessage, PreKeyStore, ProtocolAddress,
+    PublicKey, SessionRecord, SessionStore, SignalMessage, SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord,
+    SignedPreKeyStore, Timestamp, UsePQRatchet, message_decrypt, message_encrypt, process_prekey_bundle,
 };
+
+use crate::keys::PhoneSecrets;
 use waproto::whatsapp as wa;
 
 type SignalResult<T> = wacore_libsignal::protocol::error::Result<T>;
@@ -28,10 +32,47 @@ pub(crate) struct Identities {
     known: HashMap<ProtocolAddress, IdentityKey>,
 }
 
+/// A contact's one-time pre-keys (private), consumed as senders use them.
+pub(crate) struct PreKeys(HashMap<u32, PreKeyRecord>);
+
+/// A contact's signed pre-key (private).
+pub(crate) struct SignedPreKeys(HashMap<u32, SignedPreKeyRecord>);
+
 /// A contact's Signal state.
 pub(crate) struct ContactCrypto {
     sessions: Sessions,
     identities: Identities,
+    prekeys: PreKeys,
+    signed: SignedPreKeys,
+}
+
+#[async_trait::async_trait]
+impl PreKeyStore for PreKeys {
+    async fn get_pre_key(&self, id: PreKeyId) -> SignalResult<PreKeyRecord> {
+        self.0.get(&u32::from(id)).cloned().ok_or(SignalProtocolError::InvalidPreKeyId)
+    }
+
+    async fn save_pre_key(&mut self, id: PreKeyId, record: &PreKeyRecord) -> SignalResult<()> {
+        self.0.insert(id.into(), record.clone());
+        Ok(())
+    }
+
+    async fn remove_pre_key(&mut self, id: PreKeyId) -> SignalResult<()> {
+        self.0.remove(&u32::from(id));
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl SignedPreKeyStore for SignedPreKeys {
+    async fn get_signed_pre_key(&self, id: SignedPreKeyId) -> SignalResult<SignedPreKeyRecord> {
+        self.0.get(&u32::from(id)).cloned().ok_or(SignalProtocolError::InvalidSignedPreKeyId)
+    }
+
+    async fn save_signed_pre_key(&mut self, id: SignedPreKeyId, record: &SignedPreKeyRecord) -> SignalResult<()> {
+        self.0.insert(id.into(), record.clone());
+        Ok(())
+    }
 }
 
 impl ContactCrypto {
@@ -39,7 +80,9 @@ impl ContactCrypto {
         self.sessions.0.contains_key(address)
     }
 
-    pub fn new(account: &KeyPair, registration_id: u32) -> ContactCrypto {
+    pub fn new(account: &KeyPair, registration_id: u32, secrets: &PhoneSecrets) -> ContactCrypto {
+        let (sid, skey, ssig) = &secrets.signed;
+        let signed = SignedPreKeyRecord::new((*sid).into(), Timestamp::from_epoch_millis(0), skey, ssig);
         ContactCrypto {
             sessions: Sessions::default(),
             identities: Identities {
@@ -47,6 +90,8 @@ impl ContactCrypto {
                 registration_id,
                 known: HashMap::new(),
             },
+            prekeys: PreKeys(secrets.prekeys.iter().map(|(id, k)| (*id, PreKeyRecord::new((*id).into(), k))).collect()),
+            signed: SignedPreKeys(HashMap::from([(*sid, signed)])),
         }
     }
 }
@@ -130,7 +175,7 @@ pub(crate) async fn encrypt_text(
             &mut crypto.sessions,
             &mut crypto.identities,
             &bundle,
-            &mut rand::rng(),
+            &mut rand::make_rng::<rand::rngs::StdRng>(),
             UsePQRatchet::No,
         )
         .await?;
@@ -143,4 +188,40 @@ pub(crate) async fn encrypt_text(
         _ => "msg",
     };
     Ok((kind, ciphertext.serialize().to_vec()))
+}
+
+/// Decrypts what a device sent to this contact: the `wa::Message` inside.
+pub(crate) async fn decrypt(
+    crypto: &mut ContactCrypto,
+    sender: &ProtocolAddress,
+    kind: &str,
+    ciphertext: &[u8],
+) -> anyhow::Result<wa::Message> {
+    let message = match kind {
+        "pkmsg" => CiphertextMessage::PreKeySignalMessage(PreKeySignalMessage::try_from(ciphertext)?),
+        "msg" => CiphertextMessage::SignalMessage(SignalMessage::try_from(ciphertext)?),
+        other => anyhow::bail!("cannot decrypt a '{other}' message"),
+    };
+    let result = message_decrypt(
+        &message,
+        sender,
+        &mut crypto.sessions,
+        &mut crypto.identities,
+        &mut crypto.prekeys,
+        &crypto.signed,
+        &mut rand::make_rng::<rand::rngs::StdRng>(),
+        UsePQRatchet::No,
+    )
+    .await?;
+    let plain = wacore::messages::MessageUtils::unpad_message_ref(&result.plaintext, 2)?;
+    Ok(wa::Message::decode_from_slice(plain)?)
+}
+
+/// The text of a message, whichever kind carries it.
+pub(crate) fn text_of(message: &wa::Message) -> Option<String> {
+    message
+        .conversation
+        .clone()
+        .or_else(|| message.extended_text_message.as_option().and_then(|e| e.text.clone()))
+        .or_else(|| message.device_sent_message.as_option().and_then(|d| d.message.as_option()).and_then(text_of))
 }

@@ -220,6 +220,9 @@ fn event_json(e: &SimEvent) -> Value {
             json!({ "event": "login_refused", "phone": phone, "device": device, "reason": reason })
         }
         SimEvent::Active { phone, device } => json!({ "event": "active", "phone": phone, "device": device }),
+        SimEvent::MessageReceived { contact, from, id, text } => {
+            json!({ "event": "message_received", "contact": contact, "from": from, "id": id, "text": text })
+        }
         SimEvent::MessageSent { from, to, id } => json!({ "event": "message_sent", "from": from, "to": to, "id": id }),
         SimEvent::MessageDelivered { phone, device, id } => {
             json!({ "event": "message_delivered", "phone": phone, "device": device, "id": id })

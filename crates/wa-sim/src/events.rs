@@ -33,6 +33,8 @@ pub enum SimEvent {
     Active { phone: String, device: u16 },
     /// A contact sent a message (to every linked device of `to`).
     MessageSent { from: String, to: String, id: String },
+    /// A contact received and decrypted a text from a linked device.
+    MessageReceived { contact: String, from: String, id: String, text: String },
     /// A device acknowledged a message (receipt or ack): it will not be redelivered.
     MessageDelivered { phone: String, device: u16, id: String },
     /// A connection ended, from either side.

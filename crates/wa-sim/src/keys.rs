@@ -19,8 +19,15 @@ pub(crate) struct PublishedKeys {
     pub prekeys: Vec<(u32, Vec<u8>)>,
 }
 
-/// The phone's own Signal keys (device 0), generated with the account.
-pub(crate) fn phone_keys(account: &KeyPair) -> PublishedKeys {
+/// The private halves of a phone's pre-keys: what its owner needs to decrypt what it receives.
+pub(crate) struct PhoneSecrets {
+    pub signed: (u32, KeyPair, Vec<u8>),
+    pub prekeys: Vec<(u32, KeyPair)>,
+}
+
+/// The phone's own Signal keys (device 0), generated with the account: what it publishes and
+/// what it keeps.
+pub(crate) fn phone_keys(account: &KeyPair) -> (PublishedKeys, PhoneSecrets) {
     let mut rng = rand::rng();
     let signed = KeyPair::generate(&mut rng);
     // Libsignal signs the serialized (type-prefixed) public key.
@@ -29,12 +36,14 @@ pub(crate) fn phone_keys(account: &KeyPair) -> PublishedKeys {
         .calculate_signature(&signed.public_key.serialize(), &mut rng)
         .expect("XEdDSA signing cannot fail for a valid key")
         .to_vec();
-    PublishedKeys {
+    let prekeys: Vec<(u32, KeyPair)> = (1..=50).map(|id| (id, KeyPair::generate(&mut rng))).collect();
+    let published = PublishedKeys {
         registration_id: rand::random::<u32>() & 0x3fff,
         identity: account.public_key.public_key_bytes().to_vec(),
-        signed_prekey: Some((1, signed.public_key.public_key_bytes().to_vec(), signature)),
-        prekeys: (1..=20).map(|id| (id, KeyPair::generate(&mut rng).public_key.public_key_bytes().to_vec())).collect(),
-    }
+        signed_prekey: Some((1, signed.public_key.public_key_bytes().to_vec(), signature.clone())),
+        prekeys: prekeys.iter().map(|(id, k)| (*id, k.public_key.public_key_bytes().to_vec())).collect(),
+    };
+    (published, PhoneSecrets { signed: (1, signed, signature), prekeys })
 }
 
 pub(crate) fn be_u32(bytes: &[u8]) -> u32 {

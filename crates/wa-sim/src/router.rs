@@ -5,6 +5,8 @@
 //! a well-formed `501 feature-not-implemented`, which the client treats as a failed optional
 //! request rather than a broken connection.
 
+use std::sync::Arc;
+
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
@@ -34,7 +36,7 @@ fn error(id: &str, code: u16, text: &str) -> Node {
         .build()
 }
 
-pub(crate) fn handle(inner: &Inner, conn: u64, node: Node) {
+pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
     inner.events.push(SimEvent::Stanza { conn, inbound: true, xml: wacore::xml::DisplayableNode(&node).to_string() });
     let peer = match inner.state().conns.get(&conn) {
         Some(c) => c.peer.clone(),
@@ -43,6 +45,9 @@ pub(crate) fn handle(inner: &Inner, conn: u64, node: Node) {
     match (node.tag.as_ref(), &peer) {
         ("iq", Peer::Registering) => registering_iq(inner, conn, &node),
         ("iq", Peer::Device { phone, device }) => device_iq(inner, conn, phone, *device, &node),
+        ("message", Peer::Device { phone, device }) => {
+            outgoing_message(inner.clone(), conn, phone.clone(), *device, &node)
+        }
         // Either acknowledges a message we delivered: it is not delivered again.
         ("receipt" | "ack", Peer::Device { phone, device }) => {
             let is_message = node.tag == "receipt" || attr(&node, "class").as_deref() == Some("message");
@@ -305,4 +310,138 @@ fn encrypt(st: &mut State, phone: &str, device: u16, id: &str, node: &Node) -> N
         return result(id, vec![]);
     }
     error(id, 501, "feature-not-implemented")
+}
+
+/// A device sends a message: the server takes it (ack), then each recipient device gets its
+/// ciphertext. A contact (an account's phone) decrypts and answers with delivery and read
+/// receipts; another linked device gets it relayed, queued until it acknowledges.
+fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, node: &Node) {
+    let Some(id) = attr(node, "id") else { return };
+    let to = attr(node, "to").unwrap_or_default();
+    let kind = attr(node, "type").unwrap_or_else(|| "text".to_owned());
+    inner.state().send(
+        conn,
+        NodeBuilder::new("ack")
+            .attr("class", "message")
+            .attr("id", id.clone())
+            .attr("from", to.clone())
+            .attr("t", crate::server::now().to_string())
+            .build(),
+    );
+    let enc_of = |n: &Node| {
+        let enc = child(n, "enc")?;
+        match &enc.content {
+            Some(wacore_binary::NodeContent::Bytes(b)) => Some((attr(enc, "type").unwrap_or_default(), b.clone())),
+            _ => None,
+        }
+    };
+    let mut targets: Vec<(String, String, Vec<u8>)> = Vec::new();
+    match child(node, "participants") {
+        Some(parts) => {
+            for t in parts.get_children_by_tag("to") {
+                if let (Some(jid), Some((k, ct))) = (attr(t, "jid"), enc_of(t)) {
+                    targets.push((jid, k, ct));
+                }
+            }
+        }
+        None => {
+            if let Some((k, ct)) = enc_of(node) {
+                targets.push((to.clone(), k, ct));
+            }
+        }
+    }
+    tokio::spawn(async move {
+        for (jid, enc_kind, ciphertext) in targets {
+            let (user, server) = jid.split_once('@').unwrap_or((&jid, "s.whatsapp.net"));
+            let (user, target_device) = user.split_once(':').map_or((user, 0u16), |(u, d)| (u, d.parse().unwrap_or(0)));
+            let owner = {
+                let st = inner.state();
+                match server {
+                    "lid" => st.phones.iter().find(|(_, p)| p.lid == user).map(|(pn, _)| pn.clone()),
+                    _ => st.phones.contains_key(user).then(|| user.to_owned()),
+                }
+            };
+            let Some(owner) = owner else { continue };
+            if target_device != 0 {
+                relay(&inner, &phone, device, &owner, target_device, &id, &kind, &enc_kind, ciphertext);
+                continue;
+            }
+            if owner == phone {
+                // The sender's own phone gets a copy (a DSM); the simulated phone has no screen.
+                continue;
+            }
+            let sender = wacore_libsignal::protocol::ProtocolAddress::new(&phone, u32::from(device).into());
+            let text = {
+                let mut contacts = inner.contacts.lock().await;
+                let decrypted = match crate::server::crypto_for(&inner, &mut contacts, &owner) {
+                    Ok(crypto) => crate::contacts::decrypt(crypto, &sender, &enc_kind, &ciphertext).await,
+                    Err(e) => Err(e),
+                };
+                match decrypted {
+                    Ok(message) => crate::contacts::text_of(&message).unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "a contact could not decrypt a message");
+                        continue;
+                    }
+                }
+            };
+            // A contact sees each message once, however often it arrives.
+            let seen = inner.events.snapshot().iter().any(
+                |e| matches!(e, SimEvent::MessageReceived { contact, id: i, .. } if *contact == owner && *i == id),
+            );
+            if !seen {
+                inner.events.push(SimEvent::MessageReceived {
+                    contact: owner.clone(),
+                    from: phone.clone(),
+                    id: id.clone(),
+                    text,
+                });
+            }
+            let from = if server == "lid" { format!("{user}@lid") } else { format!("{owner}@s.whatsapp.net") };
+            let st = inner.state();
+            for receipt_type in [None, Some("read")] {
+                let mut r = NodeBuilder::new("receipt")
+                    .attr("id", id.clone())
+                    .attr("from", from.clone())
+                    .attr("t", crate::server::now().to_string());
+                if let Some(t) = receipt_type {
+                    r = r.attr("type", t);
+                }
+                st.send(conn, r.build());
+            }
+        }
+    });
+}
+
+/// Passes a message on to another linked device, queued until it acknowledges.
+#[allow(clippy::too_many_arguments)]
+fn relay(
+    inner: &Inner,
+    from_phone: &str,
+    from_device: u16,
+    to_phone: &str,
+    to_device: u16,
+    id: &str,
+    kind: &str,
+    enc_kind: &str,
+    ciphertext: Vec<u8>,
+) {
+    let node = NodeBuilder::new("message")
+        .attr("from", format!("{from_phone}:{from_device}@s.whatsapp.net"))
+        .attr("id", id.to_owned())
+        .attr("t", crate::server::now().to_string())
+        .attr("type", kind.to_owned())
+        .children([NodeBuilder::new("enc").attr("v", "2").attr("type", enc_kind.to_owned()).bytes(ciphertext).build()])
+        .build();
+    let mut st = inner.state();
+    st.undelivered.entry((to_phone.to_owned(), to_device)).or_default().push((id.to_owned(), node.clone()));
+    let online: Vec<u64> = st
+        .conns
+        .iter()
+        .filter(|(_, c)| c.peer == Peer::Device { phone: to_phone.to_owned(), device: to_device })
+        .map(|(id, _)| *id)
+        .collect();
+    for c in online {
+        st.send(c, node.clone());
+    }
 }

@@ -32,6 +32,8 @@ pub(crate) struct Phone {
     pub account: KeyPair,
     /// The phone's own Signal keys, as device 0.
     pub keys: PublishedKeys,
+    /// Their private halves, for when this account receives as a contact.
+    pub secrets: crate::keys::PhoneSecrets,
     pub devices: BTreeMap<u16, Device>,
     pub next_device: u16,
     pub next_key_index: u32,
@@ -122,7 +124,7 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     pub events: EventLog,
     /// Each contact's Signal state, by phone number. Async: encryption awaits the stores.
-    contacts: tokio::sync::Mutex<HashMap<String, crate::contacts::ContactCrypto>>,
+    pub contacts: tokio::sync::Mutex<HashMap<String, crate::contacts::ContactCrypto>>,
 }
 
 impl Inner {
@@ -228,10 +230,12 @@ impl Sim {
         let mut st = self.inner.state();
         let p = st.phones.entry(phone.to_owned()).or_insert_with(|| {
             let account = KeyPair::generate(&mut rand::rng());
+            let (keys, secrets) = crate::keys::phone_keys(&account);
             Phone {
                 // LIDs are opaque 14-15 digit numbers, unrelated to the phone number.
                 lid: format!("{}", 100_000_000_000_000u64 + rand::random::<u64>() % 900_000_000_000_000),
-                keys: crate::keys::phone_keys(&account),
+                keys,
+                secrets,
                 account,
                 devices: BTreeMap::new(),
                 next_device: 1,
@@ -300,19 +304,16 @@ impl Sim {
     pub async fn send_text(&self, from: &str, to: &str, text: &str, as_lid: bool) -> anyhow::Result<String> {
         let id = format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 8]>()));
         let mut contacts = self.inner.contacts.lock().await;
-        let (account, registration_id, lid, devices) = {
+        let (lid, devices) = {
             let st = self.inner.state();
             let sender = st.phones.get(from).ok_or_else(|| anyhow!("no contact {from}; add it first"))?;
             let recipient = st.phones.get(to).ok_or_else(|| anyhow!("no phone {to}"))?;
-            let devices: Vec<u16> = recipient.devices.keys().copied().collect();
-            (sender.account.clone(), sender.keys.registration_id, sender.lid.clone(), devices)
+            (sender.lid.clone(), recipient.devices.keys().copied().collect::<Vec<u16>>())
         };
         if devices.is_empty() {
             bail!("{to} has no linked device to receive it");
         }
-        let crypto = contacts
-            .entry(from.to_owned())
-            .or_insert_with(|| crate::contacts::ContactCrypto::new(&account, registration_id));
+        let crypto = crypto_for(&self.inner, &mut contacts, from)?;
         for device in devices {
             // One session per addressing mode: the recipient keys sessions by the sender's address.
             let name = if as_lid { format!("{to}.lid") } else { to.to_owned() };
@@ -421,6 +422,17 @@ impl Sim {
     /// Ends every fault in force (refusals, delays, login failures).
     pub fn clear_faults(&self) {
         self.inner.state().faults = Faults::default();
+    }
+
+    /// What a contact received: `(from, id, text)` in order.
+    pub fn inbox(&self, contact: &str) -> Vec<(String, String, String)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                SimEvent::MessageReceived { contact: c, from, id, text } if c == contact => Some((from, id, text)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every event so far.
@@ -703,4 +715,20 @@ pub(crate) fn send_pair_success(st: &mut State, phone: &str, conn: u64, adv_secr
 /// The registering companion's identity key, as it sent it at registration.
 pub(crate) fn companion_identity(st: &State, conn: u64) -> Option<[u8; 32]> {
     st.pending.values().find(|p| p.conn == conn).map(|p| p.identity_public)
+}
+
+/// A contact's Signal state, made from its account and keys the first time it is needed.
+pub(crate) fn crypto_for<'a>(
+    inner: &Inner,
+    contacts: &'a mut HashMap<String, crate::contacts::ContactCrypto>,
+    phone: &str,
+) -> anyhow::Result<&'a mut crate::contacts::ContactCrypto> {
+    match contacts.entry(phone.to_owned()) {
+        std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            let st = inner.state();
+            let p = st.phones.get(phone).ok_or_else(|| anyhow!("no account {phone}"))?;
+            Ok(v.insert(crate::contacts::ContactCrypto::new(&p.account, p.keys.registration_id, &p.secrets)))
+        }
+    }
 }

@@ -112,3 +112,49 @@ async fn messages_sent_while_offline_arrive_at_the_next_login() {
         .expect("acknowledged");
     client.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_text_reaches_the_contact_who_answers() {
+    init_logs();
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ME);
+    sim.add_phone(CONTACT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = TestClient::linked(&sim, ME, &dir.path().join("session.db")).await;
+
+    let cursor = sim.cursor();
+    let to: Jid = format!("{CONTACT}@s.whatsapp.net").parse().expect("jid");
+    let sent = client.handle.client().send_text(&to, "hello contact").await.expect("sent");
+    let got = sim
+        .wait_for(cursor, T, |e| matches!(e, SimEvent::MessageReceived { contact, .. } if contact == CONTACT))
+        .await
+        .expect("the contact received it");
+    let SimEvent::MessageReceived { from, id, text, .. } = got else { unreachable!("matched above") };
+    assert_eq!((from.as_str(), id.as_str(), text.as_str()), (ME, sent.message_id.as_str(), "hello contact"));
+    let read = client
+        .wait(T, "a read receipt", |e| match e {
+            Event::Receipt(r) if r.r#type == whatsapp_rust::types::presence::ReceiptType::Read => {
+                Some(r.message_ids.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert!(read.iter().any(|m| m.as_str() == sent.message_id.as_str()), "{read:?}");
+
+    // The contact answers on the session the client opened: a plain `msg` now.
+    sim.send_text(CONTACT, ME, "got it", false).await.expect("reply");
+    let (text, _, _) = client.wait(T, "the reply", first_text).await;
+    assert_eq!(text, "got it");
+    let last = sim
+        .events()
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            SimEvent::Stanza { inbound: false, xml, .. } if xml.starts_with("<message") => Some(xml.clone()),
+            _ => None,
+        })
+        .expect("the reply's stanza");
+    assert!(last.contains("type=\"msg\""), "{last}");
+    assert_eq!(sim.inbox(CONTACT).len(), 1);
+    client.stop().await;
+}
