@@ -24,6 +24,9 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/phones/{phone}/link-qr", post(link_qr))
         .route("/phones/{phone}/link-code", post(link_code))
         .route("/phones/{phone}/unlink", post(unlink))
+        .route("/contacts", post(add_phone))
+        .route("/contacts/{phone}/send", post(send))
+        .route("/contacts/{phone}/inbox", get(inbox))
         .route("/faults", post(inject))
         .route("/faults", delete(clear_faults))
         .route("/events", get(events))
@@ -62,6 +65,38 @@ async fn add_phone(State(sim): State<Shared>, Json(req): Json<PhoneReq>) -> Resu
 
 async fn devices(State(sim): State<Shared>, Path(phone): Path<String>) -> Json<Value> {
     Json(json!(sim.devices(&phone)))
+}
+
+#[derive(Deserialize)]
+struct SendReq {
+    to: String,
+    text: String,
+    /// `pn` (default) or `lid`: which of its addresses the contact writes from.
+    #[serde(default, rename = "as")]
+    as_: Option<String>,
+}
+
+/// A contact writes to a phone's linked devices: `{"id"}`.
+async fn send(
+    State(sim): State<Shared>,
+    Path(phone): Path<String>,
+    Json(req): Json<SendReq>,
+) -> Result<Json<Value>, ApiError> {
+    let as_lid = match req.as_.as_deref() {
+        None | Some("pn") => false,
+        Some("lid") => true,
+        Some(other) => return Err(anyhow::anyhow!("\"as\": '{other}' is not valid; accepted values: pn, lid").into()),
+    };
+    let to: String = req.to.chars().filter(char::is_ascii_digit).collect();
+    let id = sim.send_text(&phone, &to, &req.text, as_lid).await?;
+    Ok(Json(json!({ "id": id })))
+}
+
+/// What a contact received: `[{"from", "id", "text"}]`.
+async fn inbox(State(sim): State<Shared>, Path(phone): Path<String>) -> Json<Value> {
+    Json(Value::Array(
+        sim.inbox(&phone).into_iter().map(|(from, id, text)| json!({ "from": from, "id": id, "text": text })).collect(),
+    ))
 }
 
 #[derive(Deserialize)]

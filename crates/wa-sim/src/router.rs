@@ -217,6 +217,8 @@ fn device_iq(inner: &Inner, conn: u64, phone: &str, device: u16, node: &Node) {
         },
         // Server-side A/B properties: none are set.
         "abt" => result(&id, vec![NodeBuilder::new("props").attr("protocol", "1").attr("hash", "sim").build()]),
+        // Trusted-contact tokens the client issues after writing to someone: accepted.
+        "privacy" if kind == "set" => result(&id, vec![]),
         "privacy" if kind == "get" => result(
             &id,
             vec![
@@ -370,14 +372,25 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
                 // The sender's own phone gets a copy (a DSM); the simulated phone has no screen.
                 continue;
             }
-            let sender = wacore_libsignal::protocol::ProtocolAddress::new(&phone, u32::from(device).into());
+            // The contact's sessions are named per addressing mode (as `Sim::send_text` names
+            // them), but the client keeps one session per person across its LID and phone
+            // number: a `msg` may arrive on either, so both are tried.
+            let lid_name = format!("{phone}.lid");
+            let names = if server == "lid" { [lid_name, phone.clone()] } else { [phone.clone(), lid_name] };
             let text = {
                 let mut contacts = inner.contacts.lock().await;
-                let decrypted = match crate::server::crypto_for(&inner, &mut contacts, &owner) {
-                    Ok(crypto) => crate::contacts::decrypt(crypto, &sender, &enc_kind, &ciphertext).await,
-                    Err(e) => Err(e),
-                };
-                match decrypted {
+                let mut outcome = Err(anyhow::anyhow!("no session"));
+                for name in &names {
+                    let sender = wacore_libsignal::protocol::ProtocolAddress::new(name, u32::from(device).into());
+                    outcome = match crate::server::crypto_for(&inner, &mut contacts, &owner) {
+                        Ok(crypto) => crate::contacts::decrypt(crypto, &sender, &enc_kind, &ciphertext).await,
+                        Err(e) => Err(e),
+                    };
+                    if outcome.is_ok() || enc_kind == "pkmsg" {
+                        break;
+                    }
+                }
+                match outcome {
                     Ok(message) => crate::contacts::text_of(&message).unwrap_or_default(),
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "a contact could not decrypt a message");

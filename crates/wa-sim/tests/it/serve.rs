@@ -53,7 +53,8 @@ fn curl(method: &str, url: &str, body: Option<Value>) -> Value {
 
 /// Waits for an event with the long-polling `GET /events/wait`, as a script would.
 fn wait_event(control: &str, event: &str, phone: &str) -> Value {
-    let url = format!("{control}/events/wait?event={event}&phone={phone}&timeout_ms=60000");
+    let phone = if phone.is_empty() { String::new() } else { format!("&phone={phone}") };
+    let url = format!("{control}/events/wait?event={event}{phone}&timeout_ms=60000");
     let answer = curl("GET", &url, None);
     assert!(answer["event"]["event"] == event, "{answer}");
     answer["event"].clone()
@@ -83,6 +84,33 @@ async fn serve_is_driven_by_its_control_api() {
     let linked = wait_event(&sim.control, "device_linked", "15550003333");
     assert_eq!(linked["device"], 1);
     assert_eq!(curl("GET", &format!("{}/phones/15550003333/devices", sim.control), None), serde_json::json!([1]));
+
+    // A contact writes, the client answers; both through the API.
+    let contact =
+        curl("POST", &format!("{}/contacts", sim.control), Some(serde_json::json!({ "phone": "4915100003333" })));
+    assert_eq!(contact["phone"], "4915100003333");
+    let sent = curl(
+        "POST",
+        &format!("{}/contacts/4915100003333/send", sim.control),
+        Some(serde_json::json!({ "to": "15550003333", "text": "hi from curl", "as": "lid" })),
+    );
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let got = client
+        .wait(LINK_TIMEOUT, "the message", |e| match e {
+            Event::Messages(b) => {
+                b.messages.first().map(|m| (m.info.id.to_string(), m.message.text_content().map(str::to_owned)))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, (id, Some("hi from curl".to_owned())));
+    let to: Jid = "4915100003333@s.whatsapp.net".parse().expect("jid");
+    client.handle.client().send_text(&to, "hi back").await.expect("send");
+    let received = wait_event(&sim.control, "message_received", "");
+    assert_eq!(received["text"], "hi back", "{received}");
+    let inbox = curl("GET", &format!("{}/contacts/4915100003333/inbox", sim.control), None);
+    assert_eq!(inbox[0]["text"], "hi back", "{inbox}");
+    assert_eq!(inbox[0]["from"], "15550003333");
 
     // A fault through the API: the socket drops, the client comes back.
     let ok = curl("POST", &format!("{}/faults", sim.control), Some(serde_json::json!({ "kind": "drop_connections" })));
