@@ -22,18 +22,26 @@ const VERSION: (u32, u32, u32) = (2, 3000, 1_000_000_000);
 impl TestClient {
     /// Starts a client whose SQLite store is `db` (created if missing).
     pub async fn start(ws_url: &str, db: &Path) -> TestClient {
-        Self::start_with(ws_url, db, None).await
+        Self::start_with(ws_url, db, None, None).await
+    }
+
+    /// Starts a client whose inbound messages go through `hook` before they are acked.
+    pub async fn start_with_hook(ws_url: &str, db: &Path, hook: FlakyHook) -> TestClient {
+        Self::start_with(ws_url, db, None, Some(hook)).await
     }
 
     /// Starts a client that asks to link to `phone` by pairing code.
     pub async fn start_with_code(ws_url: &str, db: &Path, phone: &str) -> TestClient {
-        Self::start_with(ws_url, db, Some(phone)).await
+        Self::start_with(ws_url, db, Some(phone), None).await
     }
 
-    async fn start_with(ws_url: &str, db: &Path, pair_code_phone: Option<&str>) -> TestClient {
+    async fn start_with(ws_url: &str, db: &Path, pair_code_phone: Option<&str>, hook: Option<FlakyHook>) -> TestClient {
         let store = SqliteStore::new(db.to_str().expect("utf-8 path")).await.expect("open sqlite store");
         let (tx, events) = mpsc::unbounded_channel();
         let mut builder = Bot::builder().with_backend(store);
+        if let Some(hook) = hook {
+            builder = builder.with_inbound_durability_hook(hook);
+        }
         if let Some(phone) = pair_code_phone {
             builder = builder.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
                 phone_number: phone.to_owned(),
@@ -98,4 +106,28 @@ pub fn init_logs() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// A durability hook that fails its first `fail` calls (as a full disk or a crashed database
+/// would), recording the ids of every batch it was given.
+#[derive(Clone, Default)]
+pub struct FlakyHook {
+    pub fail: Arc<std::sync::atomic::AtomicUsize>,
+    pub seen: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Signalled on every call.
+    pub called: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl whatsapp_rust::InboundDurabilityHook for FlakyHook {
+    async fn on_messages(&self, _client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
+        self.seen.lock().expect("poisoned").extend(batch.iter().map(|m| m.info.id.to_string()));
+        self.called.notify_one();
+        let left = self.fail.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.fail.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            anyhow::bail!("simulated storage failure");
+        }
+        Ok(())
+    }
 }

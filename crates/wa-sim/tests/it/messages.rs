@@ -158,3 +158,37 @@ async fn the_clients_text_reaches_the_contact_who_answers() {
     assert_eq!(sim.inbox(CONTACT).len(), 1);
     client.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_message_is_redelivered_with_the_same_id() {
+    init_logs();
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ME);
+    sim.add_phone(CONTACT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("session.db");
+    TestClient::linked(&sim, ME, &db).await.stop().await;
+
+    // The client commits inbound messages through a hook; its first commit fails.
+    let hook = crate::client::FlakyHook::default();
+    hook.fail.store(1, std::sync::atomic::Ordering::SeqCst);
+    let mut client = TestClient::start_with_hook(&sim.ws_url(), &db, hook.clone()).await;
+    client.wait(T, "connected", |e| matches!(e, Event::Connected(_)).then_some(())).await;
+    let cursor = sim.cursor();
+    let id = sim.send_text(CONTACT, ME, "keep me", false).await.expect("send");
+    tokio::time::timeout(T, hook.called.notified()).await.expect("the hook ran");
+    assert!(
+        !sim.events()[cursor..].iter().any(|e| matches!(e, SimEvent::MessageDelivered { .. })),
+        "a message whose commit failed is not acknowledged"
+    );
+
+    // The connection drops; at the next login the server redelivers it, same id, and the
+    // hook commits it this time.
+    sim.inject(wa_sim::Fault::DropConnections).expect("drop");
+    sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageDelivered { id: i, .. } if *i == id))
+        .await
+        .expect("acknowledged after redelivery");
+    let seen = hook.seen.lock().expect("poisoned").clone();
+    assert!(seen.len() >= 2 && seen.iter().all(|s| *s == id), "the same id both times: {seen:?}");
+    client.stop().await;
+}
