@@ -146,13 +146,13 @@ pub(crate) struct Bundle {
     pub prekey: Option<(u32, Vec<u8>)>,
 }
 
-/// Encrypts `text` for one device: `("pkmsg" | "msg", ciphertext)`. `bundle` is needed only
-/// when there is no session with that device yet.
-pub(crate) async fn encrypt_text(
+/// Encrypts a message for one device: `("pkmsg" | "msg", ciphertext)`. `bundle` is needed
+/// only when there is no session with that device yet.
+pub(crate) async fn encrypt_message(
     crypto: &mut ContactCrypto,
     device_address: &ProtocolAddress,
     bundle: Option<Bundle>,
-    text: &str,
+    message: &wa::Message,
 ) -> anyhow::Result<(&'static str, Vec<u8>)> {
     if !crypto.sessions.0.contains_key(device_address) {
         let b = bundle.ok_or_else(|| anyhow::anyhow!("no session and no pre-key bundle for {device_address}"))?;
@@ -180,7 +180,6 @@ pub(crate) async fn encrypt_text(
         )
         .await?;
     }
-    let message = wa::Message { conversation: Some(text.to_owned()), ..Default::default() };
     let padded = wacore::messages::MessageUtils::pad_message_v2(message.encode_to_vec());
     let ciphertext = message_encrypt(&padded, device_address, &mut crypto.sessions, &mut crypto.identities).await?;
     let kind = match ciphertext {
@@ -224,4 +223,32 @@ pub(crate) fn text_of(message: &wa::Message) -> Option<String> {
         .clone()
         .or_else(|| message.extended_text_message.as_option().and_then(|e| e.text.clone()))
         .or_else(|| message.device_sent_message.as_option().and_then(|d| d.message.as_option()).and_then(text_of))
+}
+
+/// The app-state sync key a phone shares with a device it just linked, so the device can read
+/// the account's app state without waiting.
+pub(crate) fn app_state_key_share() -> wa::Message {
+    use wa::message::{
+        AppStateSyncKey, AppStateSyncKeyData, AppStateSyncKeyFingerprint, AppStateSyncKeyId, AppStateSyncKeyShare,
+    };
+    let key = AppStateSyncKey {
+        key_id: buffa::MessageField::some(AppStateSyncKeyId { key_id: Some(rand::random::<[u8; 6]>().to_vec()) }),
+        key_data: buffa::MessageField::some(AppStateSyncKeyData {
+            key_data: Some(rand::random::<[u8; 32]>().to_vec()),
+            fingerprint: buffa::MessageField::some(AppStateSyncKeyFingerprint {
+                raw_id: Some(rand::random::<u32>()),
+                current_index: Some(0),
+                device_indexes: vec![0],
+            }),
+            timestamp: Some(i64::try_from(crate::server::now()).unwrap_or(0) * 1000),
+        }),
+    };
+    wa::Message {
+        protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+            r#type: Some(wa::message::protocol_message::Type::APP_STATE_SYNC_KEY_SHARE),
+            app_state_sync_key_share: buffa::MessageField::some(AppStateSyncKeyShare { keys: vec![key] }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }

@@ -69,7 +69,7 @@ pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
     }
 }
 
-fn registering_iq(inner: &Inner, conn: u64, node: &Node) {
+fn registering_iq(inner: &Arc<Inner>, conn: u64, node: &Node) {
     let Some(id) = attr(node, "id") else { return };
     match attr(node, "type").as_deref() {
         // The answer to pair-success: the companion's countersigned identity.

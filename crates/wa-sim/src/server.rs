@@ -302,68 +302,8 @@ impl Sim {
     /// linked device of `to`, end-to-end encrypted. With `as_lid` it writes from its LID, its
     /// phone number in `sender_pn`, as WhatsApp addresses LID-migrated chats. Returns the id.
     pub async fn send_text(&self, from: &str, to: &str, text: &str, as_lid: bool) -> anyhow::Result<String> {
-        let id = format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 8]>()));
-        let mut contacts = self.inner.contacts.lock().await;
-        let (lid, devices) = {
-            let st = self.inner.state();
-            let sender = st.phones.get(from).ok_or_else(|| anyhow!("no contact {from}; add it first"))?;
-            let recipient = st.phones.get(to).ok_or_else(|| anyhow!("no phone {to}"))?;
-            (sender.lid.clone(), recipient.devices.keys().copied().collect::<Vec<u16>>())
-        };
-        if devices.is_empty() {
-            bail!("{to} has no linked device to receive it");
-        }
-        let crypto = crypto_for(&self.inner, &mut contacts, from)?;
-        for device in devices {
-            // One session per addressing mode: the recipient keys sessions by the sender's address.
-            let name = if as_lid { format!("{to}.lid") } else { to.to_owned() };
-            let address = wacore_libsignal::protocol::ProtocolAddress::new(&name, u32::from(device).into());
-            let bundle = if crypto.has_session(&address) { None } else { self.take_bundle(to, device) };
-            let (kind, ciphertext) = crate::contacts::encrypt_text(crypto, &address, bundle, text).await?;
-            let mut message = NodeBuilder::new("message")
-                .attr("id", id.clone())
-                .attr("t", now().to_string())
-                .attr("type", "text")
-                .attr("notify", format!("Contact {from}"));
-            message = if as_lid {
-                message
-                    .attr("from", format!("{lid}@lid"))
-                    .attr("sender_pn", format!("{from}@s.whatsapp.net"))
-                    .attr("addressing_mode", "lid")
-            } else {
-                message.attr("from", format!("{from}@s.whatsapp.net"))
-            };
-            let node = message
-                .children([NodeBuilder::new("enc").attr("v", "2").attr("type", kind).bytes(ciphertext).build()])
-                .build();
-            let mut st = self.inner.state();
-            st.undelivered.entry((to.to_owned(), device)).or_default().push((id.clone(), node.clone()));
-            let online: Vec<u64> = st
-                .conns
-                .iter()
-                .filter(|(_, c)| c.peer == Peer::Device { phone: to.to_owned(), device })
-                .map(|(id, _)| *id)
-                .collect();
-            for conn in online {
-                st.send(conn, node.clone());
-            }
-        }
-        self.inner.events.push(SimEvent::MessageSent { from: from.to_owned(), to: to.to_owned(), id: id.clone() });
-        Ok(id)
-    }
-
-    /// A pre-key bundle of `phone:device` from the directory, consuming one one-time key.
-    fn take_bundle(&self, phone: &str, device: u16) -> Option<crate::contacts::Bundle> {
-        let mut st = self.inner.state();
-        let keys = &mut st.phones.get_mut(phone)?.devices.get_mut(&device)?.keys;
-        let signed_prekey = keys.signed_prekey.clone()?;
-        let prekey = (!keys.prekeys.is_empty()).then(|| keys.prekeys.remove(0));
-        Some(crate::contacts::Bundle {
-            registration_id: keys.registration_id,
-            identity: keys.identity.clone(),
-            signed_prekey,
-            prekey,
-        })
+        let message = waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
+        send_message(&self.inner, from, to, &message, as_lid, None).await
     }
 
     /// Injects a fault. Faults that concern a phone or device fail if it does not exist.
@@ -640,7 +580,7 @@ impl Failure {
 }
 
 /// The companion signed its identity: it is linked. Tell it to reconnect (515) and log in.
-pub(crate) fn complete_link(inner: &Inner, conn: u64, iq_id: &str, signed_identity: &[u8]) {
+pub(crate) fn complete_link(inner: &Arc<Inner>, conn: u64, iq_id: &str, signed_identity: &[u8]) {
     let mut st = inner.state();
     let Some(pending) =
         st.pending.values().find(|p| p.conn == conn && p.linking.as_ref().is_some_and(|l| l.3 == iq_id))
@@ -665,7 +605,16 @@ pub(crate) fn complete_link(inner: &Inner, conn: u64, iq_id: &str, signed_identi
     st.send(conn, NodeBuilder::new("stream:error").attr("code", "515").build());
     st.close(conn);
     drop(st);
-    inner.events.push(SimEvent::DeviceLinked { phone, device });
+    inner.events.push(SimEvent::DeviceLinked { phone: phone.clone(), device });
+    // As a phone does right after linking: share the app-state key with the new device, so
+    // it need not wait for one. It is queued for the device's first login.
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let share = crate::contacts::app_state_key_share();
+        if let Err(e) = send_message(&inner, &phone, &phone, &share, false, Some(device)).await {
+            tracing::warn!(error = %format!("{e:#}"), "could not share the app-state key");
+        }
+    });
 }
 
 fn conflict(kind: &str) -> Node {
@@ -731,4 +680,80 @@ pub(crate) fn crypto_for<'a>(
             Ok(v.insert(crate::contacts::ContactCrypto::new(&p.account, p.keys.registration_id, &p.secrets)))
         }
     }
+}
+
+/// `from`'s phone sends `message` to the linked devices of `to` (all, or just `only`),
+/// end-to-end encrypted; queued per device until acknowledged. Returns the message id.
+pub(crate) async fn send_message(
+    inner: &Inner,
+    from: &str,
+    to: &str,
+    message: &waproto::whatsapp::Message,
+    as_lid: bool,
+    only: Option<u16>,
+) -> anyhow::Result<String> {
+    let id = format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 8]>()));
+    let mut contacts = inner.contacts.lock().await;
+    let (lid, devices) = {
+        let st = inner.state();
+        let sender = st.phones.get(from).ok_or_else(|| anyhow!("no contact {from}; add it first"))?;
+        let recipient = st.phones.get(to).ok_or_else(|| anyhow!("no phone {to}"))?;
+        let devices: Vec<u16> = recipient.devices.keys().copied().filter(|d| only.is_none_or(|o| o == *d)).collect();
+        (sender.lid.clone(), devices)
+    };
+    if devices.is_empty() {
+        bail!("{to} has no linked device to receive it");
+    }
+    let crypto = crypto_for(inner, &mut contacts, from)?;
+    let kind_attr = if message.protocol_message.is_set() { "protocol" } else { "text" };
+    for device in devices {
+        // One session per addressing mode: the recipient keys sessions by the sender's address.
+        let name = if as_lid { format!("{to}.lid") } else { to.to_owned() };
+        let address = wacore_libsignal::protocol::ProtocolAddress::new(&name, u32::from(device).into());
+        let bundle = if crypto.has_session(&address) { None } else { take_bundle(inner, to, device) };
+        let (kind, ciphertext) = crate::contacts::encrypt_message(crypto, &address, bundle, message).await?;
+        let mut stanza = NodeBuilder::new("message")
+            .attr("id", id.clone())
+            .attr("t", now().to_string())
+            .attr("type", kind_attr)
+            .attr("notify", format!("Contact {from}"));
+        stanza = if as_lid {
+            stanza
+                .attr("from", format!("{lid}@lid"))
+                .attr("sender_pn", format!("{from}@s.whatsapp.net"))
+                .attr("addressing_mode", "lid")
+        } else {
+            stanza.attr("from", format!("{from}@s.whatsapp.net"))
+        };
+        let node = stanza
+            .children([NodeBuilder::new("enc").attr("v", "2").attr("type", kind).bytes(ciphertext).build()])
+            .build();
+        let mut st = inner.state();
+        st.undelivered.entry((to.to_owned(), device)).or_default().push((id.clone(), node.clone()));
+        let online: Vec<u64> = st
+            .conns
+            .iter()
+            .filter(|(_, c)| c.peer == Peer::Device { phone: to.to_owned(), device })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in online {
+            st.send(conn, node.clone());
+        }
+    }
+    inner.events.push(SimEvent::MessageSent { from: from.to_owned(), to: to.to_owned(), id: id.clone() });
+    Ok(id)
+}
+
+/// A pre-key bundle of `phone:device` from the directory, consuming one one-time key.
+fn take_bundle(inner: &Inner, phone: &str, device: u16) -> Option<crate::contacts::Bundle> {
+    let mut st = inner.state();
+    let keys = &mut st.phones.get_mut(phone)?.devices.get_mut(&device)?.keys;
+    let signed_prekey = keys.signed_prekey.clone()?;
+    let prekey = (!keys.prekeys.is_empty()).then(|| keys.prekeys.remove(0));
+    Some(crate::contacts::Bundle {
+        registration_id: keys.registration_id,
+        identity: keys.identity.clone(),
+        signed_prekey,
+        prekey,
+    })
 }

@@ -52,7 +52,9 @@ async fn a_contacts_text_arrives_decrypted_and_equal() {
         .events()
         .iter()
         .filter_map(|e| match e {
-            SimEvent::Stanza { inbound: false, xml, .. } if xml.starts_with("<message") => {
+            SimEvent::Stanza { inbound: false, xml, .. }
+                if xml.starts_with("<message") && xml.contains(&format!("from=\"{CONTACT}@")) =>
+            {
                 Some(xml.contains("type=\"pkmsg\""))
             }
             _ => None,
@@ -150,7 +152,11 @@ async fn the_clients_text_reaches_the_contact_who_answers() {
         .iter()
         .rev()
         .find_map(|e| match e {
-            SimEvent::Stanza { inbound: false, xml, .. } if xml.starts_with("<message") => Some(xml.clone()),
+            SimEvent::Stanza { inbound: false, xml, .. }
+                if xml.starts_with("<message") && xml.contains(&format!("from=\"{CONTACT}@")) =>
+            {
+                Some(xml.clone())
+            }
             _ => None,
         })
         .expect("the reply's stanza");
