@@ -161,6 +161,7 @@ enum FaultReq {
     FailLogins { reason: u16 },
     TemporaryBan { code: u16, expire_secs: u64 },
     StreamError { code: u16 },
+    RedeliveryStorm { id: String, times: u32 },
 }
 
 async fn inject(State(sim): State<Shared>, Json(req): Json<FaultReq>) -> Result<Json<Value>, ApiError> {
@@ -175,6 +176,7 @@ async fn inject(State(sim): State<Shared>, Json(req): Json<FaultReq>) -> Result<
             Fault::TemporaryBan { code, expire: Duration::from_secs(expire_secs) }
         }
         FaultReq::StreamError { code } => Fault::StreamError { code },
+        FaultReq::RedeliveryStorm { id, times } => Fault::RedeliveryStorm { id, times },
     };
     sim.inject(fault)?;
     Ok(Json(json!({ "ok": true })))

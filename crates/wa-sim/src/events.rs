@@ -86,12 +86,14 @@ impl EventLog {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            // The predicate runs without the lock held, so it may call back into the simulator.
+            let fresh: Vec<SimEvent> = {
                 let events = self.events.lock().expect("event log poisoned");
-                if let Some(e) = events.iter().skip(seen).find(|e| pred(e)) {
-                    return Ok(e.clone());
-                }
-                seen = events.len();
+                events.get(seen..).map(<[SimEvent]>::to_vec).unwrap_or_default()
+            };
+            seen += fresh.len();
+            if let Some(e) = fresh.into_iter().find(|e| pred(e)) {
+                return Ok(e);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let events = self.snapshot();

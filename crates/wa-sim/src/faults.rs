@@ -27,6 +27,9 @@ pub enum Fault {
     TemporaryBan { code: u16, expire: Duration },
     /// A `<stream:error code="N"/>` to every connection, then close (515 = restart required).
     StreamError { code: u16 },
+    /// Deliver an already sent message (by id) `times` more times to the devices it went to,
+    /// acknowledged or not: the server-side hiccup that made Hermes answer one message 40 times.
+    RedeliveryStorm { id: String, times: u32 },
 }
 
 /// The faults in force.

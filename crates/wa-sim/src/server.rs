@@ -73,6 +73,9 @@ pub(crate) struct Conn {
     pub peer: Peer,
 }
 
+/// A device: its phone number and device number.
+pub(crate) type DeviceKey = (String, u16);
+
 /// A companion linking by code: what it sent in `companion_hello`, and the phone's side once
 /// the code was typed on the phone.
 pub(crate) struct CodeFlow {
@@ -94,7 +97,9 @@ pub(crate) struct State {
     pub faults: Faults,
     /// Messages sent to a device and not yet acknowledged by it, oldest first: delivered when
     /// it is online, again on its next login until it acknowledges them.
-    pub undelivered: HashMap<(String, u16), Vec<(String, Node)>>,
+    pub undelivered: HashMap<DeviceKey, Vec<(String, Node)>>,
+    /// Every message delivered, by id: where it went and what it was (for redelivery storms).
+    pub sent: HashMap<String, Vec<(DeviceKey, Node)>>,
 }
 
 impl State {
@@ -324,6 +329,22 @@ impl Sim {
                 for c in st.conns.values() {
                     let _ = c.tx.send(Outbound::Node(error.clone()));
                     let _ = c.tx.send(Outbound::Close);
+                }
+            }
+            Fault::RedeliveryStorm { id, times } => {
+                let copies = st.sent.get(&id).cloned().ok_or_else(|| anyhow!("no message {id} was sent"))?;
+                for ((phone, device), node) in copies {
+                    let targets: Vec<u64> = st
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.peer == Peer::Device { phone: phone.clone(), device })
+                        .map(|(c, _)| *c)
+                        .collect();
+                    for _ in 0..times {
+                        for c in &targets {
+                            st.send(*c, node.clone());
+                        }
+                    }
                 }
             }
             Fault::Replaced { phone } => {
@@ -730,6 +751,7 @@ pub(crate) async fn send_message(
             .build();
         let mut st = inner.state();
         st.undelivered.entry((to.to_owned(), device)).or_default().push((id.clone(), node.clone()));
+        st.sent.entry(id.clone()).or_default().push(((to.to_owned(), device), node.clone()));
         let online: Vec<u64> = st
             .conns
             .iter()

@@ -198,3 +198,35 @@ async fn an_unacknowledged_message_is_redelivered_with_the_same_id() {
     assert!(seen.len() >= 2 && seen.iter().all(|s| *s == id), "the same id both times: {seen:?}");
     client.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_storm_sends_the_same_id_again_and_the_client_survives_it() {
+    init_logs();
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ME);
+    sim.add_phone(CONTACT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = crate::client::FlakyHook::default();
+    TestClient::linked(&sim, ME, &dir.path().join("session.db")).await.stop().await;
+    let mut client = TestClient::start_with_hook(&sim.ws_url(), &dir.path().join("session.db"), hook.clone()).await;
+    client.wait(T, "connected", |e| matches!(e, Event::Connected(_)).then_some(())).await;
+    let id = sim.send_text(CONTACT, ME, "once", false).await.expect("send");
+    client.wait(T, "the message", first_text).await;
+    let before = sim.events().len();
+    sim.inject(wa_sim::Fault::RedeliveryStorm { id: id.clone(), times: 5 }).expect("storm");
+    // The copies reach the wire with the same id...
+    // Each event is shown to the predicate once, so it can count.
+    let copies = std::cell::Cell::new(0);
+    sim.wait_for(before, T, |e| {
+        let copy = matches!(e, SimEvent::Stanza { inbound: false, xml, .. } if xml.starts_with("<message") && xml.contains(&format!("id=\"{id}\"")));
+        copies.set(copies.get() + usize::from(copy));
+        copies.get() >= 5
+    })
+    .await
+    .expect("five copies sent");
+    // ...and the client stays connected: it acknowledges the copies it can make sense of.
+    let probe = sim.send_text(CONTACT, ME, "still there?", false).await.expect("send");
+    let (text, _, got) = client.wait(T, "the next message", |e| first_text(e).filter(|(_, _, i)| *i == probe)).await;
+    assert_eq!((text.as_str(), got.as_str()), ("still there?", probe.as_str()));
+    client.stop().await;
+}
