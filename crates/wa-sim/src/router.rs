@@ -446,15 +446,5 @@ fn relay(
         .attr("type", kind.to_owned())
         .children([NodeBuilder::new("enc").attr("v", "2").attr("type", enc_kind.to_owned()).bytes(ciphertext).build()])
         .build();
-    let mut st = inner.state();
-    st.undelivered.entry((to_phone.to_owned(), to_device)).or_default().push((id.to_owned(), node.clone()));
-    let online: Vec<u64> = st
-        .conns
-        .iter()
-        .filter(|(_, c)| c.peer == Peer::Device { phone: to_phone.to_owned(), device: to_device })
-        .map(|(id, _)| *id)
-        .collect();
-    for c in online {
-        st.send(c, node.clone());
-    }
+    inner.state().deliver(to_phone, to_device, id, node);
 }

@@ -116,6 +116,22 @@ impl State {
         }
     }
 
+    /// The open connections of `phone:device`.
+    pub fn conns_of(&self, phone: &str, device: u16) -> Vec<u64> {
+        let peer = Peer::Device { phone: phone.to_owned(), device };
+        self.conns.iter().filter(|(_, c)| c.peer == peer).map(|(id, _)| *id).collect()
+    }
+
+    /// Delivers a message to a device: queued until it acknowledges, recorded for storms, and
+    /// sent now if it is online.
+    pub fn deliver(&mut self, phone: &str, device: u16, id: &str, node: Node) {
+        self.undelivered.entry((phone.to_owned(), device)).or_default().push((id.to_owned(), node.clone()));
+        self.sent.entry(id.to_owned()).or_default().push(((phone.to_owned(), device), node.clone()));
+        for conn in self.conns_of(phone, device) {
+            self.send(conn, node.clone());
+        }
+    }
+
     pub fn close(&self, conn: u64) {
         if let Some(c) = self.conns.get(&conn) {
             let _ = c.tx.send(Outbound::Close);
@@ -334,12 +350,7 @@ impl Sim {
             Fault::RedeliveryStorm { id, times } => {
                 let copies = st.sent.get(&id).cloned().ok_or_else(|| anyhow!("no message {id} was sent"))?;
                 for ((phone, device), node) in copies {
-                    let targets: Vec<u64> = st
-                        .conns
-                        .iter()
-                        .filter(|(_, c)| c.peer == Peer::Device { phone: phone.clone(), device })
-                        .map(|(c, _)| *c)
-                        .collect();
+                    let targets = st.conns_of(&phone, device);
                     for _ in 0..times {
                         for c in &targets {
                             st.send(*c, node.clone());
@@ -365,13 +376,7 @@ impl Sim {
             Fault::DeviceRemoved { phone, device } => {
                 let p = st.phones.get_mut(&phone).ok_or_else(|| anyhow!("no phone {phone}"))?;
                 p.devices.remove(&device).ok_or_else(|| anyhow!("phone {phone} has no device {device}"))?;
-                let targets: Vec<u64> = st
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.peer == Peer::Device { phone: phone.clone(), device })
-                    .map(|(id, _)| *id)
-                    .collect();
-                for conn in targets {
+                for conn in st.conns_of(&phone, device) {
                     st.send(conn, conflict("device_removed"));
                     st.close(conn);
                 }
@@ -749,18 +754,7 @@ pub(crate) async fn send_message(
         let node = stanza
             .children([NodeBuilder::new("enc").attr("v", "2").attr("type", kind).bytes(ciphertext).build()])
             .build();
-        let mut st = inner.state();
-        st.undelivered.entry((to.to_owned(), device)).or_default().push((id.clone(), node.clone()));
-        st.sent.entry(id.clone()).or_default().push(((to.to_owned(), device), node.clone()));
-        let online: Vec<u64> = st
-            .conns
-            .iter()
-            .filter(|(_, c)| c.peer == Peer::Device { phone: to.to_owned(), device })
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in online {
-            st.send(conn, node.clone());
-        }
+        inner.state().deliver(to, device, &id, node);
     }
     inner.events.push(SimEvent::MessageSent { from: from.to_owned(), to: to.to_owned(), id: id.clone() });
     Ok(id)

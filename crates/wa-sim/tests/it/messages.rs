@@ -11,6 +11,15 @@ const T: Duration = Duration::from_secs(30);
 const ME: &str = "15550007777";
 const CONTACT: &str = "4915100007777";
 
+/// A simulator with this account and a contact, and a directory for the client's store.
+async fn setup() -> (Sim, wa_sim::PhoneInfo, tempfile::TempDir) {
+    init_logs();
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ME);
+    let contact = sim.add_phone(CONTACT);
+    (sim, contact, tempfile::tempdir().expect("tempdir"))
+}
+
 /// (text, sender JID, message id) of the first message in a batch.
 fn first_text(e: &Event) -> Option<(String, String, String)> {
     match e {
@@ -27,11 +36,7 @@ fn first_text(e: &Event) -> Option<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contacts_text_arrives_decrypted_and_equal() {
-    init_logs();
-    let sim = Sim::start().await.expect("sim");
-    sim.add_phone(ME);
-    sim.add_phone(CONTACT);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, _, dir) = setup().await;
     let mut client = TestClient::linked(&sim, ME, &dir.path().join("session.db")).await;
 
     let cursor = sim.cursor();
@@ -66,11 +71,7 @@ async fn a_contacts_text_arrives_decrypted_and_equal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lid_addressed_sender_carries_its_phone_number() {
-    init_logs();
-    let sim = Sim::start().await.expect("sim");
-    sim.add_phone(ME);
-    let contact = sim.add_phone(CONTACT);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, contact, dir) = setup().await;
     let mut client = TestClient::linked(&sim, ME, &dir.path().join("session.db")).await;
     sim.send_text(CONTACT, ME, "from my LID", true).await.expect("send");
     let (text, sender, alt) = client
@@ -93,11 +94,7 @@ async fn a_lid_addressed_sender_carries_its_phone_number() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_offline_arrive_at_the_next_login() {
-    init_logs();
-    let sim = Sim::start().await.expect("sim");
-    sim.add_phone(ME);
-    sim.add_phone(CONTACT);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, _, dir) = setup().await;
     let db = dir.path().join("session.db");
     let client = TestClient::linked(&sim, ME, &db).await;
     client.stop().await;
@@ -117,11 +114,7 @@ async fn messages_sent_while_offline_arrive_at_the_next_login() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_text_reaches_the_contact_who_answers() {
-    init_logs();
-    let sim = Sim::start().await.expect("sim");
-    sim.add_phone(ME);
-    sim.add_phone(CONTACT);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, _, dir) = setup().await;
     let mut client = TestClient::linked(&sim, ME, &dir.path().join("session.db")).await;
 
     let cursor = sim.cursor();
@@ -167,11 +160,7 @@ async fn the_clients_text_reaches_the_contact_who_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unacknowledged_message_is_redelivered_with_the_same_id() {
-    init_logs();
-    let sim = Sim::start().await.expect("sim");
-    sim.add_phone(ME);
-    sim.add_phone(CONTACT);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, _, dir) = setup().await;
     let db = dir.path().join("session.db");
     TestClient::linked(&sim, ME, &db).await.stop().await;
 
@@ -201,11 +190,7 @@ async fn an_unacknowledged_message_is_redelivered_with_the_same_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivery_storm_sends_the_same_id_again_and_the_client_survives_it() {
-    init_logs();
-    let sim = Sim::start().await.expect("sim");
-    sim.add_phone(ME);
-    sim.add_phone(CONTACT);
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, _, dir) = setup().await;
     let hook = crate::client::FlakyHook::default();
     TestClient::linked(&sim, ME, &dir.path().join("session.db")).await.stop().await;
     let mut client = TestClient::start_with_hook(&sim.ws_url(), &dir.path().join("session.db"), hook.clone()).await;
