@@ -6,7 +6,7 @@ use anyhow::bail;
 use hermes_core::access::{self, Decision, DenyAction, NearReason, Verdict};
 use hermes_core::allowlist::parse_user;
 use hermes_core::config::Origin;
-use hermes_core::identity::{Jid, UserId};
+use hermes_core::identity::{Account, Jid, Lid, PhoneNumber, UserId};
 use serde::Serialize;
 
 use crate::exit;
@@ -57,9 +57,10 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         Some(c) => parse_chat(c)?,
     };
     let cfg = &loaded.resolved.config.whatsapp;
-    // Pairing approvals and the linked account come from the gateway's store and session once
-    // those exist; until then, explain judges by configuration alone.
-    let ctx = access::Context { config: cfg, approvals: &[], own: None };
+    // The linked account decides self-chat and the account's own messages. Pairing approvals
+    // join when the gateway's store exists (#5); until then they are not counted.
+    let own = linked_account(&loaded)?;
+    let ctx = access::Context { config: cfg, approvals: &[], own: own.as_ref() };
     let req = access::Request { chat: &chat, sender: &sender_jid, aliases: &aliases, from_me: args.from_me };
     let decision = access::decide(&ctx, &req);
 
@@ -76,6 +77,17 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         return Err(e.into());
     }
     Ok(if decision.is_allowed() { exit::OK } else { exit::PROBLEM })
+}
+
+/// The account the session is linked to, if it is.
+fn linked_account(loaded: &Loaded) -> anyhow::Result<Option<Account>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let state = runtime.block_on(hermes_whatsapp::store::inspect(&loaded.session_dir().path));
+    let hermes_whatsapp::store::StoreState::Linked(a) = state else { return Ok(None) };
+    Ok(Some(Account {
+        phone: PhoneNumber::from_digits(&a.phone).ok(),
+        lid: a.lid.as_deref().and_then(Lid::from_digits),
+    }))
 }
 
 fn parse_chat(s: &str) -> anyhow::Result<Jid> {

@@ -141,6 +141,14 @@ async fn link_by_pairing_code() {
     linking.expect("paired");
     assert_eq!(linking.expect("connected")["phone"], "4915112345678");
     assert_eq!(linking.wait(), 0);
+
+    // Self-chat mode (the default) now knows whose chat is "Message yourself".
+    let own = home.run(&["whatsapp", "explain", "+49 151 12345678", "--json"]);
+    let v: Value = serde_json::from_str(&own.stdout).expect("json");
+    assert_eq!((own.code, v["rule"].as_str()), (0, Some("self_chat")), "{v}");
+    let stranger = home.run(&["whatsapp", "explain", "+1 555 123 4567", "--json"]);
+    let v: Value = serde_json::from_str(&stranger.stdout).expect("json");
+    assert_eq!((stranger.code, v["rule"].as_str()), (1, Some("self_chat_only")), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
