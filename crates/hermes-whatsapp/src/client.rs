@@ -34,12 +34,16 @@ pub(crate) async fn start(
     push_name: &str,
     pair_code_phone: Option<&str>,
     auto_reconnect: bool,
+    journal: Option<crate::journal::JournalHook>,
 ) -> Result<Running, String> {
     let db = dir.join(STORE_FILE);
     let db = db.to_str().ok_or("the session path is not valid UTF-8")?;
     let store = SqliteStore::new(db).await.map_err(|e| e.to_string())?;
     let (tx, events) = mpsc::unbounded_channel::<Arc<Event>>();
     let mut builder = Bot::builder().with_backend(store).with_push_name(push_name.to_owned());
+    if let Some(hook) = journal {
+        builder = builder.with_inbound_durability_hook(hook);
+    }
     if let Some(url) = server_url {
         builder = builder
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url))

@@ -5,6 +5,7 @@
 
 pub mod backup;
 mod client;
+pub mod journal;
 pub mod linking;
 pub mod lock;
 pub mod probe;

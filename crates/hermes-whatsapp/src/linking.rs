@@ -193,10 +193,16 @@ async fn run_link(
     dir: &Path,
     progress: &mut impl FnMut(LinkProgress),
 ) -> Result<LinkedAccount, LinkError> {
-    let mut running =
-        crate::client::start(dir, opts.server_url.as_deref(), &opts.push_name, opts.pair_code_phone.as_deref(), true)
-            .await
-            .map_err(LinkError::Store)?;
+    let mut running = crate::client::start(
+        dir,
+        opts.server_url.as_deref(),
+        &opts.push_name,
+        opts.pair_code_phone.as_deref(),
+        true,
+        None,
+    )
+    .await
+    .map_err(LinkError::Store)?;
     let outcome = loop {
         let Some(event) = running.events.recv().await else {
             break Err(LinkError::Refused("the connection ended".into()));

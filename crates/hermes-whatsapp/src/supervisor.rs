@@ -25,6 +25,8 @@ pub struct SupervisorOptions {
     /// The WhatsApp server; `None` is WhatsApp itself (checked by the caller).
     pub server_url: Option<String>,
     pub policy: RetryPolicy,
+    /// Where inbound messages are journaled before they are acknowledged.
+    pub journal: Option<crate::journal::JournalHook>,
 }
 
 /// Translates a client event into what the link state machine understands.
@@ -75,7 +77,9 @@ pub async fn supervise(
     if !linked {
         return Ok(link.state().clone());
     }
-    let running = client::start(&opts.session_dir, opts.server_url.as_deref(), "Hermes Agent", None, false).await?;
+    let running =
+        client::start(&opts.session_dir, opts.server_url.as_deref(), "Hermes Agent", None, false, opts.journal.clone())
+            .await?;
     let (client, mut events) = (running.client, running.events);
     // The client's first run starts with it; `Action::Connect` for the first attempt is that run.
     let mut run: Option<RunFuture> = Some(Box::pin(running.handle));

@@ -87,7 +87,12 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let home = loaded.home.path.clone();
     let mut record = LinkRecord { pid: std::process::id(), ..read_record(&home).unwrap_or_default() };
     record.pid = std::process::id();
-    let opts = SupervisorOptions { session_dir, server_url, policy: RetryPolicy::default() };
+    // Every inbound message is journaled before WhatsApp is told it arrived.
+    let db = home.join("state").join("hermes.db");
+    std::fs::create_dir_all(db.parent().expect("has a parent"))?;
+    let store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
+    let journal = hermes_whatsapp::journal::JournalHook::new(std::sync::Arc::new(std::sync::Mutex::new(store)));
+    let opts = SupervisorOptions { session_dir, server_url, policy: RetryPolicy::default(), journal: Some(journal) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let last = runtime.block_on(async {
         let on_state = |state: &LinkState| {

@@ -181,3 +181,32 @@ fn refuses_to_run_without_a_linked_session() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("run `hermes whatsapp`"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_messages_are_journaled_once_before_they_are_acknowledged() {
+    let (sim, home, gw) = linked_gateway("15554446666").await;
+    sim.add_phone("4915100006666");
+    let cursor = sim.cursor();
+    let id = sim.send_text("4915100006666", "15554446666", "journal me", false).await.expect("send");
+    // WhatsApp hears of it only after the journal has it.
+    sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageDelivered { id: i, .. } if *i == id))
+        .await
+        .expect("acknowledged");
+    // A storm of the same message, then one more message, handled after the storm's copies.
+    sim.inject(Fault::RedeliveryStorm { id: id.clone(), times: 5 }).expect("storm");
+    let id2 = sim.send_text("4915100006666", "15554446666", "and me", true).await.expect("send");
+    sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageDelivered { id: i, .. } if *i == id2))
+        .await
+        .expect("acknowledged");
+    gw.terminate();
+    assert_eq!(gw.exit().0, 0);
+
+    let store = hermes_store::Store::open(&home.path.join("state/hermes.db")).expect("open the journal");
+    let journal: Vec<(String, Option<String>, String)> =
+        store.pending(100).expect("pending").into_iter().map(|(_, m)| (m.id, m.text, m.sender)).collect();
+    assert_eq!(journal.len(), 2, "each message once, however often it came: {journal:?}");
+    assert_eq!((journal[0].0.as_str(), journal[0].1.as_deref()), (id.as_str(), Some("journal me")));
+    assert!(journal[0].2.starts_with("4915100006666"), "{journal:?}");
+    assert_eq!((journal[1].0.as_str(), journal[1].1.as_deref()), (id2.as_str(), Some("and me")));
+    assert!(journal[1].2.ends_with("@lid"), "a LID sender is journaled as it came: {journal:?}");
+}

@@ -1,0 +1,56 @@
+//! The inbound durability hook: every message is in the journal before WhatsApp is told it
+//! arrived. A crash before the commit leaves it unacknowledged, so WhatsApp delivers it again;
+//! a redelivery of a kept message is a no-op (the journal's key is (chat, sender, id)).
+
+use std::sync::{Arc, Mutex};
+
+use hermes_store::{Inbound, Store};
+use whatsapp_rust::prelude::*;
+
+/// Journals each decrypted batch into the store, in one transaction, before it is acked.
+#[derive(Clone)]
+pub struct JournalHook {
+    store: Arc<Mutex<Store>>,
+}
+
+impl std::fmt::Debug for JournalHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalHook").finish_non_exhaustive()
+    }
+}
+
+impl JournalHook {
+    pub fn new(store: Arc<Mutex<Store>>) -> JournalHook {
+        JournalHook { store }
+    }
+}
+
+fn record(m: &InboundMessage) -> Inbound {
+    let s = &m.info.source;
+    Inbound {
+        chat: s.chat.to_non_ad().to_string(),
+        sender: s.sender.to_non_ad().to_string(),
+        id: m.info.id.to_string(),
+        sender_alt: s.sender_alt.as_ref().map(|j| j.to_non_ad().to_string()),
+        timestamp: m.info.timestamp.timestamp(),
+        text: m.message.text_content().map(str::to_owned),
+    }
+}
+
+#[async_trait::async_trait]
+impl whatsapp_rust::InboundDurabilityHook for JournalHook {
+    async fn on_messages(&self, _client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
+        let records: Vec<Inbound> = batch.iter().map(record).collect();
+        let store = self.store.clone();
+        // SQLite blocks; keep it off the receive loop's thread.
+        tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().map_err(|_| anyhow::anyhow!("the journal's lock is poisoned"))?;
+            let outcome = store.journal(&records)?;
+            let new = outcome.iter().filter(|o| matches!(o, hermes_store::Journaled::New(_))).count();
+            tracing::debug!(new, redelivered = outcome.len() - new, "inbound batch journaled");
+            anyhow::Ok(())
+        })
+        .await??;
+        Ok(())
+    }
+}
