@@ -170,7 +170,6 @@ pub async fn link(
             return Err(e);
         }
     };
-    restrict_files(&tmp)?;
     // Only a store that really holds the new device is installed.
     match store::inspect(&tmp).await {
         StoreState::Linked(_) => {}
@@ -179,6 +178,7 @@ pub async fn link(
             return Err(LinkError::Store(format!("the new session did not verify: {other:?}")));
         }
     }
+    // After the verification, which may have created the store's WAL files too.
     restrict_files(&tmp)?;
     let backup = crate::backup::move_to_backup(&opts.session_dir, now_secs)
         .map_err(io(format!("back up the old {}", opts.session_dir.display())))?;

@@ -43,9 +43,8 @@ pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
 
 /// The link: what the store holds, who holds the lock, and a Node-bridge session left by Hermes.
 fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> anyhow::Result<Vec<Check>> {
-    use hermes_whatsapp::store::{self, StoreState};
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let facts = match runtime.block_on(store::inspect(session_dir)) {
+    use hermes_whatsapp::store::StoreState;
+    let facts = match crate::whatsapp::inspect_store(session_dir)? {
         StoreState::Missing => doctor::StoreFacts::Missing,
         StoreState::Empty => doctor::StoreFacts::Empty,
         StoreState::NotLinked => doctor::StoreFacts::NotLinked,

@@ -81,8 +81,7 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
 
 /// The account the session is linked to, if it is.
 fn linked_account(loaded: &Loaded) -> anyhow::Result<Option<Account>> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let state = runtime.block_on(hermes_whatsapp::store::inspect(&loaded.session_dir().path));
+    let state = crate::whatsapp::inspect_store(&loaded.session_dir().path)?;
     let hermes_whatsapp::store::StoreState::Linked(a) = state else { return Ok(None) };
     Ok(Some(Account {
         phone: PhoneNumber::from_digits(&a.phone).ok(),

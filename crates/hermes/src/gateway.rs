@@ -86,7 +86,6 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     };
     let home = loaded.home.path.clone();
     let mut record = LinkRecord { pid: std::process::id(), ..read_record(&home).unwrap_or_default() };
-    record.pid = std::process::id();
     // Every inbound message is journaled before WhatsApp is told it arrived.
     let db = home.join("state").join("hermes.db");
     std::fs::create_dir_all(db.parent().expect("has a parent"))?;
@@ -116,7 +115,8 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let last = last.map_err(anyhow::Error::msg)?;
     let mut stderr = std::io::stderr().lock();
     match (last.is_terminal(), last.fix()) {
-        (true, Some(fix)) if last.name() != "stopped" || fix.contains("another client") => {
+        // A stop on request has no fix; every other terminal state does, and is a failure.
+        (true, Some(fix)) => {
             writeln!(stderr, "hermes: the WhatsApp link stopped ({}): {fix}", last.name())?;
             Ok(exit::PROBLEM)
         }

@@ -446,11 +446,16 @@ pub fn lock_holder(session_dir: &Path) -> Option<u32> {
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }
 
+/// What the session store holds, for the commands that do not otherwise need a runtime.
+pub fn inspect_store(session_dir: &Path) -> anyhow::Result<StoreState> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(store::inspect(session_dir)))
+}
+
 pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     let session = loaded.session_dir();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let state = runtime.block_on(store::inspect(&session.path));
+    let state = inspect_store(&session.path)?;
     let holder = lock_holder(&session.path).filter(|pid| *pid != std::process::id());
     let (mut name, mut fix): (String, Option<String>) = match &state {
         StoreState::Linked(_) => ("linked".into(), None),
