@@ -7,9 +7,12 @@
 
 pub mod access;
 pub mod allowlist;
+pub mod command;
 pub mod config;
 pub mod doctor;
+pub mod format;
 pub mod identity;
 pub mod link;
+pub mod pairing;
 pub mod paths;
 pub mod storage;

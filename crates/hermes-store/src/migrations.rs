@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Migration N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: the inbound journal and the drop ledger.
     "CREATE TABLE inbox (
         seq INTEGER PRIMARY KEY,
@@ -33,6 +33,47 @@ const MIGRATIONS: &[&str] = &[
         hint TEXT
     );
     CREATE INDEX drops_at ON drops (at);",
+    // 2: what the pipeline needs to answer exactly once. `inbox.done`: 0 waiting, 1 handled,
+    // 2 parked (a LID sender refused for want of its phone number, re-decided when it is learned).
+    "ALTER TABLE inbox ADD COLUMN from_me INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX inbox_sender ON inbox (sender, done);
+    CREATE TABLE aliases (
+        lid TEXT PRIMARY KEY,
+        phone TEXT NOT NULL,
+        learned_at INTEGER NOT NULL
+    );
+    CREATE INDEX aliases_phone ON aliases (phone);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY,
+        chat TEXT NOT NULL,
+        msg_id TEXT NOT NULL UNIQUE CHECK (length(msg_id) > 0),
+        text TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_unsent ON outbox (sent_at, seq);
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY,
+        chat TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX history_chat ON history (chat, seq);
+    CREATE TABLE pairing_codes (
+        code TEXT PRIMARY KEY,
+        sender TEXT NOT NULL,
+        chat TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        approved_at INTEGER
+    );
+    CREATE TABLE approvals (
+        sender TEXT PRIMARY KEY,
+        approved_at INTEGER NOT NULL,
+        code TEXT
+    );",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

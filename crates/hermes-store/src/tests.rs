@@ -1,4 +1,5 @@
 use super::*;
+use crate::{Code, Reply, Role};
 
 fn msg(id: &str) -> Inbound {
     Inbound {
@@ -8,6 +9,7 @@ fn msg(id: &str) -> Inbound {
         sender_alt: Some("98765432109876@lid".into()),
         timestamp: 1_795_000_000,
         text: Some("hello".into()),
+        from_me: false,
     }
 }
 
@@ -49,7 +51,7 @@ fn the_journal_survives_reopening_and_done_rows_leave_the_queue() {
         let mut store = open(&dir);
         store.journal(&[msg("A"), msg("B")]).expect("journal");
         let (first, _) = store.pending(1).expect("pending").remove(0);
-        store.mark_done(first).expect("done");
+        store.mark_done(&[first]).expect("done");
     }
     let store = open(&dir);
     assert_eq!(store.schema_version().expect("version"), migrations::LATEST);
@@ -89,4 +91,136 @@ fn a_database_from_a_newer_hermes_is_refused() {
         Err(StoreError::TooNew { found: 99, .. }) => {}
         other => panic!("expected TooNew, got {other:?}"),
     }
+}
+
+fn lid_msg(id: &str) -> Inbound {
+    Inbound {
+        chat: "98765432109876@lid".into(),
+        sender: "98765432109876@lid".into(),
+        sender_alt: None,
+        ..msg(id)
+    }
+}
+
+fn a_drop(rule: &str) -> Drop {
+    Drop {
+        at: 1_795_000_000,
+        chat: "98765432109876@lid".into(),
+        sender: "98765432109876@lid".into(),
+        sender_forms: "98765432109876@lid".into(),
+        rule: rule.into(),
+        nearest: None,
+        hint: Some("no phone number known".into()),
+    }
+}
+
+#[test]
+fn a_parked_lid_message_returns_when_its_phone_number_is_learned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    store.journal(&[lid_msg("L1")]).expect("journal");
+    let (seq, _) = store.pending(1).expect("pending").remove(0);
+    store.park(seq, &a_drop("lid_without_phone")).expect("park");
+    assert!(store.pending(10).expect("pending").is_empty());
+    assert_eq!(store.drops_since(0).expect("drops").len(), 1, "the drop is in the ledger");
+    // A later message from the same person, carrying both forms, teaches the mapping.
+    let mut later = lid_msg("L2");
+    later.sender_alt = Some("15551234567@s.whatsapp.net".into());
+    store.journal(&[later]).expect("journal");
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    assert_eq!(ids, vec!["L1", "L2"], "the parked message is back, in its place");
+    assert_eq!(store.alias_of("98765432109876@lid").expect("alias").as_deref(), Some("15551234567@s.whatsapp.net"));
+    assert_eq!(store.alias_of("15551234567@s.whatsapp.net").expect("alias").as_deref(), Some("98765432109876@lid"));
+    assert_eq!(store.learn_alias("1@s.whatsapp.net", "2@s.whatsapp.net", 0).expect("learn"), 0, "not a mapping");
+}
+
+#[test]
+fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    store.journal(&[msg("A"), msg("B")]).expect("journal");
+    let seqs: Vec<i64> = store.pending(10).expect("pending").into_iter().map(|(s, _)| s).collect();
+    let chat = "15551234567@s.whatsapp.net";
+    let messages = vec![("OUT1".to_owned(), "part 1".to_owned()), ("OUT2".to_owned(), "part 2".to_owned())];
+    let reply = Reply { chat, answers: &seqs, exchange: Some(("hello\nhello", "part 1 part 2")), messages: &messages, at: 5 };
+    store.commit_reply(&reply).expect("commit");
+    assert!(store.pending(10).expect("pending").is_empty(), "both messages are answered");
+    let unsent = store.unsent(10).expect("unsent");
+    assert_eq!(unsent.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["OUT1", "OUT2"]);
+    assert_eq!(store.history(chat, 10).expect("history").len(), 2);
+
+    // An id can only be used once: a second commit with it fails and changes nothing.
+    store.journal(&[msg("C")]).expect("journal");
+    let c = store.pending(1).expect("pending")[0].0;
+    let again = Reply { answers: &[c], exchange: Some(("x", "y")), ..reply };
+    assert!(store.commit_reply(&again).is_err());
+    assert_eq!(store.pending(10).expect("pending").len(), 1, "C still waits");
+    assert_eq!(store.history(chat, 10).expect("history").len(), 2, "no half-written history");
+
+    store.send_failed(unsent[0].seq, "not connected").expect("failed");
+    store.mark_sent(unsent[0].seq, 6).expect("sent");
+    assert_eq!(store.sent_at("OUT1").expect("q"), Some(Some(6)));
+    assert_eq!(store.sent_at("OUT2").expect("q"), Some(None));
+    assert_eq!(store.sent_at("NOPE").expect("q"), None);
+    assert_eq!(store.unsent_count().expect("count"), 1);
+}
+
+#[test]
+fn history_is_a_window_and_reset_forgets_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    let chat = "c@s.whatsapp.net";
+    for i in 0..5 {
+        let (u, a) = (format!("q{i}"), format!("a{i}"));
+        let r = Reply { chat, answers: &[], exchange: Some((&u, &a)), messages: &[], at: i };
+        store.commit_reply(&r).expect("commit");
+    }
+    let window = store.history(chat, 4).expect("history");
+    assert_eq!(window.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["q3", "a3", "q4", "a4"]);
+    assert_eq!(window[0].0, Role::User);
+    assert_eq!(store.forget(chat).expect("forget"), 10);
+    assert!(store.history(chat, 4).expect("history").is_empty());
+}
+
+#[test]
+fn approvals_come_from_unexpired_codes_and_can_be_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    let code = |c: &str, at| Code {
+        code: c.into(),
+        sender: format!("{c}@s.whatsapp.net"),
+        chat: format!("{c}@s.whatsapp.net"),
+        created_at: at,
+        approved_at: None,
+    };
+    store.add_code(&code("OLDCODE2", 100)).expect("add");
+    store.add_code(&code("NEWCODE2", 5000)).expect("add");
+    assert_eq!(store.approve("OLDCODE2", 1400, 5001).expect("approve"), None, "expired");
+    assert_eq!(store.approve("NEWCODE2", 1400, 5001).expect("approve").as_deref(), Some("NEWCODE2@s.whatsapp.net"));
+    assert_eq!(store.approve("NEWCODE2", 1400, 5002).expect("approve"), None, "used once");
+    assert_eq!(store.approvals().expect("list").len(), 1);
+    assert_eq!(store.codes_since(1400).expect("codes")[0].approved_at, Some(5001));
+    assert!(store.revoke("NEWCODE2@s.whatsapp.net").expect("revoke"));
+    assert!(!store.revoke("NEWCODE2@s.whatsapp.net").expect("revoke"));
+    assert!(store.approvals().expect("list").is_empty());
+}
+
+#[test]
+fn a_version_1_file_is_migrated_and_keeps_its_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hermes.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(migrations::MIGRATIONS[0]).expect("v1");
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO inbox (chat, sender, msg_id, ts, text) VALUES ('c@s.whatsapp.net', 'c@s.whatsapp.net', 'OLD', 1, 'hi');",
+        )
+        .expect("v1 row");
+    }
+    let store = Store::open(&path).expect("migrate");
+    assert_eq!(store.schema_version().expect("version"), migrations::LATEST);
+    let pending = store.pending(10).expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert!(!pending[0].1.from_me);
 }

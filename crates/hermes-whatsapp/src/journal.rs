@@ -34,6 +34,7 @@ fn record(m: &InboundMessage) -> Inbound {
         sender_alt: s.sender_alt.as_ref().map(|j| j.to_non_ad().to_string()),
         timestamp: m.info.timestamp.timestamp(),
         text: m.message.text_content().map(str::to_owned),
+        from_me: s.is_from_me,
     }
 }
 

@@ -1,0 +1,142 @@
+//! The outbox and the conversation history: how a reply is sent exactly once.
+//!
+//! A reply is committed in one transaction with everything that makes it final: its chunks
+//! in the outbox under message ids chosen before sending, the exchange in the chat's history,
+//! and the inbound messages it answers marked handled. A crash before that commit means the
+//! messages are asked about again; after it, the sender resends unsent rows with the same ids,
+//! which WhatsApp and the recipient treat as one message.
+
+use rusqlite::{OptionalExtension as _, Transaction, params};
+
+use crate::{Store, StoreError};
+
+/// A message waiting in (or sent from) the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub seq: i64,
+    pub chat: String,
+    pub id: String,
+    pub text: String,
+    /// Send attempts that failed so far.
+    pub attempts: i64,
+}
+
+/// Who said something in a chat's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// An answer to one or more inbound messages of one chat.
+#[derive(Clone, Debug)]
+pub struct Reply<'a> {
+    pub chat: &'a str,
+    /// The inbound messages answered (marked handled).
+    pub answers: &'a [i64],
+    /// The exchange to keep in the history: what the user said and what the agent answered.
+    /// `None` for replies that are not part of the conversation (commands, errors).
+    pub exchange: Option<(&'a str, &'a str)>,
+    /// The messages to send: (id chosen now, text).
+    pub messages: &'a [(String, String)],
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl Store {
+    /// Commits a reply: outbox rows, history and the answered messages, all or nothing.
+    pub fn commit_reply(&mut self, r: &Reply<'_>) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        if let Some((user, assistant)) = r.exchange {
+            let mut q = tx.prepare_cached("INSERT INTO history (chat, role, content, at) VALUES (?1, ?2, ?3, ?4)")?;
+            q.execute(params![r.chat, Role::User.as_str(), user, r.at])?;
+            q.execute(params![r.chat, Role::Assistant.as_str(), assistant, r.at])?;
+        }
+        enqueue(&tx, r.chat, r.messages, r.at)?;
+        {
+            let mut q = tx.prepare_cached("UPDATE inbox SET done = 1 WHERE seq = ?1")?;
+            for seq in r.answers {
+                q.execute([seq])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Queues messages that answer nothing (a pairing code, `hermes send`).
+    pub fn enqueue(&mut self, chat: &str, messages: &[(String, String)], at: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        enqueue(&tx, chat, messages, at)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Unsent messages, oldest first.
+    pub fn unsent(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT seq, chat, msg_id, text, attempts FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = q.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok(Outgoing { seq: r.get(0)?, chat: r.get(1)?, id: r.get(2)?, text: r.get(3)?, attempts: r.get(4)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn unsent_count(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("SELECT count(*) FROM outbox WHERE sent_at IS NULL", [], |r| r.get(0))?)
+    }
+
+    pub fn mark_sent(&mut self, seq: i64, at: i64) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE outbox SET sent_at = ?2 WHERE seq = ?1", [seq, at])?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt; the row stays unsent.
+    pub fn send_failed(&mut self, seq: i64, error: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1",
+            params![seq, error],
+        )?;
+        Ok(())
+    }
+
+    /// When a message id of ours was sent: `Some(None)` queued, `None` not ours.
+    pub fn sent_at(&self, id: &str) -> Result<Option<Option<i64>>, StoreError> {
+        Ok(self.conn.query_row("SELECT sent_at FROM outbox WHERE msg_id = ?1", [id], |r| r.get(0)).optional()?)
+    }
+
+    /// The last `limit` turns of a chat's conversation, oldest first.
+    pub fn history(&self, chat: &str, limit: usize) -> Result<Vec<(Role, String)>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT role, content FROM (SELECT seq, role, content FROM history WHERE chat = ?1 ORDER BY seq DESC LIMIT ?2)
+             ORDER BY seq",
+        )?;
+        let rows = q.query_map(params![chat, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            let role: String = r.get(0)?;
+            Ok((if role == "user" { Role::User } else { Role::Assistant }, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `/reset`: forgets a chat's conversation. Returns how many turns were forgotten.
+    pub fn forget(&mut self, chat: &str) -> Result<usize, StoreError> {
+        Ok(self.conn.execute("DELETE FROM history WHERE chat = ?1", [chat])?)
+    }
+}
+
+fn enqueue(tx: &Transaction<'_>, chat: &str, messages: &[(String, String)], at: i64) -> Result<(), StoreError> {
+    let mut q = tx.prepare_cached("INSERT INTO outbox (chat, msg_id, text, created_at) VALUES (?1, ?2, ?3, ?4)")?;
+    for (id, text) in messages {
+        q.execute(params![chat, id, text, at])?;
+    }
+    Ok(())
+}
