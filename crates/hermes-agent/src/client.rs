@@ -1,0 +1,241 @@
+//! The chat-completions client, its retries and its errors.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the model is, and which one.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Up to and including the version, e.g. `https://openrouter.ai/api/v1`.
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: never in a log line.
+        f.debug_struct("Endpoint").field("base_url", &self.base_url).field("model", &self.model).finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// The base URL a provider name stands for, when no `base_url` is configured.
+    pub fn provider_base_url(provider: Option<&str>) -> Option<&'static str> {
+        Some(match provider.unwrap_or("openrouter") {
+            "openrouter" => "https://openrouter.ai/api/v1",
+            "openai" => "https://api.openai.com/v1",
+            "ollama" => "http://127.0.0.1:11434/v1",
+            _ => return None,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("{}/chat/completions", self.base_url.trim_end_matches('/'))
+    }
+}
+
+/// How hard to try.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// For one attempt, from connecting to the last byte of the answer.
+    pub timeout: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            attempts: 4,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Speaker,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: Speaker, content: impl Into<String>) -> Message {
+        Message { role, content: content.into() }
+    }
+}
+
+/// Why there is no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The server answered with an error status (after retries, for 429 and 5xx).
+    #[error("the model server answered {status}: {body}")]
+    Status { status: u16, body: String },
+    /// No answer within the timeout (after retries).
+    #[error("the model server did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The server could not be reached (after retries).
+    #[error("cannot reach the model server: {0}")]
+    Unreachable(String),
+    /// The answer was not a chat completion, or had no text.
+    #[error("the model server's answer is not a chat completion: {0}")]
+    BadResponse(String),
+}
+
+impl AgentError {
+    fn retryable(&self) -> bool {
+        match self {
+            AgentError::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
+            AgentError::Timeout(_) | AgentError::Unreachable(_) => true,
+            AgentError::BadResponse(_) => false,
+        }
+    }
+
+    /// One short, honest sentence for the person waiting for an answer.
+    pub fn for_user(&self) -> &'static str {
+        match self {
+            AgentError::Status { status: 401 | 403, .. } => {
+                "Sorry, I can't answer right now: the AI model refused this gateway's credentials. The owner has been told in the log."
+            }
+            AgentError::Status { status: 429, .. } => {
+                "Sorry, I can't answer right now: the AI model is rate-limited. Please try again in a few minutes."
+            }
+            AgentError::Status { .. } | AgentError::BadResponse(_) => {
+                "Sorry, I can't answer right now: the AI model returned an error. Please try again later."
+            }
+            AgentError::Timeout(_) | AgentError::Unreachable(_) => {
+                "Sorry, I can't answer right now: the AI model is not reachable. Please try again later."
+            }
+        }
+    }
+}
+
+/// A chat-completions client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    retry: Retry,
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    model: &'a str,
+    messages: &'a [Message],
+}
+
+#[derive(Deserialize)]
+struct Response {
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Reply,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    content: Option<String>,
+}
+
+impl Agent {
+    pub fn new(endpoint: Endpoint, retry: Retry) -> Agent {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hermes/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10).min(retry.timeout))
+            .timeout(retry.timeout)
+            .build()
+            .unwrap_or_default();
+        Agent { http, endpoint, retry }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Asks for the next message of the conversation; retries what is worth retrying.
+    pub async fn complete(&self, messages: &[Message]) -> Result<String, AgentError> {
+        let mut attempt = 1;
+        loop {
+            let (result, retry_after) = self.attempt(messages).await;
+            match result {
+                Ok(text) => return Ok(text),
+                Err(e) if e.retryable() && attempt < self.retry.attempts => {
+                    let delay = retry_after.unwrap_or_else(|| self.backoff(attempt)).min(self.retry.max_delay);
+                    tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "model request failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Full jitter: a random delay up to the exponential step.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let step = self.retry.first_delay.saturating_mul(1 << (attempt - 1).min(16)).min(self.retry.max_delay);
+        step.mul_f64(rand::random::<f64>())
+    }
+
+    async fn attempt(&self, messages: &[Message]) -> (Result<String, AgentError>, Option<Duration>) {
+        let mut req = self.http.post(self.endpoint.url()).json(&Request { model: &self.endpoint.model, messages });
+        if let Some(key) = &self.endpoint.api_key {
+            req = req.bearer_auth(key);
+        }
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return (Err(self.transport_error(&e)), None),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return (Err(self.transport_error(&e)), None),
+        };
+        if !status.is_success() {
+            let body = String::from_utf8_lossy(&body).chars().take(300).collect();
+            return (Err(AgentError::Status { status: status.as_u16(), body }), retry_after);
+        }
+        let parsed: Response = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return (Err(AgentError::BadResponse(e.to_string())), None),
+        };
+        let text = parsed.choices.into_iter().next().and_then(|c| c.message.content).filter(|t| !t.trim().is_empty());
+        (text.ok_or_else(|| AgentError::BadResponse("no text in the first choice".to_owned())), None)
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> AgentError {
+        if e.is_timeout() {
+            AgentError::Timeout(self.retry.timeout)
+        } else {
+            // The chain names the cause: refused, DNS, TLS. (The key is in a header, not the URL.)
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            AgentError::Unreachable(why)
+        }
+    }
+}
