@@ -94,6 +94,28 @@ impl Jid {
         Ok(Jid { user: user.to_owned(), device, server: Server::parse(server) })
     }
 
+    /// A chat to send to, as people write it (Hermes' `whatsapp:<id>` targets): a JID as is
+    /// (groups, LIDs, phone JIDs, device stripped), or a phone number in any usual spelling.
+    pub fn parse_chat(s: &str) -> Result<Jid, String> {
+        let s = s.trim();
+        if s.contains('@') {
+            return Jid::parse(s).map(|j| j.to_non_device()).map_err(|e| e.to_string());
+        }
+        // As Hermes does: a bare id longer than any phone number is a group.
+        if s.len() > 15 && s.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+            return Jid::parse(&format!("{s}@g.us")).map_err(|e| e.to_string());
+        }
+        let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+        let junk = s.chars().any(|c| !(c.is_ascii_digit() || " +-().".contains(c)));
+        match PhoneNumber::from_digits(&digits) {
+            Ok(p) if !junk => Ok(Jid::phone(&p)),
+            _ => Err(format!(
+                "'{s}' is not a chat: write a phone number with its country code (e.g. 15551234567) or a JID \
+                 (e.g. 120363012345678901@g.us)"
+            )),
+        }
+    }
+
     pub fn phone(number: &PhoneNumber) -> Jid {
         Jid { user: number.0.clone(), device: None, server: Server::Phone }
     }

@@ -57,10 +57,11 @@ pub enum Offer {
     TooManyPending,
 }
 
-/// Decides whether `sender` gets a code. `offers` are the codes created in the last hour
-/// (approved or not: one code per sender per hour either way); `random` makes the code.
-pub fn offer(offers: &[Pending], pending: usize, sender: &str, now: i64, random: u64) -> Offer {
-    if offers.iter().any(|p| p.sender == sender && !p.expired(now)) {
+/// Decides whether a sender, known by all its `forms` (LID and phone), gets a code. `offers`
+/// are the codes created in the last hour (approved or not: one code per sender per hour
+/// either way); `pending` counts those still waiting; `random` makes the code.
+pub fn offer(offers: &[Pending], pending: usize, forms: &[&str], now: i64, random: u64) -> Offer {
+    if offers.iter().any(|p| forms.contains(&p.sender.as_str()) && !p.expired(now)) {
         return Offer::AlreadyOffered;
     }
     if pending >= MAX_PENDING {
@@ -90,11 +91,13 @@ mod tests {
     #[test]
     fn offers() {
         let now = 10_000;
-        assert!(matches!(offer(&[], 0, "a", now, 7), Offer::Send(_)));
-        assert_eq!(offer(&[pending("a", now - 10)], 1, "a", now, 7), Offer::AlreadyOffered);
-        assert!(matches!(offer(&[pending("a", now - CODE_TTL_SECS)], 0, "a", now, 7), Offer::Send(_)));
-        assert_eq!(offer(&[], 3, "b", now, 7), Offer::TooManyPending);
-        assert!(matches!(offer(&[pending("a", now)], 2, "b", now, 7), Offer::Send(_)));
+        assert!(matches!(offer(&[], 0, &["a"], now, 7), Offer::Send(_)));
+        assert_eq!(offer(&[pending("a", now - 10)], 1, &["a"], now, 7), Offer::AlreadyOffered);
+        assert!(matches!(offer(&[pending("a", now - CODE_TTL_SECS)], 0, &["a"], now, 7), Offer::Send(_)));
+        assert_eq!(offer(&[], 3, &["b"], now, 7), Offer::TooManyPending);
+        assert!(matches!(offer(&[pending("a", now)], 2, &["b"], now, 7), Offer::Send(_)));
+        // Known by its LID and its phone number: one code for the person, not one per form.
+        assert_eq!(offer(&[pending("a@lid", now)], 1, &["a@s.whatsapp.net", "a@lid"], now, 7), Offer::AlreadyOffered);
     }
 
     #[test]

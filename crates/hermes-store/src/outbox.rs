@@ -140,3 +140,11 @@ fn enqueue(tx: &Transaction<'_>, chat: &str, messages: &[(String, String)], at: 
     }
     Ok(())
 }
+
+impl Store {
+    /// Gives up on a message that failed too often; it stays in the outbox, marked.
+    pub fn abandon(&mut self, seq: i64, error: &str) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE outbox SET sent_at = -1, last_error = ?2 WHERE seq = ?1", params![seq, error])?;
+        Ok(())
+    }
+}

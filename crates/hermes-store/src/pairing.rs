@@ -86,3 +86,26 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
+
+impl Store {
+    /// Offers a pairing code to a stranger, in one transaction: the code is kept, its message
+    /// queued, the stranger's message recorded as a drop and handled.
+    pub fn offer_code(&mut self, seq: i64, code: &Code, drop: &crate::Drop, message: &(String, String)) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO pairing_codes (code, sender, chat, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![code.code, code.sender, code.chat, code.created_at],
+        )?;
+        tx.execute(
+            "INSERT INTO outbox (chat, msg_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![code.chat, message.0, message.1, code.created_at],
+        )?;
+        tx.execute(
+            "INSERT INTO drops (at, chat, sender, sender_forms, rule, nearest, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![drop.at, drop.chat, drop.sender, drop.sender_forms, drop.rule, drop.nearest, drop.hint],
+        )?;
+        tx.execute("UPDATE inbox SET done = 1 WHERE seq = ?1", [seq])?;
+        tx.commit()?;
+        Ok(())
+    }
+}

@@ -11,6 +11,8 @@ use whatsapp_rust::prelude::*;
 #[derive(Clone)]
 pub struct JournalHook {
     store: Arc<Mutex<Store>>,
+    /// Woken when a batch brought something new, for the pipeline to take it.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for JournalHook {
@@ -20,8 +22,8 @@ impl std::fmt::Debug for JournalHook {
 }
 
 impl JournalHook {
-    pub fn new(store: Arc<Mutex<Store>>) -> JournalHook {
-        JournalHook { store }
+    pub fn new(store: Arc<Mutex<Store>>, wake: Arc<tokio::sync::Notify>) -> JournalHook {
+        JournalHook { store, wake }
     }
 }
 
@@ -44,14 +46,19 @@ impl whatsapp_rust::InboundDurabilityHook for JournalHook {
         let records: Vec<Inbound> = batch.iter().map(record).collect();
         let store = self.store.clone();
         // SQLite blocks; keep it off the receive loop's thread.
-        tokio::task::spawn_blocking(move || {
+        let new = tokio::task::spawn_blocking(move || {
             let mut store = store.lock().map_err(|_| anyhow::anyhow!("the journal's lock is poisoned"))?;
             let outcome = store.journal(&records)?;
             let new = outcome.iter().filter(|o| matches!(o, hermes_store::Journaled::New(_))).count();
             tracing::debug!(new, redelivered = outcome.len() - new, "inbound batch journaled");
-            anyhow::Ok(())
+            anyhow::Ok(new)
         })
         .await??;
+        // Kept, not yet acknowledged: a crash here must not lose the message.
+        crate::crash::point("journaled");
+        if new > 0 {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 }

@@ -5,9 +5,11 @@
 
 pub mod backup;
 mod client;
+pub mod crash;
 pub mod journal;
 pub mod linking;
 pub mod lock;
+pub mod messenger;
 pub mod probe;
 pub mod session_dir;
 pub mod store;

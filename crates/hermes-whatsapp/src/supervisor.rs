@@ -27,6 +27,8 @@ pub struct SupervisorOptions {
     pub policy: RetryPolicy,
     /// Where inbound messages are journaled before they are acknowledged.
     pub journal: Option<crate::journal::JournalHook>,
+    /// Given each client, and told when it is connected, for the pipeline to send with.
+    pub messenger: Option<crate::messenger::Messenger>,
 }
 
 /// Translates a client event into what the link state machine understands.
@@ -81,6 +83,9 @@ pub async fn supervise(
         client::start(&opts.session_dir, opts.server_url.as_deref(), "Hermes Agent", None, false, opts.journal.clone())
             .await?;
     let (client, mut events) = (running.client, running.events);
+    if let Some(m) = &opts.messenger {
+        m.attach(client.clone());
+    }
     // The client's first run starts with it; `Action::Connect` for the first attempt is that run.
     let mut run: Option<RunFuture> = Some(Box::pin(running.handle));
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -117,9 +122,15 @@ pub async fn supervise(
         let before = link.state().clone();
         actions = link.step(event, now(), rand_unit());
         if *link.state() != before {
+            if let Some(m) = &opts.messenger {
+                m.set_connected(link.state().name() == "connected");
+            }
             tracing::info!(state = link.state().name(), "whatsapp link");
             on_state(link.state());
         }
+    }
+    if let Some(m) = &opts.messenger {
+        m.set_connected(false);
     }
     client.disconnect().await;
     if let Some(r) = run {

@@ -1,8 +1,9 @@
-//! `hermes gateway`: keeps the WhatsApp link up in the foreground.
+//! `hermes gateway`: the WhatsApp link and the message pipeline, in the foreground.
 //!
-//! Today it runs the link supervisor only; the message pipeline (journal, access, agent,
-//! outbox) joins it next. Every state change is recorded in `HERMES_HOME/state/link.json`,
-//! which `hermes whatsapp status` reads.
+//! The link supervisor keeps the connection; the pipeline (hermes-gateway) answers what the
+//! journal holds. Every link state change is recorded in `HERMES_HOME/state/link.json`,
+//! which `hermes whatsapp status` reads. Ctrl-C or SIGTERM stops both; what was not answered
+//! yet is in the journal and is answered at the next start.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ fn write_record(home: &Path, record: &LinkRecord) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_secs() -> u64 {
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -62,6 +63,10 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let loaded = load::load(profile)?;
+    #[cfg(feature = "simulator")]
+    if let Some(point) = load::crash_at() {
+        hermes_whatsapp::crash::arm(&point);
+    }
     if loaded.resolved.has_errors() {
         for d in loaded.resolved.errors() {
             eprintln!("hermes: configuration error: {d}");
@@ -90,9 +95,19 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let db = home.join("state").join("hermes.db");
     std::fs::create_dir_all(db.parent().expect("has a parent"))?;
     let store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
-    let journal = hermes_whatsapp::journal::JournalHook::new(std::sync::Arc::new(std::sync::Mutex::new(store)));
-    let opts = SupervisorOptions { session_dir, server_url, policy: RetryPolicy::default(), journal: Some(journal) };
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let journal = hermes_whatsapp::journal::JournalHook::new(std::sync::Arc::new(std::sync::Mutex::new(store)), wake.clone());
+    let messenger = hermes_whatsapp::messenger::Messenger::new();
+    let opts = SupervisorOptions {
+        session_dir,
+        server_url,
+        policy: RetryPolicy::default(),
+        journal: Some(journal),
+        messenger: Some(messenger.clone()),
+    };
+    let pipeline_opts = pipeline_options(&loaded, db, messenger, wake);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let pipeline = runtime.block_on(hermes_gateway::Pipeline::start(pipeline_opts)).context("start the pipeline")?;
     let last = runtime.block_on(async {
         let on_state = |state: &LinkState| {
             let now = now_secs();
@@ -112,6 +127,7 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         };
         supervisor::supervise(&opts, on_state, shutdown()).await
     });
+    runtime.block_on(pipeline.stop());
     let last = last.map_err(anyhow::Error::msg)?;
     let mut stderr = std::io::stderr().lock();
     match (last.is_terminal(), last.fix()) {
@@ -121,6 +137,60 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
             Ok(exit::PROBLEM)
         }
         _ => Ok(exit::OK),
+    }
+}
+
+/// The pipeline's settings from the configuration: the model, the system prompt, the limits.
+fn pipeline_options(
+    loaded: &load::Loaded,
+    db_path: PathBuf,
+    messenger: hermes_whatsapp::messenger::Messenger,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+) -> hermes_gateway::Options {
+    let home = &loaded.home.path;
+    let (agent, model_label) = agent(&loaded.resolved.config.model);
+    // As in Hermes, SOUL.md in HERMES_HOME is the agent's persona.
+    let soul = std::fs::read_to_string(home.join("SOUL.md")).ok();
+    hermes_gateway::Options {
+        config: loaded.resolved.config.whatsapp.clone(),
+        agent,
+        system_prompt: hermes_agent::system_prompt(soul.as_deref()),
+        model_label,
+        db_path,
+        state_dir: home.join("state"),
+        messenger,
+        wake,
+        history_window: 40,
+        max_parallel: 8,
+        chunk_gap: std::time::Duration::from_millis(300),
+    }
+}
+
+/// The chat-completions client for the configured model, or why there is none.
+fn agent(model: &hermes_core::config::ModelConfig) -> (Option<hermes_agent::Agent>, String) {
+    let provider = model.provider.value.as_deref();
+    let base_url = model.base_url.value.clone().or_else(|| hermes_agent::Endpoint::provider_base_url(provider).map(str::to_owned));
+    match (&model.name.value, base_url) {
+        (Some(name), Some(base_url)) => {
+            let endpoint = hermes_agent::Endpoint {
+                base_url,
+                model: name.clone(),
+                api_key: model.api_key.value.as_ref().map(|k| k.expose().to_owned()),
+            };
+            tracing::info!(model = %name, base_url = %endpoint.base_url, "agent model");
+            (Some(hermes_agent::Agent::new(endpoint, hermes_agent::Retry::default())), name.clone())
+        }
+        (None, _) => {
+            tracing::warn!("no model configured (`model:` in config.yaml): allowed senders will be told the agent cannot answer");
+            (None, "none configured".to_owned())
+        }
+        (Some(name), None) => {
+            tracing::warn!(
+                provider = provider.unwrap_or_default(),
+                "model {name}: unknown provider and no base_url; set model.base_url in config.yaml"
+            );
+            (None, format!("{name} (no base_url)"))
+        }
     }
 }
 

@@ -98,3 +98,9 @@ fn read_dotenv(
     }));
     Ok(Some(vars))
 }
+
+/// `HERMES_CRASH_AT`, the crash point the crash tests arm (simulator build only).
+#[cfg(feature = "simulator")]
+pub fn crash_at() -> Option<String> {
+    std::env::var("HERMES_CRASH_AT").ok().filter(|s| !s.is_empty())
+}

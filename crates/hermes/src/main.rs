@@ -3,10 +3,13 @@
 //! shapes and exit codes.
 
 mod doctor;
+mod drops;
 mod explain;
 mod gateway;
 mod load;
+mod pairing;
 mod qr;
+mod send;
 mod whatsapp;
 
 use std::process::ExitCode;
@@ -42,11 +45,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the gateway in the foreground: keep the WhatsApp link up (Ctrl-C or SIGTERM stops).
+    /// Run the gateway in the foreground: keep the WhatsApp link up and answer messages
+    /// (Ctrl-C or SIGTERM stops; what is not answered yet is answered at the next start).
     ///
     /// Exit status: 0 stopped on request, 1 WhatsApp ended the session (the fix is printed),
     /// 2 usage or configuration error.
     Gateway,
+    /// Approve or refuse strangers who were sent a pairing code.
+    Pairing {
+        #[command(subcommand)]
+        command: pairing::Command,
+    },
+    /// Send a message through the running gateway (to WHATSAPP_HOME_CHANNEL by default).
+    ///
+    /// Exit status: 0 sent or queued, 1 the gateway is not running, 2 usage error.
+    Send(send::Args),
     /// Link this gateway to WhatsApp (QR code, or --pair-code), or manage the link.
     ///
     /// Exit status: 0 linked, 1 not linked (timeout, refused, already linked), 2 usage or
@@ -66,6 +79,8 @@ enum WhatsappCommand {
     ///
     /// Exit status: 0 admitted, 1 refused, 2 usage or configuration error.
     Explain(explain::Args),
+    /// Messages the gateway did not answer, grouped by sender, with the fix for each.
+    Drops(drops::Args),
     /// Check the session with WhatsApp; re-link only if WhatsApp really ended it.
     ///
     /// A valid session is left untouched (exit 0); when WhatsApp cannot be reached nothing is
@@ -92,6 +107,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Doctor { json } => doctor::run(profile, json),
         Command::Gateway => gateway::run(profile),
+        Command::Pairing { command } => pairing::run(profile, &command),
+        Command::Send(args) => send::run(profile, &args),
+        Command::Whatsapp { command: Some(WhatsappCommand::Drops(args)), .. } => drops::run(profile, &args),
         Command::Whatsapp { command: Some(WhatsappCommand::Explain(args)), .. } => explain::run(profile, &args),
         Command::Whatsapp { command: Some(WhatsappCommand::Status { json }), .. } => whatsapp::status(profile, json),
         Command::Whatsapp { command: Some(WhatsappCommand::Repair(args)), .. } => whatsapp::repair(profile, &args),

@@ -443,7 +443,11 @@ async fn run_linking(
 /// The PID in a session's lock file, if that process is still alive.
 pub fn lock_holder(session_dir: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(SessionLock::path_for(session_dir)).ok()?.trim().parse().ok()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    process_alive(pid).then_some(pid)
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// What the session store holds, for the commands that do not otherwise need a runtime.

@@ -11,20 +11,25 @@ use wa_sim::{Fault, Sim, SimEvent};
 use crate::link::{link_phone, status};
 use crate::support::Home;
 
-const T: Duration = Duration::from_secs(60);
+pub const T: Duration = Duration::from_secs(60);
 
 /// A running gateway; its log lines (stderr) arrive on a channel.
-struct Gateway {
+pub struct Gateway {
     child: Child,
     log: mpsc::Receiver<String>,
 }
 
 impl Gateway {
-    fn start(home: &Home, sim: &Sim) -> Gateway {
+    pub fn start(home: &Home, sim: &Sim) -> Gateway {
+        Gateway::start_with(home, sim, &[])
+    }
+
+    pub fn start_with(home: &Home, sim: &Sim, env: &[(&str, &str)]) -> Gateway {
         let mut child = home
             .command(&["gateway"])
             .env("WHATSAPP_SERVER_URL", sim.ws_url())
             .env("RUST_LOG", "info,whatsapp_rust=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -42,12 +47,21 @@ impl Gateway {
     }
 
     /// Waits for the link to enter `state`, as the gateway logs it. Returns the lines seen.
-    fn wait_state(&self, state: &str) -> Vec<String> {
-        let needle = format!("state=\"{state}\"");
+    pub fn wait_state(&self, state: &str) -> Vec<String> {
+        self.wait_log(&format!("state=\"{state}\""))
+    }
+
+    /// The log lines not read yet.
+    pub fn drain_log(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+
+    /// Waits for a log line containing `needle`. Returns the lines seen.
+    pub fn wait_log(&self, needle: &str) -> Vec<String> {
         let mut seen = Vec::new();
         loop {
-            let line = self.log.recv_timeout(T).unwrap_or_else(|e| panic!("no state {state} ({e}); log: {seen:#?}"));
-            let found = line.contains(&needle);
+            let line = self.log.recv_timeout(T).unwrap_or_else(|e| panic!("no '{needle}' ({e}); log: {seen:#?}"));
+            let found = line.contains(needle);
             seen.push(line);
             if found {
                 return seen;
@@ -56,13 +70,13 @@ impl Gateway {
     }
 
     /// Waits for the process to exit; returns its code and the rest of its log.
-    fn exit(mut self) -> (i32, String) {
+    pub fn exit(mut self) -> (i32, String) {
         let code = self.child.wait().expect("wait").code().unwrap_or(-1);
         let rest: Vec<String> = self.log.try_iter().collect();
         (code, rest.join("\n"))
     }
 
-    fn terminate(&self) {
+    pub fn terminate(&self) {
         let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).expect("pid")).expect("pid");
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
     }
@@ -201,12 +215,15 @@ async fn inbound_messages_are_journaled_once_before_they_are_acknowledged() {
     gw.terminate();
     assert_eq!(gw.exit().0, 0);
 
+    // Self-chat mode (the default) answers only the account's own chat: each message of the
+    // stranger left one row in the drop ledger, and no pairing code was offered.
     let store = hermes_store::Store::open(&home.path.join("state/hermes.db")).expect("open the journal");
-    let journal: Vec<(String, Option<String>, String)> =
-        store.pending(100).expect("pending").into_iter().map(|(_, m)| (m.id, m.text, m.sender)).collect();
-    assert_eq!(journal.len(), 2, "each message once, however often it came: {journal:?}");
-    assert_eq!((journal[0].0.as_str(), journal[0].1.as_deref()), (id.as_str(), Some("journal me")));
-    assert!(journal[0].2.starts_with("4915100006666"), "{journal:?}");
-    assert_eq!((journal[1].0.as_str(), journal[1].1.as_deref()), (id2.as_str(), Some("and me")));
-    assert!(journal[1].2.ends_with("@lid"), "a LID sender is journaled as it came: {journal:?}");
+    assert!(store.is_journaled("4915100006666@s.whatsapp.net", "4915100006666@s.whatsapp.net", &id).expect("query"));
+    let drops = store.drops_since(0).expect("drops");
+    assert_eq!(drops.len(), 2, "each message once, however often it came: {drops:?}");
+    assert!(drops[0].sender.starts_with("4915100006666"), "{drops:?}");
+    assert!(drops[1].sender.ends_with("@lid"), "a LID sender is journaled as it came: {drops:?}");
+    assert!(drops[1].sender_forms.contains("4915100006666@s.whatsapp.net"), "its phone form is known: {drops:?}");
+    assert!(drops.iter().all(|d| d.rule == "self_chat_only"), "{drops:?}");
+    assert!(store.codes_since(0).expect("codes").is_empty(), "never a pairing code in self-chat mode");
 }

@@ -6,4 +6,6 @@ mod explain;
 mod gateway;
 #[cfg(feature = "simulator")]
 mod link;
+#[cfg(feature = "simulator")]
+mod pipeline;
 mod support;

@@ -1,0 +1,87 @@
+//! The sender: the outbox, in order, one message at a time, under the ids chosen before.
+//!
+//! Serialized for the whole account (WhatsApp frowns on bursts), with a small gap between
+//! messages to the same chat. A send that fails for want of a connection waits for the
+//! connection; one that WhatsApp refuses is retried with backoff, and given up (and logged,
+//! and left in the outbox) after `GIVE_UP_AFTER` attempts, so one bad row cannot block the
+//! queue forever.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hermes_whatsapp::messenger::{Messenger, SendError};
+use tokio::sync::Notify;
+
+use crate::db::Db;
+use crate::now_secs;
+
+const GIVE_UP_AFTER: i64 = 8;
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Safety net: the outbox is looked at this often even without a wake-up.
+const POLL: Duration = Duration::from_secs(5);
+/// A send that takes longer is counted as failed and tried again (under the same id).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) async fn send_loop(db: Db, messenger: Messenger, wake: Arc<Notify>, gap: Duration) {
+    let mut connected = messenger.watch_connected();
+    let mut last_chat: Option<String> = None;
+    loop {
+        if !*connected.borrow_and_update() {
+            last_chat = None;
+            if connected.wait_for(|c| *c).await.is_err() {
+                return;
+            }
+        }
+        let rows = match db.call(|s| s.unsent(64)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            tokio::select! {
+                () = wake.notified() => {}
+                _ = connected.changed() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+            continue;
+        }
+        for row in rows {
+            if last_chat.as_deref() == Some(row.chat.as_str()) {
+                tokio::time::sleep(gap).await;
+            }
+            let sent = tokio::time::timeout(SEND_TIMEOUT, messenger.send_text(&row.chat, &row.text, &row.id)).await;
+            let sent = sent.unwrap_or_else(|_| Err(SendError::Failed("no answer from WhatsApp in time".to_owned())));
+            match sent {
+                Ok(()) => {
+                    hermes_whatsapp::crash::point("sent");
+                    let seq = row.seq;
+                    if let Err(e) = db.call(move |s| s.mark_sent(seq, now_secs())).await {
+                        // Sent but not marked: it will be sent again under the same id,
+                        // which the recipient sees as the same message.
+                        tracing::error!(error = %e, "cannot mark a sent message");
+                    }
+                    tracing::debug!(parts = 1, "reply sent");
+                    last_chat = Some(row.chat);
+                }
+                Err(SendError::NotConnected) => break,
+                Err(e) => {
+                    let (seq, why) = (row.seq, e.to_string());
+                    let attempts = row.attempts + 1;
+                    if attempts >= GIVE_UP_AFTER {
+                        tracing::error!(error = %why, attempts, "giving up on a reply WhatsApp keeps refusing");
+                        let _ = db.call(move |s| s.abandon(seq, &why)).await;
+                        continue;
+                    }
+                    tracing::warn!(error = %why, attempts, "a reply was not sent; retrying");
+                    let _ = db.call(move |s| s.send_failed(seq, &why)).await;
+                    let backoff = Duration::from_millis(500).saturating_mul(1 << attempts.min(10)).min(MAX_BACKOFF);
+                    tokio::time::sleep(backoff).await;
+                    break;
+                }
+            }
+        }
+    }
+}

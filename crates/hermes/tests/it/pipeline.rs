@@ -1,0 +1,309 @@
+//! The whole path, end to end: a contact on wa-sim writes, `hermes gateway` (the real binary)
+//! journals, decides, asks a chat-completions server on 127.0.0.1 and answers; strangers are
+//! dropped with a findable reason. Every message is answered once, across redeliveries,
+//! commands, LLM failures and crashes at each step.
+
+use hermes_agent::loopback::{Failure, LoopbackLlm};
+use hermes_agent::{Message, Speaker};
+use serde_json::Value;
+use wa_sim::{Fault, Sim, SimEvent};
+
+use crate::gateway::{Gateway, T};
+use crate::link::link_phone;
+use crate::support::Home;
+
+/// A linked gateway with a model on loopback and `env` in its `.env`.
+struct Setup {
+    sim: Sim,
+    home: Home,
+    llm: LoopbackLlm,
+    gw: Option<Gateway>,
+    account: String,
+}
+
+impl Setup {
+    async fn new(account: &str, env: &str) -> Setup {
+        let sim = Sim::start().await.expect("sim");
+        sim.add_phone(account);
+        let llm = LoopbackLlm::start(0).await.expect("llm");
+        let yaml = format!("model:\n  default: test-model\n  base_url: {}\n", llm.base_url());
+        let home = Home::new().with_env(&format!("WHATSAPP_MODE=bot\n{env}")).with_yaml(&yaml);
+        link_phone(&home, &sim, account);
+        let mut s = Setup { sim, home, llm, gw: None, account: account.to_owned() };
+        s.start(&[]);
+        s
+    }
+
+    fn start(&mut self, env: &[(&str, &str)]) {
+        let gw = Gateway::start_with(&self.home, &self.sim, env);
+        gw.wait_state("connected");
+        self.gw = Some(gw);
+    }
+
+    fn gw(&self) -> &Gateway {
+        self.gw.as_ref().expect("running")
+    }
+
+    fn contact(&self, phone: &str) {
+        self.sim.add_phone(phone);
+    }
+
+    async fn say(&self, from: &str, text: &str) -> String {
+        self.sim.send_text(from, &self.account, text, false).await.expect("send")
+    }
+
+    /// Waits for the next message `contact` receives after `cursor`; returns its text.
+    async fn reply(&self, cursor: usize, contact: &str) -> String {
+        match self.sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageReceived { contact: c, .. } if c == contact)).await {
+            Ok(SimEvent::MessageReceived { text, .. }) => text,
+            other => panic!("no reply for {contact}: {other:?}\ngateway log: {:#?}", self.gw.as_ref().map(Gateway::drain_log)),
+        }
+    }
+
+    /// Waits for a message to `contact` after `cursor` that contains `needle`.
+    async fn reply_containing(&self, cursor: usize, contact: &str, needle: &str) -> String {
+        let found = self
+            .sim
+            .wait_for(cursor, T, |e| {
+                matches!(e, SimEvent::MessageReceived { contact: c, text, .. } if c == contact && text.contains(needle))
+            })
+            .await;
+        match found {
+            Ok(SimEvent::MessageReceived { text, .. }) => text,
+            other => panic!("no reply with '{needle}' for {contact}: {other:?}"),
+        }
+    }
+
+    /// Stops the gateway with SIGTERM and waits for it.
+    fn stop(&mut self) {
+        let gw = self.gw.take().expect("running");
+        gw.terminate();
+        let (code, log) = gw.exit();
+        assert_eq!(code, 0, "{log}");
+    }
+
+    /// Says `text` and waits for the answer.
+    async fn ask(&self, from: &str, text: &str) -> String {
+        let cursor = self.sim.cursor();
+        self.say(from, text).await;
+        self.reply(cursor, from).await
+    }
+
+    fn replies(&self, contact: &str) -> Vec<String> {
+        self.sim.inbox(contact).into_iter().map(|(_, _, text)| text).collect()
+    }
+
+    /// Waits until `drops` lists `n` drops of `sender`; returns that sender's entry.
+    fn wait_drops(&self, sender: &str, n: u64) -> Value {
+        let deadline = std::time::Instant::now() + T;
+        loop {
+            let drops = self.json(&["whatsapp", "drops", "--json"]);
+            let entry = drops["senders"].as_array().and_then(|s| s.iter().find(|e| e["sender"] == sender).cloned());
+            if let Some(e) = entry.filter(|e| e["count"].as_u64() >= Some(n)) {
+                return e;
+            }
+            assert!(std::time::Instant::now() < deadline, "no {n} drops of {sender}: {drops}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let run = self.home.run(args);
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("JSON ({e}): {run:?}"))
+    }
+}
+
+const ACCOUNT: &str = "15550001000";
+const FRIEND: &str = "4915100001111";
+const STRANGER: &str = "4915100002222";
+
+fn user_texts(request: &[Message]) -> Vec<&str> {
+    request.iter().filter(|m| m.role == Speaker::User).map(|m| m.content.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_contact_is_answered_and_a_stranger_is_dropped_with_the_fix() {
+    let s = Setup::new(ACCOUNT, "WHATSAPP_ALLOWED_USERS=+49 151 0000 1111\n").await;
+    s.contact(FRIEND);
+    s.contact(STRANGER);
+
+    let answer = s.ask(FRIEND, "hello agent").await;
+    assert!(answer.contains("You wrote: \"hello agent\""), "{answer}");
+    let request = &s.llm.requests()[0];
+    assert_eq!(request[0].role, Speaker::System, "a system prompt comes first");
+    assert_eq!(user_texts(request), ["hello agent"]);
+
+    s.say(STRANGER, "let me in").await;
+    let log = s.gw().wait_log("message dropped");
+    let warning = log.last().expect("a line");
+    assert!(warning.contains(STRANGER) && warning.contains("WHATSAPP_ALLOWED_USERS="), "{warning}");
+
+    let drops = s.json(&["whatsapp", "drops", "--json"]);
+    let senders = drops["senders"].as_array().expect("senders");
+    assert_eq!(senders.len(), 1, "{drops}");
+    assert_eq!(senders[0]["sender"], format!("{STRANGER}@s.whatsapp.net"));
+    assert_eq!(senders[0]["rules"][0], "not_allowlisted");
+    let hint = senders[0]["hint"].as_str().expect("hint");
+    assert!(hint.contains(&format!("WHATSAPP_ALLOWED_USERS={FRIEND},{STRANGER}")), "{hint}");
+    let text = s.home.run(&["whatsapp", "drops"]);
+    assert!(text.stdout.contains(&format!("details: hermes whatsapp explain {STRANGER}")), "{text:?}");
+
+    // Replies are sent in order: once the friend's next answer is in, anything for the
+    // stranger would have been too. There is none, and the model never saw the stranger.
+    s.ask(FRIEND, "still there?").await;
+    assert!(s.replies(STRANGER).is_empty(), "{:?}", s.replies(STRANGER));
+    assert!(s.llm.requests().iter().all(|r| !user_texts(r).contains(&"let me in")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lid_sender_whose_phone_is_allowed_is_answered() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    let cursor = s.sim.cursor();
+    s.sim.send_text(FRIEND, ACCOUNT, "from my LID", true).await.expect("send");
+    let answer = s.reply(cursor, FRIEND).await;
+    assert!(answer.contains("from my LID"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_storm_is_answered_once() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    let cursor = s.sim.cursor();
+    let id = s.say(FRIEND, "only once please").await;
+    s.reply(cursor, FRIEND).await;
+    s.sim.inject(Fault::RedeliveryStorm { id, times: 10 }).expect("storm");
+    s.ask(FRIEND, "and this one").await;
+    assert_eq!(s.replies(FRIEND).len(), 2, "{:?}", s.replies(FRIEND));
+    assert_eq!(s.llm.requests().len(), 2, "the model was asked once per message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_kept_per_chat_and_reset_forgets_it() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    s.ask(FRIEND, "my colour is blue").await;
+    s.ask(FRIEND, "what is my colour?").await;
+    let second = &s.llm.requests()[1];
+    assert_eq!(user_texts(second), ["my colour is blue", "what is my colour?"], "the agent sees the history");
+    assert_eq!(second.iter().filter(|m| m.role == Speaker::Assistant).count(), 1);
+
+    let reset = s.ask(FRIEND, "/reset").await;
+    assert!(reset.contains("new conversation"), "{reset}");
+    let help = s.ask(FRIEND, "/help").await;
+    assert!(help.contains("/status"), "{help}");
+    let status = s.ask(FRIEND, "/status").await;
+    assert!(status.contains("WhatsApp link: connected") && status.contains("test-model"), "{status}");
+    assert_eq!(s.llm.requests().len(), 2, "commands are answered by the gateway, not the model");
+
+    s.ask(FRIEND, "who am I?").await;
+    assert_eq!(user_texts(&s.llm.requests()[2]), ["who am I?"], "forgotten after /reset");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_failures_are_retried_then_told_honestly() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    s.llm.fail_next(Failure::Status(500));
+    s.llm.fail_next(Failure::Status(503));
+    let answer = s.ask(FRIEND, "first").await;
+    assert!(answer.contains("You wrote: \"first\""), "retried until it worked: {answer}");
+    assert_eq!(s.llm.requests().len(), 3);
+
+    for _ in 0..4 {
+        s.llm.fail_next(Failure::Status(500));
+    }
+    let answer = s.ask(FRIEND, "second").await;
+    assert!(answer.starts_with("Sorry, I can't answer right now"), "{answer}");
+    assert_eq!(s.llm.requests().len(), 7, "four attempts, then the honest message");
+    s.gw().wait_log("the model did not answer");
+
+    let answer = s.ask(FRIEND, "third").await;
+    assert!(answer.contains("You wrote: \"third\""), "{answer}");
+    assert_eq!(s.replies(FRIEND).len(), 3, "one message per question, failures included");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_get_one_pairing_code_and_an_approval_admits_them_at_once() {
+    // No allowlist: the pairing policy offers codes (Hermes' default).
+    let s = Setup::new(ACCOUNT, "").await;
+    s.contact(STRANGER);
+    let message = s.ask(STRANGER, "hi, can I talk to the agent?").await;
+    let code = message.split("pairing code: ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a code");
+    assert_eq!(code.len(), 8, "{message}");
+    s.say(STRANGER, "hello?").await;
+    let dropped = s.wait_drops(&format!("{STRANGER}@s.whatsapp.net"), 2);
+    assert!(dropped["hint"].as_str().is_some_and(|h| h.contains("a pairing code was sent to this sender within the hour")), "{dropped}");
+
+    let list = s.json(&["pairing", "list", "--json"]);
+    assert_eq!(list["pending"][0]["code"], code, "{list}");
+    let bad = s.home.run(&["pairing", "approve", "whatsapp", "AAAAAAAA"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    let ok = s.home.run(&["pairing", "approve", "whatsapp", &code.to_lowercase()]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+
+    let answer = s.ask(STRANGER, "approved now?").await;
+    assert!(answer.contains("You wrote: \"approved now?\""), "no restart needed: {answer}");
+    assert_eq!(s.replies(STRANGER).len(), 2, "the code, then the answer: {:?}", s.replies(STRANGER));
+
+    let revoke = s.home.run(&["pairing", "revoke", "whatsapp", STRANGER]);
+    assert_eq!(revoke.code, 0, "{revoke:?}");
+    s.say(STRANGER, "still there?").await;
+    s.wait_drops(&format!("{STRANGER}@s.whatsapp.net"), 3);
+    assert_eq!(s.llm.requests().len(), 1);
+    assert_eq!(s.replies(STRANGER).len(), 2, "no second code within the hour");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hermes_send_reaches_the_home_channel() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nWHATSAPP_HOME_CHANNEL={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    let cursor = s.sim.cursor();
+    let run = tokio::task::block_in_place(|| s.home.run(&["send", "the", "nightly", "report", "is", "ready"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains(&format!("Sent to {FRIEND}@s.whatsapp.net")), "{run:?}");
+    assert_eq!(s.reply(cursor, FRIEND).await, "the nightly report is ready");
+
+    let stopped = Home::new().run(&["send", "hello"]);
+    assert_eq!(stopped.code, 1, "{stopped:?}");
+    assert!(stopped.stderr.contains("start it with `hermes gateway`"), "{stopped:?}");
+}
+
+/// The crash points, in the order a message passes them.
+const CRASH_POINTS: [&str; 4] = ["journaled", "answered", "committed", "sent"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_step_loses_nothing_and_answers_once() {
+    let mut s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    s.stop();
+    for round in 0..2 {
+        for point in CRASH_POINTS {
+            s.start(&[("HERMES_CRASH_AT", point)]);
+            let text = format!("round {round} crash at {point}");
+            s.say(FRIEND, &text).await;
+            let (code, log) = s.gw.take().expect("running").exit();
+            assert_eq!(code, -1, "killed at {point}: {log}");
+            s.start(&[]);
+            // The flush message is answered after the crashed one (one chat, in order).
+            let cursor = s.sim.cursor();
+            let flush = format!("flush {round} {point}");
+            s.say(FRIEND, &flush).await;
+            s.reply_containing(cursor, FRIEND, &flush).await;
+            // (The two may be answered together: text sent within the debounce is one question.)
+            let replies = s.replies(FRIEND);
+            let answered = replies.iter().filter(|r| r.contains(&text)).count();
+            assert_eq!(answered, 1, "crash at {point}: {replies:#?}");
+            s.stop();
+        }
+    }
+    let replies = s.replies(FRIEND);
+    for round in 0..2 {
+        for point in CRASH_POINTS {
+            for text in [format!("round {round} crash at {point}"), format!("flush {round} {point}")] {
+                let n = replies.iter().filter(|r| r.contains(&format!("{text}\"")) || r.contains(&format!("{text}\n"))).count();
+                assert_eq!(n, 1, "'{text}' answered once: {replies:#?}");
+            }
+        }
+    }
+}
