@@ -7,7 +7,8 @@ use hermes_agent::{Agent, AgentError, Endpoint, Message, Retry, Speaker};
 
 fn agent(llm: &LoopbackLlm, timeout: Duration) -> Agent {
     let endpoint = Endpoint { base_url: llm.base_url(), model: "test-model".into(), api_key: Some("sk-test".into()) };
-    let retry = Retry { attempts: 3, first_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), timeout };
+    let retry =
+        Retry { attempts: 3, first_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), timeout };
     Agent::new(endpoint, retry)
 }
 
@@ -69,7 +70,12 @@ async fn an_unreachable_server_says_so() {
     // Bind and drop: a loopback port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let endpoint = Endpoint { base_url: format!("http://127.0.0.1:{port}/v1"), model: "m".into(), api_key: None };
-    let retry = Retry { attempts: 2, first_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2), timeout: Duration::from_secs(5) };
+    let retry = Retry {
+        attempts: 2,
+        first_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+        timeout: Duration::from_secs(5),
+    };
     let err = Agent::new(endpoint, retry).complete(&ask("hi")).await.expect_err("fails");
     assert!(matches!(err, AgentError::Unreachable(_)), "{err:?}");
     assert!(err.for_user().contains("not reachable"));

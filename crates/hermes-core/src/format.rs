@@ -46,7 +46,9 @@ fn clean_spaces(s: &str) -> String {
     s.chars()
         .filter(|c| !matches!(c, '\u{200B}' | '\u{2060}' | '\u{2063}' | '\u{FEFF}'))
         .map(|c| match c {
-            '\u{00A0}' | '\u{1680}' | '\u{180E}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => ' ',
+            '\u{00A0}' | '\u{1680}' | '\u{180E}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
+                ' '
+            }
             c => c,
         })
         .collect()
@@ -126,8 +128,11 @@ fn links(s: &str) -> String {
             let url_part = &after[mid + 2..];
             let close = url_part.find(')')?;
             let (text, url) = (&after[..mid], &url_part[..close]);
-            (!url.is_empty() && !url.contains(char::is_whitespace) && !text.contains('['))
-                .then_some((text, url, open + 1 + mid + 2 + close + 1))
+            (!url.is_empty() && !url.contains(char::is_whitespace) && !text.contains('[')).then_some((
+                text,
+                url,
+                open + 1 + mid + 2 + close + 1,
+            ))
         });
         match parsed {
             Some((text, url, end)) => {

@@ -104,8 +104,8 @@ mod tests {
     fn typed_codes() {
         assert_eq!(parse_code("e33n-gast"), Ok("E33NGAST".into()));
         assert_eq!(parse_code(" E33N GAST "), Ok("E33NGAST".into()));
-        assert!(parse_code("E33NGAS").unwrap_err().contains("8 characters"));
-        assert!(parse_code("E33NGAS0").unwrap_err().contains("'0' never appears"));
+        assert!(parse_code("E33NGAS").expect_err("short").contains("8 characters"));
+        assert!(parse_code("E33NGAS0").expect_err("bad char").contains("'0' never appears"));
     }
 
     proptest! {

@@ -68,13 +68,7 @@ pub(crate) async fn start(
         path: control_file(&opts.state_dir),
     };
     write_private(&info.path, &serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;
-    let app = App {
-        db,
-        wake,
-        messenger: opts.messenger.clone(),
-        token,
-        home: opts.config.home_channel.value.clone(),
-    };
+    let app = App { db, wake, messenger: opts.messenger.clone(), token, home: opts.config.home_channel.value.clone() };
     let router = axum::Router::new()
         .route("/send", axum::routing::post(send))
         .route("/health", axum::routing::get(health))
@@ -169,7 +163,8 @@ async fn health(State(app): State<App>, headers: HeaderMap) -> Response {
     let counts = app.db.call(|s| Ok((s.pending_count()?, s.unsent_count()?))).await;
     match counts {
         Ok((waiting, unsent)) => {
-            Json(json!({"connected": app.messenger.is_connected(), "waiting": waiting, "unsent": unsent})).into_response()
+            Json(json!({"connected": app.messenger.is_connected(), "waiting": waiting, "unsent": unsent}))
+                .into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

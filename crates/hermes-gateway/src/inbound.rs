@@ -209,13 +209,8 @@ async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Option<Admitt
         return Ok(None);
     };
     let aliases = aliases(shared, row, &sender).await?;
-    let approvals: Vec<UserId> = shared
-        .db
-        .call(|s| s.approvals())
-        .await?
-        .iter()
-        .filter_map(|a| Jid::parse(&a.sender).ok()?.user_id())
-        .collect();
+    let approvals: Vec<UserId> =
+        shared.db.call(|s| s.approvals()).await?.iter().filter_map(|a| Jid::parse(&a.sender).ok()?.user_id()).collect();
     let own = shared.messenger.account();
     let ctx = access::Context { config: cfg, approvals: &approvals, own: own.as_ref() };
     let req = access::Request { chat: &chat, sender: &sender, aliases: &aliases, from_me: row.from_me };
@@ -316,7 +311,13 @@ async fn refuse(
                 let hint = format!("sent pairing code {code}; to admit: hermes pairing approve whatsapp {code}");
                 let d = drop_row(row, aliases, decision.rule.as_str(), nearest, Some(&hint));
                 warn_once(shared, &row.sender, decision.rule.as_str(), &hint);
-                let c = Code { code: code.clone(), sender: row.sender.clone(), chat: row.chat.clone(), created_at: now, approved_at: None };
+                let c = Code {
+                    code: code.clone(),
+                    sender: row.sender.clone(),
+                    chat: row.chat.clone(),
+                    created_at: now,
+                    approved_at: None,
+                };
                 let message = (new_message_id(), pairing::message(&code));
                 shared.db.call(move |s| s.offer_code(seq, &c, &d, &message)).await?;
                 shared.outbox_wake.notify_one();
@@ -324,7 +325,8 @@ async fn refuse(
             }
             Offer::AlreadyOffered => hint = format!("{hint} (a pairing code was sent to this sender within the hour)"),
             Offer::TooManyPending => {
-                hint = format!("{hint} (no pairing code sent: {} codes already wait for approval)", pairing::MAX_PENDING);
+                hint =
+                    format!("{hint} (no pairing code sent: {} codes already wait for approval)", pairing::MAX_PENDING);
             }
         }
     }
@@ -403,11 +405,7 @@ async fn run_command(shared: &Shared, seq: i64, chat: &str, cmd: Command) {
 }
 
 async fn status(shared: &Shared) -> String {
-    let (waiting, unsent) = shared
-        .db
-        .call(|s| Ok((s.pending_count()?, s.unsent_count()?)))
-        .await
-        .unwrap_or((-1, -1));
+    let (waiting, unsent) = shared.db.call(|s| Ok((s.pending_count()?, s.unsent_count()?))).await.unwrap_or((-1, -1));
     let link = if shared.messenger.is_connected() { "connected" } else { "reconnecting" };
     format!(
         "WhatsApp link: {link}\nModel: {}\nQueue: {} message(s) waiting, {} reply part(s) to send",

@@ -90,7 +90,13 @@ impl Store {
 impl Store {
     /// Offers a pairing code to a stranger, in one transaction: the code is kept, its message
     /// queued, the stranger's message recorded as a drop and handled.
-    pub fn offer_code(&mut self, seq: i64, code: &Code, drop: &crate::Drop, message: &(String, String)) -> Result<(), StoreError> {
+    pub fn offer_code(
+        &mut self,
+        seq: i64,
+        code: &Code,
+        drop: &crate::Drop,
+        message: &(String, String),
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO pairing_codes (code, sender, chat, created_at) VALUES (?1, ?2, ?3, ?4)",

@@ -94,12 +94,7 @@ fn a_database_from_a_newer_hermes_is_refused() {
 }
 
 fn lid_msg(id: &str) -> Inbound {
-    Inbound {
-        chat: "98765432109876@lid".into(),
-        sender: "98765432109876@lid".into(),
-        sender_alt: None,
-        ..msg(id)
-    }
+    Inbound { chat: "98765432109876@lid".into(), sender: "98765432109876@lid".into(), sender_alt: None, ..msg(id) }
 }
 
 fn a_drop(rule: &str) -> Drop {
@@ -142,7 +137,8 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
     let seqs: Vec<i64> = store.pending(10).expect("pending").into_iter().map(|(s, _)| s).collect();
     let chat = "15551234567@s.whatsapp.net";
     let messages = vec![("OUT1".to_owned(), "part 1".to_owned()), ("OUT2".to_owned(), "part 2".to_owned())];
-    let reply = Reply { chat, answers: &seqs, exchange: Some(("hello\nhello", "part 1 part 2")), messages: &messages, at: 5 };
+    let reply =
+        Reply { chat, answers: &seqs, exchange: Some(("hello\nhello", "part 1 part 2")), messages: &messages, at: 5 };
     store.commit_reply(&reply).expect("commit");
     assert!(store.pending(10).expect("pending").is_empty(), "both messages are answered");
     let unsent = store.unsent(10).expect("unsent");

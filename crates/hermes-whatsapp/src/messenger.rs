@@ -77,7 +77,8 @@ impl Messenger {
     pub async fn send_text(&self, chat: &str, text: &str, id: &str) -> Result<(), SendError> {
         let client = self.client()?;
         let to: Jid = chat.parse().map_err(|_| SendError::BadChat(chat.to_owned()))?;
-        let message = whatsapp_rust::waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
+        let message =
+            whatsapp_rust::waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
         match client.send_message_with_options(to, message, SendOptions::default().with_message_id(id)).await {
             Ok(_) => Ok(()),
             Err(_) if !client.is_connected() => Err(SendError::NotConnected),

@@ -116,9 +116,7 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
 }
 
 fn forms(g: &Group<'_>) -> Vec<String> {
-    distinct(g.drops.iter().flat_map(|d| d.sender_forms.split(',')).filter(|f| !f.is_empty()))
-        .into_iter()
-        .collect()
+    distinct(g.drops.iter().flat_map(|d| d.sender_forms.split(',')).filter(|f| !f.is_empty())).into_iter().collect()
 }
 
 fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {

@@ -96,7 +96,8 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     std::fs::create_dir_all(db.parent().expect("has a parent"))?;
     let store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    let journal = hermes_whatsapp::journal::JournalHook::new(std::sync::Arc::new(std::sync::Mutex::new(store)), wake.clone());
+    let journal =
+        hermes_whatsapp::journal::JournalHook::new(std::sync::Arc::new(std::sync::Mutex::new(store)), wake.clone());
     let messenger = hermes_whatsapp::messenger::Messenger::new();
     let opts = SupervisorOptions {
         session_dir,
@@ -169,7 +170,8 @@ fn pipeline_options(
 /// The chat-completions client for the configured model, or why there is none.
 fn agent(model: &hermes_core::config::ModelConfig) -> (Option<hermes_agent::Agent>, String) {
     let provider = model.provider.value.as_deref();
-    let base_url = model.base_url.value.clone().or_else(|| hermes_agent::Endpoint::provider_base_url(provider).map(str::to_owned));
+    let base_url =
+        model.base_url.value.clone().or_else(|| hermes_agent::Endpoint::provider_base_url(provider).map(str::to_owned));
     match (&model.name.value, base_url) {
         (Some(name), Some(base_url)) => {
             let endpoint = hermes_agent::Endpoint {
@@ -181,7 +183,9 @@ fn agent(model: &hermes_core::config::ModelConfig) -> (Option<hermes_agent::Agen
             (Some(hermes_agent::Agent::new(endpoint, hermes_agent::Retry::default())), name.clone())
         }
         (None, _) => {
-            tracing::warn!("no model configured (`model:` in config.yaml): allowed senders will be told the agent cannot answer");
+            tracing::warn!(
+                "no model configured (`model:` in config.yaml): allowed senders will be told the agent cannot answer"
+            );
             (None, "none configured".to_owned())
         }
         (Some(name), None) => {

@@ -2,6 +2,8 @@
 //! libraries and prints. Decisions live in `hermes-core`; this crate only knows clap, JSON
 //! shapes and exit codes.
 
+#[cfg(feature = "simulator")]
+mod demo;
 mod doctor;
 mod drops;
 mod explain;
@@ -39,6 +41,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Try the whole gateway on a simulated WhatsApp: link, an answer, a dropped stranger.
+    ///
+    /// Needs nothing: no account, no phone, no internet. Uses the configured model when it
+    /// answers, else a built-in offline responder that says what it is.
+    #[cfg(feature = "simulator")]
+    Demo(demo::Args),
     /// Check the configuration, the session directory and who can reach the agent.
     Doctor {
         /// Print one JSON object: {"ok": bool, "checks": [{"name", "status", "message", "fix"}]}.
@@ -105,6 +113,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let profile = cli.profile.as_deref();
     let result = match cli.command {
+        #[cfg(feature = "simulator")]
+        Command::Demo(args) => demo::run(profile, &args),
         Command::Doctor { json } => doctor::run(profile, json),
         Command::Gateway => gateway::run(profile),
         Command::Pairing { command } => pairing::run(profile, &command),

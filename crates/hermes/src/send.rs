@@ -24,7 +24,10 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         Some((p, chat)) if p.eq_ignore_ascii_case("whatsapp") => Some(chat.to_owned()),
         None if args.to.eq_ignore_ascii_case("whatsapp") => None,
         _ => {
-            eprintln!("hermes: --to '{}': write whatsapp or whatsapp:CHAT (this gateway serves WhatsApp only)", args.to);
+            eprintln!(
+                "hermes: --to '{}': write whatsapp or whatsapp:CHAT (this gateway serves WhatsApp only)",
+                args.to
+            );
             return Ok(exit::USAGE);
         }
     };
@@ -32,7 +35,10 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let info: Option<hermes_gateway::ControlInfo> =
         std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let Some(info) = info.filter(|i| crate::whatsapp::process_alive(i.pid)) else {
-        eprintln!("hermes: the gateway is not running for {}: start it with `hermes gateway`", loaded.home.path.display());
+        eprintln!(
+            "hermes: the gateway is not running for {}: start it with `hermes gateway`",
+            loaded.home.path.display()
+        );
         return Ok(exit::PROBLEM);
     };
     let body = serde_json::json!({"to": chat, "text": args.text.join(" ")});

@@ -1,5 +1,7 @@
 //! End-to-end tests of the `hermes` binary: real processes, real files in temporary homes.
 
+#[cfg(feature = "simulator")]
+mod demo;
 mod doctor;
 mod explain;
 #[cfg(feature = "simulator")]

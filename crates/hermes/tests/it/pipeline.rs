@@ -54,9 +54,16 @@ impl Setup {
 
     /// Waits for the next message `contact` receives after `cursor`; returns its text.
     async fn reply(&self, cursor: usize, contact: &str) -> String {
-        match self.sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageReceived { contact: c, .. } if c == contact)).await {
+        match self
+            .sim
+            .wait_for(cursor, T, |e| matches!(e, SimEvent::MessageReceived { contact: c, .. } if c == contact))
+            .await
+        {
             Ok(SimEvent::MessageReceived { text, .. }) => text,
-            other => panic!("no reply for {contact}: {other:?}\ngateway log: {:#?}", self.gw.as_ref().map(Gateway::drain_log)),
+            other => panic!(
+                "no reply for {contact}: {other:?}\ngateway log: {:#?}",
+                self.gw.as_ref().map(Gateway::drain_log)
+            ),
         }
     }
 
@@ -233,7 +240,10 @@ async fn strangers_get_one_pairing_code_and_an_approval_admits_them_at_once() {
     assert_eq!(code.len(), 8, "{message}");
     s.say(STRANGER, "hello?").await;
     let dropped = s.wait_drops(&format!("{STRANGER}@s.whatsapp.net"), 2);
-    assert!(dropped["hint"].as_str().is_some_and(|h| h.contains("a pairing code was sent to this sender within the hour")), "{dropped}");
+    assert!(
+        dropped["hint"].as_str().is_some_and(|h| h.contains("a pairing code was sent to this sender within the hour")),
+        "{dropped}"
+    );
 
     let list = s.json(&["pairing", "list", "--json"]);
     assert_eq!(list["pending"][0]["code"], code, "{list}");
@@ -301,7 +311,10 @@ async fn a_crash_at_any_step_loses_nothing_and_answers_once() {
     for round in 0..2 {
         for point in CRASH_POINTS {
             for text in [format!("round {round} crash at {point}"), format!("flush {round} {point}")] {
-                let n = replies.iter().filter(|r| r.contains(&format!("{text}\"")) || r.contains(&format!("{text}\n"))).count();
+                let n = replies
+                    .iter()
+                    .filter(|r| r.contains(&format!("{text}\"")) || r.contains(&format!("{text}\n")))
+                    .count();
                 assert_eq!(n, 1, "'{text}' answered once: {replies:#?}");
             }
         }
