@@ -23,4 +23,4 @@ mod usync;
 
 pub use events::{SimEvent, WaitTimeout};
 pub use faults::Fault;
-pub use server::{PhoneInfo, Sim};
+pub use server::{Addressing, PhoneInfo, Sim};

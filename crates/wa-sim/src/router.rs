@@ -368,8 +368,13 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
                 relay(&inner, &phone, device, &owner, target_device, &id, &kind, &enc_kind, ciphertext);
                 continue;
             }
-            if owner == phone {
-                // The sender's own phone gets a copy (a DSM); the simulated phone has no screen.
+            // The sender's own phone gets a copy (a DSM) of everything its linked device sends.
+            // Only a message to the account's own chat is recorded as received (that is how a
+            // self-chat reply reaches the owner); other copies have no one to show them to.
+            let is_own_copy = owner == phone;
+            let own_lid = inner.state().phones.get(&phone).map(|p| p.lid.clone()).unwrap_or_default();
+            let to_self = to.starts_with(&format!("{phone}@")) || to.starts_with(&format!("{own_lid}@"));
+            if is_own_copy && !to_self {
                 continue;
             }
             // The contact's sessions are named per addressing mode (as `Sim::send_text` names
@@ -409,6 +414,9 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
                     id: id.clone(),
                     text,
                 });
+            }
+            if is_own_copy {
+                continue;
             }
             let from = if server == "lid" { format!("{user}@lid") } else { format!("{owner}@s.whatsapp.net") };
             let st = inner.state();

@@ -323,8 +323,36 @@ impl Sim {
     /// linked device of `to`, end-to-end encrypted. With `as_lid` it writes from its LID, its
     /// phone number in `sender_pn`, as WhatsApp addresses LID-migrated chats. Returns the id.
     pub async fn send_text(&self, from: &str, to: &str, text: &str, as_lid: bool) -> anyhow::Result<String> {
+        let addressing = if as_lid { Addressing::Lid } else { Addressing::Phone };
+        self.send_text_addressed(from, to, text, addressing).await
+    }
+
+    /// [`Sim::send_text`] with the sender's addressing chosen exactly.
+    pub async fn send_text_addressed(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        addressing: Addressing,
+    ) -> anyhow::Result<String> {
         let message = waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
-        send_message(&self.inner, from, to, &message, as_lid, None).await
+        send_message(&self.inner, from, to, &message, addressing, None, None).await
+    }
+
+    /// The owner of `phone` types `text` on the phone itself, in the chat `chat` (a JID; the
+    /// phone's own JID is its "Message yourself" chat). WhatsApp copies it to the linked
+    /// devices as a device-sent message from the account, addressed with `recipient`.
+    pub async fn send_from_phone(&self, phone: &str, chat: &str, text: &str) -> anyhow::Result<String> {
+        let inner = waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
+        let message = waproto::whatsapp::Message {
+            device_sent_message: buffa::MessageField::some(waproto::whatsapp::message::DeviceSentMessage {
+                destination_jid: Some(chat.to_owned()),
+                message: buffa::MessageField::some(inner),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        send_message(&self.inner, phone, phone, &message, Addressing::Phone, None, Some(chat)).await
     }
 
     /// Injects a fault. Faults that concern a phone or device fail if it does not exist.
@@ -637,7 +665,7 @@ pub(crate) fn complete_link(inner: &Arc<Inner>, conn: u64, iq_id: &str, signed_i
     let inner = inner.clone();
     tokio::spawn(async move {
         let share = crate::contacts::app_state_key_share();
-        if let Err(e) = send_message(&inner, &phone, &phone, &share, false, Some(device)).await {
+        if let Err(e) = send_message(&inner, &phone, &phone, &share, Addressing::Phone, Some(device), None).await {
             tracing::warn!(error = %format!("{e:#}"), "could not share the app-state key");
         }
     });
@@ -710,13 +738,25 @@ pub(crate) fn crypto_for<'a>(
 
 /// `from`'s phone sends `message` to the linked devices of `to` (all, or just `only`),
 /// end-to-end encrypted; queued per device until acknowledged. Returns the message id.
+/// How a contact's message names its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addressing {
+    /// From the phone number.
+    Phone,
+    /// From the LID, with the phone number alongside (`sender_pn`), as WhatsApp usually does.
+    Lid,
+    /// From the LID alone: the recipient does not learn the phone number from this message.
+    LidOnly,
+}
+
 pub(crate) async fn send_message(
     inner: &Inner,
     from: &str,
     to: &str,
     message: &waproto::whatsapp::Message,
-    as_lid: bool,
+    addressing: Addressing,
     only: Option<u16>,
+    recipient: Option<&str>,
 ) -> anyhow::Result<String> {
     let id = format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 8]>()));
     let mut contacts = inner.contacts.lock().await;
@@ -734,6 +774,7 @@ pub(crate) async fn send_message(
     let kind_attr = if message.protocol_message.is_set() { "protocol" } else { "text" };
     for device in devices {
         // One session per addressing mode: the recipient keys sessions by the sender's address.
+        let as_lid = addressing != Addressing::Phone;
         let name = if as_lid { format!("{to}.lid") } else { to.to_owned() };
         let address = wacore_libsignal::protocol::ProtocolAddress::new(&name, u32::from(device).into());
         let bundle = if crypto.has_session(&address) { None } else { take_bundle(inner, to, device) };
@@ -744,13 +785,17 @@ pub(crate) async fn send_message(
             .attr("type", kind_attr)
             .attr("notify", format!("Contact {from}"));
         stanza = if as_lid {
-            stanza
-                .attr("from", format!("{lid}@lid"))
-                .attr("sender_pn", format!("{from}@s.whatsapp.net"))
-                .attr("addressing_mode", "lid")
+            stanza = stanza.attr("from", format!("{lid}@lid")).attr("addressing_mode", "lid");
+            match addressing {
+                Addressing::LidOnly => stanza,
+                _ => stanza.attr("sender_pn", format!("{from}@s.whatsapp.net")),
+            }
         } else {
             stanza.attr("from", format!("{from}@s.whatsapp.net"))
         };
+        if let Some(r) = recipient {
+            stanza = stanza.attr("recipient", r.to_owned());
+        }
         let node = stanza
             .children([NodeBuilder::new("enc").attr("v", "2").attr("type", kind).bytes(ciphertext).build()])
             .build();

@@ -6,7 +6,7 @@
 use hermes_agent::loopback::{Failure, LoopbackLlm};
 use hermes_agent::{Message, Speaker};
 use serde_json::Value;
-use wa_sim::{Fault, Sim, SimEvent};
+use wa_sim::{Addressing, Fault, Sim, SimEvent};
 
 use crate::gateway::{Gateway, T};
 use crate::link::link_phone;
@@ -22,12 +22,18 @@ struct Setup {
 }
 
 impl Setup {
+    /// Bot mode, with `env` in `.env`.
     async fn new(account: &str, env: &str) -> Setup {
+        Setup::with(account, &format!("WHATSAPP_MODE=bot\n{env}"), "").await
+    }
+
+    /// `.env` and extra `whatsapp:` settings for config.yaml as given.
+    async fn with(account: &str, env: &str, whatsapp_yaml: &str) -> Setup {
         let sim = Sim::start().await.expect("sim");
         sim.add_phone(account);
         let llm = LoopbackLlm::start(0).await.expect("llm");
-        let yaml = format!("model:\n  default: test-model\n  base_url: {}\n", llm.base_url());
-        let home = Home::new().with_env(&format!("WHATSAPP_MODE=bot\n{env}")).with_yaml(&yaml);
+        let yaml = format!("model:\n  default: test-model\n  base_url: {}\nwhatsapp:\n{whatsapp_yaml}", llm.base_url());
+        let home = Home::new().with_env(env).with_yaml(&yaml);
         link_phone(&home, &sim, account);
         let mut s = Setup { sim, home, llm, gw: None, account: account.to_owned() };
         s.start(&[]);
@@ -319,4 +325,75 @@ async fn a_crash_at_any_step_loses_nothing_and_answers_once() {
             }
         }
     }
+}
+
+/// Inbound stanzas (client to server) whose XML contains every one of `needles`.
+fn stanzas(sim: &Sim, needles: &[&str]) -> usize {
+    sim.events()
+        .iter()
+        .filter(|e| matches!(e, SimEvent::Stanza { inbound: true, xml, .. } if needles.iter().all(|n| xml.contains(n))))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_messages_are_one_question_with_typing_and_read_receipts() {
+    let env =
+        format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND},{STRANGER}\nWHATSAPP_SEND_READ_RECEIPTS=true\n");
+    // The longest debounce there is, so that the two sends below surely fall inside it.
+    let s = Setup::with(ACCOUNT, &env, "  text_batch_delay_seconds: 2\n").await;
+    s.contact(FRIEND);
+    let cursor = s.sim.cursor();
+    let first = s.say(FRIEND, "first line").await;
+    let second = s.say(FRIEND, "second line").await;
+    let answer = s.reply(cursor, FRIEND).await;
+    assert!(answer.contains("You wrote: \"first line\nsecond line\""), "one question: {answer}");
+    assert_eq!(s.llm.requests().len(), 1);
+    assert!(stanzas(&s.sim, &["<chatstate", "composing"]) >= 1, "typing was shown");
+    assert!(stanzas(&s.sim, &["<chatstate", "paused"]) >= 1, "and stopped");
+    for id in [&first, &second] {
+        assert_eq!(stanzas(&s.sim, &["<receipt", "type=\"read\"", id.as_str()]), 1, "blue ticks for {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_chat_mode_answers_only_the_own_chat_with_the_prefix_and_never_itself() {
+    // Self-chat mode and no allowlist: no one else is answered, and no one gets a code.
+    let s = Setup::with(ACCOUNT, "WHATSAPP_MODE=self-chat\n", "").await;
+    s.contact(FRIEND);
+    let own_chat = format!("{ACCOUNT}@s.whatsapp.net");
+    let cursor = s.sim.cursor();
+    s.sim.send_from_phone(ACCOUNT, &own_chat, "note to self: buy milk").await.expect("note");
+    let reply = s.reply(cursor, ACCOUNT).await;
+    assert!(reply.starts_with("⚕ *Hermes Agent*\n────────────\n"), "{reply}");
+    assert!(reply.contains("buy milk"), "{reply}");
+
+    // A reply of ours synced back from the phone is not a question.
+    s.sim.send_from_phone(ACCOUNT, &own_chat, &reply).await.expect("echo");
+    s.say(FRIEND, "hello?").await;
+    let dropped = s.wait_drops(&format!("{FRIEND}@s.whatsapp.net"), 1);
+    assert_eq!(dropped["rules"][0], "self_chat_only", "{dropped}");
+    let cursor = s.sim.cursor();
+    s.sim.send_from_phone(ACCOUNT, &own_chat, "second note").await.expect("note");
+    s.reply_containing(cursor, ACCOUNT, "second note").await;
+    assert_eq!(s.llm.requests().len(), 2, "the notes, not the echo: {:?}", s.llm.requests());
+    assert!(s.replies(FRIEND).is_empty(), "no pairing code in self-chat mode");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lid_sender_without_a_known_number_is_parked_and_answered_once_the_number_is_known() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    let lid = format!("{}@lid", s.sim.add_phone(FRIEND).lid);
+    s.sim.send_text_addressed(FRIEND, ACCOUNT, "who am I?", Addressing::LidOnly).await.expect("send");
+    let parked = s.wait_drops(&lid, 1);
+    assert_eq!(parked["rules"][0], "lid_without_phone", "{parked}");
+    assert!(parked["hint"].as_str().is_some_and(|h| h.contains("decided again")), "{parked}");
+
+    // The next message carries the number: the parked one is decided again, and both are
+    // answered, in order.
+    let cursor = s.sim.cursor();
+    s.sim.send_text_addressed(FRIEND, ACCOUNT, "it is me", Addressing::Lid).await.expect("send");
+    s.reply_containing(cursor, FRIEND, "it is me").await;
+    let replies = s.replies(FRIEND);
+    assert!(replies.iter().any(|r| r.contains("who am I?")), "{replies:?}");
+    assert!(replies.iter().all(|r| r.contains("who am I?") || r.contains("it is me")), "{replies:?}");
 }
