@@ -61,6 +61,11 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// When the last message from someone else arrived (its own timestamp, unix seconds).
+    pub fn last_received(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row("SELECT max(ts) FROM inbox WHERE from_me = 0", [], |r| r.get(0))?)
+    }
+
     /// How many messages wait to be handled.
     pub fn pending_count(&self) -> Result<i64, StoreError> {
         Ok(self.conn.query_row("SELECT count(*) FROM inbox WHERE done = 0", [], |r| r.get(0))?)

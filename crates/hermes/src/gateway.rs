@@ -99,10 +99,14 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let journal =
         hermes_whatsapp::journal::JournalHook::new(std::sync::Arc::new(std::sync::Mutex::new(store)), wake.clone());
     let messenger = hermes_whatsapp::messenger::Messenger::new();
+    #[cfg(feature = "simulator")]
+    let policy = load::time_scale().map_or_else(RetryPolicy::default, |f| RetryPolicy::default().scaled(f));
+    #[cfg(not(feature = "simulator"))]
+    let policy = RetryPolicy::default();
     let opts = SupervisorOptions {
         session_dir,
         server_url,
-        policy: RetryPolicy::default(),
+        policy,
         journal: Some(journal),
         messenger: Some(messenger.clone()),
     };

@@ -104,3 +104,10 @@ fn read_dotenv(
 pub fn crash_at() -> Option<String> {
     std::env::var("HERMES_CRASH_AT").ok().filter(|s| !s.is_empty())
 }
+
+/// `HERMES_TEST_TIME_SCALE`: the link's retry delays multiplied by it (simulator build only),
+/// so that end-to-end tests of minutes-long sequences run in seconds.
+#[cfg(feature = "simulator")]
+pub fn time_scale() -> Option<f64> {
+    std::env::var("HERMES_TEST_TIME_SCALE").ok()?.parse().ok()
+}

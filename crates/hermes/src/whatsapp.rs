@@ -63,6 +63,23 @@ impl Out {
     }
 }
 
+fn countdown_line(secs: u64) -> String {
+    format!("This code expires in {secs:>2} s; a new one replaces it automatically. Ctrl-C cancels.")
+}
+
+/// Rewrites the QR screen's last line every second with the time left.
+async fn countdown(deadline: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(at) = *deadline.lock().expect("not poisoned") else { continue };
+        let left = at.saturating_duration_since(std::time::Instant::now()).as_secs();
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, "\r\x1b[2K{}", countdown_line(left));
+        let _ = stdout.flush();
+    }
+}
+
 fn prompt(question: &str) -> anyhow::Result<String> {
     eprint!("{question} ");
     std::io::stderr().flush()?;
@@ -367,17 +384,23 @@ async fn run_linking(
         push_name: "Hermes Agent".to_owned(),
     };
     let png = session_dir.with_file_name("qr.png");
+    // When the QR code on screen expires; a ticker counts down to it on its last line.
+    let deadline = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let ticker = interactive.then(|| tokio::spawn(countdown(deadline.clone())));
     let progress = |p: LinkProgress| match p {
         LinkProgress::Qr { code, expires_in } => {
             let secs = expires_in.as_secs();
             if interactive {
                 let shown = qr::terminal(&code).unwrap_or_default();
                 // Redrawn in place: a rotated code replaces the old one on screen.
-                out.event(json!({}), || {
-                    format!(
-                        "\x1b[2J\x1b[HOpen WhatsApp on the phone > Settings > Linked Devices > Link a Device, and scan:\n\n{shown}\nThis code expires in {secs} s; a new one replaces it automatically. Ctrl-C cancels."
-                    )
-                });
+                let mut stdout = std::io::stdout().lock();
+                let _ = write!(
+                    stdout,
+                    "\x1b[2J\x1b[HOpen WhatsApp on the phone > Settings > Linked Devices > Link a Device, and scan:\n\n{shown}\n{}",
+                    countdown_line(secs)
+                );
+                let _ = stdout.flush();
+                *deadline.lock().expect("not poisoned") = Some(std::time::Instant::now() + expires_in);
             } else {
                 let written = qr::write_png(&code, &png).map(|()| png.display().to_string());
                 let path = written.as_ref().ok().cloned();
@@ -396,8 +419,9 @@ async fn run_linking(
             });
         }
         LinkProgress::Paired { phone } => {
+            *deadline.lock().expect("not poisoned") = None;
             out.event(json!({ "event": "paired", "phone": phone }), || {
-                "The phone accepted this device; logging in...".to_owned()
+                "\nThe phone accepted this device; logging in...".to_owned()
             });
         }
         _ => {}
@@ -406,6 +430,10 @@ async fn run_linking(
         let _ = tokio::signal::ctrl_c().await;
     };
     let result = linking::link(&opts, progress, cancel, now_secs()).await;
+    if let Some(t) = ticker {
+        t.abort();
+        println!();
+    }
     let _ = std::fs::remove_file(&png);
     match result {
         Ok(linked) => {
@@ -504,9 +532,14 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         StoreState::Linked(a) => json!({ "phone": a.phone, "lid": a.lid, "name": a.name, "device": a.device }),
         _ => serde_json::Value::Null,
     };
+    // The journal says when a message last arrived; reading it never creates it.
+    let db = loaded.home.path.join("state").join("hermes.db");
+    let last_message =
+        db.exists().then(|| hermes_store::Store::open(&db).ok()?.last_received().ok().flatten()).flatten();
     let mut stdout = std::io::stdout().lock();
     if json {
         let v = json!({
+            "last_message_received": last_message,
             "state": name,
             "linked": linked,
             "account": account,
@@ -535,6 +568,9 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
             && let Some(t) = r.last_connected
         {
             writeln!(stdout, "connected  last at {t} (unix time); {} reconnects in the last hour", r.reconnects.len())?;
+        }
+        if let Some(t) = last_message {
+            writeln!(stdout, "messages   last received at {t} (unix time)")?;
         }
         writeln!(
             stdout,

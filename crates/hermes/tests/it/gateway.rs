@@ -227,3 +227,31 @@ async fn inbound_messages_are_journaled_once_before_they_are_acknowledged() {
     assert!(drops.iter().all(|d| d.rule == "self_chat_only"), "{drops:?}");
     assert!(store.codes_since(0).expect("codes").is_empty(), "never a pairing code in self-chat mode");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_storm_stops_with_another_client_is_using_this_session() {
+    let sim = Sim::start().await.expect("sim");
+    let phone = "15554447777";
+    sim.add_phone(phone);
+    let home = Home::new();
+    link_phone(&home, &sim, phone);
+    // The real policy (30 s, then 60 s, stop at the third replacement in ten minutes) on a
+    // clock a thousand times faster.
+    let gw = Gateway::start_with(&home, &sim, &[("HERMES_TEST_TIME_SCALE", "0.001")]);
+    gw.wait_state("connected");
+    for _ in 0..2 {
+        sim.inject(Fault::Replaced { phone: phone.into() }).expect("inject");
+        gw.wait_state("replaced");
+        let log = gw.wait_state("connected");
+        assert!(!log.iter().any(|l| l.contains("qr")), "{log:#?}");
+    }
+    let cursor = sim.cursor();
+    sim.inject(Fault::Replaced { phone: phone.into() }).expect("inject");
+    let (code, rest) = gw.exit();
+    assert_eq!(code, 1, "{rest}");
+    assert!(rest.contains("another client is using this session"), "{rest}");
+    assert_eq!(count(&sim, cursor, |e| matches!(e, SimEvent::Connected { .. })), 0, "no retry after the third");
+    assert_eq!(count(&sim, 0, |e| matches!(e, SimEvent::PairingStarted { .. })), 1, "paired once, at the start");
+    let (code, st) = status(&home);
+    assert_eq!((code, st["state"].as_str()), (1, Some("stopped")), "{st}");
+}

@@ -302,3 +302,73 @@ async fn unlink_logs_out_on_whatsapp_and_keeps_a_backup() {
     let env = std::fs::read_to_string(home.path.join(".env")).expect(".env");
     assert!(env.contains("WHATSAPP_ENABLED=false\n"), "{env}");
 }
+
+/// On a terminal the QR code is drawn in place and its last line counts down the seconds left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_qr_code_counts_down() {
+    use std::io::Read as _;
+    let sim = Sim::start().await.expect("sim");
+    let home = Home::new();
+    // `script` gives the wizard a pseudo-terminal, as a person's shell would.
+    let command = format!("{} whatsapp --mode bot --allow 15551234567", env!("CARGO_BIN_EXE_hermes"));
+    let mut child = home
+        .command(&[])
+        .env("WHATSAPP_SERVER_URL", sim.ws_url())
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn_script(&command);
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<u64>();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            while let Some(i) = seen.find("expires in") {
+                let rest = &seen[i + "expires in".len()..];
+                if let Some(end) = rest.find(" s;") {
+                    if let Ok(secs) = rest[..end].trim().parse() {
+                        let _ = tx.send(secs);
+                    }
+                    seen = rest[end..].to_owned();
+                } else {
+                    break;
+                }
+            }
+        }
+    });
+    let first = rx.recv_timeout(T).expect("a QR code with its expiry");
+    let later = loop {
+        let s = rx.recv_timeout(T).expect("the countdown ticks");
+        if s < first {
+            break s;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(later < first && first <= 60, "{first} then {later}");
+}
+
+trait SpawnScript {
+    fn spawn_script(&mut self, command: &str) -> Child;
+}
+
+impl SpawnScript for std::process::Command {
+    /// Runs `command` under `script`, in a pseudo-terminal, with this command's environment.
+    fn spawn_script(&mut self, command: &str) -> Child {
+        let mut script = std::process::Command::new("script");
+        // (When `script` is killed, the terminal closes and hermes gets its hangup.)
+        script.args(["-qfec", command, "/dev/null"]).env_clear();
+        for (k, v) in self.get_envs() {
+            if let Some(v) = v {
+                script.env(k, v);
+            }
+        }
+        script.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("script")
+    }
+}

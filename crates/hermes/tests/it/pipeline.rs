@@ -142,6 +142,8 @@ async fn an_allowed_contact_is_answered_and_a_stranger_is_dropped_with_the_fix()
 
     let answer = s.ask(FRIEND, "hello agent").await;
     assert!(answer.contains("You wrote: \"hello agent\""), "{answer}");
+    let status = s.json(&["whatsapp", "status", "--json"]);
+    assert!(status["last_message_received"].as_i64().is_some_and(|t| t > 1_700_000_000), "{status}");
     let request = &s.llm.requests()[0];
     assert_eq!(request[0].role, Speaker::System, "a system prompt comes first");
     assert_eq!(user_texts(request), ["hello agent"]);
