@@ -48,7 +48,7 @@ pub struct Options {
     pub history_window: usize,
     /// Agent calls at once, across chats.
     pub max_parallel: usize,
-    /// Between two messages to the same chat (chunks of one reply).
+    /// Before each further chunk of a long reply.
     pub chunk_gap: Duration,
 }
 

@@ -1,7 +1,7 @@
 //! The sender: the outbox, in order, one message at a time, under the ids chosen before.
 //!
-//! Serialized for the whole account (WhatsApp frowns on bursts), with a small gap between
-//! messages to the same chat. A send that fails for want of a connection waits for the
+//! Serialized for the whole account (WhatsApp frowns on bursts), with a small gap before each
+//! further chunk of a long reply, as Hermes does. A send that fails for want of a connection waits for the
 //! connection; one that WhatsApp refuses is retried with backoff, and given up (and logged,
 //! and left in the outbox) after `GIVE_UP_AFTER` attempts, so one bad row cannot block the
 //! queue forever.
@@ -49,7 +49,7 @@ pub(crate) async fn send_loop(db: Db, messenger: Messenger, wake: Arc<Notify>, g
             continue;
         }
         for row in rows {
-            if last_chat.as_deref() == Some(row.chat.as_str()) {
+            if row.part > 0 && last_chat.as_deref() == Some(row.chat.as_str()) {
                 tokio::time::sleep(gap).await;
             }
             let sent = tokio::time::timeout(SEND_TIMEOUT, messenger.send_text(&row.chat, &row.text, &row.id)).await;

@@ -48,6 +48,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         chat TEXT NOT NULL,
         msg_id TEXT NOT NULL UNIQUE CHECK (length(msg_id) > 0),
         text TEXT NOT NULL,
+        part INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL,
         sent_at INTEGER,
         attempts INTEGER NOT NULL DEFAULT 0,

@@ -17,6 +17,8 @@ pub struct Outgoing {
     pub chat: String,
     pub id: String,
     pub text: String,
+    /// Its place among the chunks of one reply, from 0.
+    pub part: i64,
     /// Send attempts that failed so far.
     pub attempts: i64,
 }
@@ -83,10 +85,17 @@ impl Store {
     /// Unsent messages, oldest first.
     pub fn unsent(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT seq, chat, msg_id, text, attempts FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
+            "SELECT seq, chat, msg_id, text, part, attempts FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
         )?;
         let rows = q.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            Ok(Outgoing { seq: r.get(0)?, chat: r.get(1)?, id: r.get(2)?, text: r.get(3)?, attempts: r.get(4)? })
+            Ok(Outgoing {
+                seq: r.get(0)?,
+                chat: r.get(1)?,
+                id: r.get(2)?,
+                text: r.get(3)?,
+                part: r.get(4)?,
+                attempts: r.get(5)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -134,9 +143,10 @@ impl Store {
 }
 
 fn enqueue(tx: &Transaction<'_>, chat: &str, messages: &[(String, String)], at: i64) -> Result<(), StoreError> {
-    let mut q = tx.prepare_cached("INSERT INTO outbox (chat, msg_id, text, created_at) VALUES (?1, ?2, ?3, ?4)")?;
-    for (id, text) in messages {
-        q.execute(params![chat, id, text, at])?;
+    let mut q =
+        tx.prepare_cached("INSERT INTO outbox (chat, msg_id, text, part, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for (part, (id, text)) in messages.iter().enumerate() {
+        q.execute(params![chat, id, text, i64::try_from(part).unwrap_or(i64::MAX), at])?;
     }
     Ok(())
 }
