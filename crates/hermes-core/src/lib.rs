@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod format;
 pub mod identity;
 pub mod link;
+pub mod mention;
 pub mod pairing;
 pub mod paths;
 pub mod storage;

@@ -10,6 +10,7 @@ use hermes_core::command::{self, Command};
 use hermes_core::config::{Mode, WhatsAppConfig};
 use hermes_core::format;
 use hermes_core::identity::{Jid, UserId};
+use hermes_core::mention;
 use hermes_core::pairing::{self, Offer};
 use hermes_store::{Code, Drop, Inbound, Reply, Role};
 use hermes_whatsapp::messenger::{Messenger, new_message_id};
@@ -216,12 +217,27 @@ async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Option<Admitt
     let req = access::Request { chat: &chat, sender: &sender, aliases: &aliases, from_me: row.from_me };
     let decision = access::decide(&ctx, &req);
     if decision.is_allowed() {
+        let mut text = text.to_owned();
+        if chat.is_group() {
+            let mentioned: Vec<Jid> = row.mentions.iter().filter_map(|m| Jid::parse(m).ok()).collect();
+            let quoted = row.quoted.as_deref().and_then(|q| Jid::parse(q).ok());
+            let addressing =
+                mention::Addressing { chat: &chat, text: &text, mentioned: &mentioned, quoted: quoted.as_ref() };
+            if let Err(hint) = mention::gate(cfg, own.as_ref(), &addressing) {
+                // Group chatter not addressed to the agent: in the ledger, not worth a warning.
+                tracing::debug!("group message not addressed to the agent");
+                let d = drop_row(row, &aliases, "not_mentioned", None, Some(&hint));
+                shared.db.call(move |s| s.record_drop(Some(seq), &d)).await?;
+                return Ok(None);
+            }
+            text = mention::strip_own_mention(&text, own.as_ref());
+        }
         if cfg.send_read_receipts.value {
             shared.messenger.mark_read(&row.chat, &row.sender, &[row.id.as_str()]).await;
         }
-        return Ok(Some(match command::parse(text) {
+        return Ok(Some(match command::parse(&text) {
             Some(cmd) => Admitted::Command(cmd),
-            None => Admitted::Text(text.to_owned()),
+            None => Admitted::Text(text),
         }));
     }
     refuse(shared, seq, row, &chat, &sender, &aliases, &decision).await?;

@@ -21,12 +21,23 @@ impl Store {
         let mut out = Vec::with_capacity(batch.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO inbox (chat, sender, msg_id, sender_alt, ts, text, from_me) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO inbox (chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (chat, sender, msg_id) DO NOTHING",
             )?;
             for m in batch {
-                let n =
-                    insert.execute(params![m.chat, m.sender, m.id, m.sender_alt, m.timestamp, m.text, m.from_me])?;
+                let mentions = (!m.mentions.is_empty()).then(|| m.mentions.join(","));
+                let n = insert.execute(params![
+                    m.chat,
+                    m.sender,
+                    m.id,
+                    m.sender_alt,
+                    m.timestamp,
+                    m.text,
+                    m.from_me,
+                    mentions,
+                    m.quoted
+                ])?;
                 out.push(if n == 1 { Journaled::New(tx.last_insert_rowid()) } else { Journaled::Duplicate });
             }
         }
@@ -42,7 +53,8 @@ impl Store {
     /// Journaled messages waiting to be handled, oldest first, with their sequence number.
     pub fn pending(&self, limit: usize) -> Result<Vec<(i64, Inbound)>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT seq, chat, sender, msg_id, sender_alt, ts, text, from_me FROM inbox WHERE done = 0 ORDER BY seq LIMIT ?1",
+            "SELECT seq, chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted
+             FROM inbox WHERE done = 0 ORDER BY seq LIMIT ?1",
         )?;
         let rows = q.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             Ok((
@@ -55,6 +67,11 @@ impl Store {
                     timestamp: r.get(5)?,
                     text: r.get(6)?,
                     from_me: r.get(7)?,
+                    mentions: r
+                        .get::<_, Option<String>>(8)?
+                        .map(|m| m.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                    quoted: r.get(9)?,
                 },
             ))
         })?;

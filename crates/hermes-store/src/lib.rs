@@ -44,6 +44,10 @@ pub struct Inbound {
     pub text: Option<String>,
     /// Sent by the linked account itself (typed on the phone, or our own echo).
     pub from_me: bool,
+    /// JIDs the message mentions.
+    pub mentions: Vec<String>,
+    /// The author of the message it quotes, if it quotes one.
+    pub quoted: Option<String>,
 }
 
 /// Whether a journaled message is new or a redelivery of one already kept.

@@ -36,6 +36,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 2: what the pipeline needs to answer exactly once. `inbox.done`: 0 waiting, 1 handled,
     // 2 parked (a LID sender refused for want of its phone number, re-decided when it is learned).
     "ALTER TABLE inbox ADD COLUMN from_me INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inbox ADD COLUMN mentions TEXT;
+    ALTER TABLE inbox ADD COLUMN quoted TEXT;
     CREATE INDEX inbox_sender ON inbox (sender, done);
     CREATE TABLE aliases (
         lid TEXT PRIMARY KEY,

@@ -10,6 +10,8 @@ fn msg(id: &str) -> Inbound {
         timestamp: 1_795_000_000,
         text: Some("hello".into()),
         from_me: false,
+        mentions: Vec::new(),
+        quoted: None,
     }
 }
 

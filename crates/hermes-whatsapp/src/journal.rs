@@ -29,6 +29,9 @@ impl JournalHook {
 
 fn record(m: &InboundMessage) -> Inbound {
     let s = &m.info.source;
+    // Mentions and quotes ride on the context of an extended text message.
+    let context =
+        m.message.get_base_message().extended_text_message.as_option().and_then(|e| e.context_info.as_option());
     Inbound {
         chat: s.chat.to_non_ad().to_string(),
         sender: s.sender.to_non_ad().to_string(),
@@ -37,6 +40,8 @@ fn record(m: &InboundMessage) -> Inbound {
         timestamp: m.info.timestamp.timestamp(),
         text: m.message.text_content().map(str::to_owned),
         from_me: s.is_from_me,
+        mentions: context.map(|c| c.mentioned_jid.clone()).unwrap_or_default(),
+        quoted: context.and_then(|c| c.participant.clone()),
     }
 }
 

@@ -48,6 +48,9 @@ pub enum SimEvent {
 pub(crate) struct EventLog {
     events: Mutex<Vec<SimEvent>>,
     notify: Notify,
+    /// Off: stanzas are not recorded (benchmarks, where formatting every stanza would be the
+    /// simulator's cost, not the client's).
+    skip_stanzas: std::sync::atomic::AtomicBool,
 }
 
 /// Waiting ran out of time; carries what was seen, to make the failure readable.
@@ -62,6 +65,52 @@ impl EventLog {
     pub fn push(&self, e: SimEvent) {
         self.events.lock().expect("event log poisoned").push(e);
         self.notify.notify_waiters();
+    }
+
+    pub fn records_stanzas(&self) -> bool {
+        !self.skip_stanzas.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_record_stanzas(&self, on: bool) {
+        self.skip_stanzas.store(!on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The events at and after `from`.
+    pub fn since(&self, from: usize) -> Vec<SimEvent> {
+        self.events.lock().expect("event log poisoned").get(from..).map(<[SimEvent]>::to_vec).unwrap_or_default()
+    }
+
+    /// Waits until `n` events at or after `from` match; returns the position after the last.
+    pub async fn wait_count(
+        &self,
+        from: usize,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&SimEvent) -> bool,
+    ) -> Result<usize, WaitTimeout> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (mut seen, mut found) = (from, 0);
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let events = self.events.lock().expect("event log poisoned");
+                for e in events.get(seen..).unwrap_or_default() {
+                    seen += 1;
+                    if pred(e) {
+                        found += 1;
+                        if found >= n {
+                            return Ok(seen);
+                        }
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let recent = self.since(seen.saturating_sub(12));
+                return Err(WaitTimeout { waited: timeout, recent });
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

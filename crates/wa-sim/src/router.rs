@@ -37,7 +37,10 @@ fn error(id: &str, code: u16, text: &str) -> Node {
 }
 
 pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
-    inner.events.push(SimEvent::Stanza { conn, inbound: true, xml: wacore::xml::DisplayableNode(&node).to_string() });
+    if inner.events.records_stanzas() {
+        let xml = wacore::xml::DisplayableNode(&node).to_string();
+        inner.events.push(SimEvent::Stanza { conn, inbound: true, xml });
+    }
     let peer = match inner.state().conns.get(&conn) {
         Some(c) => c.peer.clone(),
         None => return,
@@ -51,7 +54,12 @@ pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
         // Either acknowledges a message we delivered: it is not delivered again.
         ("receipt" | "ack", Peer::Device { phone, device }) => {
             let is_message = node.tag == "receipt" || attr(&node, "class").as_deref() == Some("message");
-            if let (true, Some(id)) = (is_message, attr(&node, "id")) {
+            // One receipt may cover several messages of a sender: the rest in `<list><item id>`.
+            let mut ids: Vec<String> = attr(&node, "id").into_iter().collect();
+            if let Some(list) = child(&node, "list") {
+                ids.extend(list.get_children_by_tag("item").filter_map(|i| attr(i, "id")));
+            }
+            for id in ids.into_iter().filter(|_| is_message) {
                 let removed = {
                     let mut st = inner.state();
                     let queue = st.undelivered.entry((phone.clone(), *device)).or_default();
@@ -404,10 +412,8 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
                 }
             };
             // A contact sees each message once, however often it arrives.
-            let seen = inner.events.snapshot().iter().any(
-                |e| matches!(e, SimEvent::MessageReceived { contact, id: i, .. } if *contact == owner && *i == id),
-            );
-            if !seen {
+            let first = inner.state().received.insert((owner.clone(), id.clone()));
+            if first {
                 inner.events.push(SimEvent::MessageReceived {
                     contact: owner.clone(),
                     from: phone.clone(),

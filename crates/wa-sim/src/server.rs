@@ -100,6 +100,8 @@ pub(crate) struct State {
     pub undelivered: HashMap<DeviceKey, Vec<(String, Node)>>,
     /// Every message delivered, by id: where it went and what it was (for redelivery storms).
     pub sent: HashMap<String, Vec<(DeviceKey, Node)>>,
+    /// (contact, message id) of every message a contact received, to show each once.
+    pub received: std::collections::HashSet<(String, String)>,
 }
 
 impl State {
@@ -434,6 +436,29 @@ impl Sim {
         self.inner.events.snapshot()
     }
 
+    /// The events at and after position `from`.
+    pub fn events_since(&self, from: usize) -> Vec<SimEvent> {
+        self.inner.events.since(from)
+    }
+
+    /// Waits until `n` events at or after `from` match `pred`; returns the position after the
+    /// last of them. (The predicate runs under the log's lock: it must not call the simulator.)
+    pub async fn wait_count(
+        &self,
+        from: usize,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&SimEvent) -> bool,
+    ) -> Result<usize, WaitTimeout> {
+        self.inner.events.wait_count(from, n, timeout, pred).await
+    }
+
+    /// Whether every stanza is recorded as a [`SimEvent::Stanza`] (the default). Benchmarks
+    /// turn it off: formatting each stanza is the simulator's cost, not the client's.
+    pub fn record_stanzas(&self, on: bool) {
+        self.inner.events.set_record_stanzas(on);
+    }
+
     /// A position in the event log, for waiting only on what happens after it.
     pub fn cursor(&self) -> usize {
         self.inner.events.len()
@@ -540,7 +565,9 @@ async fn forward_outbound(
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        if let Outbound::Node(node) = &out {
+        if let Outbound::Node(node) = &out
+            && inner.events.records_stanzas()
+        {
             inner.events.push(SimEvent::Stanza {
                 conn,
                 inbound: false,

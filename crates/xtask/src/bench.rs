@@ -1,0 +1,471 @@
+//! The benchmark scenarios: idle cost, cold start, per-message overhead, reconnect, backlog
+//! drain and (opt-in) soak, each for hermes and, where it applies, for the bare-library echo
+//! bot in the same run. Nothing here asserts a timing: it measures and reports.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use hermes_agent::loopback::LoopbackLlm;
+use wa_sim::{Fault, Sim, SimEvent};
+
+use crate::procs::{EchoHome, HermesHome, Proc, TICKS_PER_SEC, build_hermes};
+use crate::report::{Figure, Stats, machine, markdown};
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Seconds of idling before memory and CPU are read.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// Messages for the per-message overhead.
+    #[arg(long, default_value_t = 1000)]
+    messages: usize,
+    /// Messages queued while the gateway is down, for the backlog drain.
+    #[arg(long, default_value_t = 10_000)]
+    backlog: usize,
+    /// Repetitions of cold start and reconnect.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Minutes of soak (steady traffic from 50 contacts with socket drops); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    soak_minutes: u64,
+    /// Where results.json and RESULTS.md go.
+    #[arg(long, default_value = "bench")]
+    out: PathBuf,
+    /// Tiny counts, to check that the runner works (results not written).
+    #[arg(long)]
+    quick: bool,
+}
+
+const HERMES: &str = "15550100001";
+const HISTORY: &str = "15550100002";
+const ECHO: &str = "15550100003";
+const WAIT: Duration = Duration::from_secs(120);
+
+fn contact(i: usize) -> String {
+    format!("49152{:08}", i)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Bench {
+    sim: Sim,
+    llm: LoopbackLlm,
+    hermes_bin: PathBuf,
+}
+
+pub async fn run(mut opts: Options) -> anyhow::Result<()> {
+    if opts.quick {
+        (opts.idle_secs, opts.messages, opts.backlog, opts.runs) = (3, 20, 200, 2);
+    }
+    let started = Instant::now();
+    eprintln!("building hermes (release, simulator feature)...");
+    let hermes_bin = build_hermes()?;
+    let dir = tempfile::Builder::new().prefix("hermes-bench-").tempdir()?;
+    let sim = Sim::start().await?;
+    // Formatting every stanza for the event log would be the simulator's cost, not theirs.
+    sim.record_stanzas(false);
+    let llm = LoopbackLlm::start(0).await?;
+    let b = Bench { sim, llm, hermes_bin };
+    for i in 0..100 {
+        b.sim.add_phone(&contact(i));
+    }
+    let mut figures = Vec::new();
+
+    eprintln!("linking hermes (x2) and the echo bot...");
+    let hermes = HermesHome::link(&b.hermes_bin, dir.path(), &b.sim, HERMES, &b.llm.base_url())?;
+    let history = HermesHome::link(&b.hermes_bin, dir.path(), &b.sim, HISTORY, &b.llm.base_url())?;
+    fill_history(&history, 1000)?;
+    let (echo_home, echo) = EchoHome::link(dir.path(), &b.sim, ECHO)?;
+
+    eprintln!("1. idle ({} s)...", opts.idle_secs);
+    let cursor = b.sim.cursor();
+    let gw = hermes.gateway(&b.hermes_bin, &b.sim)?;
+    let gw_history = history.gateway(&b.hermes_bin, &b.sim)?;
+    b.wait_active(cursor, HERMES).await?;
+    b.wait_active(cursor, HISTORY).await?;
+    figures.extend(idle(&[&gw, &gw_history, &echo], opts.idle_secs).await);
+    gw_history.stop();
+
+    eprintln!("3. per-message overhead ({} messages, each)...", opts.messages);
+    figures.extend(b.per_message(opts.messages).await?);
+    echo.stop();
+
+    eprintln!("4. reconnect ({} runs, each)...", opts.runs);
+    let hermes_reconnect = b.reconnect(HERMES, opts.runs, "You wrote").await?;
+    gw.stop();
+    let cursor = b.sim.cursor();
+    let echo = echo_home.start(&b.sim, false)?;
+    b.wait_active(cursor, ECHO).await?;
+    let echo_reconnect = b.reconnect(ECHO, opts.runs, "echo: ").await?;
+    echo.stop();
+    figures.push(
+        Figure::new("4. reconnect", "socket dropped -> connected again", "ms", hermes_reconnect.0)
+            .baseline(echo_reconnect.0)
+            .note("hermes' first retry waits a random 0-1 s by design (full jitter), so its median is about 0.5 s; the library retries at once")
+            .target_median("<= 2000 ms", 2000.0),
+    );
+    figures.push(
+        Figure::new("4. reconnect", "socket dropped -> next message answered", "ms", hermes_reconnect.1)
+            .baseline(echo_reconnect.1),
+    );
+
+    eprintln!("2. cold start ({} runs)...", opts.runs);
+    let cold_hermes = b.cold_start(opts.runs, HERMES, || hermes.gateway(&b.hermes_bin, &b.sim)).await?;
+    let cold_echo = b.cold_start(opts.runs, ECHO, || echo_home.start(&b.sim, false)).await?;
+    figures.push(
+        Figure::new("2. cold start", "start -> first queued message journaled", "ms", cold_hermes)
+            .baseline(cold_echo)
+            .note("with an existing session: process start, stores opened, Noise IK handshake, login, offline delivery, journal commit")
+            .target_median("<= 300 ms", 300.0),
+    );
+
+    eprintln!("5. backlog drain ({} messages)...", opts.backlog);
+    figures.extend(b.backlog(&hermes, opts.backlog).await?);
+
+    if opts.soak_minutes > 0 {
+        eprintln!("6. soak ({} min)...", opts.soak_minutes);
+        figures.extend(b.soak(&hermes, opts.soak_minutes).await?);
+    }
+
+    let machine = machine();
+    let when = std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().ok();
+    let when = when.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    let settings = format!(
+        "idle {} s, {} messages, backlog {}, {} runs, soak {} min; total {:.0} s",
+        opts.idle_secs,
+        opts.messages,
+        opts.backlog,
+        opts.runs,
+        opts.soak_minutes,
+        started.elapsed().as_secs_f64()
+    );
+    let md = markdown(&figures, &machine, &when, &settings);
+    println!("{md}");
+    if !opts.quick {
+        std::fs::create_dir_all(&opts.out)?;
+        let json = serde_json::json!({ "when": when, "machine": machine, "settings": settings, "figures": figures });
+        std::fs::write(opts.out.join("results.json"), serde_json::to_string_pretty(&json)?)?;
+        std::fs::write(opts.out.join("RESULTS.md"), md)?;
+        eprintln!("written: {}/results.json, {}/RESULTS.md", opts.out.display(), opts.out.display());
+    }
+    Ok(())
+}
+
+impl Figure {
+    /// A target on the median, in `unit`s.
+    fn target_median(self, words: &str, limit: f64) -> Figure {
+        let met = self.hermes.median <= limit;
+        self.target(words, met)
+    }
+
+    fn target_p99(self, words: &str, limit: f64) -> Figure {
+        let met = self.hermes.p99 <= limit;
+        self.target(words, met)
+    }
+}
+
+/// 1,000 chats of history in the store, as months of use would leave.
+fn fill_history(home: &HermesHome, chats: usize) -> anyhow::Result<()> {
+    let state = home.path.join("state");
+    std::fs::create_dir_all(&state)?;
+    let mut store = hermes_store::Store::open(&state.join("hermes.db"))?;
+    for c in 0..chats {
+        let chat = format!("{}@s.whatsapp.net", contact(10_000 + c));
+        for t in 0..10 {
+            let q = format!("question {t} of chat {c}: {}", "lorem ipsum ".repeat(8));
+            let a = format!("answer {t}: {}", "dolor sit amet ".repeat(12));
+            store.commit_reply(&hermes_store::Reply {
+                chat: &chat,
+                answers: &[],
+                exchange: Some((&q, &a)),
+                messages: &[],
+                at: 1_790_000_000,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+async fn idle(procs: &[&Proc], secs: u64) -> Vec<Figure> {
+    let names = ["hermes", "hermes, 1,000 chats of history", "echo bot"];
+    let start: Vec<Option<u64>> = procs.iter().map(|p| p.cpu_ticks()).collect();
+    let began = Instant::now();
+    let mut rss: Vec<Vec<f64>> = vec![Vec::new(); procs.len()];
+    let step = Duration::from_secs(10).min(Duration::from_secs(secs.max(1)));
+    while began.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(step).await;
+        for (i, p) in procs.iter().enumerate() {
+            if let Some(kib) = p.rss_kib() {
+                rss[i].push(kib as f64 / 1024.0);
+            }
+        }
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    let cpu: Vec<f64> = procs
+        .iter()
+        .zip(&start)
+        .map(|(p, s)| match (p.cpu_ticks(), s) {
+            (Some(e), Some(s)) => (e - s) as f64 / TICKS_PER_SEC / elapsed * 100.0,
+            _ => f64::NAN,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for i in 0..2 {
+        let mut f = Figure::new(
+            "1. idle",
+            if i == 0 { "resident memory" } else { "resident memory, 1,000 chats" },
+            "MiB",
+            Stats::of(rss[i].clone()),
+        )
+        .baseline(Stats::of(rss[2].clone()))
+        .target_median("<= 30 MiB", 30.0);
+        f.note = Some(format!("{}: sampled every 10 s over {secs} s of idling after linking", names[i]));
+        out.push(f);
+    }
+    out.push(
+        Figure::new("1. idle", "CPU while idle", "%", Stats::of(vec![cpu[0]]))
+            .baseline(Stats::of(vec![cpu[2]]))
+            .note(format!("one core = 100 %, over {elapsed:.0} s; with 1,000 chats of history: {:.3} %", cpu[1])),
+    );
+    out
+}
+
+impl Bench {
+    async fn wait_active(&self, cursor: usize, account: &str) -> anyhow::Result<()> {
+        let account = account.to_owned();
+        self.sim
+            .wait_for(cursor, WAIT, move |e| matches!(e, SimEvent::Active { phone, .. } if *phone == account))
+            .await
+            .with_context(|| "the client did not connect")?;
+        Ok(())
+    }
+
+    /// Sends `text` from `from` to `to` and waits for the reply that contains `needle`.
+    async fn round_trip(&self, from: &str, to: &str, text: &str, needle: &str) -> anyhow::Result<Instant> {
+        let cursor = self.sim.cursor();
+        self.sim.send_text(from, to, text, false).await?;
+        let (from, needle) = (from.to_owned(), needle.to_owned());
+        self.sim
+            .wait_for(cursor, WAIT, move |e| {
+                matches!(e, SimEvent::MessageReceived { contact, text, .. } if *contact == from && text.contains(&needle))
+            })
+            .await?;
+        Ok(Instant::now())
+    }
+
+    async fn per_message(&self, n: usize) -> anyhow::Result<Vec<Figure>> {
+        // Warm up (sessions established with each contact), not measured.
+        for i in 0..10 {
+            let c = contact(i);
+            self.round_trip(&c, HERMES, &format!("warm {i}"), &format!("warm {i}")).await?;
+        }
+        let (mut inbound, mut outbound, mut total) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..n {
+            let c = contact(k % 10);
+            let text = format!("m{k}");
+            let before = self.llm.requests().len();
+            let t0 = Instant::now();
+            let cursor = self.sim.cursor();
+            self.sim.send_text(&c, HERMES, &text, false).await?;
+            if !self.llm.wait_for_requests(before + 1, WAIT).await {
+                bail!("the model was not asked about {text}");
+            }
+            let t1 = Instant::now();
+            let needle = format!("\"{text}\"");
+            let cc = c.clone();
+            self.sim
+                .wait_for(cursor, WAIT, move |e| {
+                    matches!(e, SimEvent::MessageReceived { contact, text, .. } if *contact == cc && text.contains(&needle))
+                })
+                .await?;
+            let t2 = Instant::now();
+            inbound.push(ms(t1 - t0));
+            outbound.push(ms(t2 - t1));
+            total.push(ms(t2 - t0));
+        }
+        // The same round trips through the echo bot.
+        for i in 0..10 {
+            self.round_trip(&contact(i), ECHO, &format!("warm {i}"), &format!("echo: warm {i}")).await?;
+        }
+        let mut echo = Vec::new();
+        for k in 0..n {
+            let t0 = Instant::now();
+            let done = self.round_trip(&contact(k % 10), ECHO, &format!("m{k}"), &format!("echo: m{k}")).await?;
+            echo.push(ms(done - t0));
+        }
+        Ok(vec![
+            Figure::new("3. per message", "contact sends -> request at the LLM", "ms", Stats::of(inbound))
+                .note("includes the simulator encrypting and delivering the message, and the client decrypting it")
+                .target_p99("p99 <= 5 ms", 5.0),
+            Figure::new("3. per message", "LLM answers -> reply at the contact", "ms", Stats::of(outbound))
+                .note("includes the LLM server's own (instant) answer, the client encrypting, and the contact decrypting")
+                .target_p99("p99 <= 5 ms", 5.0),
+            Figure::new("3. per message", "round trip (contact -> contact)", "ms", Stats::of(total))
+                .baseline(Stats::of(echo))
+                .note("the baseline echoes at once; hermes journals, decides, asks the LLM over HTTP, commits the outbox, sends"),
+        ])
+    }
+
+    /// Waits for `n` matching events after `cursor`, saying how many there are when it takes long.
+    async fn count(&self, cursor: usize, n: usize, what: &str, pred: impl Fn(&SimEvent) -> bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + WAIT * 5;
+        loop {
+            match self.sim.wait_count(cursor, n, Duration::from_secs(10), &pred).await {
+                Ok(_) => return Ok(()),
+                Err(_) if Instant::now() < deadline => {
+                    let have = self.sim.events_since(cursor).iter().filter(|e| pred(e)).count();
+                    eprintln!("   {what}: {have} of {n} so far");
+                }
+                Err(e) => bail!("{what}: {e}"),
+            }
+        }
+    }
+
+    async fn reconnect(&self, account: &str, runs: usize, needle: &str) -> anyhow::Result<(Stats, Stats)> {
+        let (mut connected, mut answered) = (Vec::new(), Vec::new());
+        for r in 0..runs {
+            let cursor = self.sim.cursor();
+            let t0 = Instant::now();
+            self.sim.inject(Fault::DropConnections)?;
+            self.wait_active(cursor, account).await?;
+            connected.push(ms(t0.elapsed()));
+            let c = contact(20 + r);
+            let done = self.round_trip(&c, account, &format!("after drop {r}"), needle).await?;
+            answered.push(ms(done - t0));
+        }
+        Ok((Stats::of(connected), Stats::of(answered)))
+    }
+
+    async fn cold_start(
+        &self,
+        runs: usize,
+        account: &str,
+        start: impl Fn() -> anyhow::Result<Proc>,
+    ) -> anyhow::Result<Stats> {
+        let mut out = Vec::new();
+        for r in 0..runs {
+            // Queued while it is down: the first thing it receives when it is back.
+            let id = self.sim.send_text(&contact(40 + r), account, &format!("while you were away {r}"), false).await?;
+            let cursor = self.sim.cursor();
+            let t0 = Instant::now();
+            let proc = start()?;
+            let (account_s, id_s) = (account.to_owned(), id.clone());
+            self.sim
+                .wait_for(cursor, WAIT, move |e| {
+                    matches!(e, SimEvent::MessageDelivered { phone, id, .. } if *phone == account_s && *id == id_s)
+                })
+                .await?;
+            out.push(ms(t0.elapsed()));
+            // Let it answer before stopping, so the next run starts from a drained queue.
+            let needle = format!("while you were away {r}");
+            let c = contact(40 + r);
+            let cc = c.clone();
+            self.sim
+                .wait_for(cursor, WAIT, move |e| {
+                    matches!(e, SimEvent::MessageReceived { contact, text, .. } if *contact == cc && text.contains(&needle))
+                })
+                .await?;
+            proc.stop();
+        }
+        Ok(Stats::of(out))
+    }
+
+    async fn backlog(&self, hermes: &HermesHome, n: usize) -> anyhow::Result<Vec<Figure>> {
+        // Queued while the gateway is down, from 100 contacts.
+        let mut ids = Vec::with_capacity(n);
+        for k in 0..n {
+            ids.push(self.sim.send_text(&contact(k % 100), HERMES, &format!("backlog {k}."), false).await?);
+        }
+        let cursor = self.sim.cursor();
+        let t0 = Instant::now();
+        let gw = hermes.gateway(&self.hermes_bin, &self.sim)?;
+        let set: std::collections::HashSet<String> = ids.iter().cloned().collect();
+        self.count(
+            cursor,
+            n,
+            "journaled",
+            |e| matches!(e, SimEvent::MessageDelivered { phone, id, .. } if phone == HERMES && set.contains(id)),
+        )
+        .await?;
+        let journaled = t0.elapsed();
+        self.count(cursor, n, "answered", |e| {
+            matches!(e, SimEvent::MessageReceived { contact, text, .. } if contact.starts_with("49152") && text.contains("backlog "))
+        })
+        .await?;
+        let answered = t0.elapsed();
+        gw.stop();
+        // Count: every message answered, and only once.
+        let mut counts = vec![0usize; n];
+        for e in self.sim.events_since(cursor) {
+            if let SimEvent::MessageReceived { text, .. } = e {
+                let mut rest = text.as_str();
+                while let Some(i) = rest.find("backlog ") {
+                    rest = &rest[i + 8..];
+                    let end = rest.find('.').unwrap_or(rest.len());
+                    if let Ok(k) = rest[..end].parse::<usize>()
+                        && k < n
+                    {
+                        counts[k] += 1;
+                    }
+                }
+            }
+        }
+        let lost = counts.iter().filter(|c| **c == 0).count();
+        let twice = counts.iter().filter(|c| **c > 1).count();
+        let rate = n as f64 / journaled.as_secs_f64();
+        Ok(vec![
+            Figure::new("5. backlog", "messages journaled per second", "msg/s", Stats::of(vec![rate]))
+                .note(format!(
+                    "{n} messages queued while down; all journaled {:.2} s after the start",
+                    journaled.as_secs_f64()
+                ))
+                .target(">= 2000 msg/s", rate >= 2000.0),
+            Figure::new("5. backlog", "start -> all answered", "s", Stats::of(vec![answered.as_secs_f64()]))
+                .note(format!("lost: {lost}, answered more than once: {twice} (counted at the contacts)")),
+        ])
+    }
+
+    async fn soak(&self, hermes: &HermesHome, minutes: u64) -> anyhow::Result<Vec<Figure>> {
+        let cursor = self.sim.cursor();
+        let gw = hermes.gateway(&self.hermes_bin, &self.sim)?;
+        self.wait_active(cursor, HERMES).await?;
+        let began = Instant::now();
+        let until = began + Duration::from_secs(minutes * 60);
+        let mut samples: Vec<(f64, f64)> = Vec::new();
+        let (mut sent, mut next_sample, mut next_drop) = (0usize, began, began + Duration::from_secs(120));
+        while Instant::now() < until {
+            // 50 contacts, about 5 messages a second between them.
+            self.sim.send_text(&contact(50 + sent % 50), HERMES, &format!("soak {sent}."), false).await?;
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if Instant::now() >= next_sample {
+                if let Some(kib) = gw.rss_kib() {
+                    samples.push((began.elapsed().as_secs_f64() / 60.0, kib as f64 / 1024.0));
+                }
+                next_sample += Duration::from_secs(10);
+            }
+            if Instant::now() >= next_drop {
+                self.sim.inject(Fault::DropConnections)?;
+                next_drop += Duration::from_secs(120);
+            }
+        }
+        self.count(cursor, sent, "answered", |e| {
+            matches!(e, SimEvent::MessageReceived { contact, text, .. } if contact.starts_with("49152") && text.contains("soak "))
+        })
+        .await?;
+        gw.stop();
+        let n = samples.len() as f64;
+        let (mx, my) = (samples.iter().map(|s| s.0).sum::<f64>() / n, samples.iter().map(|s| s.1).sum::<f64>() / n);
+        let slope = samples.iter().map(|s| (s.0 - mx) * (s.1 - my)).sum::<f64>()
+            / samples.iter().map(|s| (s.0 - mx).powi(2)).sum::<f64>();
+        Ok(vec![
+            Figure::new("6. soak", "resident memory", "MiB", Stats::of(samples.iter().map(|s| s.1).collect())).note(
+                format!("{minutes} min, {sent} messages from 50 contacts, a socket drop every 2 min; all answered"),
+            ),
+            Figure::new("6. soak", "memory slope", "MiB/min", Stats::of(vec![slope])).target("~0", slope.abs() < 0.05),
+        ])
+    }
+}

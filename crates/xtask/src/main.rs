@@ -1,0 +1,43 @@
+//! Project tasks. `bench` measures what hermes costs and how fast it recovers, against the
+//! bare whatsapp-rust library, on loopback; `echo-bot` is that bare-library baseline (run by
+//! `bench` as a child process, so that its memory is its own).
+
+mod bench;
+mod echo;
+mod procs;
+mod report;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the benchmarks; write bench/results.json and bench/RESULTS.md.
+    Bench(bench::Options),
+    /// The baseline: a minimal echo bot on whatsapp-rust (no journal, no agent).
+    EchoBot {
+        /// Its SQLite session store.
+        #[arg(long)]
+        db: PathBuf,
+        /// The WhatsApp simulator's WebSocket URL (loopback only).
+        #[arg(long)]
+        server: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Bench(opts) => runtime.block_on(bench::run(opts)),
+        Command::EchoBot { db, server } => runtime.block_on(echo::run(&db, &server)),
+    }
+}
