@@ -138,7 +138,8 @@ impl LinkState {
                 Some("WhatsApp logged this device out: run `hermes whatsapp repair` to link it again")
             }
             LinkState::DeviceRemoved { .. } => Some(
-                "this device was removed from Linked Devices on the phone: run `hermes whatsapp repair` to link it again",
+                "this device was removed from Linked Devices (on the phone, or by WhatsApp after the phone was offline \
+                 for 14 days): open WhatsApp on the phone, then run `hermes whatsapp repair` to link it again",
             ),
             LinkState::ClientOutdated { .. } => Some(
                 "WhatsApp refuses this version of hermes: update hermes and restart it; your session is fine, \

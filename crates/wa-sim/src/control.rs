@@ -162,6 +162,7 @@ enum FaultReq {
     TemporaryBan { code: u16, expire_secs: u64 },
     StreamError { code: u16 },
     RedeliveryStorm { id: String, times: u32 },
+    PhoneOffline { phone: String, days: u32 },
 }
 
 async fn inject(State(sim): State<Shared>, Json(req): Json<FaultReq>) -> Result<Json<Value>, ApiError> {
@@ -177,6 +178,7 @@ async fn inject(State(sim): State<Shared>, Json(req): Json<FaultReq>) -> Result<
         }
         FaultReq::StreamError { code } => Fault::StreamError { code },
         FaultReq::RedeliveryStorm { id, times } => Fault::RedeliveryStorm { id, times },
+        FaultReq::PhoneOffline { phone, days } => Fault::PhoneOffline { phone, days },
     };
     sim.inject(fault)?;
     Ok(Json(json!({ "ok": true })))
@@ -253,6 +255,7 @@ fn event_json(e: &SimEvent) -> Value {
             json!({ "event": "device_unlinked", "phone": phone, "device": device })
         }
         SimEvent::LoggedIn { phone, device } => json!({ "event": "logged_in", "phone": phone, "device": device }),
+        SimEvent::PhoneOffline { phone, days } => json!({ "event": "phone_offline", "phone": phone, "days": days }),
         SimEvent::LoginRefused { phone, device, reason } => {
             json!({ "event": "login_refused", "phone": phone, "device": device, "reason": reason })
         }

@@ -39,6 +39,8 @@ pub enum SimEvent {
     MessageDelivered { phone: String, device: u16, id: String },
     /// A connection ended, from either side.
     Disconnected { conn: u64 },
+    /// The phone went (or was found) offline for this many days; at 14 its devices are logged out.
+    PhoneOffline { phone: String, days: u32 },
     /// A stanza crossed the wire. `inbound` is client-to-server.
     Stanza { conn: u64, inbound: bool, xml: String },
 }

@@ -30,7 +30,14 @@ pub enum Fault {
     /// Deliver an already sent message (by id) `times` more times to the devices it went to,
     /// acknowledged or not: the server-side hiccup that made Hermes answer one message 40 times.
     RedeliveryStorm { id: String, times: u32 },
+    /// The phone has not been online for `days`. As WhatsApp does, its linked devices keep
+    /// working for up to [`COMPANION_LOGOUT_DAYS`]; from then on they are logged out (removed,
+    /// `conflict type="device_removed"` on a live connection, 401 at the next login).
+    PhoneOffline { phone: String, days: u32 },
 }
+
+/// How long WhatsApp keeps a phone's linked devices while the phone itself stays offline.
+pub const COMPANION_LOGOUT_DAYS: u32 = 14;
 
 /// The faults in force.
 #[derive(Clone, Debug, Default)]

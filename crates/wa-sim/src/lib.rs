@@ -22,5 +22,5 @@ mod server;
 mod usync;
 
 pub use events::{SimEvent, WaitTimeout};
-pub use faults::Fault;
+pub use faults::{COMPANION_LOGOUT_DAYS, Fault};
 pub use server::{Addressing, PhoneInfo, Sim};

@@ -37,6 +37,8 @@ pub(crate) struct Phone {
     pub devices: BTreeMap<u16, Device>,
     pub next_device: u16,
     pub next_key_index: u32,
+    /// Days since the phone was last online ([`Fault::PhoneOffline`]); `None` when it is.
+    pub offline_days: Option<u32>,
 }
 
 /// A linked companion device, as the server knows it.
@@ -263,6 +265,7 @@ impl Sim {
                 devices: BTreeMap::new(),
                 next_device: 1,
                 next_key_index: 1,
+                offline_days: None,
             }
         });
         PhoneInfo { phone: phone.to_owned(), lid: p.lid.clone() }
@@ -402,6 +405,24 @@ impl Sim {
                     st.send(conn, conflict("replaced"));
                     st.close(conn);
                 }
+            }
+            Fault::PhoneOffline { phone, days } => {
+                let p = st.phones.get_mut(&phone).ok_or_else(|| anyhow!("no phone {phone}"))?;
+                p.offline_days = Some(days);
+                let removed: Vec<u16> = if days >= crate::faults::COMPANION_LOGOUT_DAYS {
+                    std::mem::take(&mut p.devices).into_keys().collect()
+                } else {
+                    Vec::new()
+                };
+                for device in removed {
+                    for conn in st.conns_of(&phone, device) {
+                        st.send(conn, conflict("device_removed"));
+                        st.close(conn);
+                    }
+                }
+                drop(st);
+                self.inner.events.push(SimEvent::PhoneOffline { phone, days });
+                return Ok(());
             }
             Fault::DeviceRemoved { phone, device } => {
                 let p = st.phones.get_mut(&phone).ok_or_else(|| anyhow!("no phone {phone}"))?;

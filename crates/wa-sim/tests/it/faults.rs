@@ -130,3 +130,22 @@ async fn stream_error_515_reconnects_without_logging_out() {
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_offline_for_days_keeps_its_devices_until_the_fourteenth() {
+    let (sim, mut client, dir) = linked().await;
+    sim.inject(Fault::PhoneOffline { phone: PHONE.into(), days: 13 }).expect("inject");
+    assert_eq!(sim.devices(PHONE).len(), 1, "still linked after 13 days");
+    // Still connected: a contact's message arrives.
+    sim.add_phone("4915100007777");
+    sim.send_text("4915100007777", PHONE, "still there?", false).await.expect("send");
+    client.wait(T, "the message", |e| matches!(e, Event::Messages(_)).then_some(())).await;
+
+    sim.inject(Fault::PhoneOffline { phone: PHONE.into(), days: wa_sim::COMPANION_LOGOUT_DAYS }).expect("inject");
+    let got = client.wait(T, "LoggedOut", logged_out).await;
+    assert!(!got.0, "on the live connection");
+    assert!(sim.devices(PHONE).is_empty());
+    client.stop().await;
+    let mut client = TestClient::start(&sim.ws_url(), &dir.path().join("session.db")).await;
+    assert_eq!(client.wait(T, "LoggedOut", logged_out).await, (true, ConnectFailureReason::LoggedOut));
+}
