@@ -211,6 +211,9 @@ impl Sim {
         let listener = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
+                // WhatsApp's servers answer at once; Nagle's algorithm would add the simulator's
+                // own delays to every figure measured against it.
+                let _ = tcp.set_nodelay(true);
                 let inner = accept_inner.clone();
                 let refused = {
                     let mut st = inner.state();
