@@ -12,8 +12,10 @@ use buffa::Message as _;
 use wacore_libsignal::protocol::{
     CiphertextMessage, Direction, GenericSignedPreKey as _, IdentityChange, IdentityKey, IdentityKeyPair,
     IdentityKeyStore, KeyPair, PreKeyBundle, PreKeyId, PreKeyRecord, PreKeySignalMessage, PreKeyStore, ProtocolAddress,
-    PublicKey, SessionRecord, SessionStore, SignalMessage, SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord,
-    SignedPreKeyStore, Timestamp, UsePQRatchet, message_decrypt, message_encrypt, process_prekey_bundle,
+    PublicKey, SenderKeyDistributionMessage, SenderKeyName, SenderKeyRecord, SenderKeyStore, SessionRecord,
+    SessionStore, SignalMessage, SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore, Timestamp,
+    UsePQRatchet, create_sender_key_distribution_message, group_decrypt, group_encrypt, message_decrypt,
+    message_encrypt, process_prekey_bundle, process_sender_key_distribution_message,
 };
 
 use crate::keys::PhoneSecrets;
@@ -38,12 +40,29 @@ pub(crate) struct PreKeys(HashMap<u32, PreKeyRecord>);
 /// A contact's signed pre-key (private).
 pub(crate) struct SignedPreKeys(HashMap<u32, SignedPreKeyRecord>);
 
+/// A contact's sender keys (groups): its own per group, and those other devices distributed.
+#[derive(Default)]
+pub(crate) struct SenderKeys(HashMap<SenderKeyName, SenderKeyRecord>);
+
+#[async_trait::async_trait]
+impl SenderKeyStore for SenderKeys {
+    async fn store_sender_key(&mut self, name: &SenderKeyName, record: SenderKeyRecord) -> SignalResult<()> {
+        self.0.insert(name.clone(), record);
+        Ok(())
+    }
+
+    async fn load_sender_key(&self, name: &SenderKeyName) -> SignalResult<Option<SenderKeyRecord>> {
+        Ok(self.0.get(name).cloned())
+    }
+}
+
 /// A contact's Signal state.
 pub(crate) struct ContactCrypto {
     sessions: Sessions,
     identities: Identities,
     prekeys: PreKeys,
     signed: SignedPreKeys,
+    sender_keys: SenderKeys,
 }
 
 #[async_trait::async_trait]
@@ -92,6 +111,7 @@ impl ContactCrypto {
             },
             prekeys: PreKeys(secrets.prekeys.iter().map(|(id, k)| (*id, PreKeyRecord::new((*id).into(), k))).collect()),
             signed: SignedPreKeys(HashMap::from([(*sid, signed)])),
+            sender_keys: SenderKeys::default(),
         }
     }
 }
@@ -213,6 +233,48 @@ pub(crate) async fn decrypt(
     )
     .await?;
     let plain = wacore::messages::MessageUtils::unpad_message_ref(&result.plaintext, 2)?;
+    Ok(wa::Message::decode_from_slice(plain)?)
+}
+
+/// A contact writes to a group: its sender key's distribution message (to send to each
+/// device, pairwise) and `message` encrypted with that sender key (`skmsg`, one for all).
+pub(crate) async fn group_encrypt_message(
+    crypto: &mut ContactCrypto,
+    group: &str,
+    own: &ProtocolAddress,
+    message: &wa::Message,
+) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let name = SenderKeyName::new(group.to_owned(), own.to_string());
+    let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+    let skdm = create_sender_key_distribution_message(&name, &mut crypto.sender_keys, &mut rng).await?;
+    let padded = wacore::messages::MessageUtils::pad_message_v2(message.encode_to_vec());
+    let skmsg = group_encrypt(&mut crypto.sender_keys, &name, &padded, &mut rng).await?;
+    Ok((skdm.serialized().to_vec(), skmsg.serialized().to_vec()))
+}
+
+/// Keeps the sender key a device distributed for a group.
+pub(crate) async fn process_distribution(
+    crypto: &mut ContactCrypto,
+    group: &str,
+    sender: &ProtocolAddress,
+    skdm: &[u8],
+) -> anyhow::Result<()> {
+    let name = SenderKeyName::new(group.to_owned(), sender.to_string());
+    let skdm = SenderKeyDistributionMessage::try_from(skdm)?;
+    process_sender_key_distribution_message(&name, &skdm, &mut crypto.sender_keys).await?;
+    Ok(())
+}
+
+/// Decrypts a device's group message (`skmsg`) with the sender key it distributed.
+pub(crate) async fn group_decrypt_message(
+    crypto: &mut ContactCrypto,
+    group: &str,
+    sender: &ProtocolAddress,
+    ciphertext: &[u8],
+) -> anyhow::Result<wa::Message> {
+    let name = SenderKeyName::new(group.to_owned(), sender.to_string());
+    let plain = group_decrypt(ciphertext, &mut crypto.sender_keys, &name).await?;
+    let plain = wacore::messages::MessageUtils::unpad_message_ref(&plain, 2)?;
     Ok(wa::Message::decode_from_slice(plain)?)
 }
 

@@ -262,6 +262,14 @@ fn device_iq(inner: &Inner, conn: u64, phone: &str, device: u16, node: &Node) {
             result(&id, vec![NodeBuilder::new("sync").children(collections).build()])
         }
         "blocklist" => result(&id, vec![NodeBuilder::new("list").build()]),
+        // Group metadata: its subject and members.
+        "w:g2" if child(node, "query").is_some() => {
+            let group_id = attr(node, "to").and_then(|t| t.split('@').next().map(str::to_owned)).unwrap_or_default();
+            match st.groups.get(&group_id) {
+                Some(g) => result(&id, vec![g.node(&group_id)]),
+                None => error(&id, 404, "item-not-found"),
+            }
+        }
         // The companion logs itself out: it leaves the phone's Linked Devices.
         "md" if child(node, "remove-companion-device").is_some() => {
             let removed = st.phones.get_mut(phone).and_then(|p| p.devices.remove(&device)).is_some();
@@ -346,6 +354,26 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
         }
     };
     let mut targets: Vec<(String, String, Vec<u8>)> = Vec::new();
+    // A group message carries its text once, under the sender key (`skmsg`), and the sender
+    // key's distribution pairwise to the devices that do not have it yet.
+    let group = to.ends_with("@g.us").then(|| to.clone());
+    let skmsg: Option<Vec<u8>> = node.get_children_by_tag("enc").find_map(|e| match (&e.content, attr(e, "type")) {
+        (Some(wacore_binary::NodeContent::Bytes(b)), Some(t)) if t == "skmsg" => Some(b.clone()),
+        _ => None,
+    });
+    if let Some(group) = group {
+        let targets: Vec<(String, String, Vec<u8>)> = child(node, "participants")
+            .map(|parts| {
+                parts
+                    .get_children_by_tag("to")
+                    .filter_map(|t| Some((attr(t, "jid")?, enc_of(t)?)))
+                    .map(|(jid, (k, ct))| (jid, k, ct))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tokio::spawn(group_message(inner, conn, phone, device, id, group, targets, skmsg));
+        return;
+    }
     match child(node, "participants") {
         Some(parts) => {
             for t in parts.get_children_by_tag("to") {
@@ -438,6 +466,77 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
             }
         }
     });
+}
+
+/// A linked device wrote to a group: each member's phone keeps the sender key it distributed,
+/// then reads the `skmsg` with it.
+#[allow(clippy::too_many_arguments)]
+async fn group_message(
+    inner: Arc<Inner>,
+    conn: u64,
+    phone: String,
+    device: u16,
+    id: String,
+    group: String,
+    targets: Vec<(String, String, Vec<u8>)>,
+    skmsg: Option<Vec<u8>>,
+) {
+    let sender = wacore_libsignal::protocol::ProtocolAddress::new(&phone, u32::from(device).into());
+    let members: Vec<String> = {
+        let st = inner.state();
+        st.groups.get(group.split('@').next().unwrap_or_default()).map(|g| g.members.clone()).unwrap_or_default()
+    };
+    let mut contacts = inner.contacts.lock().await;
+    for (jid, kind, ciphertext) in targets {
+        let user = jid.split(['@', ':']).next().unwrap_or_default().to_owned();
+        // Only the members' phones (device 0) read here; the sender's own devices are not ours.
+        if user == phone || jid.contains(':') && !jid.contains(":0@") {
+            continue;
+        }
+        let Ok(crypto) = crate::server::crypto_for(&inner, &mut contacts, &user) else { continue };
+        match crate::contacts::decrypt(crypto, &sender, &kind, &ciphertext).await {
+            Ok(m) => {
+                if let Some(skdm) = m.sender_key_distribution_message.as_option()
+                    && let Some(bytes) = &skdm.axolotl_sender_key_distribution_message
+                    && let Err(e) = crate::contacts::process_distribution(crypto, &group, &sender, bytes).await
+                {
+                    tracing::warn!(error = %format!("{e:#}"), "a member could not keep a sender key");
+                }
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "a member could not decrypt a sender key"),
+        }
+    }
+    let Some(skmsg) = skmsg else { return };
+    for member in members.into_iter().filter(|m| *m != phone) {
+        let Ok(crypto) = crate::server::crypto_for(&inner, &mut contacts, &member) else { continue };
+        let text = match crate::contacts::group_decrypt_message(crypto, &group, &sender, &skmsg).await {
+            Ok(m) => crate::contacts::text_of(&m).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), member, "a member could not read a group message");
+                continue;
+            }
+        };
+        if inner.state().received.insert((member.clone(), id.clone())) {
+            inner.events.push(SimEvent::MessageReceived {
+                contact: member.clone(),
+                from: phone.clone(),
+                id: id.clone(),
+                text,
+            });
+        }
+        let st = inner.state();
+        for receipt_type in [None, Some("read")] {
+            let mut r = NodeBuilder::new("receipt")
+                .attr("id", id.clone())
+                .attr("from", group.clone())
+                .attr("participant", format!("{member}@s.whatsapp.net"))
+                .attr("t", crate::server::now().to_string());
+            if let Some(t) = receipt_type {
+                r = r.attr("type", t);
+            }
+            st.send(conn, r.build());
+        }
+    }
 }
 
 /// Passes a message on to another linked device, queued until it acknowledges.

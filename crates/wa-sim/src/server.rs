@@ -104,6 +104,34 @@ pub(crate) struct State {
     pub sent: HashMap<String, Vec<(DeviceKey, Node)>>,
     /// (contact, message id) of every message a contact received, to show each once.
     pub received: std::collections::HashSet<(String, String)>,
+    /// Groups by id (the user part of `ID@g.us`).
+    pub groups: BTreeMap<String, Group>,
+}
+
+/// A group: its subject and its members' phone numbers, the creator first.
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub subject: String,
+    pub members: Vec<String>,
+    pub created: u64,
+}
+
+impl Group {
+    /// The `<group>` node of a `w:g2` answer.
+    pub fn node(&self, id: &str) -> Node {
+        let participants = self.members.iter().enumerate().map(|(i, m)| {
+            let p = NodeBuilder::new("participant").attr("jid", format!("{m}@s.whatsapp.net"));
+            if i == 0 { p.attr("type", "superadmin").build() } else { p.build() }
+        });
+        NodeBuilder::new("group")
+            .attr("id", id.to_owned())
+            .attr("subject", self.subject.clone())
+            .attr("creation", self.created.to_string())
+            .attr("creator", format!("{}@s.whatsapp.net", self.members.first().cloned().unwrap_or_default()))
+            .attr("addressing_mode", "pn")
+            .children(participants)
+            .build()
+    }
 }
 
 impl State {
@@ -345,6 +373,30 @@ impl Sim {
     ) -> anyhow::Result<String> {
         let message = waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
         send_message(&self.inner, from, to, &message, addressing, None, None).await
+    }
+
+    /// Creates a group of existing phones (the first is its creator and admin); returns its JID.
+    pub fn create_group(&self, subject: &str, members: &[&str]) -> anyhow::Result<String> {
+        let mut st = self.inner.state();
+        if let Some(m) = members.iter().find(|m| !st.phones.contains_key(**m)) {
+            bail!("no phone {m}; add it first");
+        }
+        let id = format!("120363{:012}", rand::random::<u64>() % 1_000_000_000_000);
+        let group = Group {
+            subject: subject.to_owned(),
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+            created: now(),
+        };
+        st.groups.insert(id.clone(), group);
+        Ok(format!("{id}@g.us"))
+    }
+
+    /// A member writes `text` to a group: every other member's linked devices get it,
+    /// encrypted with the member's sender key (`skmsg`), whose distribution message rides
+    /// along, pairwise encrypted, as WhatsApp sends it. Returns the id.
+    pub async fn send_group_text(&self, from: &str, group: &str, text: &str) -> anyhow::Result<String> {
+        let message = waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
+        send_group_message(&self.inner, from, group, &message).await
     }
 
     /// The owner of `phone` types `text` on the phone itself, in the chat `chat` (a JID; the
@@ -789,6 +841,63 @@ pub(crate) fn crypto_for<'a>(
 
 /// `from`'s phone sends `message` to the linked devices of `to` (all, or just `only`),
 /// end-to-end encrypted; queued per device until acknowledged. Returns the message id.
+pub(crate) async fn send_group_message(
+    inner: &Inner,
+    from: &str,
+    group: &str,
+    message: &waproto::whatsapp::Message,
+) -> anyhow::Result<String> {
+    let id = format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 8]>()));
+    let group_id = group.split('@').next().unwrap_or_default();
+    let targets: Vec<(String, u16)> = {
+        let st = inner.state();
+        let g = st.groups.get(group_id).ok_or_else(|| anyhow!("no group {group}"))?;
+        if !g.members.iter().any(|m| m == from) {
+            bail!("{from} is not a member of {group}");
+        }
+        g.members
+            .iter()
+            .filter(|m| *m != from)
+            .flat_map(|m| {
+                st.phones.get(m).into_iter().flat_map(move |p| p.devices.keys().map(move |d| (m.clone(), *d)))
+            })
+            .collect()
+    };
+    let mut contacts = inner.contacts.lock().await;
+    let crypto = crypto_for(inner, &mut contacts, from)?;
+    let own = wacore_libsignal::protocol::ProtocolAddress::new(from, 0.into());
+    let (skdm, skmsg) = crate::contacts::group_encrypt_message(crypto, group, &own, message).await?;
+    let distribution = waproto::whatsapp::Message {
+        sender_key_distribution_message: buffa::MessageField::some(
+            waproto::whatsapp::message::SenderKeyDistributionMessage {
+                group_id: Some(group.to_owned()),
+                axolotl_sender_key_distribution_message: Some(skdm),
+            },
+        ),
+        ..Default::default()
+    };
+    for (member, device) in targets {
+        let address = wacore_libsignal::protocol::ProtocolAddress::new(&member, u32::from(device).into());
+        let bundle = if crypto.has_session(&address) { None } else { take_bundle(inner, &member, device) };
+        let (kind, ciphertext) = crate::contacts::encrypt_message(crypto, &address, bundle, &distribution).await?;
+        let node = NodeBuilder::new("message")
+            .attr("id", id.clone())
+            .attr("from", group.to_owned())
+            .attr("participant", format!("{from}@s.whatsapp.net"))
+            .attr("t", now().to_string())
+            .attr("type", "text")
+            .attr("notify", format!("Contact {from}"))
+            .children([
+                NodeBuilder::new("enc").attr("v", "2").attr("type", kind).bytes(ciphertext).build(),
+                NodeBuilder::new("enc").attr("v", "2").attr("type", "skmsg").bytes(skmsg.clone()).build(),
+            ])
+            .build();
+        inner.state().deliver(&member, device, &id, node);
+    }
+    inner.events.push(SimEvent::MessageSent { from: from.to_owned(), to: group.to_owned(), id: id.clone() });
+    Ok(id)
+}
+
 /// How a contact's message names its sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Addressing {

@@ -399,3 +399,33 @@ async fn a_lid_sender_without_a_known_number_is_parked_and_answered_once_the_num
     assert!(replies.iter().any(|r| r.contains("who am I?")), "{replies:?}");
     assert!(replies.iter().all(|r| r.contains("who am I?") || r.contains("it is me")), "{replies:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_group_only_messages_addressed_to_the_agent_from_allowed_senders_are_answered() {
+    let env = format!(
+        "WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\nWHATSAPP_GROUP_POLICY=open\nWHATSAPP_REQUIRE_MENTION=true\n"
+    );
+    let s = Setup::with(ACCOUNT, &env, "").await;
+    s.contact(FRIEND);
+    s.contact(STRANGER);
+    let group = s.sim.create_group("Team", &[FRIEND, ACCOUNT, STRANGER]).expect("group");
+
+    // Chatter that does not address the agent: in the ledger, unanswered.
+    s.sim.send_group_text(FRIEND, &group, "lunch at noon?").await.expect("send");
+    let chatter = s.wait_drops(&format!("{FRIEND}@s.whatsapp.net"), 1);
+    assert_eq!(chatter["rules"][0], "not_mentioned", "{chatter}");
+    assert_eq!(chatter["chats"][0], group, "{chatter}");
+
+    // Addressed to it: answered in the group (the mention stripped), seen by every member.
+    let cursor = s.sim.cursor();
+    s.sim.send_group_text(FRIEND, &group, &format!("@{ACCOUNT} what is 2+2?")).await.expect("send");
+    let reply = s.reply_containing(cursor, FRIEND, "what is 2+2?").await;
+    assert!(reply.contains("You wrote: \"what is 2+2?\""), "{reply}");
+    s.reply_containing(cursor, STRANGER, "what is 2+2?").await;
+
+    // A member the allowlist does not name is not answered, mention or not.
+    s.sim.send_group_text(STRANGER, &group, &format!("@{ACCOUNT} me too")).await.expect("send");
+    let refused = s.wait_drops(&format!("{STRANGER}@s.whatsapp.net"), 1);
+    assert_eq!(refused["rules"][0], "not_allowlisted", "{refused}");
+    assert_eq!(s.llm.requests().len(), 1);
+}

@@ -2,6 +2,7 @@
 
 mod client;
 mod faults;
+mod groups;
 mod link;
 mod messages;
 mod serve;
