@@ -25,6 +25,8 @@ const WARN_EVERY: Duration = Duration::from_secs(600);
 const DEBOUNCE_CAP: Duration = Duration::from_secs(2);
 /// A worker with nothing to do for this long ends; the next message starts a new one.
 const WORKER_IDLE: Duration = Duration::from_secs(300);
+/// Journal rows read at once by the dispatcher.
+const READ_BATCH: usize = 1024;
 /// After a store error, a row waits this long before it is tried again.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
@@ -65,7 +67,11 @@ impl Shared {
         }
     }
 
-    fn done(&self, seqs: &[i64]) {
+    /// Rows whose handling failed (nothing was committed): the dispatcher may hand them out
+    /// again. Rows handled successfully are not released here: the dispatcher forgets them
+    /// once a journal read no longer shows them waiting, so a read taken before the commit
+    /// cannot hand them out a second time.
+    fn retry(&self, seqs: &[i64]) {
         let mut in_flight = self.in_flight.lock().expect("not poisoned");
         for s in seqs {
             in_flight.remove(s);
@@ -79,8 +85,15 @@ type Row = (i64, Inbound);
 pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
     let mut workers: HashMap<String, mpsc::UnboundedSender<Row>> = HashMap::new();
     loop {
-        match shared.db.call(|s| s.pending(1024)).await {
+        match shared.db.call(|s| s.pending(READ_BATCH)).await {
             Ok(rows) => {
+                {
+                    // What this read no longer shows waiting was handled (or parked) before it.
+                    let waiting: HashSet<i64> = rows.iter().map(|(s, _)| *s).collect();
+                    let beyond = (rows.len() == READ_BATCH).then(|| rows.last().map_or(0, |(s, _)| *s));
+                    let mut in_flight = shared.in_flight.lock().expect("not poisoned");
+                    in_flight.retain(|s| waiting.contains(s) || beyond.is_some_and(|last| *s > last));
+                }
                 for (seq, row) in rows {
                     if !shared.in_flight.lock().expect("not poisoned").insert(seq) {
                         continue;
@@ -173,11 +186,11 @@ async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Row>) 
                 }
                 run_command(&shared, seq, &row.chat, cmd).await;
             }
-            Ok(None) => shared.done(&[seq]),
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "cannot handle a journaled message; it will be tried again");
                 tokio::time::sleep(RETRY_AFTER_ERROR).await;
-                shared.done(&[seq]);
+                shared.retry(&[seq]);
             }
         }
     }
@@ -456,7 +469,9 @@ async fn commit(shared: &Shared, chat: &str, answers: &[i64], reply: &str, excha
             shared.outbox_wake.notify_one();
         }
         // Not committed: the messages are still waiting and will be asked about again.
-        Err(e) => tracing::error!(error = %e, "cannot commit a reply; it will be tried again"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot commit a reply; it will be tried again");
+            shared.retry(answers);
+        }
     }
-    shared.done(answers);
 }

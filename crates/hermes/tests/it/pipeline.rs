@@ -429,3 +429,42 @@ async fn in_a_group_only_messages_addressed_to_the_agent_from_allowed_senders_ar
     assert_eq!(refused["rules"][0], "not_allowlisted", "{refused}");
     assert_eq!(s.llm.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_from_many_chats_is_answered_exactly_once() {
+    // No debounce: one answer per message, so that every message can be counted.
+    let s =
+        Setup::with(ACCOUNT, "WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS=*\n", "  text_batch_delay_seconds: 0\n").await;
+    let contacts: Vec<String> = (0..10).map(|i| format!("49151000030{i:02}")).collect();
+    for c in &contacts {
+        s.contact(c);
+    }
+    let mut s = s;
+    s.stop();
+    // Queued while the gateway is down, then delivered at once when it is back: the
+    // dispatcher reads the journal while workers commit, the race this test keeps closed.
+    let n = 200;
+    for k in 0..n {
+        s.sim.send_text(&contacts[k % 10], ACCOUNT, &format!("backlog {k}."), false).await.expect("send");
+    }
+    let cursor = s.sim.cursor();
+    s.start(&[]);
+    s.sim
+        .wait_count(cursor, n, T, |e| matches!(e, SimEvent::MessageReceived { text, .. } if text.contains("backlog ")))
+        .await
+        .expect("all answered");
+    // Everything sent so far has been answered; a final round trip flushes any extra answer.
+    s.ask(&contacts[0], "flush").await;
+    let mut counts = vec![0; n];
+    for e in s.sim.events_since(cursor) {
+        if let SimEvent::MessageReceived { text, .. } = e
+            && let Some(k) =
+                text.split("backlog ").nth(1).and_then(|r| r.split('.').next()).and_then(|k| k.parse::<usize>().ok())
+        {
+            counts[k] += 1;
+        }
+    }
+    let wrong: Vec<(usize, i32)> = counts.iter().enumerate().filter(|(_, c)| **c != 1).map(|(k, c)| (k, *c)).collect();
+    assert!(wrong.is_empty(), "messages not answered exactly once (message, answers): {wrong:?}");
+    assert_eq!(s.llm.requests().len(), n + 1);
+}
