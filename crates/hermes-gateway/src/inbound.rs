@@ -67,11 +67,11 @@ impl Shared {
         }
     }
 
-    /// Rows whose handling failed (nothing was committed): the dispatcher may hand them out
-    /// again. Rows handled successfully are not released here: the dispatcher forgets them
-    /// once a journal read no longer shows them waiting, so a read taken before the commit
-    /// cannot hand them out a second time.
-    fn retry(&self, seqs: &[i64]) {
+    /// Rows the dispatcher may hand out again: their handling failed (nothing was committed),
+    /// or they were parked, or a worker ended with them unread. Rows handled for good are not
+    /// released here: the dispatcher forgets them once a journal read no longer shows them
+    /// waiting, so a read taken before the commit cannot hand them out a second time.
+    fn release(&self, seqs: &[i64]) {
         let mut in_flight = self.in_flight.lock().expect("not poisoned");
         for s in seqs {
             in_flight.remove(s);
@@ -153,7 +153,15 @@ async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Row>) 
             },
             None => match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
                 Ok(Some(r)) => Some(r),
-                _ => return,
+                _ => {
+                    // Closed first, so nothing more arrives; what arrived meanwhile goes back
+                    // to the dispatcher, which hands it to a new worker.
+                    rx.close();
+                    while let Ok((seq, _)) = rx.try_recv() {
+                        shared.release(&[seq]);
+                    }
+                    return;
+                }
             },
         };
         let Some((seq, row)) = next else {
@@ -190,7 +198,7 @@ async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Row>) 
             Err(e) => {
                 tracing::error!(error = %e, "cannot handle a journaled message; it will be tried again");
                 tokio::time::sleep(RETRY_AFTER_ERROR).await;
-                shared.retry(&[seq]);
+                shared.release(&[seq]);
             }
         }
     }
@@ -315,7 +323,11 @@ async fn refuse(
         );
         let d = drop_row(row, aliases, "lid_without_phone", nearest, Some(&hint));
         warn_once(shared, &row.sender, "lid_without_phone", &hint);
-        return shared.db.call(move |s| s.park(seq, &d)).await;
+        shared.db.call(move |s| s.park(seq, &d)).await?;
+        // A parked row comes back as waiting when its number is learned, maybe before any
+        // journal read sees it parked: the dispatcher must be free to hand it out again.
+        shared.release(&[seq]);
+        return Ok(());
     }
     let mut hint = decision.hint.clone().unwrap_or_default();
     if !decision.fix.is_empty() {
@@ -375,6 +387,9 @@ fn warn_once(shared: &Shared, sender: &str, rule: &str, hint: &str) {
     let mut warned = shared.warned.lock().expect("not poisoned");
     if warned.get(sender).is_some_and(|t| now.duration_since(*t) < WARN_EVERY) {
         return;
+    }
+    if warned.len() > 10_000 {
+        warned.retain(|_, t| now.duration_since(*t) < WARN_EVERY);
     }
     warned.insert(sender.to_owned(), now);
     tracing::warn!(sender, rule, "message dropped: {hint} (all drops: hermes whatsapp drops)");
@@ -471,7 +486,7 @@ async fn commit(shared: &Shared, chat: &str, answers: &[i64], reply: &str, excha
         // Not committed: the messages are still waiting and will be asked about again.
         Err(e) => {
             tracing::error!(error = %e, "cannot commit a reply; it will be tried again");
-            shared.retry(answers);
+            shared.release(answers);
         }
     }
 }
