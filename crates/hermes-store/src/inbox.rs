@@ -110,10 +110,7 @@ impl Store {
 
     fn drop_as(&mut self, seq: Option<i64>, d: &Drop, state: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO drops (at, chat, sender, sender_forms, rule, nearest, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![d.at, d.chat, d.sender, d.sender_forms, d.rule, d.nearest, d.hint],
-        )?;
+        insert_drop(&tx, d)?;
         if let Some(seq) = seq {
             mark(&tx, &[seq], state)?;
         }
@@ -171,6 +168,20 @@ impl Store {
         };
         Ok(self.conn.query_row(sql, [jid], |r| r.get(0)).optional()?)
     }
+}
+
+/// Adds a row to the drop ledger, inside the caller's transaction.
+pub(crate) fn insert_drop(tx: &Transaction<'_>, d: &Drop) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO drops (at, chat, sender, sender_forms, rule, nearest, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![d.at, d.chat, d.sender, d.sender_forms, d.rule, d.nearest, d.hint],
+    )?;
+    Ok(())
+}
+
+/// Marks journaled messages handled, inside the caller's transaction.
+pub(crate) fn mark_handled(tx: &Transaction<'_>, seqs: &[i64]) -> Result<(), StoreError> {
+    mark(tx, seqs, HANDLED)
 }
 
 fn mark(tx: &Transaction<'_>, seqs: &[i64], state: i64) -> Result<(), StoreError> {

@@ -64,12 +64,7 @@ impl Store {
             q.execute(params![r.chat, Role::Assistant.as_str(), assistant, r.at])?;
         }
         enqueue(&tx, r.chat, r.messages, r.at)?;
-        {
-            let mut q = tx.prepare_cached("UPDATE inbox SET done = 1 WHERE seq = ?1")?;
-            for seq in r.answers {
-                q.execute([seq])?;
-            }
-        }
+        crate::inbox::mark_handled(&tx, r.answers)?;
         tx.commit()?;
         Ok(())
     }
@@ -142,7 +137,12 @@ impl Store {
     }
 }
 
-fn enqueue(tx: &Transaction<'_>, chat: &str, messages: &[(String, String)], at: i64) -> Result<(), StoreError> {
+pub(crate) fn enqueue(
+    tx: &Transaction<'_>,
+    chat: &str,
+    messages: &[(String, String)],
+    at: i64,
+) -> Result<(), StoreError> {
     let mut q =
         tx.prepare_cached("INSERT INTO outbox (chat, msg_id, text, part, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     for (part, (id, text)) in messages.iter().enumerate() {

@@ -28,10 +28,9 @@ pub struct Approval {
 
 impl Store {
     pub fn add_code(&mut self, code: &Code) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO pairing_codes (code, sender, chat, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![code.code, code.sender, code.chat, code.created_at],
-        )?;
+        let tx = self.conn.transaction()?;
+        insert_code(&tx, code)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -98,20 +97,19 @@ impl Store {
         message: &(String, String),
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO pairing_codes (code, sender, chat, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![code.code, code.sender, code.chat, code.created_at],
-        )?;
-        tx.execute(
-            "INSERT INTO outbox (chat, msg_id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![code.chat, message.0, message.1, code.created_at],
-        )?;
-        tx.execute(
-            "INSERT INTO drops (at, chat, sender, sender_forms, rule, nearest, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![drop.at, drop.chat, drop.sender, drop.sender_forms, drop.rule, drop.nearest, drop.hint],
-        )?;
-        tx.execute("UPDATE inbox SET done = 1 WHERE seq = ?1", [seq])?;
+        insert_code(&tx, code)?;
+        crate::outbox::enqueue(&tx, &code.chat, std::slice::from_ref(message), code.created_at)?;
+        crate::inbox::insert_drop(&tx, drop)?;
+        crate::inbox::mark_handled(&tx, &[seq])?;
         tx.commit()?;
         Ok(())
     }
+}
+
+fn insert_code(tx: &rusqlite::Transaction<'_>, code: &Code) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO pairing_codes (code, sender, chat, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![code.code, code.sender, code.chat, code.created_at],
+    )?;
+    Ok(())
 }
