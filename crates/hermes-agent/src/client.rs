@@ -16,7 +16,10 @@ pub struct Endpoint {
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The key is a secret: never in a log line.
-        f.debug_struct("Endpoint").field("base_url", &self.base_url).field("model", &self.model).finish_non_exhaustive()
+        f.debug_struct("Endpoint")
+            .field("base_url", &crate::redact_url(&self.base_url))
+            .field("model", &self.model)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,6 +97,11 @@ pub enum AgentError {
     /// The answer was not a chat completion, or had no text.
     #[error("the model server's answer is not a chat completion: {0}")]
     BadResponse(String),
+    /// This machine could not make the request at all: out of file descriptors, sockets or
+    /// memory. Nothing is wrong with the model; the caller should try again later rather
+    /// than tell anyone the model failed.
+    #[error("this machine is out of a resource needed to reach the model: {0}")]
+    Local(String),
 }
 
 impl AgentError {
@@ -102,7 +110,14 @@ impl AgentError {
             AgentError::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
             AgentError::Timeout(_) | AgentError::Unreachable(_) => true,
             AgentError::BadResponse(_) => false,
+            // The caller backs off longer than a request retry would.
+            AgentError::Local(_) => false,
         }
+    }
+
+    /// The request never left this machine for want of a local resource (see [`AgentError::Local`]).
+    pub fn is_local(&self) -> bool {
+        matches!(self, AgentError::Local(_))
     }
 
     /// One short, honest sentence for the person waiting for an answer.
@@ -117,7 +132,7 @@ impl AgentError {
             AgentError::Status { .. } | AgentError::BadResponse(_) => {
                 "Sorry, I can't answer right now: the AI model returned an error. Please try again later."
             }
-            AgentError::Timeout(_) | AgentError::Unreachable(_) => {
+            AgentError::Timeout(_) | AgentError::Unreachable(_) | AgentError::Local(_) => {
                 "Sorry, I can't answer right now: the AI model is not reachable. Please try again later."
             }
         }
@@ -199,7 +214,7 @@ impl Agent {
         }
         let response = match req.send().await {
             Ok(r) => r,
-            Err(e) => return (Err(self.transport_error(&e)), None),
+            Err(e) => return (Err(self.transport_error(e)), None),
         };
         let status = response.status();
         let retry_after = response
@@ -210,7 +225,7 @@ impl Agent {
             .map(Duration::from_secs);
         let body = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => return (Err(self.transport_error(&e)), None),
+            Err(e) => return (Err(self.transport_error(e)), None),
         };
         if !status.is_success() {
             let body = String::from_utf8_lossy(&body).chars().take(300).collect();
@@ -224,18 +239,46 @@ impl Agent {
         (text.ok_or_else(|| AgentError::BadResponse("no text in the first choice".to_owned())), None)
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> AgentError {
+    fn transport_error(&self, e: reqwest::Error) -> AgentError {
+        // The URL may carry credentials (`user:pass@`, `?api_key=`): never in a message.
+        let e = e.without_url();
         if e.is_timeout() {
             AgentError::Timeout(self.retry.timeout)
         } else {
             // The chain names the cause: refused, DNS, TLS. (The key is in a header, not the URL.)
             let mut why = e.to_string();
-            let mut source = std::error::Error::source(e);
+            let mut local = false;
+            let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 why = format!("{why}: {s}");
+                local |= s.downcast_ref::<std::io::Error>().is_some_and(out_of_local_resources);
                 source = s.source();
             }
-            AgentError::Unreachable(why)
+            let why = format!("{why} (at {})", crate::redact_url(&self.endpoint.base_url));
+            if local { AgentError::Local(why) } else { AgentError::Unreachable(why) }
         }
+    }
+}
+
+/// Out of descriptors (per process or system-wide), socket buffers or memory.
+fn out_of_local_resources(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    let errno = Errno::from_io_error(e);
+    [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM].iter().any(|x| Some(*x) == errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::out_of_local_resources;
+
+    #[test]
+    fn running_out_of_descriptors_or_memory_is_local_not_the_model() {
+        for errno in [24, 23, 105, 12] {
+            assert!(out_of_local_resources(&std::io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+        for errno in [111, 113, 110] {
+            assert!(!out_of_local_resources(&std::io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+        assert!(!out_of_local_resources(&std::io::Error::other("tls handshake")));
     }
 }

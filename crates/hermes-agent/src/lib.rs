@@ -12,4 +12,5 @@ pub mod loopback;
 mod prompt;
 
 pub use client::{Agent, AgentError, Endpoint, Message, Retry, Speaker};
+pub use hermes_core::redact::redact_url;
 pub use prompt::{DEFAULT_SYSTEM_PROMPT, system_prompt};

@@ -348,28 +348,32 @@ fn sender_decision(ctx: &Context<'_>, forms: &[UserId], action: DenyAction, deny
     d
 }
 
-/// The `WHATSAPP_ALLOWED_USERS=...` line that admits the sender: the current entries, with a
-/// near miss that was clearly meant for this sender corrected in place.
+/// The `WHATSAPP_ALLOWED_USERS=...` line that admits the sender: every current entry kept, an
+/// entry that admits no one but was clearly meant for this sender (a national `0`) corrected
+/// in place, and otherwise the sender appended. An entry that may be someone's number is
+/// never replaced by a guess.
 fn admit_fix(cfg: &WhatsAppConfig, forms: &[UserId], nearest: &[NearMiss]) -> Vec<String> {
     let Some(sender) = forms.first() else { return Vec::new() };
     let sender = sender.to_string();
     let mut out: Vec<String> = Vec::new();
-    let mut replaced = false;
+    let mut seen = std::collections::HashSet::new();
+    let mut corrected = false;
     for entry in cfg.allowed_users.value.entries() {
         let meant_for_sender = nearest.iter().any(|n| {
             n.entry.list == "WHATSAPP_ALLOWED_USERS" && n.entry.position == entry.position && n.reason.is_correction()
         });
         let written = if meant_for_sender {
-            replaced = true;
+            corrected = true;
             sender.clone()
         } else {
             entry.normalized().unwrap_or_else(|| entry.raw.clone())
         };
-        if !out.contains(&written) {
+        // A set, not a scan of `out`: a 100,000-entry allowlist must not cost a quadratic pass.
+        if seen.insert(written.clone()) {
             out.push(written);
         }
     }
-    if !replaced && !out.contains(&sender) {
+    if !corrected && !seen.contains(&sender) {
         out.push(sender);
     }
     vec![format!("WHATSAPP_ALLOWED_USERS={}", out.join(","))]

@@ -376,7 +376,8 @@ pub fn check_enabled(cfg: &WhatsAppConfig) -> Check {
 
 pub fn check_model(model: &ModelConfig) -> Check {
     let name = model.name.value.as_deref().unwrap_or("(provider default)");
-    let base = model.base_url.value.as_deref().unwrap_or("(provider default)");
+    let base =
+        model.base_url.value.as_deref().map_or_else(|| "(provider default)".to_owned(), crate::redact::redact_url);
     match &model.api_key.value {
         Some(key) => Check::ok("model", format!("model {name} at {base}; API key {key} from {}", model.api_key.origin)),
         None if model.base_url.value.is_some() => {

@@ -16,4 +16,5 @@ pub mod link;
 pub mod mention;
 pub mod pairing;
 pub mod paths;
+pub mod redact;
 pub mod storage;

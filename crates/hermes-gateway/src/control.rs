@@ -1,7 +1,9 @@
-//! The gateway's control endpoint on 127.0.0.1, for `hermes send` and health checks.
+//! The gateway's control endpoint, for `hermes send` and health checks.
 //!
-//! Its address and a random token are written to `HERMES_HOME/state/gateway.json` (0600):
-//! only someone who can read the user's files can send through the gateway. A message sent
+//! It listens on a Unix socket in `HERMES_HOME/state/` (0700), never on a TCP port: another
+//! local user cannot even connect, so cannot starve the gateway of descriptors by holding
+//! connections open. The socket's path and a random token are in `state/gateway.json` (0600);
+//! every request is authenticated (constant-time) before its body is read. A message sent
 //! this way goes through the outbox like any reply: chunked, under ids chosen first, sent in
 //! order, and kept if WhatsApp is down until it is back.
 
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +30,8 @@ use crate::{Options, now_secs};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ControlInfo {
     pub pid: u32,
-    pub url: String,
+    /// The Unix socket the endpoint listens on.
+    pub socket: PathBuf,
     pub token: String,
     #[serde(skip)]
     path: PathBuf,
@@ -54,26 +58,42 @@ struct SendRequest {
     text: String,
 }
 
+/// Longest socket path the kernel takes (`sun_path` is 108 bytes with its NUL), kept short of.
+const MAX_SOCKET_PATH: usize = 100;
+
 pub(crate) async fn start(
     opts: &Options,
     db: Db,
     wake: Arc<Notify>,
 ) -> std::io::Result<(ControlInfo, impl Future<Output = ()> + Send + 'static)> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    hermes_store::files::create_private_dir_all(&opts.state_dir)?;
+    let mut socket = opts.state_dir.join("gateway.sock");
+    // A HERMES_HOME deep enough to overflow sun_path gets a private directory of its own
+    // (0700, random name) in the system's temporary directory instead.
+    let mut private_tmp = None;
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        let dir = tempfile::Builder::new().prefix("hermes-").tempdir()?;
+        socket = dir.path().join("gateway.sock");
+        private_tmp = Some(dir);
+    }
+    // A socket left by a gateway that was killed; the session lock says none runs now.
+    match std::fs::remove_file(&socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(&socket)?;
     let token = format!("{:032x}", rand::random::<u128>());
-    let info = ControlInfo {
-        pid: std::process::id(),
-        url: format!("http://{}", listener.local_addr()?),
-        token: token.clone(),
-        path: control_file(&opts.state_dir),
-    };
-    write_private(&info.path, &serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;
+    let info =
+        ControlInfo { pid: std::process::id(), socket, token: token.clone(), path: control_file(&opts.state_dir) };
+    hermes_store::files::write_private(&info.path, &serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;
     let app = App { db, wake, messenger: opts.messenger.clone(), token, home: opts.config.home_channel.value.clone() };
     let router = axum::Router::new()
         .route("/send", axum::routing::post(send))
         .route("/health", axum::routing::get(health))
         .with_state(app);
     Ok((info, async move {
+        // Owned here so the directory lives as long as the endpoint.
+        let _private_tmp = private_tmp;
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "the control endpoint stopped");
         }
@@ -82,31 +102,30 @@ pub(crate) async fn start(
 
 pub(crate) fn remove(info: &ControlInfo) {
     let _ = std::fs::remove_file(&info.path);
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let _ = std::fs::remove_file(&info.socket);
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
+/// Compares in constant time, so the token cannot be guessed byte by byte from timings.
 fn authorized(app: &App, headers: &HeaderMap) -> bool {
-    let expected = format!("Bearer {}", app.token);
-    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+    use subtle::ConstantTimeEq as _;
+    let given = headers.get("authorization").map(|v| v.as_bytes()).unwrap_or_default();
+    let given = given.strip_prefix(b"Bearer ").unwrap_or_default();
+    bool::from(given.ct_eq(app.token.as_bytes()))
 }
 
-async fn send(State(app): State<App>, headers: HeaderMap, Json(req): Json<SendRequest>) -> Response {
+/// The body is taken as bytes and parsed only after the caller is known.
+async fn send(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     if !authorized(&app, &headers) {
         return error(StatusCode::UNAUTHORIZED, "wrong or missing token (it is in HERMES_HOME/state/gateway.json)");
     }
+    let req: SendRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a send request: {e}")),
+    };
     let Some(target) = req.to.or(app.home.clone()) else {
         return error(
             StatusCode::BAD_REQUEST,

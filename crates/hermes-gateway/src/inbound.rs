@@ -405,16 +405,33 @@ async fn answer(shared: &Shared, batch: &Batch) {
     hermes_whatsapp::crash::point("answered");
     let (reply, exchange) = match outcome {
         Ok(answer) => (answer.clone(), Some((text.clone(), answer))),
-        Err(why) => (why, None),
+        Err(Unanswered::Tell(why)) => (why, None),
+        // Nothing is committed: the messages stay waiting and are asked about again, so a
+        // passing shortage here never becomes a final "the model is not reachable".
+        Err(Unanswered::Later) => {
+            tokio::time::sleep(RETRY_AFTER_ERROR).await;
+            shared.release(&batch.seqs);
+            return;
+        }
     };
     commit(shared, chat, &batch.seqs, &reply, exchange).await;
 }
 
-/// The agent's answer, or the sentence the user gets instead (the log says why).
-async fn ask(shared: &Shared, chat: &str, text: &str) -> Result<String, String> {
+/// Why there is no answer from the agent.
+enum Unanswered {
+    /// The sentence the user gets instead (the log says why).
+    Tell(String),
+    /// This machine could not ask (out of descriptors, memory): try again later, tell no one.
+    Later,
+}
+
+/// The agent's answer, or why there is none.
+async fn ask(shared: &Shared, chat: &str, text: &str) -> Result<String, Unanswered> {
     let Some(agent) = &shared.agent else {
         tracing::error!("no AI model is configured: set `model:` in config.yaml (and its API key in .env)");
-        return Err("Sorry, I can't answer: no AI model is configured for this gateway yet.".to_owned());
+        return Err(Unanswered::Tell(
+            "Sorry, I can't answer: no AI model is configured for this gateway yet.".to_owned(),
+        ));
     };
     let (c, window) = (chat.to_owned(), shared.history_window);
     let history = shared.db.call(move |s| s.history(&c, window)).await.unwrap_or_default();
@@ -424,8 +441,12 @@ async fn ask(shared: &Shared, chat: &str, text: &str) -> Result<String, String> 
     }));
     messages.push(Message::new(Speaker::User, text));
     agent.complete(&messages).await.map_err(|e| {
+        if e.is_local() {
+            tracing::warn!(error = %e, "cannot ask the model now; the messages wait and are asked about again");
+            return Unanswered::Later;
+        }
         tracing::error!(error = %e, "the model did not answer; the sender is told");
-        e.for_user().to_owned()
+        Unanswered::Tell(e.for_user().to_owned())
     })
 }
 

@@ -5,6 +5,7 @@
 //! the gateway did not answer leaves a row in the drop ledger saying why. Each write that
 //! matters is one transaction. Schema changes are numbered migrations, applied in order.
 
+pub mod files;
 mod inbox;
 mod migrations;
 mod outbox;

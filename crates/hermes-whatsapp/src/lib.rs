@@ -6,6 +6,7 @@
 pub mod backup;
 mod client;
 pub mod crash;
+
 pub mod journal;
 pub mod linking;
 pub mod lock;

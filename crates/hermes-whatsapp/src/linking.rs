@@ -93,29 +93,49 @@ pub fn check_server_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// Removes leftovers of earlier attempts that were killed mid-way.
-fn clean_leftovers(session_dir: &Path) -> Result<(), LinkError> {
-    let Some(parent) = session_dir.parent() else { return Ok(()) };
+/// Deals with leftovers of earlier attempts that were killed mid-way. The caller holds the
+/// session lock, so no other link is in progress. A leftover whose store holds a linked device
+/// may be a link WhatsApp accepted: it is kept as a backup, never deleted; the rest is removed.
+async fn clean_leftovers(session_dir: &Path, now_secs: u64) -> Result<Vec<String>, LinkError> {
+    let mut warnings = Vec::new();
+    let Some(parent) = session_dir.parent() else { return Ok(warnings) };
     let prefix = format!("{}.linking-", session_dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(warnings) };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            std::fs::remove_dir_all(entry.path())
-                .map_err(io(format!("remove the unfinished link {}", entry.path().display())))?;
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let path = entry.path();
+        if let StoreState::Linked(account) = store::inspect(&path).await {
+            let kept = crate::backup::move_to_backup(session_dir, &path, now_secs)
+                .map_err(io(format!("keep the unfinished link {} as a backup", path.display())))?;
+            if let Some(kept) = kept {
+                warnings.push(format!(
+                    "an earlier link to +{} was interrupted after WhatsApp accepted it; it is kept in {}",
+                    account.phone,
+                    kept.display()
+                ));
+            }
+        } else {
+            std::fs::remove_dir_all(&path).map_err(io(format!("remove the unfinished link {}", path.display())))?;
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
-fn private_dir(path: &Path) -> Result<(), LinkError> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io(format!("create {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-        .map_err(io(format!("chmod {}", path.display())))
+/// Creates `path` (and missing parents) 0700; a directory that exists already keeps its mode,
+/// with a warning when other users could replace what hermes keeps in it.
+fn private_dir(path: &Path, warnings: &mut Vec<String>) -> Result<(), LinkError> {
+    hermes_store::files::create_private_dir_all(path).map_err(io(format!("create {}", path.display())))?;
+    if hermes_store::files::others_can_replace_entries(path) {
+        warnings.push(format!(
+            "{} can be written by other users, who could replace the session kept in it; run `chmod go-w {}` or \
+             choose another session_path",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Session files hold keys: readable by this user only.
@@ -136,6 +156,9 @@ pub struct Linked {
     pub account: LinkedAccount,
     /// Where the session it replaced was moved, if there was one.
     pub backup: Option<PathBuf>,
+    /// What went wrong without stopping the link (a backup that could not be rotated, a
+    /// shared parent directory), for the user to see.
+    pub warnings: Vec<String>,
 }
 
 /// Links a new device and installs it as the session; a session it replaces is moved to a
@@ -150,13 +173,13 @@ pub async fn link(
     if let Some(url) = &opts.server_url {
         check_server_url(url).map_err(LinkError::ServerUrl)?;
     }
-    clean_leftovers(&opts.session_dir)?;
+    let mut warnings = clean_leftovers(&opts.session_dir, now_secs).await?;
     let parent =
         opts.session_dir.parent().ok_or_else(|| LinkError::Store("the session directory has no parent".into()))?;
-    private_dir(parent)?;
+    private_dir(parent, &mut warnings)?;
     let name = opts.session_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = parent.join(format!("{name}.linking-{}", std::process::id()));
-    private_dir(&tmp)?;
+    private_dir(&tmp, &mut warnings)?;
 
     let result = tokio::select! {
         r = run_link(opts, &tmp, &mut progress) => r,
@@ -180,12 +203,24 @@ pub async fn link(
     }
     // After the verification, which may have created the store's WAL files too.
     restrict_files(&tmp)?;
-    let backup = crate::backup::move_to_backup(&opts.session_dir, now_secs)
+    // Install first, rotate after: the old session is moved aside (a rename), the new one
+    // takes its place, and only then are old backups pruned, whose failure is only a warning.
+    let backup = crate::backup::move_to_backup(&opts.session_dir, &opts.session_dir, now_secs)
         .map_err(io(format!("back up the old {}", opts.session_dir.display())))?;
-    std::fs::rename(&tmp, &opts.session_dir)
-        .map_err(io(format!("move the new session to {}", opts.session_dir.display())))?;
-    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(format!("sync {}", parent.display())))?;
-    Ok(Linked { account, backup })
+    if let Err(e) = std::fs::rename(&tmp, &opts.session_dir) {
+        // Put the old session back where it was; the new one stays beside it as a leftover
+        // that the next run keeps as a backup.
+        if let Some(b) = &backup {
+            let _ = std::fs::rename(b, &opts.session_dir);
+        }
+        return Err(LinkError::Io {
+            what: format!("move the new session to {}", opts.session_dir.display()),
+            source: e,
+        });
+    }
+    hermes_store::files::sync_dir(parent).map_err(io(format!("sync {}", parent.display())))?;
+    warnings.extend(crate::backup::rotate(&opts.session_dir));
+    Ok(Linked { account, backup, warnings })
 }
 
 async fn run_link(

@@ -96,7 +96,8 @@ async fn demo(loaded: &load::Loaded, home: &Path, args: &Args) -> anyhow::Result
     let llm = LoopbackLlm::start(0).await.context("start the offline responder")?;
     let (endpoint, label) = match model(loaded, args).await {
         Ok(endpoint) => {
-            let label = format!("the configured model {} at {}", endpoint.model, endpoint.base_url);
+            let label =
+                format!("the configured model {} at {}", endpoint.model, hermes_agent::redact_url(&endpoint.base_url));
             (endpoint, label)
         }
         Err(why) => {

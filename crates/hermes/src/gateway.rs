@@ -40,13 +40,9 @@ pub fn read_record(home: &Path) -> Option<LinkRecord> {
 
 fn write_record(home: &Path, record: &LinkRecord) -> anyhow::Result<()> {
     let path = record_path(home);
-    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    serde_json::to_writer(&mut f, record)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))?;
-    Ok(())
+    hermes_store::files::create_private_dir_all(path.parent().expect("has a parent"))?;
+    hermes_store::files::write_private(&path, &serde_json::to_vec(record)?)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 pub fn now_secs() -> u64 {
@@ -89,11 +85,13 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
+    raise_descriptor_limit();
     let home = loaded.home.path.clone();
+    private_state_dir(&home.join("state"))?;
     let mut record = LinkRecord { pid: std::process::id(), ..read_record(&home).unwrap_or_default() };
     // Every inbound message is journaled before WhatsApp is told it arrived.
     let db = home.join("state").join("hermes.db");
-    std::fs::create_dir_all(db.parent().expect("has a parent"))?;
+    hermes_store::files::create_private_dir_all(db.parent().expect("has a parent"))?;
     let store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let journal =
@@ -145,6 +143,33 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     }
 }
 
+/// A gateway holds a socket per connection (WhatsApp, the model, media): let it use what the
+/// administrator allows (the hard limit) rather than the often small default soft limit.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+        && let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: Some(maximum), maximum: Some(maximum) })
+    {
+        tracing::warn!(current, maximum, error = %e, "cannot raise the open-file limit");
+    }
+}
+
+/// `state/` holds the control token and the journal: this user's only. Hermes owns it, so a
+/// wider mode left by an older version or a copy is narrowed, and said.
+fn private_state_dir(state: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    hermes_store::files::create_private_dir_all(state).with_context(|| format!("create {}", state.display()))?;
+    let mode = std::fs::metadata(state)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 0700 {}", state.display()))?;
+        tracing::info!(path = %state.display(), was = format!("{mode:o}"), "state directory made private (0700)");
+    }
+    Ok(())
+}
+
 /// The pipeline's settings from the configuration: the model, the system prompt, the limits.
 fn pipeline_options(
     loaded: &load::Loaded,
@@ -183,7 +208,7 @@ fn agent(model: &hermes_core::config::ModelConfig) -> (Option<hermes_agent::Agen
                 model: name.clone(),
                 api_key: model.api_key.value.as_ref().map(|k| k.expose().to_owned()),
             };
-            tracing::info!(model = %name, base_url = %endpoint.base_url, "agent model");
+            tracing::info!(model = %name, base_url = %hermes_agent::redact_url(&endpoint.base_url), "agent model");
             (Some(hermes_agent::Agent::new(endpoint, hermes_agent::Retry::default())), name.clone())
         }
         (None, _) => {

@@ -34,7 +34,7 @@ fn check_platform(p: &str) -> Result<(), String> {
 pub fn run(profile: Option<&str>, command: &Command) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     let state = loaded.home.path.join("state");
-    std::fs::create_dir_all(&state)?;
+    hermes_store::files::create_private_dir_all(&state)?;
     let mut store = hermes_store::Store::open(&state.join("hermes.db"))?;
     let now = i64::try_from(crate::gateway::now_secs()).unwrap_or(i64::MAX);
     let mut out = std::io::stdout().lock();

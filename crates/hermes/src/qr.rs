@@ -13,7 +13,7 @@ pub fn terminal(data: &str) -> anyhow::Result<String> {
 }
 
 /// Writes the code as a black-on-white PNG (8 pixels per module, 4-module quiet zone), via a
-/// temporary file and a rename so a viewer never sees half a file.
+/// atomic write so a viewer never sees half a file.
 pub fn write_png(data: &str, path: &Path) -> anyhow::Result<()> {
     const SCALE: usize = 8;
     const QUIET: usize = 4;
@@ -30,13 +30,12 @@ pub fn write_png(data: &str, path: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    let tmp = path.with_extension("png.tmp");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
     let size = u32::try_from(size).context("QR code too large")?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), size, size);
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, size, size);
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.write_header()?.write_image_data(&pixels)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    hermes_store::files::write_private(path, &bytes).with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }

@@ -32,29 +32,53 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         }
     };
     let file = hermes_gateway::control_file(&loaded.home.path.join("state"));
-    let info: Option<hermes_gateway::ControlInfo> =
-        std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(info) = info.filter(|i| crate::whatsapp::process_alive(i.pid)) else {
+    let not_running = || {
         eprintln!(
             "hermes: the gateway is not running for {}: start it with `hermes gateway`",
             loaded.home.path.display()
         );
+        Ok(exit::PROBLEM)
+    };
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return not_running(),
+        Err(e) => return Err(e).with_context(|| format!("read {}", file.display())),
+    };
+    // The token is what lets a caller send as the owner: trust it only from a private file.
+    if let Err(why) = private_to_this_user(&file) {
+        eprintln!("hermes: {why}");
         return Ok(exit::PROBLEM);
+    }
+    let info: Option<hermes_gateway::ControlInfo> = serde_json::from_slice(&bytes).ok();
+    let Some(info) = info.filter(|i| crate::whatsapp::process_alive(i.pid)) else {
+        return not_running();
     };
     let body = serde_json::json!({"to": chat, "text": args.text.join(" ")});
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (status, answer) = runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .post(format!("{}/send", info.url))
-            .bearer_auth(&info.token)
-            .json(&body)
-            .send()
-            .await
-            .context("reach the gateway")?;
+    let answer = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .unix_socket(info.socket.as_path())
+            // The gateway answers within 20 s (sent or queued); more is a gateway in trouble.
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        let response = client.post("http://gateway/send").bearer_auth(&info.token).json(&body).send().await?;
         let status = response.status();
-        let answer: serde_json::Value = response.json().await.context("read the gateway's answer")?;
+        let answer: serde_json::Value = response.json().await?;
         anyhow::Ok((status, answer))
-    })?;
+    });
+    let (status, answer) = match answer {
+        Ok(a) => a,
+        // A gateway.json whose process is alive but does not answer: stale, or a gateway
+        // that is stuck. Either way not a usage error.
+        Err(e) => {
+            eprintln!(
+                "hermes: the gateway for {} does not answer on {} ({e:#}); is it running? restart it with `hermes gateway`",
+                loaded.home.path.display(),
+                info.socket.display()
+            );
+            return Ok(exit::PROBLEM);
+        }
+    };
     let mut out = std::io::stdout().lock();
     match status.as_u16() {
         200 => {
@@ -78,4 +102,29 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
             Ok(exit::PROBLEM)
         }
     }
+}
+
+/// Refuses a control file someone else could have written or read.
+fn private_to_this_user(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !meta.file_type().is_file() {
+        return Err(format!("{} is not a regular file; remove it and restart `hermes gateway`", path.display()));
+    }
+    if meta.uid() != me {
+        return Err(format!(
+            "{} belongs to uid {}, not to you (uid {me}); remove it and restart `hermes gateway` as yourself",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {:o}); its token is a secret: remove it and restart `hermes gateway`",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }

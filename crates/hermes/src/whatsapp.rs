@@ -94,8 +94,8 @@ fn now_secs() -> u64 {
 
 /// Writes settings to `HERMES_HOME/.env`, keeping everything else in it; the file is 0600.
 fn save_env(loaded: &Loaded, updates: &[(&str, &str)]) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&loaded.home.path)?;
+    hermes_store::files::create_private_dir_all(&loaded.home.path)
+        .with_context(|| format!("create {}", loaded.home.path.display()))?;
     let path = loaded.env_file();
     let before = match std::fs::read_to_string(&path) {
         Ok(s) => s,
@@ -103,11 +103,7 @@ fn save_env(loaded: &Loaded, updates: &[(&str, &str)]) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
     let after = dotenv::set_vars(&before, updates);
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(after.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))?;
+    hermes_store::files::write_private(&path, after.as_bytes()).with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }
 
@@ -329,7 +325,11 @@ pub fn unlink(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
             );
             return Ok(exit::PROBLEM);
         }
-        match hermes_whatsapp::backup::move_to_backup(&p.session_dir, now_secs())? {
+        let moved = hermes_whatsapp::backup::move_to_backup(&p.session_dir, &p.session_dir, now_secs())?;
+        for w in hermes_whatsapp::backup::rotate(&p.session_dir) {
+            eprintln!("hermes: warning: {w}");
+        }
+        match moved {
             Some(b) => out.event(json!({ "event": "unlinked", "backup": b.display().to_string() }), || {
                 format!("Unlinked. The session was moved to {} (the last three backups are kept).", b.display())
             }),
@@ -437,6 +437,9 @@ async fn run_linking(
     let _ = std::fs::remove_file(&png);
     match result {
         Ok(linked) => {
+            for w in &linked.warnings {
+                eprintln!("hermes: warning: {w}");
+            }
             save_env(loaded, &[("WHATSAPP_ENABLED", "true")])?;
             // What the gateway recorded about the previous session is history now.
             let _ = std::fs::remove_file(crate::gateway::record_path(&loaded.home.path));

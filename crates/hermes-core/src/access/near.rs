@@ -23,9 +23,11 @@ pub enum NearReason {
 }
 
 impl NearReason {
-    /// The entry can be replaced by the sender's number with confidence.
+    /// The entry can be replaced by the sender's number with confidence: it admits no one as
+    /// written (a national `0` is never the start of an international number). An entry
+    /// without a country code might still be someone's full number, so it is kept.
     pub fn is_correction(&self) -> bool {
-        matches!(self, NearReason::MissingCountryCode { .. } | NearReason::NationalZero { .. })
+        matches!(self, NearReason::NationalZero { .. })
     }
 
     fn rank(&self) -> usize {
@@ -55,12 +57,20 @@ fn is_tail(sender: &str, entry_digits: &str) -> bool {
     entry_digits.len() >= 6 && sender.len() > entry_digits.len() && sender.ends_with(entry_digits)
 }
 
+/// Digits this many or more already make a full international number almost everywhere
+/// (North America 11, most of Europe 11 to 13), while national numbers without their trunk
+/// prefix are 10 or fewer. An allowlist entry this long is someone else's number, however
+/// its tail matches: `15551234567` is a US number, not `4915551234567` missing its `49`.
+const INTERNATIONAL_DIGITS: usize = 11;
+
 fn compare(sender: &UserId, outcome: &Result<AllowEntry, EntryProblem>, raw: &str) -> Option<NearReason> {
     match (sender, outcome) {
         (UserId::Phone(s), Ok(AllowEntry::User(UserId::Phone(e)))) => {
             let (s, e) = (s.as_str(), e.as_str());
             if is_tail(s, e) {
-                return Some(NearReason::MissingCountryCode { write: s.to_owned() });
+                // A full number that is the tail of the sender's is another person's number.
+                return (e.len() < INTERNATIONAL_DIGITS)
+                    .then(|| NearReason::MissingCountryCode { write: s.to_owned() });
             }
             let d = strsim::levenshtein(s, e);
             (d <= MAX_TYPO).then_some(NearReason::Typo { distance: d })

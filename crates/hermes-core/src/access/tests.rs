@@ -234,7 +234,7 @@ fn near_misses_explain_and_fix() {
         hint_and_fix("4915112345678,5551234567", ALICE),
         (
             "entry '5551234567' (#2 in WHATSAPP_ALLOWED_USERS) has no country code; write 15551234567".into(),
-            vec!["WHATSAPP_ALLOWED_USERS=4915112345678,15551234567".into()]
+            vec!["WHATSAPP_ALLOWED_USERS=4915112345678,5551234567,15551234567".into()]
         )
     );
     assert_eq!(
@@ -257,6 +257,21 @@ fn near_misses_explain_and_fix() {
     assert_eq!(fix, vec!["WHATSAPP_ALLOWED_USERS=447911123456,15551234567"]);
     let (hint, _) = hint_and_fix("", ALICE);
     assert_eq!(hint, "WHATSAPP_ALLOWED_USERS is empty, and an empty allowlist admits no one");
+}
+
+/// Issue 11: a stranger whose number ends in an allowed number is not that number "missing its
+/// country code", and admitting the stranger never evicts the real contact.
+#[test]
+fn issue_11_a_near_miss_never_evicts_a_real_entry() {
+    let env = [("WHATSAPP_ALLOWED_USERS", "15551234567"), ("WHATSAPP_DM_POLICY", "allowlist")];
+    let stranger = "4915551234567@s.whatsapp.net";
+    let d = run(&Case { env: &env, chat: stranger, sender: stranger, ..DM });
+    assert!(!d.is_allowed());
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("no entry in WHATSAPP_ALLOWED_USERS or GATEWAY_ALLOWED_USERS names 4915551234567")
+    );
+    assert_eq!(d.fix, vec!["WHATSAPP_ALLOWED_USERS=15551234567,4915551234567"]);
 }
 
 #[test]

@@ -372,3 +372,88 @@ impl SpawnScript for std::process::Command {
         script.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("script")
     }
 }
+
+/// Issue 11: a stray file among the backups made rotation fail after the old session was moved
+/// away, leaving the new, accepted session in `session.linking-<pid>` for the next run to delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_a_relink_installs_the_new_session_whatever_the_backups_hold() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15553330000");
+    let home = Home::new();
+    link_phone(&home, &sim, "15553330000");
+    let bak = home.path.join("platforms/whatsapp/session.bak");
+    for n in 1..=3 {
+        std::fs::create_dir_all(bak.join(format!("00000000000{n}"))).expect("old backup");
+    }
+    std::fs::write(bak.join(".DS_Store"), "finder was here").expect("stray file");
+    std::fs::create_dir(bak.join("keep-me")).expect("a directory of the user's");
+
+    let relink = Linking::start(&home, &sim, &["--force"]);
+    let qr = relink.expect("qr");
+    sim.link_qr("15553330000", qr["qr"].as_str().expect("qr")).expect("scan");
+    relink.expect("paired");
+    relink.expect("connected");
+    assert_eq!(relink.wait(), 0);
+    let (code, st) = status(&home);
+    assert_eq!((code, st["state"].as_str()), (0, Some("linked")), "the accepted session is installed: {st}");
+    assert_eq!(sim.devices("15553330000"), vec![1, 2]);
+    let mut names: Vec<String> = std::fs::read_dir(&bak)
+        .expect("backups")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "three backups of hermes' own plus what it did not name: {names:?}");
+    assert!(names.contains(&".DS_Store".to_owned()) && names.contains(&"keep-me".to_owned()), "{names:?}");
+    assert!(!names.contains(&"000000000001".to_owned()), "the oldest of hermes' backups was rotated out: {names:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(home.path.join("platforms/whatsapp"))
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".linking-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Issue 11: a leftover `.linking-*` that holds a linked device may be the only copy of a link
+/// WhatsApp accepted; it is kept as a backup, never deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_an_interrupted_link_that_holds_a_device_becomes_a_backup() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15553331111");
+    let home = Home::new();
+    link_phone(&home, &sim, "15553331111");
+    let dir = home.path.join("platforms/whatsapp");
+    // As a link killed between WhatsApp's acceptance and the install would leave it.
+    std::fs::rename(dir.join("session"), dir.join("session.linking-4242")).expect("leftover");
+    let relink = Linking::start(&home, &sim, &[]);
+    let qr = relink.expect("qr");
+    drop(relink);
+    assert!(qr["qr"].is_string());
+    assert!(!dir.join("session.linking-4242").exists());
+    let kept: Vec<_> = std::fs::read_dir(dir.join("session.bak")).expect("backups").flatten().collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].path().join("whatsapp.db").exists());
+}
+
+/// Issue 11: a session_path under a shared directory (1777) must not take its sticky bit away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_linking_leaves_an_existing_parent_directory_as_it_was() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15553332222");
+    let home = Home::new();
+    let shared = home.path.parent().expect("parent").join("shared");
+    std::fs::create_dir(&shared).expect("shared dir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod 1777");
+    let session = shared.join("wa-session");
+    let home =
+        home.with_yaml(&format!("platforms:\n  whatsapp:\n    extra:\n      session_path: {}\n", session.display()));
+    let linking = Linking::start(&home, &sim, &[]);
+    let qr = linking.expect("qr");
+    sim.link_qr("15553332222", qr["qr"].as_str().expect("qr")).expect("scan");
+    linking.expect("paired");
+    linking.expect("connected");
+    assert_eq!(linking.wait(), 0);
+    let mode = std::fs::metadata(&shared).expect("meta").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "the shared parent keeps its mode and sticky bit");
+    assert_eq!(std::fs::metadata(&session).expect("session").permissions().mode() & 0o777, 0o700);
+}

@@ -10,4 +10,5 @@ mod gateway;
 mod link;
 #[cfg(feature = "simulator")]
 mod pipeline;
+mod send;
 mod support;
