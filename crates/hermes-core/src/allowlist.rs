@@ -10,7 +10,7 @@
 use crate::identity::{Jid, Lid, PhoneNumber, PhoneProblem, Server, UserId};
 
 /// One entry after normalisation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum AllowEntry {
     /// `*`: everyone.
     Everyone,
@@ -135,17 +135,26 @@ impl Allowlist {
     /// comma-separated list, as people write in YAML too.
     pub fn from_items<'a>(items: impl IntoIterator<Item = &'a str>) -> Allowlist {
         let mut entries: Vec<EntryReport> = Vec::new();
+        // The first position of each entry: a map, so a 100,000-entry list is not a quadratic pass.
+        let mut first: std::collections::HashMap<AllowEntry, usize> = std::collections::HashMap::new();
         for item in items.into_iter().flat_map(|i| i.split([',', '\n', '\r'])) {
             let raw = trim_entry(item);
             if raw.is_empty() {
                 continue;
             }
             let outcome = parse_entry(raw);
-            let duplicate_of = outcome
-                .as_ref()
-                .ok()
-                .and_then(|e| entries.iter().find(|r| r.outcome.as_ref().ok() == Some(e)).map(|r| r.position));
-            entries.push(EntryReport { position: entries.len() + 1, raw: raw.to_owned(), outcome, duplicate_of });
+            let position = entries.len() + 1;
+            let duplicate_of = match &outcome {
+                Ok(e) => match first.entry(e.clone()) {
+                    std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(position);
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
+            entries.push(EntryReport { position, raw: raw.to_owned(), outcome, duplicate_of });
         }
         Allowlist { entries }
     }

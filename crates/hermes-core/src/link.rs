@@ -78,6 +78,11 @@ pub enum LinkState {
     TemporarilyBanned {
         until: u64,
     },
+    /// Not receiving since `since`: the disk under HERMES_HOME is full (or below the free-space
+    /// threshold), so a message could not be kept. Resumes by itself when there is room.
+    StoragePaused {
+        since: u64,
+    },
     /// Terminal: WhatsApp ended the session.
     LoggedOut {
         reason: LogoutReason,
@@ -119,6 +124,7 @@ impl LinkState {
             LinkState::Reconnecting { .. } => "reconnecting",
             LinkState::Replaced { .. } => "replaced",
             LinkState::TemporarilyBanned { .. } => "temporarily_banned",
+            LinkState::StoragePaused { .. } => "storage_paused",
             LinkState::LoggedOut { .. } => "logged_out",
             LinkState::DeviceRemoved { .. } => "device_removed",
             LinkState::ClientOutdated { .. } => "client_outdated",
@@ -152,6 +158,10 @@ impl LinkState {
             LinkState::TemporarilyBanned { .. } => {
                 Some("WhatsApp banned this number for a while; hermes reconnects by itself when the ban ends")
             }
+            LinkState::StoragePaused { .. } => Some(
+                "the disk that holds HERMES_HOME is full (or below HERMES_MIN_FREE_MB): free some space; hermes \
+                 resumes receiving by itself, and WhatsApp keeps the messages until then",
+            ),
             LinkState::Connecting { .. }
             | LinkState::Connected { .. }
             | LinkState::Reconnecting { .. }
@@ -179,6 +189,11 @@ pub enum LinkEvent {
     Replaced,
     /// The time of an [`Action::ConnectAt`] has come.
     RetryDue,
+    /// A message or the session could not be written (disk full, below the threshold): stop
+    /// receiving, so nothing is acknowledged that is not kept.
+    StorageFull,
+    /// There is room again.
+    StorageReady,
     Stop,
 }
 
@@ -306,6 +321,16 @@ impl Link {
                     (S::Replaced { count, at }, vec![Action::ConnectAt(at)])
                 }
             }
+
+            // Storage before everything else that merely retries: no connection while nothing can be kept.
+            (S::StoragePaused { .. }, E::StorageFull) => return vec![],
+            (_, E::StorageFull) => (S::StoragePaused { since: now }, vec![Action::Disconnect]),
+            (S::StoragePaused { .. }, E::StorageReady) => {
+                (S::Connecting { attempt: self.failures }, vec![Action::Connect])
+            }
+            (_, E::StorageReady) => return vec![],
+            // Reports from the connection that was dropped for the pause.
+            (S::StoragePaused { .. }, E::Connected | E::Disconnected(_) | E::RetryDue) => return vec![],
 
             (S::Connecting { .. } | S::Reconnecting { .. }, E::Connected) => (S::Connected { since: now }, vec![]),
             // A late or duplicate report of a connection we already have.

@@ -351,7 +351,13 @@ async fn refuse(
             Offer::Send(code) => {
                 let hint = format!("sent pairing code {code}; to admit: hermes pairing approve whatsapp {code}");
                 let d = drop_row(row, aliases, decision.rule.as_str(), nearest, Some(&hint));
-                warn_once(shared, &row.sender, decision.rule.as_str(), &hint);
+                // The code itself is for `hermes pairing list`, never for a log others may read.
+                warn_once(
+                    shared,
+                    &row.sender,
+                    decision.rule.as_str(),
+                    "sent a pairing code; see it with `hermes pairing list`, admit with `hermes pairing approve whatsapp CODE`",
+                );
                 let c = Code {
                     code: code.clone(),
                     sender: row.sender.clone(),

@@ -35,12 +35,17 @@ pub(crate) async fn start(
     pair_code_phone: Option<&str>,
     auto_reconnect: bool,
     journal: Option<crate::journal::JournalHook>,
+    fence: Option<Arc<crate::fence::Fence>>,
 ) -> Result<Running, String> {
     let db = dir.join(STORE_FILE);
     let db = db.to_str().ok_or("the session path is not valid UTF-8")?;
     let store = SqliteStore::new(db).await.map_err(|e| e.to_string())?;
     let (tx, events) = mpsc::unbounded_channel::<Arc<Event>>();
-    let mut builder = Bot::builder().with_backend(store).with_push_name(push_name.to_owned());
+    let builder = match fence {
+        Some(fence) => Bot::builder().with_backend(crate::fence::FencedStore::new(store, fence)),
+        None => Bot::builder().with_backend(store),
+    };
+    let mut builder = builder.with_push_name(push_name.to_owned());
     if let Some(hook) = journal {
         builder = builder.with_inbound_durability_hook(hook);
     }

@@ -13,6 +13,8 @@ pub struct JournalHook {
     store: Arc<Mutex<Store>>,
     /// Woken when a batch brought something new, for the pipeline to take it.
     wake: Arc<tokio::sync::Notify>,
+    /// Woken when a batch could not be kept, for the supervisor to stop receiving.
+    trouble: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for JournalHook {
@@ -22,8 +24,12 @@ impl std::fmt::Debug for JournalHook {
 }
 
 impl JournalHook {
-    pub fn new(store: Arc<Mutex<Store>>, wake: Arc<tokio::sync::Notify>) -> JournalHook {
-        JournalHook { store, wake }
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        wake: Arc<tokio::sync::Notify>,
+        trouble: Arc<tokio::sync::Notify>,
+    ) -> JournalHook {
+        JournalHook { store, wake, trouble }
     }
 }
 
@@ -51,14 +57,22 @@ impl whatsapp_rust::InboundDurabilityHook for JournalHook {
         let records: Vec<Inbound> = batch.iter().map(record).collect();
         let store = self.store.clone();
         // SQLite blocks; keep it off the receive loop's thread.
-        let new = tokio::task::spawn_blocking(move || {
+        let committed = tokio::task::spawn_blocking(move || {
             let mut store = store.lock().map_err(|_| anyhow::anyhow!("the journal's lock is poisoned"))?;
             let outcome = store.journal(&records)?;
             let new = outcome.iter().filter(|o| matches!(o, hermes_store::Journaled::New(_))).count();
             tracing::debug!(new, redelivered = outcome.len() - new, "inbound batch journaled");
             anyhow::Ok(new)
         })
-        .await??;
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        // Not kept, so not acknowledged: WhatsApp redelivers it, but only to a new connection,
+        // which the supervisor makes once the journal can be written again.
+        let new = committed.inspect_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "cannot journal an inbound message; it is not acknowledged");
+            self.trouble.notify_one();
+        })?;
         // Kept, not yet acknowledged: a crash here must not lose the message.
         crate::crash::point("journaled");
         if new > 0 {

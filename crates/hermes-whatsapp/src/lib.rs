@@ -6,7 +6,7 @@
 pub mod backup;
 mod client;
 pub mod crash;
-
+pub mod fence;
 pub mod journal;
 pub mod linking;
 pub mod lock;

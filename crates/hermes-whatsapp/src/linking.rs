@@ -235,6 +235,7 @@ async fn run_link(
         opts.pair_code_phone.as_deref(),
         true,
         None,
+        None,
     )
     .await
     .map_err(LinkError::Store)?;

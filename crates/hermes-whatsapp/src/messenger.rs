@@ -50,6 +50,12 @@ impl Messenger {
         *self.client.lock().expect("not poisoned") = Some(client);
     }
 
+    /// Lets go of the client, which is being thrown away.
+    pub(crate) fn detach(&self) {
+        self.set_connected(false);
+        *self.client.lock().expect("not poisoned") = None;
+    }
+
     pub(crate) fn set_connected(&self, connected: bool) {
         self.connected.send_if_modified(|c| std::mem::replace(c, connected) != connected);
     }

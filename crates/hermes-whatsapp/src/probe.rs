@@ -29,7 +29,7 @@ pub enum Probe {
 
 /// Connects once with the stored session and reports what WhatsApp says.
 pub async fn probe(session_dir: &Path, server_url: Option<&str>, timeout: Duration) -> Result<Probe, String> {
-    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, None).await?;
+    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, None, None).await?;
     let verdict = tokio::time::timeout(timeout, async {
         while let Some(event) = running.events.recv().await {
             match &*event {
@@ -67,7 +67,7 @@ pub async fn logout(
     server_url: Option<&str>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, None).await?;
+    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, None, None).await?;
     let connected = tokio::time::timeout(timeout, async {
         while let Some(event) = running.events.recv().await {
             match &*event {

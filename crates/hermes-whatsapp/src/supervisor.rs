@@ -5,6 +5,12 @@
 //! ends is decided by `hermes_core::link`, fed with the client's events. Transient trouble backs
 //! off with jitter and never asks for a QR code; a logout, a removal, a lock or an outdated
 //! client stops for good with the reason; a ban waits for its end.
+//!
+//! Storage is watched too: a message must never be acknowledged unless it is kept. When the
+//! client's store or the journal cannot be written, or free space falls below the threshold,
+//! the client is fenced (see [`crate::fence`]) and thrown away without its unsaved state, the
+//! link pauses, and a new client is built from what is on disk once there is room again;
+//! WhatsApp redelivers what was not acknowledged.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -29,6 +35,49 @@ pub struct SupervisorOptions {
     pub journal: Option<crate::journal::JournalHook>,
     /// Given each client, and told when it is connected, for the pipeline to send with.
     pub messenger: Option<crate::messenger::Messenger>,
+    pub storage: StorageGuard,
+}
+
+/// When there is room to keep what arrives.
+#[derive(Clone, Debug)]
+pub struct StorageGuard {
+    /// Directories whose filesystems must have room: the session's and `state/`.
+    pub watch: Vec<PathBuf>,
+    /// Where a probe file is written (and removed) to prove writes go through: `state/`.
+    pub probe_dir: Option<PathBuf>,
+    /// Below this many free bytes on any watched filesystem, receiving pauses.
+    pub min_free_bytes: u64,
+    /// How often it is checked while connected (and while paused).
+    pub every: Duration,
+    /// Woken by the journal hook when it could not commit, and by a tripped fence.
+    pub trouble: Arc<tokio::sync::Notify>,
+}
+
+impl StorageGuard {
+    /// `Err` says which filesystem is short and by how much, or which write failed.
+    pub fn check(&self) -> Result<(), String> {
+        for dir in &self.watch {
+            let Ok(st) = rustix::fs::statvfs(dir.as_path()) else { continue };
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            if free < self.min_free_bytes {
+                return Err(format!(
+                    "{} has {} KiB free, below the {} KiB hermes keeps in reserve",
+                    dir.display(),
+                    free / 1024,
+                    self.min_free_bytes / 1024
+                ));
+            }
+        }
+        if let Some(dir) = &self.probe_dir {
+            use std::io::Write as _;
+            let probe = tempfile::Builder::new().prefix(".space-probe").tempfile_in(dir).and_then(|mut f| {
+                f.write_all(&[0u8; 4096])?;
+                f.as_file().sync_all()
+            });
+            probe.map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// Translates a client event into what the link state machine understands.
@@ -63,6 +112,12 @@ fn run_once(client: &Arc<Client>) -> RunFuture {
     })
 }
 
+/// One client, from its start to its teardown.
+struct Conn {
+    client: Arc<Client>,
+    fence: Arc<crate::fence::Fence>,
+}
+
 /// Keeps the link until WhatsApp ends it or `cancel` completes. Every state change is passed to
 /// `on_state` (to record and show it). Returns the final state.
 pub async fn supervise(
@@ -79,22 +134,50 @@ pub async fn supervise(
     if !linked {
         return Ok(link.state().clone());
     }
-    let running =
-        client::start(&opts.session_dir, opts.server_url.as_deref(), "Hermes Agent", None, false, opts.journal.clone())
-            .await?;
-    let (client, mut events) = (running.client, running.events);
-    if let Some(m) = &opts.messenger {
-        m.attach(client.clone());
+    let guard = &opts.storage;
+    // Never connect while what arrives could not be kept.
+    if let Err(why) = guard.check() {
+        tracing::error!(why, "not receiving: no room to keep messages; waiting for space");
+        actions = link.step(LinkEvent::StorageFull, now(), rand_unit());
+        on_state(link.state());
     }
-    // The client's first run starts with it; `Action::Connect` for the first attempt is that run.
-    let mut run: Option<RunFuture> = Some(Box::pin(running.handle));
+    let mut conn: Option<Conn> = None;
+    let mut events: Option<tokio::sync::mpsc::UnboundedReceiver<Arc<Event>>> = None;
+    let mut run: Option<RunFuture> = None;
     let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval(guard.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(cancel);
     loop {
         for action in actions.drain(..) {
             match action {
-                Action::Connect if run.is_none() => run = Some(run_once(&client)),
-                Action::Connect => {}
+                Action::Connect => match &conn {
+                    Some(c) if run.is_none() => run = Some(run_once(&c.client)),
+                    Some(_) => {}
+                    None => {
+                        // Reports about the clients before this one are answered by this one:
+                        // a wake-up they left behind must not pause it.
+                        let _ = tokio::time::timeout(Duration::ZERO, guard.trouble.notified()).await;
+                        // A new client, from what is on disk; its first run starts with it.
+                        let fence = crate::fence::Fence::new(guard.trouble.clone());
+                        let running = client::start(
+                            &opts.session_dir,
+                            opts.server_url.as_deref(),
+                            "Hermes Agent",
+                            None,
+                            false,
+                            opts.journal.clone(),
+                            Some(fence.clone()),
+                        )
+                        .await?;
+                        if let Some(m) = &opts.messenger {
+                            m.attach(running.client.clone());
+                        }
+                        events = Some(running.events);
+                        run = Some(Box::pin(running.handle));
+                        conn = Some(Conn { client: running.client, fence });
+                    }
+                },
                 Action::ConnectAt(at) => retry_at = Some(clock + Duration::from_millis(at)),
                 Action::Disconnect => retry_at = None,
             }
@@ -102,13 +185,19 @@ pub async fn supervise(
         if link.state().is_terminal() {
             break;
         }
+        let paused = matches!(link.state(), LinkState::StoragePaused { .. });
         let event = tokio::select! {
             () = &mut cancel => LinkEvent::Stop,
-            e = events.recv() => match e.as_deref().map(link_event) {
-                Some(Some(event)) => event,
-                Some(None) => continue,
-                None => LinkEvent::Stop,
-            },
+            e = async { events.as_mut().expect("guarded").recv().await }, if events.is_some() => {
+                match e.as_deref().map(link_event) {
+                    Some(Some(event)) => event,
+                    Some(None) => continue,
+                    None => {
+                        events = None;
+                        continue;
+                    }
+                }
+            }
             // The connection's run ended: if nothing said why, it was the network.
             () = async { run.as_mut().expect("guarded").await }, if run.is_some() => {
                 run = None;
@@ -118,12 +207,47 @@ pub async fn supervise(
                 retry_at = None;
                 LinkEvent::RetryDue
             }
+            // A journal commit or a store write failed: stop before anything is acknowledged.
+            () = guard.trouble.notified(), if !paused => {
+                let why = conn.as_ref().and_then(|c| c.fence.why()).unwrap_or_else(|| "the journal could not be written".into());
+                tracing::error!(why, "not receiving: a message could not be kept; waiting for space, nothing is acknowledged");
+                if let Some(c) = &conn {
+                    c.fence.trip(why);
+                }
+                LinkEvent::StorageFull
+            }
+            _ = tick.tick() => match (guard.check(), paused) {
+                (Err(why), false) => {
+                    tracing::error!(why, "not receiving: too little room to keep messages; waiting for space");
+                    LinkEvent::StorageFull
+                }
+                (Ok(()), true) => {
+                    tracing::info!("room to keep messages again; receiving resumes");
+                    LinkEvent::StorageReady
+                }
+                _ => continue,
+            },
         };
         let before = link.state().clone();
         actions = link.step(event, now(), rand_unit());
+        if event == LinkEvent::StorageFull
+            && let Some(c) = conn.take()
+        {
+            // Fenced first, so the teardown's flush cannot write what this client holds in
+            // memory; the next client starts from the disk.
+            c.fence.trip("receiving paused for want of storage");
+            if let Some(m) = &opts.messenger {
+                m.detach();
+            }
+            c.client.disconnect().await;
+            if let Some(r) = run.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
+            }
+            events = None;
+        }
         if *link.state() != before {
             if let Some(m) = &opts.messenger {
-                m.set_connected(link.state().name() == "connected");
+                m.set_connected(matches!(link.state(), LinkState::Connected { .. }));
             }
             tracing::info!(state = link.state().name(), "whatsapp link");
             on_state(link.state());
@@ -132,7 +256,9 @@ pub async fn supervise(
     if let Some(m) = &opts.messenger {
         m.set_connected(false);
     }
-    client.disconnect().await;
+    if let Some(c) = conn {
+        c.client.disconnect().await;
+    }
     if let Some(r) = run {
         let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
     }

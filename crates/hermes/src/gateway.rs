@@ -94,8 +94,19 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     hermes_store::files::create_private_dir_all(db.parent().expect("has a parent"))?;
     let store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    let journal =
-        hermes_whatsapp::journal::JournalHook::new(std::sync::Arc::new(std::sync::Mutex::new(store)), wake.clone());
+    let trouble = std::sync::Arc::new(tokio::sync::Notify::new());
+    let journal = hermes_whatsapp::journal::JournalHook::new(
+        std::sync::Arc::new(std::sync::Mutex::new(store)),
+        wake.clone(),
+        trouble.clone(),
+    );
+    let storage = hermes_whatsapp::supervisor::StorageGuard {
+        watch: vec![session_dir.clone(), home.join("state")],
+        probe_dir: Some(home.join("state")),
+        min_free_bytes: loaded.resolved.config.whatsapp.min_free_mb.value.saturating_mul(1024 * 1024),
+        every: std::time::Duration::from_secs(2),
+        trouble,
+    };
     let messenger = hermes_whatsapp::messenger::Messenger::new();
     #[cfg(feature = "simulator")]
     let policy = load::time_scale().map_or_else(RetryPolicy::default, |f| RetryPolicy::default().scaled(f));
@@ -107,6 +118,7 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         policy,
         journal: Some(journal),
         messenger: Some(messenger.clone()),
+        storage,
     };
     let pipeline_opts = pipeline_options(&loaded, db, messenger, wake);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -41,7 +41,16 @@ impl Loaded {
 /// Reads everything. Unreadable files are errors; missing ones are not.
 pub fn load(profile: Option<&str>) -> anyhow::Result<Loaded> {
     let home_dir = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-    let home_var = std::env::var("HERMES_HOME").ok();
+    let home_var = match std::env::var_os("HERMES_HOME") {
+        None => None,
+        Some(v) => Some(v.into_string().map_err(|v| {
+            anyhow::anyhow!(
+                "HERMES_HOME={} is not valid UTF-8; hermes will not guess another folder: point HERMES_HOME at a \
+                 path spelled in UTF-8",
+                v.to_string_lossy()
+            )
+        })?),
+    };
     let home = paths::hermes_home(home_var.as_deref(), home_dir.as_deref(), profile)?;
     let env: BTreeMap<String, String> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
@@ -72,12 +81,36 @@ pub fn load(profile: Option<&str>) -> anyhow::Result<Loaded> {
     })
 }
 
+/// Configuration files are small (a 100,000-entry allowlist is 1.5 MiB); a larger one is a
+/// mistake (or an attack), not a setting.
+const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
 fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    // Looked at before opening: opening a FIFO would wait forever for a writer.
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if !meta.is_file() {
+        anyhow::bail!("{} is not a regular file; replace it with a text file (or remove it)", path.display());
     }
+    if meta.len() > MAX_CONFIG_BYTES {
+        anyhow::bail!(
+            "{} is {} KiB; configuration files are at most {} KiB: keep only the settings in it",
+            path.display(),
+            meta.len() / 1024,
+            MAX_CONFIG_BYTES / 1024
+        );
+    }
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 text (byte {} is not); save it as UTF-8",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// Reads `.env`; a line that cannot be parsed is a configuration error naming the line, and

@@ -21,6 +21,8 @@ pub struct DotenvError {
 pub fn parse(text: &str, env: &BTreeMap<String, String>) -> (BTreeMap<String, String>, Vec<DotenvError>) {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut errors = Vec::new();
+    // Editors on Windows start files with a byte-order mark; it is not part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.split('\n').collect();
     let mut i = 0;
     while i < lines.len() {
@@ -158,6 +160,23 @@ mod tests {
         let (v, e) = vars(text);
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(v.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()), Some(value), "in {text:?}");
+    }
+
+    /// Issue 11: a byte-order mark before the first key silently dropped that key.
+    #[test]
+    fn issue_11_a_byte_order_mark_does_not_hide_the_first_key() {
+        check("\u{feff}WHATSAPP_ALLOWED_USERS=15551234567\nB=2", "WHATSAPP_ALLOWED_USERS", "15551234567");
+    }
+
+    /// Outside input: whatever the bytes, parsing ends, never panics, and keeps what it can.
+    #[test]
+    fn arbitrary_text_never_panics() {
+        proptest::proptest!(proptest::prelude::ProptestConfig::with_cases(512), |(text in "\\PC{0,400}")| {
+            let _ = vars(&text);
+        });
+        proptest::proptest!(|(text in "[A-Z_=\"'#\\\\$ {}\n\r\t]{0,200}")| {
+            let _ = vars(&text);
+        });
     }
 
     #[test]

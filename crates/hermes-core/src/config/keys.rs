@@ -27,6 +27,7 @@ pub const KNOWN_ENV_KEYS: &[&str] = &[
     "WHATSAPP_SEND_READ_RECEIPTS",
     "WHATSAPP_DEBUG",
     "WHATSAPP_SERVER_URL",
+    "WHATSAPP_MIN_FREE_MB",
 ];
 
 /// Hermes variables that only its Node bridge or other platforms read. They are recognised so
@@ -56,6 +57,7 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "mode",
     "home_channel",
     "text_batch_delay_seconds",
+    "min_free_mb",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -270,6 +272,13 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 0.3,
                 |r| scalar_text(r).and_then(values::parse_seconds),
             ),
+            min_free_mb: self.get(&["WHATSAPP_MIN_FREE_MB"], &["whatsapp.min_free_mb"], 64, |r| {
+                scalar_text(r).and_then(|t| {
+                    t.trim().parse::<u64>().map_err(|_| {
+                        "accepted values: a whole number of MiB, e.g. 64 (0 turns the reserve off)".to_owned()
+                    })
+                })
+            }),
             server_url: self.text(&["WHATSAPP_SERVER_URL"], &[]),
         };
         Config { whatsapp, model: self.model() }

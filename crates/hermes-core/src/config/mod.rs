@@ -101,6 +101,9 @@ pub struct WhatsAppConfig {
     /// `platforms.whatsapp.extra.session_path`, as written.
     pub session_path: Setting<Option<String>>,
     pub text_batch_delay_seconds: Setting<f64>,
+    /// Below this much free space (MiB) on the disk of the session or `state/`, the gateway
+    /// stops receiving until there is room: nothing is acknowledged that cannot be kept.
+    pub min_free_mb: Setting<u64>,
     /// Where to reach WhatsApp's servers; only the simulator build honours it.
     pub server_url: Setting<Option<String>>,
 }
@@ -246,6 +249,7 @@ impl Config {
             line("WHATSAPP_DEBUG", &w.debug, ToString::to_string),
             line("session_path", &w.session_path, opt),
             line("text_batch_delay_seconds", &w.text_batch_delay_seconds, ToString::to_string),
+            line("WHATSAPP_MIN_FREE_MB", &w.min_free_mb, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, opt),

@@ -61,15 +61,28 @@ pub struct YamlError {
     pub message: String,
 }
 
+/// Deeper than any configuration needs; the limit keeps a hostile file from building a tree
+/// whose recursive drop or comparison would overflow the stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses the first document. An empty file is an empty mapping.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = Builder::default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| YamlError {
-        line: e.marker().line(),
-        column: e.marker().col() + 1,
-        message: e.info().to_owned(),
-    })?;
+    // Event by event rather than `Parser::load`, which recurses once per nesting level and so
+    // overflows the stack on a hostile file before any limit of ours could say no.
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| YamlError {
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+            message: e.info().to_owned(),
+        })?;
+        match event {
+            Event::StreamEnd | Event::DocumentEnd => break,
+            event => builder.on_event(event, mark),
+        }
+    }
     if let Some(message) = builder.error {
         return Err(YamlError { line: builder.error_line, column: 1, message });
     }
@@ -87,6 +100,8 @@ struct Builder {
     root: Option<Node>,
     error: Option<String>,
     error_line: usize,
+    /// Levels opened beyond [`MAX_DEPTH`], skipped with everything inside them.
+    skipped: usize,
 }
 
 impl Builder {
@@ -118,6 +133,23 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let line = mark.line();
+        let opens = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
+        if opens && (self.skipped > 0 || self.stack.len() >= MAX_DEPTH) {
+            if self.error.is_none() {
+                self.error = Some(format!(
+                    "nested deeper than {MAX_DEPTH} levels; a configuration never needs that, so this is not one"
+                ));
+                self.error_line = line;
+            }
+            self.skipped += 1;
+            return;
+        }
+        if self.skipped > 0 {
+            if matches!(ev, Event::SequenceEnd | Event::MappingEnd) {
+                self.skipped -= 1;
+            }
+            return;
+        }
         match ev {
             Event::Scalar(text, style, _, _) => {
                 self.push_node(Node::Scalar { text, plain: style == TScalarStyle::Plain, line })
@@ -157,6 +189,24 @@ mod tests {
         assert_eq!(items[0], Node::Scalar { text: "0151 234567".into(), plain: true, line: 3 });
         assert_eq!(items[1], Node::Scalar { text: "+15551234567".into(), plain: true, line: 4 });
         assert_eq!(wa.get("require_mention"), Some(&Node::Scalar { text: "yes".into(), plain: false, line: 5 }));
+    }
+
+    /// Issue 11: 50,000 nested lists crashed every command with a stack overflow.
+    #[test]
+    fn issue_11_deep_nesting_is_an_error_not_a_crash() {
+        let text = "- ".repeat(50_000) + "x\n";
+        let err = parse(&text).expect_err("too deep");
+        assert!(err.message.contains("nested deeper than 64 levels"), "{err}");
+        let text = "[".repeat(50_000);
+        assert!(parse(&text).is_err());
+        let ok = "a:\n".to_owned() + &(1..40).map(|i| format!("{}b{i}:\n", "  ".repeat(i))).collect::<String>();
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_key() {
+        let node = parse("\u{feff}whatsapp:\n  mode: bot\n").expect("valid");
+        assert!(node.get("whatsapp").is_some());
     }
 
     #[test]

@@ -302,3 +302,23 @@ mod props {
         }
     }
 }
+
+/// Issue 11: a full disk pauses receiving (never a QR, never a retry into the same wall) and
+/// room resumes it; reports from the dropped connection change nothing meanwhile.
+#[test]
+fn issue_11_a_full_disk_pauses_until_there_is_room() {
+    let mut l = connected(0);
+    let paused = LinkState::StoragePaused { since: 5 * S };
+    check(&mut l, LinkEvent::StorageFull, 5 * S, 0.5, paused.clone(), &[Action::Disconnect]);
+    assert!(!l.state().is_terminal());
+    assert!(l.state().fix().is_some_and(|f| f.contains("free some space")));
+    check(&mut l, LinkEvent::Disconnected(Transient::Network), 6 * S, 0.5, paused.clone(), &[]);
+    check(&mut l, LinkEvent::RetryDue, 7 * S, 0.5, paused.clone(), &[]);
+    check(&mut l, LinkEvent::StorageFull, 8 * S, 0.5, paused, &[]);
+    check(&mut l, LinkEvent::StorageReady, 9 * S, 0.5, LinkState::Connecting { attempt: 0 }, &[Action::Connect]);
+    check(&mut l, LinkEvent::StorageReady, 10 * S, 0.5, LinkState::Connecting { attempt: 0 }, &[]);
+    // While reconnecting, too: the retry timer is dropped.
+    let mut l = connected(0);
+    l.step(LinkEvent::Disconnected(Transient::Network), S, 0.5);
+    check(&mut l, LinkEvent::StorageFull, 2 * S, 0.5, LinkState::StoragePaused { since: 2 * S }, &[Action::Disconnect]);
+}

@@ -25,11 +25,16 @@ impl Gateway {
     }
 
     pub fn start_with(home: &Home, sim: &Sim, env: &[(&str, &str)]) -> Gateway {
-        let mut child = home
-            .command(&["gateway"])
+        let mut cmd = home.command(&["gateway"]);
+        cmd.envs(env.iter().copied());
+        Gateway::spawn(cmd, sim)
+    }
+
+    /// Runs `cmd` (a `hermes gateway`, maybe behind a wrapper) against `sim`.
+    pub fn spawn(mut cmd: std::process::Command, sim: &Sim) -> Gateway {
+        let mut child = cmd
             .env("WHATSAPP_SERVER_URL", sim.ws_url())
             .env("RUST_LOG", "info,whatsapp_rust=warn")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -74,6 +79,10 @@ impl Gateway {
         let code = self.child.wait().expect("wait").code().unwrap_or(-1);
         let rest: Vec<String> = self.log.try_iter().collect();
         (code, rest.join("\n"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn terminate(&self) {

@@ -2,10 +2,13 @@
 
 #[cfg(feature = "simulator")]
 mod demo;
+#[cfg(feature = "simulator")]
+mod disk;
 mod doctor;
 mod explain;
 #[cfg(feature = "simulator")]
 mod gateway;
+mod hostile;
 #[cfg(feature = "simulator")]
 mod link;
 #[cfg(feature = "simulator")]

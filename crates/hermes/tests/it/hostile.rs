@@ -1,0 +1,63 @@
+//! Odd and hostile configuration: each gets a clear error or works, in bounded time.
+
+use std::os::unix::ffi::OsStrExt as _;
+
+use crate::support::{Home, run_output};
+
+/// Issue 11: a byte-order mark before the first key hid the allowlist from explain.
+#[test]
+fn issue_11_a_byte_order_mark_in_env_keeps_the_first_key() {
+    let home = Home::new().with_env("\u{feff}WHATSAPP_ALLOWED_USERS=15551234567\nWHATSAPP_MODE=bot\n");
+    let run = home.run(&["whatsapp", "explain", "+1 555 123 4567"]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+/// Issue 11: a FIFO where .env should be made doctor wait forever for a writer.
+#[test]
+fn issue_11_a_fifo_as_env_is_an_error_not_a_hang() {
+    let home = Home::new();
+    let fifo = home.path.join(".env");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let run = home.run(&["doctor"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("is not a regular file"), "{run:?}");
+}
+
+/// Issue 11: 50,000 nested list items crashed every command with a stack overflow.
+#[test]
+fn issue_11_deeply_nested_yaml_is_an_error_not_a_crash() {
+    let home = Home::new().with_yaml(&("- ".repeat(50_000) + "x\n"));
+    let run = home.run(&["doctor", "--json"]);
+    assert!(matches!(run.code, 1 | 2), "{run:?}");
+    assert!(run.stdout.contains("nested deeper than 64 levels"), "{run:?}");
+}
+
+/// Issue 11: a HERMES_HOME that is not UTF-8 silently fell back to ~/.hermes.
+#[test]
+fn issue_11_a_non_utf8_hermes_home_is_an_error() {
+    let home = Home::new();
+    let odd = std::ffi::OsStr::from_bytes(b"/tmp/hermes-\xff-home");
+    let out = home.command(&["doctor"]).env("HERMES_HOME", odd).output().expect("run");
+    let run = run_output(out);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("HERMES_HOME") && run.stderr.contains("UTF-8"), "{run:?}");
+}
+
+/// Issue 11: a 100,000-entry allowlist took 33 s in explain (a quadratic pass).
+#[test]
+fn issue_11_a_huge_allowlist_is_explained_in_bounded_time() {
+    let entries: Vec<String> = (0..100_000u64).map(|i| format!("4915{:09}", i)).collect();
+    let home = Home::new().with_env(&format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={}\n", entries.join(",")));
+    let started = std::time::Instant::now();
+    let mut child = home.command(&["whatsapp", "explain", "15551234567"]).spawn().expect("run");
+    // Bounded, not timed: a generous ceiling that a quadratic pass over 100,000 entries misses.
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert_eq!(status.code(), Some(1));
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "explain did not finish within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
