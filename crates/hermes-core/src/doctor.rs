@@ -374,6 +374,57 @@ pub fn check_enabled(cfg: &WhatsAppConfig) -> Check {
     }
 }
 
+/// `.env` holds the model's API key: nobody else may read it. `mode` is the file's permission
+/// bits, `None` when there is no `.env`.
+pub fn check_env_file(mode: Option<u32>, model: &ModelConfig) -> Option<Check> {
+    let mode = mode?;
+    let holds_key = matches!(model.api_key.origin, crate::config::Origin::DotEnv(_));
+    if !holds_key {
+        return None;
+    }
+    Some(if mode & 0o077 == 0 {
+        Check::ok("env_file", "readable by you only (it holds the API key)")
+    } else {
+        Check::bad(
+            "env_file",
+            Status::Warn,
+            format!("holds the API key and others can read it (mode {:o})", mode & 0o777),
+            "chmod 600 .env in HERMES_HOME",
+        )
+    })
+}
+
+/// Free space on the filesystems of the session and `state/`, each `(where, free bytes)`,
+/// against the reserve below which the gateway stops receiving.
+pub fn check_free_space(places: &[(PathBuf, u64)], reserve_bytes: u64) -> Check {
+    const MIB: u64 = 1024 * 1024;
+    let tightest = places.iter().min_by_key(|(_, free)| *free);
+    match tightest {
+        None => Check::ok("free_space", "nothing to check yet"),
+        Some((dir, free)) if *free < reserve_bytes => Check::bad(
+            "free_space",
+            Status::Error,
+            format!(
+                "{} has {} MiB free, below the {} MiB reserve: the gateway stops receiving until there is room",
+                dir.display(),
+                free / MIB,
+                reserve_bytes / MIB
+            ),
+            "free some disk space there (or lower WHATSAPP_MIN_FREE_MB)",
+        ),
+        Some((dir, free)) if *free < reserve_bytes.saturating_mul(4).max(256 * MIB) => Check::bad(
+            "free_space",
+            Status::Warn,
+            format!("{} has only {} MiB free", dir.display(), free / MIB),
+            "free some disk space before it fills: below the reserve the gateway stops receiving",
+        ),
+        Some((dir, free)) => Check::ok(
+            "free_space",
+            format!("{} MiB free where the session and state live (the tightest: {})", free / MIB, dir.display()),
+        ),
+    }
+}
+
 pub fn check_model(model: &ModelConfig) -> Check {
     let name = model.name.value.as_deref().unwrap_or("(provider default)");
     let base =

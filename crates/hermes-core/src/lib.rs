@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod allowlist;
+pub mod budget;
 pub mod command;
 pub mod config;
 pub mod doctor;

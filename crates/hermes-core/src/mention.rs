@@ -42,7 +42,9 @@ pub fn gate(cfg: &WhatsAppConfig, own: Option<&Account>, m: &Addressing<'_>) -> 
     if cfg.free_response_chats.value.iter().any(|c| c.trim() == chat || c.trim() == chat_user) {
         return Ok(Pass::FreeResponseChat);
     }
-    if m.text.trim_start().starts_with('/') {
+    // Only a command this gateway knows: any text that merely starts with `/` would let
+    // every group member past the gate to the agent.
+    if crate::command::parse(m.text).is_some_and(|c| !matches!(c, crate::command::Command::Unknown(_))) {
         return Ok(Pass::Command);
     }
     let is_own = |j: &Jid| own.is_some_and(|a| j.user_id().is_some_and(|u| a.is(&u)));
@@ -124,6 +126,9 @@ mod tests {
         check("", "anything", &[], None, Ok(Pass::NotRequired));
         check(ON, "anything", &[], None, Err(()));
         check(ON, "/status", &[], None, Ok(Pass::Command));
+        // Issue 11: not any text that starts with a slash.
+        check(ON, "/imagine a poem about the group", &[], None, Err(()));
+        check(ON, "/etc/passwd, summarise it", &[], None, Err(()));
         check(ON, "hi @15551234567", &[], None, Ok(Pass::Mentioned));
         check(ON, "hi there", &["15551234567@s.whatsapp.net"], None, Ok(Pass::Mentioned));
         check(ON, "hi there", &["98765432101234@lid"], None, Ok(Pass::Mentioned));

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use hermes_agent::{Agent, Message, Speaker};
 use hermes_core::access::{self, Decision, DenyAction, Rule};
+use hermes_core::budget;
 use hermes_core::command::{self, Command};
 use hermes_core::config::{Mode, WhatsAppConfig};
 use hermes_core::format;
@@ -441,11 +442,17 @@ async fn ask(shared: &Shared, chat: &str, text: &str) -> Result<String, Unanswer
     };
     let (c, window) = (chat.to_owned(), shared.history_window);
     let history = shared.db.call(move |s| s.history(&c, window)).await.unwrap_or_default();
+    // Bounded input: one message, each turn of history, and the history as a whole.
+    let cfg = &shared.config;
+    let cap = |t: &str| budget::cap_message(t, usize::try_from(cfg.max_input_chars.value).unwrap_or(usize::MAX));
+    let history: Vec<(Role, String)> = history.into_iter().map(|(role, content)| (role, cap(&content))).collect();
+    let sizes: Vec<usize> = history.iter().map(|(_, content)| content.chars().count()).collect();
+    let fit = budget::history_fits(&sizes, usize::try_from(cfg.max_history_chars.value).unwrap_or(usize::MAX));
     let mut messages = vec![Message::new(Speaker::System, shared.system_prompt.clone())];
-    messages.extend(history.into_iter().map(|(role, content)| {
+    messages.extend(history.into_iter().skip(sizes.len() - fit).map(|(role, content)| {
         Message::new(if role == Role::User { Speaker::User } else { Speaker::Assistant }, content)
     }));
-    messages.push(Message::new(Speaker::User, text));
+    messages.push(Message::new(Speaker::User, cap(text)));
     agent.complete(&messages).await.map_err(|e| {
         if e.is_local() {
             tracing::warn!(error = %e, "cannot ask the model now; the messages wait and are asked about again");

@@ -74,6 +74,40 @@ pub fn others_can_replace_entries(dir: &Path) -> bool {
     })
 }
 
+/// Opens a SQLite file for reading without creating anything beside it. In WAL mode even a
+/// read-only connection creates `-wal` and `-shm` files when they are missing, and cannot
+/// remove them afterwards. Without a `-wal`, every commit is in the main file and nothing is
+/// writing, so it is opened `immutable` (no side files, no locks). With one, a plain read-only
+/// open sees the latest commits; it changes no data, only its read marks in the `-shm`
+/// shared-memory index that every reader maps.
+pub fn open_sqlite_read_only(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let conn = if Path::new(&wal).exists() {
+        rusqlite::Connection::open_with_flags(path, flags)?
+    } else {
+        rusqlite::Connection::open_with_flags(format!("file:{}?immutable=1", uri_path(path)), flags)?
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// `path` percent-encoded for a `file:` URI.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,21 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// Opens for reading only, for commands that look and change nothing (`status`, `drops`):
+    /// no WAL switch, no migration, no file created. `None` when there is no database yet.
+    /// A file from a newer hermes is refused; an older one is read as it is.
+    pub fn open_read_only(path: &Path) -> Result<Option<Store>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = files::open_sqlite_read_only(path)?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > migrations::LATEST {
+            return Err(StoreError::TooNew { found, known: migrations::LATEST });
+        }
+        Ok(Some(Store { conn }))
+    }
+
     /// The schema version in the file.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)

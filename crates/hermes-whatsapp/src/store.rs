@@ -46,6 +46,39 @@ impl StoreState {
     }
 }
 
+/// Like [`inspect`], but changes nothing in the session at all: the store is copied with
+/// SQLite's `VACUUM INTO` over a read-only connection (a consistent snapshot, even while the
+/// gateway writes), and the copy, in a private temporary directory, is what gets opened,
+/// migrated and read. For `status`, `doctor` and `explain`.
+pub async fn inspect_read_only(session_dir: &Path) -> StoreState {
+    let file = session_dir.join(STORE_FILE);
+    match std::fs::metadata(&file) {
+        Err(_) => return StoreState::Missing,
+        Ok(m) if m.len() == 0 => return StoreState::Empty,
+        Ok(_) => {}
+    }
+    let copy = match tempfile::Builder::new().prefix("hermes-inspect-").tempdir() {
+        Ok(d) => d,
+        Err(e) => return StoreState::Corrupt(format!("cannot make a temporary copy to read: {e}")),
+    };
+    let snapshot = copy.path().join(STORE_FILE);
+    let copied = tokio::task::spawn_blocking({
+        let (file, snapshot) = (file.clone(), snapshot.clone());
+        move || -> Result<(), rusqlite::Error> {
+            let conn = hermes_store::files::open_sqlite_read_only(&file)?;
+            let target = snapshot.to_str().ok_or(rusqlite::Error::InvalidPath(snapshot.clone()))?;
+            conn.execute("VACUUM INTO ?1", [target])?;
+            Ok(())
+        }
+    })
+    .await;
+    match copied {
+        Ok(Ok(())) => inspect(copy.path()).await,
+        Ok(Err(e)) => StoreState::Corrupt(e.to_string()),
+        Err(e) => StoreState::Corrupt(e.to_string()),
+    }
+}
+
 /// Opens the store read-and-verify. Never creates anything where nothing is.
 pub async fn inspect(session_dir: &Path) -> StoreState {
     let file = session_dir.join(STORE_FILE);

@@ -24,6 +24,11 @@ pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     checks.extend(doctor::check_allowlists(&cfg.whatsapp));
     checks.push(doctor::check_reach(&cfg.whatsapp));
     checks.push(doctor::check_model(&cfg.model));
+    checks.extend(doctor::check_env_file(env_mode(&loaded), &cfg.model));
+    checks.push(doctor::check_free_space(
+        &free_space(&loaded, &session.path),
+        cfg.whatsapp.min_free_mb.value * 1024 * 1024,
+    ));
 
     let ok = checks.iter().all(|c| c.status != Status::Error);
     let mut out = std::io::stdout().lock();
@@ -39,6 +44,23 @@ pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         return Err(e.into());
     }
     Ok(if ok { exit::OK } else { exit::PROBLEM })
+}
+
+fn env_mode(loaded: &load::Loaded) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(loaded.env_file()).ok().map(|m| m.permissions().mode())
+}
+
+/// Free bytes where the session and `state/` live (the nearest existing directory of each).
+fn free_space(loaded: &load::Loaded, session_dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    [session_dir.to_path_buf(), loaded.home.path.join("state")]
+        .into_iter()
+        .filter_map(|dir| {
+            let existing = dir.ancestors().find(|a| a.is_dir())?.to_path_buf();
+            let st = rustix::fs::statvfs(existing.as_path()).ok()?;
+            Some((existing, st.f_bavail.saturating_mul(st.f_frsize)))
+        })
+        .collect()
 }
 
 /// The link: what the store holds, who holds the lock, and a Node-bridge session left by Hermes.

@@ -47,10 +47,9 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let since = now.saturating_sub(args.since);
     let db = loaded.home.path.join("state").join("hermes.db");
     // Reading never creates the database: no file means the gateway never ran here.
-    let drops = if db.exists() {
-        hermes_store::Store::open(&db)?.drops_since(i64::try_from(since).unwrap_or(i64::MAX))?
-    } else {
-        Vec::new()
+    let drops = match hermes_store::Store::open_read_only(&db)? {
+        Some(store) => store.drops_since(i64::try_from(since).unwrap_or(i64::MAX))?,
+        None => Vec::new(),
     };
     let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
     for d in &drops {

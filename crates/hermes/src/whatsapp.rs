@@ -482,9 +482,10 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// What the session store holds, for the commands that do not otherwise need a runtime.
+/// What the session holds, for commands that only look: nothing in the session changes.
 pub fn inspect_store(session_dir: &Path) -> anyhow::Result<StoreState> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(runtime.block_on(store::inspect(session_dir)))
+    Ok(runtime.block_on(store::inspect_read_only(session_dir)))
 }
 
 pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
@@ -538,7 +539,7 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     // The journal says when a message last arrived; reading it never creates it.
     let db = loaded.home.path.join("state").join("hermes.db");
     let last_message =
-        db.exists().then(|| hermes_store::Store::open(&db).ok()?.last_received().ok().flatten()).flatten();
+        hermes_store::Store::open_read_only(&db).ok().flatten().and_then(|s| s.last_received().ok().flatten());
     let mut stdout = std::io::stdout().lock();
     if json {
         let v = json!({

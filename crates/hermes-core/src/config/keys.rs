@@ -28,6 +28,8 @@ pub const KNOWN_ENV_KEYS: &[&str] = &[
     "WHATSAPP_DEBUG",
     "WHATSAPP_SERVER_URL",
     "WHATSAPP_MIN_FREE_MB",
+    "WHATSAPP_MAX_INPUT_CHARS",
+    "WHATSAPP_MAX_HISTORY_CHARS",
 ];
 
 /// Hermes variables that only its Node bridge or other platforms read. They are recognised so
@@ -58,6 +60,8 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "home_channel",
     "text_batch_delay_seconds",
     "min_free_mb",
+    "max_input_chars",
+    "max_history_chars",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -272,16 +276,36 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 0.3,
                 |r| scalar_text(r).and_then(values::parse_seconds),
             ),
-            min_free_mb: self.get(&["WHATSAPP_MIN_FREE_MB"], &["whatsapp.min_free_mb"], 64, |r| {
-                scalar_text(r).and_then(|t| {
-                    t.trim().parse::<u64>().map_err(|_| {
-                        "accepted values: a whole number of MiB, e.g. 64 (0 turns the reserve off)".to_owned()
-                    })
-                })
-            }),
+            min_free_mb: self.count(
+                "WHATSAPP_MIN_FREE_MB",
+                "min_free_mb",
+                64,
+                "MiB, e.g. 64 (0 turns the reserve off)",
+            ),
+            max_input_chars: self.count(
+                "WHATSAPP_MAX_INPUT_CHARS",
+                "max_input_chars",
+                16_000,
+                "characters, e.g. 16000 (0: no cap)",
+            ),
+            max_history_chars: self.count(
+                "WHATSAPP_MAX_HISTORY_CHARS",
+                "max_history_chars",
+                60_000,
+                "characters, e.g. 60000 (0: no cap)",
+            ),
             server_url: self.text(&["WHATSAPP_SERVER_URL"], &[]),
         };
         Config { whatsapp, model: self.model() }
+    }
+
+    /// A whole number from the environment or `whatsapp.<key>`; `unit` completes "a whole number of ...".
+    fn count(&mut self, env: &str, key: &str, default: u64, unit: &str) -> Setting<u64> {
+        let yaml = format!("whatsapp.{key}");
+        self.get(&[env], &[yaml.as_str()], default, |r| {
+            scalar_text(r)
+                .and_then(|t| t.trim().parse::<u64>().map_err(|_| format!("accepted values: a whole number of {unit}")))
+        })
     }
 
     fn policy(&mut self, env: &str, key: &str) -> Setting<Policy> {

@@ -104,6 +104,11 @@ pub struct WhatsAppConfig {
     /// Below this much free space (MiB) on the disk of the session or `state/`, the gateway
     /// stops receiving until there is room: nothing is acknowledged that cannot be kept.
     pub min_free_mb: Setting<u64>,
+    /// The most characters of one message the model reads (0: no cap); longer ones are cut,
+    /// with a note saying so.
+    pub max_input_chars: Setting<u64>,
+    /// The most characters of history sent with a message (0: no cap); older turns go first.
+    pub max_history_chars: Setting<u64>,
     /// Where to reach WhatsApp's servers; only the simulator build honours it.
     pub server_url: Setting<Option<String>>,
 }
@@ -250,6 +255,8 @@ impl Config {
             line("session_path", &w.session_path, opt),
             line("text_batch_delay_seconds", &w.text_batch_delay_seconds, ToString::to_string),
             line("WHATSAPP_MIN_FREE_MB", &w.min_free_mb, ToString::to_string),
+            line("WHATSAPP_MAX_INPUT_CHARS", &w.max_input_chars, ToString::to_string),
+            line("WHATSAPP_MAX_HISTORY_CHARS", &w.max_history_chars, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, opt),

@@ -61,3 +61,22 @@ fn issue_11_a_huge_allowlist_is_explained_in_bounded_time() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Issue 11: doctor did not warn about a `.env` that holds the API key and others can read.
+#[test]
+fn issue_11_doctor_warns_about_a_readable_env_with_a_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = Home::new().with_env("OPENAI_API_KEY=sk-test-not-a-real-key\nWHATSAPP_ALLOWED_USERS=15551234567\n");
+    std::fs::set_permissions(home.path.join(".env"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let run = home.run(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let check = v["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "env_file").cloned();
+    let check = check.unwrap_or_else(|| panic!("no env_file check: {v}"));
+    assert_eq!(check["status"], "warn", "{check}");
+    assert!(check["message"].as_str().is_some_and(|m| m.contains("644")), "{check}");
+    assert!(!run.stdout.contains("sk-test-not-a-real-key"), "the key is never printed");
+    std::fs::set_permissions(home.path.join(".env"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let v: serde_json::Value = serde_json::from_str(&home.run(&["doctor", "--json"]).stdout).expect("json");
+    let check = v["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "env_file").cloned();
+    assert_eq!(check.expect("check")["status"], "ok");
+}

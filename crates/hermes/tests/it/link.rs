@@ -457,3 +457,56 @@ async fn issue_11_linking_leaves_an_existing_parent_directory_as_it_was() {
     assert_eq!(mode, 0o1777, "the shared parent keeps its mode and sticky bit");
     assert_eq!(std::fs::metadata(&session).expect("session").permissions().mode() & 0o777, 0o700);
 }
+
+/// Every file under `dir`, with its size, modification time and contents.
+fn tree(dir: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let meta = e.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                let bytes = std::fs::read(e.path()).unwrap_or_default();
+                out.push((e.path().display().to_string(), meta.len(), meta.modified().expect("mtime"), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 11: `status`, `drops`, `explain` and `doctor` opened hermes.db read-write (a WAL
+/// switch, migrations) and the session through code that may migrate it. They change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_looking_changes_nothing_on_disk() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15554440000");
+    let home = Home::new().with_env("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS=15551234567\n");
+    link_phone(&home, &sim, "15554440000");
+    // The state database exists once anything wrote it.
+    assert_eq!(home.run(&["pairing", "list"]).code, 0);
+    let before = tree(&home.path);
+    for args in [
+        &["whatsapp", "status", "--json"][..],
+        &["whatsapp", "drops", "--json"],
+        &["whatsapp", "explain", "15551234567"],
+        &["doctor", "--json"],
+    ] {
+        let run = home.run(args);
+        assert!(run.code <= 1, "{args:?}: {run:?}");
+    }
+    let after = tree(&home.path);
+    // A `-shm` file is SQLite's shared-memory index of a WAL, mapped by every reader; a
+    // reader takes its read marks there. It holds no data, so it is the one file left out.
+    let data = |t: Vec<(String, u64, std::time::SystemTime, Vec<u8>)>| {
+        t.into_iter().filter(|f| !f.0.ends_with("-shm")).collect::<Vec<_>>()
+    };
+    let (before, after) = (data(before), data(after));
+    let names = |t: &[(String, u64, std::time::SystemTime, Vec<u8>)]| t.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&before), names(&after), "no file created or removed");
+    let changed: Vec<&String> = before.iter().zip(&after).filter(|(b, a)| b != a).map(|(b, _)| &b.0).collect();
+    assert!(changed.is_empty(), "no file changed: {changed:?}");
+    assert_eq!(status(&home).1["state"], "linked", "and the session still reads as linked");
+}

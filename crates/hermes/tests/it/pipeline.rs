@@ -215,6 +215,32 @@ async fn history_is_kept_per_chat_and_reset_forgets_it() {
     assert_eq!(user_texts(&s.llm.requests()[2]), ["who am I?"], "forgotten after /reset");
 }
 
+/// Issue 11: a 300 KB message went to the model whole, and the history had no size cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_what_the_model_reads_is_bounded_and_says_when_it_was_cut() {
+    let env =
+        format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nWHATSAPP_MAX_INPUT_CHARS=1000\nWHATSAPP_MAX_HISTORY_CHARS=1500\n");
+    let s = Setup::new(ACCOUNT, &env).await;
+    s.contact(FRIEND);
+    s.ask(FRIEND, &"a".repeat(300_000)).await;
+    let first = &s.llm.requests()[0];
+    let text = user_texts(first)[0];
+    assert!(text.starts_with(&"a".repeat(1000)) && !text.starts_with(&"a".repeat(1001)), "cut at the cap");
+    assert!(
+        text.ends_with("[The message was cut: only its first 1000 of 300000 characters are shown.]"),
+        "{}",
+        &text[1000..]
+    );
+    s.ask(FRIEND, &"b".repeat(900)).await;
+    s.ask(FRIEND, "and now?").await;
+    // History of 1,500 characters at most: the newest turns that fit, never the 300 KB one.
+    let third = &s.llm.requests()[2];
+    let history: usize = third[1..third.len() - 1].iter().map(|m| m.content.chars().count()).sum();
+    assert!(history <= 1500, "history of {history} characters");
+    assert!(user_texts(third).iter().all(|t| !t.starts_with("aaaa")), "the oldest turn went first");
+    assert_eq!(user_texts(third).last(), Some(&"and now?"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_failures_are_retried_then_told_honestly() {
     let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
