@@ -19,3 +19,6 @@ pub mod pairing;
 pub mod paths;
 pub mod redact;
 pub mod storage;
+
+#[cfg(test)]
+mod outside_input;

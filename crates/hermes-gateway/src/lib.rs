@@ -80,6 +80,7 @@ impl Pipeline {
         let mut tasks = JoinSet::new();
         tasks.spawn(inbound::dispatch(shared.clone(), opts.wake.clone()));
         tasks.spawn(outbound::send_loop(db.clone(), opts.messenger.clone(), outbox_wake.clone(), opts.chunk_gap));
+        tasks.spawn(retention(db.clone(), opts.config.retention_days.value));
         let (control, server) = control::start(&opts, db, outbox_wake).await?;
         tasks.spawn(server);
         Ok(Pipeline { tasks, control })
@@ -93,6 +94,32 @@ impl Pipeline {
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
         control::remove(&self.control);
+    }
+}
+
+/// Prunes what is older than the retention, at start and every hour after.
+async fn retention(db: db::Db, days: u64) {
+    if days == 0 {
+        return;
+    }
+    let keep = i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let cutoff = now_secs().saturating_sub(keep);
+        match db.call(move |s| s.prune(cutoff)).await {
+            Ok(p) if p.total() > 0 => tracing::info!(
+                messages = p.messages,
+                drops = p.drops,
+                replies = p.replies,
+                history = p.history,
+                codes = p.codes,
+                days,
+                "pruned what is older than the retention"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune old rows; will try again in an hour"),
+        }
     }
 }
 

@@ -111,8 +111,10 @@ impl Store {
     fn drop_as(&mut self, seq: Option<i64>, d: &Drop, state: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         insert_drop(&tx, d)?;
-        if let Some(seq) = seq {
-            mark(&tx, &[seq], state)?;
+        match seq {
+            Some(seq) if state == HANDLED => refused(&tx, seq)?,
+            Some(seq) => mark(&tx, &[seq], state)?,
+            None => {}
         }
         tx.commit()?;
         Ok(())
@@ -176,6 +178,19 @@ pub(crate) fn insert_drop(tx: &Transaction<'_>, d: &Drop) -> Result<(), StoreErr
         "INSERT INTO drops (at, chat, sender, sender_forms, rule, nearest, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![d.at, d.chat, d.sender, d.sender_forms, d.rule, d.nearest, d.hint],
     )?;
+    Ok(())
+}
+
+/// How much of a refused message is kept: enough to recognise it in `drops`, no more. The
+/// text of someone who was not let in is not ours to keep.
+pub const PREVIEW_CHARS: i64 = 80;
+
+/// Marks a refused message handled and cuts its text to a preview, inside the caller's
+/// transaction.
+pub(crate) fn refused(tx: &Transaction<'_>, seq: i64) -> Result<(), StoreError> {
+    mark(tx, &[seq], HANDLED)?;
+    tx.prepare_cached("UPDATE inbox SET text = substr(text, 1, ?2) || '…' WHERE seq = ?1 AND length(text) > ?2")?
+        .execute([seq, PREVIEW_CHARS])?;
     Ok(())
 }
 

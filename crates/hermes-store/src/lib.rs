@@ -10,9 +10,12 @@ mod inbox;
 mod migrations;
 mod outbox;
 mod pairing;
+mod retention;
 
+pub use inbox::PREVIEW_CHARS;
 pub use outbox::{Outgoing, Reply, Role};
 pub use pairing::{Approval, Code};
+pub use retention::Pruned;
 
 use std::path::Path;
 

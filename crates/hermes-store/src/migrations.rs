@@ -77,6 +77,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         approved_at INTEGER NOT NULL,
         code TEXT
     );",
+    // 3: retention: what is pruned is found by its age without a scan.
+    "CREATE INDEX inbox_ts ON inbox (ts);
+    CREATE INDEX outbox_created ON outbox (created_at);
+    CREATE INDEX history_at ON history (at);
+    CREATE INDEX pairing_codes_created ON pairing_codes (created_at);",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -100,7 +100,7 @@ impl Store {
         insert_code(&tx, code)?;
         crate::outbox::enqueue(&tx, &code.chat, std::slice::from_ref(message), code.created_at)?;
         crate::inbox::insert_drop(&tx, drop)?;
-        crate::inbox::mark_handled(&tx, &[seq])?;
+        crate::inbox::refused(&tx, seq)?;
         tx.commit()?;
         Ok(())
     }

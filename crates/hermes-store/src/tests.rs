@@ -222,3 +222,84 @@ fn a_version_1_file_is_migrated_and_keeps_its_journal() {
     assert_eq!(pending.len(), 1);
     assert!(!pending[0].1.from_me);
 }
+
+fn text_of(store: &Store, seq: i64) -> Option<String> {
+    store.conn.query_row("SELECT text FROM inbox WHERE seq = ?1", [seq], |r| r.get(0)).expect("row")
+}
+
+/// Issue 11: a refused sender's message is kept only as a short preview.
+#[test]
+fn issue_11_a_refused_message_keeps_only_a_preview() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    let mut long = msg("LONG");
+    long.text = Some("x".repeat(5000));
+    let mut parked = msg("PARKED");
+    parked.text = Some("y".repeat(5000));
+    let seqs: Vec<i64> = store
+        .journal(&[long, parked, msg("SHORT")])
+        .expect("journal")
+        .into_iter()
+        .map(|j| match j {
+            Journaled::New(s) => s,
+            Journaled::Duplicate => panic!("new"),
+        })
+        .collect();
+    store.record_drop(Some(seqs[0]), &a_drop("not_allowlisted")).expect("drop");
+    store.park(seqs[1], &a_drop("not_allowlisted")).expect("park");
+    store.record_drop(Some(seqs[2]), &a_drop("not_allowlisted")).expect("drop");
+    assert_eq!(text_of(&store, seqs[0]), Some(format!("{}…", "x".repeat(80))));
+    assert_eq!(text_of(&store, seqs[1]).map(|t| t.len()), Some(5000), "a parked message may still be answered");
+    assert_eq!(text_of(&store, seqs[2]).as_deref(), Some("hello"));
+}
+
+/// Issue 11: nothing was ever pruned. Old handled rows go; waiting messages, unsent replies
+/// and approvals stay whatever their age.
+#[test]
+fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    let (old, new) = (1_000, 2_000);
+    let mut handled = msg("OLD-HANDLED");
+    handled.timestamp = old;
+    let mut waiting = msg("OLD-WAITING");
+    waiting.timestamp = old;
+    let mut recent = msg("RECENT");
+    recent.timestamp = new;
+    store.journal(&[handled, waiting, recent]).expect("journal");
+    let rows = store.pending(10).expect("pending");
+    let seq_of = |id: &str| rows.iter().find(|(_, m)| m.id == id).expect("row").0;
+    let reply = [("SENT".to_owned(), "an old answer".to_owned())];
+    store
+        .commit_reply(&Reply {
+            chat: "15551234567@s.whatsapp.net",
+            answers: &[seq_of("OLD-HANDLED")],
+            exchange: Some(("q", "a")),
+            messages: &reply,
+            at: old,
+        })
+        .expect("reply");
+    let sent = store.unsent(10).expect("unsent")[0].seq;
+    store.mark_sent(sent, old).expect("sent");
+    store.enqueue("15551234567@s.whatsapp.net", &[("UNSENT".into(), "still to send".into())], old).expect("enqueue");
+    store.record_drop(None, &Drop { at: old, ..a_drop("not_allowlisted") }).expect("old drop");
+    store.record_drop(None, &Drop { at: new, ..a_drop("not_allowlisted") }).expect("new drop");
+    let code = Code {
+        code: "ABCDEFGH".into(),
+        sender: "4915112345678@s.whatsapp.net".into(),
+        chat: "4915112345678@s.whatsapp.net".into(),
+        created_at: old,
+        approved_at: None,
+    };
+    store.add_code(&code).expect("code");
+    store.approve("ABCDEFGH", 0, old).expect("approve");
+
+    let pruned = store.prune(1_500).expect("prune");
+    assert_eq!(pruned, Pruned { messages: 1, drops: 1, replies: 1, history: 2, codes: 1 });
+    let left: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    assert_eq!(left, ["OLD-WAITING", "RECENT"], "waiting messages stay, however old");
+    assert_eq!(store.unsent(10).expect("unsent").len(), 1, "an unsent reply stays");
+    assert_eq!(store.drops_since(0).expect("drops").len(), 1);
+    assert_eq!(store.approvals().expect("approvals").len(), 1, "an approval is the owner's to revoke");
+    assert_eq!(store.prune(1_500).expect("again"), Pruned::default());
+}

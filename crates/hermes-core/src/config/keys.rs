@@ -30,6 +30,7 @@ pub const KNOWN_ENV_KEYS: &[&str] = &[
     "WHATSAPP_MIN_FREE_MB",
     "WHATSAPP_MAX_INPUT_CHARS",
     "WHATSAPP_MAX_HISTORY_CHARS",
+    "WHATSAPP_RETENTION_DAYS",
 ];
 
 /// Hermes variables that only its Node bridge or other platforms read. They are recognised so
@@ -62,6 +63,7 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "min_free_mb",
     "max_input_chars",
     "max_history_chars",
+    "retention_days",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -293,6 +295,12 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 "max_history_chars",
                 60_000,
                 "characters, e.g. 60000 (0: no cap)",
+            ),
+            retention_days: self.count(
+                "WHATSAPP_RETENTION_DAYS",
+                "retention_days",
+                30,
+                "days, e.g. 30 (0: keep forever)",
             ),
             server_url: self.text(&["WHATSAPP_SERVER_URL"], &[]),
         };

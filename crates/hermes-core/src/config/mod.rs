@@ -109,6 +109,9 @@ pub struct WhatsAppConfig {
     pub max_input_chars: Setting<u64>,
     /// The most characters of history sent with a message (0: no cap); older turns go first.
     pub max_history_chars: Setting<u64>,
+    /// Days the gateway keeps handled messages, drops, sent replies, history and pairing codes
+    /// (0: forever). Waiting messages, unsent replies and approvals are always kept.
+    pub retention_days: Setting<u64>,
     /// Where to reach WhatsApp's servers; only the simulator build honours it.
     pub server_url: Setting<Option<String>>,
 }
@@ -257,6 +260,7 @@ impl Config {
             line("WHATSAPP_MIN_FREE_MB", &w.min_free_mb, ToString::to_string),
             line("WHATSAPP_MAX_INPUT_CHARS", &w.max_input_chars, ToString::to_string),
             line("WHATSAPP_MAX_HISTORY_CHARS", &w.max_history_chars, ToString::to_string),
+            line("WHATSAPP_RETENTION_DAYS", &w.retention_days, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, opt),

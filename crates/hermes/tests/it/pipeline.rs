@@ -494,3 +494,43 @@ async fn a_backlog_from_many_chats_is_answered_exactly_once() {
     assert!(wrong.is_empty(), "messages not answered exactly once (message, answers): {wrong:?}");
     assert_eq!(s.llm.requests().len(), n + 1);
 }
+
+/// Issue 11: nothing was ever pruned; the gateway now prunes at start (and hourly) what is
+/// older than WHATSAPP_RETENTION_DAYS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_the_gateway_prunes_what_is_older_than_the_retention() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ACCOUNT);
+    let home = Home::new()
+        .with_env(&format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\nWHATSAPP_RETENTION_DAYS=7\n"));
+    link_phone(&home, &sim, ACCOUNT);
+    let db = home.path.join("state").join("hermes.db");
+    std::fs::create_dir_all(db.parent().expect("state")).expect("state dir");
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs())
+            .expect("secs");
+    {
+        let mut store = hermes_store::Store::open(&db).expect("open");
+        for (at, sender) in [(now - 30 * 86_400, "4915100000001@s.whatsapp.net"), (now, "4915100000002@s.whatsapp.net")]
+        {
+            let d = hermes_store::Drop {
+                at,
+                chat: sender.into(),
+                sender: sender.into(),
+                sender_forms: sender.into(),
+                rule: "not_allowlisted".into(),
+                nearest: None,
+                hint: None,
+            };
+            store.record_drop(None, &d).expect("drop");
+        }
+    }
+    let gw = Gateway::start(&home, &sim);
+    let lines = gw.wait_log("pruned what is older than the retention");
+    assert!(lines.last().is_some_and(|l| l.contains("drops=1")), "{lines:#?}");
+    let drops: Value =
+        serde_json::from_str(&home.run(&["whatsapp", "drops", "--since", "3650d", "--json"]).stdout).expect("json");
+    let senders: Vec<&str> =
+        drops["senders"].as_array().expect("senders").iter().filter_map(|s| s["sender"].as_str()).collect();
+    assert_eq!(senders, ["4915100000002@s.whatsapp.net"], "{drops}");
+}
