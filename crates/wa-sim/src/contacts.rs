@@ -99,6 +99,12 @@ impl ContactCrypto {
         self.sessions.0.contains_key(address)
     }
 
+    /// Drops the session with a device that could not decrypt (it sent a retry receipt), so
+    /// the next message starts a new one from its published keys, as a phone does.
+    pub fn forget_session(&mut self, address: &ProtocolAddress) {
+        self.sessions.0.remove(address);
+    }
+
     pub fn new(account: &KeyPair, registration_id: u32, secrets: &PhoneSecrets) -> ContactCrypto {
         let (sid, skey, ssig) = &secrets.signed;
         let signed = SignedPreKeyRecord::new((*sid).into(), Timestamp::from_epoch_millis(0), skey, ssig);

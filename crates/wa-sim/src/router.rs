@@ -59,6 +59,12 @@ pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
             if let Some(list) = child(&node, "list") {
                 ids.extend(list.get_children_by_tag("item").filter_map(|i| attr(i, "id")));
             }
+            // A retry receipt: the device could not decrypt; the sender's phone sends again.
+            if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("retry") {
+                for id in &ids {
+                    tokio::spawn(crate::server::resend_after_retry(inner.clone(), phone.clone(), *device, id.clone()));
+                }
+            }
             for id in ids.into_iter().filter(|_| is_message) {
                 let removed = {
                     let mut st = inner.state();

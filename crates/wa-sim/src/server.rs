@@ -102,6 +102,9 @@ pub(crate) struct State {
     pub undelivered: HashMap<DeviceKey, Vec<(String, Node)>>,
     /// Every message delivered, by id: where it went and what it was (for redelivery storms).
     pub sent: HashMap<String, Vec<(DeviceKey, Node)>>,
+    /// What each contact's message said, by id, to send it again when a device asks for a
+    /// retry (it could not decrypt it).
+    pub plain: HashMap<String, Plain>,
     /// (contact, message id) of every message a contact received, to show each once.
     pub received: std::collections::HashSet<(String, String)>,
     /// Groups by id (the user part of `ID@g.us`).
@@ -898,6 +901,16 @@ pub(crate) async fn send_group_message(
     Ok(id)
 }
 
+/// A contact's message as written, before encryption.
+#[derive(Clone, Debug)]
+pub(crate) struct Plain {
+    from: String,
+    to: String,
+    message: waproto::whatsapp::Message,
+    addressing: Addressing,
+    recipient: Option<String>,
+}
+
 /// How a contact's message names its sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Addressing {
@@ -931,38 +944,74 @@ pub(crate) async fn send_message(
         bail!("{to} has no linked device to receive it");
     }
     let crypto = crypto_for(inner, &mut contacts, from)?;
-    let kind_attr = if message.protocol_message.is_set() { "protocol" } else { "text" };
+    let plain = Plain {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        message: message.clone(),
+        addressing,
+        recipient: recipient.map(str::to_owned),
+    };
     for device in devices {
-        // One session per addressing mode: the recipient keys sessions by the sender's address.
-        let as_lid = addressing != Addressing::Phone;
-        let name = if as_lid { format!("{to}.lid") } else { to.to_owned() };
-        let address = wacore_libsignal::protocol::ProtocolAddress::new(&name, u32::from(device).into());
+        let address = device_address(&plain, device);
         let bundle = if crypto.has_session(&address) { None } else { take_bundle(inner, to, device) };
         let (kind, ciphertext) = crate::contacts::encrypt_message(crypto, &address, bundle, message).await?;
-        let mut stanza = NodeBuilder::new("message")
-            .attr("id", id.clone())
-            .attr("t", now().to_string())
-            .attr("type", kind_attr)
-            .attr("notify", format!("Contact {from}"));
-        stanza = if as_lid {
-            stanza = stanza.attr("from", format!("{lid}@lid")).attr("addressing_mode", "lid");
-            match addressing {
-                Addressing::LidOnly => stanza,
-                _ => stanza.attr("sender_pn", format!("{from}@s.whatsapp.net")),
-            }
-        } else {
-            stanza.attr("from", format!("{from}@s.whatsapp.net"))
-        };
-        if let Some(r) = recipient {
-            stanza = stanza.attr("recipient", r.to_owned());
-        }
-        let node = stanza
-            .children([NodeBuilder::new("enc").attr("v", "2").attr("type", kind).bytes(ciphertext).build()])
-            .build();
+        let node = contact_stanza(&plain, &lid, &id, kind, ciphertext);
         inner.state().deliver(to, device, &id, node);
     }
+    inner.state().plain.insert(id.clone(), plain);
     inner.events.push(SimEvent::MessageSent { from: from.to_owned(), to: to.to_owned(), id: id.clone() });
     Ok(id)
+}
+
+/// The address a contact's session with `device` goes by: one session per addressing mode, as
+/// the recipient keys sessions by the sender's address.
+fn device_address(p: &Plain, device: u16) -> wacore_libsignal::protocol::ProtocolAddress {
+    let name = if p.addressing == Addressing::Phone { p.to.clone() } else { format!("{}.lid", p.to) };
+    wacore_libsignal::protocol::ProtocolAddress::new(&name, u32::from(device).into())
+}
+
+/// The `<message>` stanza that carries a contact's ciphertext to a device.
+fn contact_stanza(p: &Plain, lid: &str, id: &str, kind: &'static str, ciphertext: Vec<u8>) -> Node {
+    let kind_attr = if p.message.protocol_message.is_set() { "protocol" } else { "text" };
+    let mut stanza = NodeBuilder::new("message")
+        .attr("id", id.to_owned())
+        .attr("t", now().to_string())
+        .attr("type", kind_attr)
+        .attr("notify", format!("Contact {}", p.from));
+    stanza = if p.addressing != Addressing::Phone {
+        stanza = stanza.attr("from", format!("{lid}@lid")).attr("addressing_mode", "lid");
+        match p.addressing {
+            Addressing::LidOnly => stanza,
+            _ => stanza.attr("sender_pn", format!("{}@s.whatsapp.net", p.from)),
+        }
+    } else {
+        stanza.attr("from", format!("{}@s.whatsapp.net", p.from))
+    };
+    if let Some(r) = &p.recipient {
+        stanza = stanza.attr("recipient", r.clone());
+    }
+    stanza.children([NodeBuilder::new("enc").attr("v", "2").attr("type", kind).bytes(ciphertext).build()]).build()
+}
+
+/// A device could not decrypt message `id` and asked for a retry: the contact's phone drops
+/// its session with that device, starts a new one from the device's published keys and sends
+/// the message again under the same id, as WhatsApp phones do. Without this, a retry receipt
+/// would end the message's life in the simulator while WhatsApp would deliver it.
+pub(crate) async fn resend_after_retry(inner: Arc<Inner>, phone: String, device: u16, id: String) {
+    let Some(plain) = inner.state().plain.get(&id).cloned() else { return };
+    if plain.to != phone {
+        return;
+    }
+    let Some(lid) = inner.state().phones.get(&plain.from).map(|p| p.lid.clone()) else { return };
+    let mut contacts = inner.contacts.lock().await;
+    let Ok(crypto) = crypto_for(&inner, &mut contacts, &plain.from) else { return };
+    let address = device_address(&plain, device);
+    crypto.forget_session(&address);
+    let bundle = take_bundle(&inner, &plain.to, device);
+    if let Ok((kind, ciphertext)) = crate::contacts::encrypt_message(crypto, &address, bundle, &plain.message).await {
+        let node = contact_stanza(&plain, &lid, &id, kind, ciphertext);
+        inner.state().deliver(&plain.to, device, &id, node);
+    }
 }
 
 /// A pre-key bundle of `phone:device` from the directory, consuming one one-time key.

@@ -1,4 +1,5 @@
-//! Project tasks. `bench` measures what hermes costs and how fast it recovers, against the
+//! Project tasks. `stress` kills the gateway at random moments and counts what was lost or
+//! answered twice. `bench` measures what hermes costs and how fast it recovers, against the
 //! bare whatsapp-rust library, on loopback; `echo-bot` is that bare-library baseline (run by
 //! `bench` as a child process, so that its memory is its own).
 
@@ -6,6 +7,7 @@ mod bench;
 mod echo;
 mod procs;
 mod report;
+mod stress;
 
 use std::path::PathBuf;
 
@@ -22,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run the benchmarks; write bench/results.json and bench/RESULTS.md.
     Bench(bench::Options),
+    /// Kill -9 the gateway at random moments of a busy run (100 times by default) and count,
+    /// at the contacts, that every message was answered exactly once; writes bench/STRESS.md.
+    Stress(stress::Options),
     /// The baseline: a minimal echo bot on whatsapp-rust (no journal, no agent).
     EchoBot {
         /// Its SQLite session store.
@@ -38,6 +43,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Bench(opts) => runtime.block_on(bench::run(opts)),
+        Command::Stress(opts) => runtime.block_on(stress::run(opts)),
         Command::EchoBot { db, server } => runtime.block_on(echo::run(&db, &server)),
     }
 }
