@@ -58,7 +58,8 @@ pub enum WriteFailure {
 }
 
 impl WriteFailure {
-    fn describe(&self) -> String {
+    /// What went wrong, as the end of a sentence that starts with the directory.
+    pub fn describe(&self) -> String {
         match self {
             WriteFailure::ReadOnlyFilesystem => "is on a read-only filesystem".to_owned(),
             WriteFailure::PermissionDenied => "is not writable by this user".to_owned(),

@@ -79,9 +79,11 @@ pub enum LinkState {
         until: u64,
     },
     /// Not receiving since `since`: the disk under HERMES_HOME is full (or below the free-space
-    /// threshold), so a message could not be kept. Resumes by itself when there is room.
+    /// threshold), so a message could not be kept. Resumes by itself when there is room, into
+    /// what it interrupted (`then`): a ban or a replacement wait still runs its course.
     StoragePaused {
         since: u64,
+        then: Resume,
     },
     /// Terminal: WhatsApp ended the session.
     LoggedOut {
@@ -159,7 +161,7 @@ impl LinkState {
                 Some("WhatsApp banned this number for a while; hermes reconnects by itself when the ban ends")
             }
             LinkState::StoragePaused { .. } => Some(
-                "the disk that holds HERMES_HOME is full (or below HERMES_MIN_FREE_MB): free some space; hermes \
+                "the disk that holds HERMES_HOME is full (or below WHATSAPP_MIN_FREE_MB): free some space; hermes \
                  resumes receiving by itself, and WhatsApp keeps the messages until then",
             ),
             LinkState::Connecting { .. }
@@ -169,6 +171,17 @@ impl LinkState {
             | LinkState::Stopped { why: StopReason::Requested } => None,
         }
     }
+}
+
+/// Where a storage pause goes when there is room again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Connect at once.
+    Connect,
+    /// Back to the ban, which ends at `until`.
+    Banned { until: u64 },
+    /// Back to waiting out a replacement until `at`.
+    Replaced { count: u32, at: u64 },
 }
 
 /// What the connection reported.
@@ -324,10 +337,21 @@ impl Link {
 
             // Storage before everything else that merely retries: no connection while nothing can be kept.
             (S::StoragePaused { .. }, E::StorageFull) => return vec![],
-            (_, E::StorageFull) => (S::StoragePaused { since: now }, vec![Action::Disconnect]),
-            (S::StoragePaused { .. }, E::StorageReady) => {
-                (S::Connecting { attempt: self.failures }, vec![Action::Connect])
+            (s, E::StorageFull) => {
+                let then = match s {
+                    S::TemporarilyBanned { until } => Resume::Banned { until: *until },
+                    S::Replaced { count, at } => Resume::Replaced { count: *count, at: *at },
+                    _ => Resume::Connect,
+                };
+                (S::StoragePaused { since: now, then }, vec![Action::Disconnect])
             }
+            (S::StoragePaused { then, .. }, E::StorageReady) => match *then {
+                Resume::Banned { until } if until > now => {
+                    (S::TemporarilyBanned { until }, vec![Action::ConnectAt(until)])
+                }
+                Resume::Replaced { count, at } if at > now => (S::Replaced { count, at }, vec![Action::ConnectAt(at)]),
+                _ => (S::Connecting { attempt: self.failures }, vec![Action::Connect]),
+            },
             (_, E::StorageReady) => return vec![],
             // Reports from the connection that was dropped for the pause.
             (S::StoragePaused { .. }, E::Connected | E::Disconnected(_) | E::RetryDue) => return vec![],

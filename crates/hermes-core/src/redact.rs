@@ -4,8 +4,8 @@
 //! (`?api_key=...`), as some proxies want. Both are replaced, so `doctor`, the start-up log and
 //! error messages can still name the server.
 
-/// `url` with the password of its user info and the value of every query parameter replaced
-/// by `***`. Anything that does not look like a URL comes back unchanged.
+/// `url` with the password of its user info, the value of every query parameter (a bare one
+/// whole) and the fragment replaced by `***`. Anything that does not look like a URL comes back unchanged.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let (before_fragment, fragment) = match rest.split_once('#') {
@@ -33,13 +33,15 @@ pub fn redact_url(url: &str) -> String {
             .split('&')
             .map(|p| match p.split_once('=') {
                 Some((k, _)) => format!("{k}=***"),
-                None => p.to_owned(),
+                // A bare token (`?sk-...`) may be the key itself.
+                None if p.is_empty() => String::new(),
+                None => "***".to_owned(),
             })
             .collect();
         out = format!("{out}?{}", params.join("&"));
     }
-    if let Some(f) = fragment {
-        out = format!("{out}#{f}");
+    if fragment.is_some() {
+        out = format!("{out}#***");
     }
     out
 }
@@ -59,9 +61,10 @@ mod tests {
         check("https://bob:s3cret@proxy.example/v1", "https://bob:***@proxy.example/v1");
         check("https://tok3n@proxy.example/v1", "https://***@proxy.example/v1");
         check("https://proxy.example/v1?api_key=s3cret&x=1", "https://proxy.example/v1?api_key=***&x=***");
-        check("http://a:b@127.0.0.1:8080?key=k#frag", "http://a:***@127.0.0.1:8080?key=***#frag");
+        check("http://a:b@127.0.0.1:8080?key=k#frag", "http://a:***@127.0.0.1:8080?key=***#***");
+        check("https://proxy.example/v1?sk-s3cret", "https://proxy.example/v1?***");
         check("not a url", "not a url");
-        check("https://host/p@th?q", "https://host/p@th?q");
+        check("https://host/p@th?q", "https://host/p@th?***");
     }
 
     proptest::proptest! {

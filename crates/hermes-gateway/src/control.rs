@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -117,11 +117,18 @@ fn authorized(app: &App, headers: &HeaderMap) -> bool {
     bool::from(given.ct_eq(app.token.as_bytes()))
 }
 
-/// The body is taken as bytes and parsed only after the caller is known.
-async fn send(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+/// The most a send request may hold: a message, not a file.
+const MAX_BODY: usize = 256 * 1024;
+
+/// The body is read, and parsed, only after the caller is known.
+async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     if !authorized(&app, &headers) {
         return error(StatusCode::UNAUTHORIZED, "wrong or missing token (it is in HERMES_HOME/state/gateway.json)");
     }
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, format!("a message is at most {} KiB", MAX_BODY / 1024)),
+    };
     let req: SendRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a send request: {e}")),

@@ -405,7 +405,7 @@ fn warn_once(shared: &Shared, sender: &str, rule: &str, hint: &str) {
 /// Asks the agent about a batch and commits the answer.
 async fn answer(shared: &Shared, batch: &Batch) {
     let (text, chat) = (batch.texts.join("\n"), batch.chat.as_str());
-    let _permit = shared.permits.acquire().await.expect("never closed");
+    let permit = shared.permits.acquire().await.expect("never closed");
     shared.messenger.typing(chat, true).await;
     let outcome = ask(shared, chat, &text).await;
     shared.messenger.typing(chat, false).await;
@@ -416,6 +416,8 @@ async fn answer(shared: &Shared, batch: &Batch) {
         // Nothing is committed: the messages stay waiting and are asked about again, so a
         // passing shortage here never becomes a final "the model is not reachable".
         Err(Unanswered::Later) => {
+            // Other chats may ask meanwhile.
+            drop(permit);
             tokio::time::sleep(RETRY_AFTER_ERROR).await;
             shared.release(&batch.seqs);
             return;

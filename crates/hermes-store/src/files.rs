@@ -47,14 +47,14 @@ pub fn create_private_dir_all(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     missing.reverse();
     for dir in &missing {
+        // mkdir's mode is never widened by the umask, so 0700 or narrower; and no chmod after
+        // it, which would follow a symlink swapped in meanwhile.
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
             // Someone else made it meanwhile: theirs, so its mode is left alone.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
-        // The umask may have narrowed 0700 further; never widen, but make it exactly ours.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     if !path.is_dir() {
         return Err(std::io::Error::new(
@@ -63,6 +63,14 @@ pub fn create_private_dir_all(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         ));
     }
     Ok(missing)
+}
+
+/// Free bytes for this user on the filesystem of `path`, or of its nearest existing ancestor
+/// when it does not exist yet.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let existing = path.ancestors().find(|a| a.is_dir())?;
+    let st = rustix::fs::statvfs(existing).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// A directory other users can write into and rename entries of (group- or world-writable,

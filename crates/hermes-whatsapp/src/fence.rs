@@ -22,7 +22,7 @@ use wacore::store::error::{Result, StoreError};
 use wacore::store::traits::*;
 use whatsapp_rust::store::SqliteStore;
 
-/// Tripped by the first failed write; tells whoever waits on [`Fence::tripped`].
+/// Tripped by the first failed write; wakes the supervisor once.
 #[derive(Debug)]
 pub struct Fence {
     tripped: AtomicBool,
@@ -42,8 +42,10 @@ impl Fence {
         if first.is_none() {
             *first = Some(why.into());
         }
-        self.tripped.store(true, Ordering::SeqCst);
-        self.notify.notify_one();
+        // Once: a late failure of a write already under way must not wake anyone again.
+        if !self.tripped.swap(true, Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
     }
 
     pub fn is_tripped(&self) -> bool {

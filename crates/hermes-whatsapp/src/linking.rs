@@ -210,13 +210,21 @@ pub async fn link(
     if let Err(e) = std::fs::rename(&tmp, &opts.session_dir) {
         // Put the old session back where it was; the new one stays beside it as a leftover
         // that the next run keeps as a backup.
-        if let Some(b) = &backup {
-            let _ = std::fs::rename(b, &opts.session_dir);
-        }
-        return Err(LinkError::Io {
-            what: format!("move the new session to {}", opts.session_dir.display()),
-            source: e,
-        });
+        let what = match &backup {
+            Some(b) => match std::fs::rename(b, &opts.session_dir) {
+                Ok(()) => {
+                    format!("move the new session to {} (the old one is back in place)", opts.session_dir.display())
+                }
+                Err(_) => format!(
+                    "move the new session to {}; the old session is in {} and the new one in {}",
+                    opts.session_dir.display(),
+                    b.display(),
+                    tmp.display()
+                ),
+            },
+            None => format!("move the new session to {}", opts.session_dir.display()),
+        };
+        return Err(LinkError::Io { what, source: e });
     }
     hermes_store::files::sync_dir(parent).map_err(io(format!("sync {}", parent.display())))?;
     warnings.extend(crate::backup::rotate(&opts.session_dir));

@@ -27,9 +27,16 @@ pub enum Probe {
     Unreachable,
 }
 
-/// Connects once with the stored session and reports what WhatsApp says.
-pub async fn probe(session_dir: &Path, server_url: Option<&str>, timeout: Duration) -> Result<Probe, String> {
-    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, None, None).await?;
+/// Connects once with the stored session and reports what WhatsApp says. Messages WhatsApp
+/// delivers meanwhile go to `journal` before they are acknowledged, as the gateway's would:
+/// without it, a probe would acknowledge them and they would never be answered.
+pub async fn probe(
+    session_dir: &Path,
+    server_url: Option<&str>,
+    timeout: Duration,
+    journal: Option<crate::journal::JournalHook>,
+) -> Result<Probe, String> {
+    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, journal, None).await?;
     let verdict = tokio::time::timeout(timeout, async {
         while let Some(event) = running.events.recv().await {
             match &*event {
@@ -60,14 +67,16 @@ pub async fn probe(session_dir: &Path, server_url: Option<&str>, timeout: Durati
 }
 
 /// Logs the device out on WhatsApp's side (it disappears from the phone's Linked Devices).
-/// Errors when WhatsApp could not be reached or did not confirm.
+/// Errors when WhatsApp could not be reached or did not confirm. Messages delivered meanwhile
+/// go to `journal` first, so they leave a trace.
 pub async fn logout(
     session_dir: &Path,
     account: &LinkedAccount,
     server_url: Option<&str>,
     timeout: Duration,
+    journal: Option<crate::journal::JournalHook>,
 ) -> Result<(), String> {
-    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, None, None).await?;
+    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, journal, None).await?;
     let connected = tokio::time::timeout(timeout, async {
         while let Some(event) = running.events.recv().await {
             match &*event {

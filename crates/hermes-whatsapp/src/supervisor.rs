@@ -54,11 +54,11 @@ pub struct StorageGuard {
 }
 
 impl StorageGuard {
-    /// `Err` says which filesystem is short and by how much, or which write failed.
+    /// `Err` says which filesystem is short and by how much, or which write failed. Blocks
+    /// (statvfs, a write and an fsync): call it from a blocking thread.
     pub fn check(&self) -> Result<(), String> {
         for dir in &self.watch {
-            let Ok(st) = rustix::fs::statvfs(dir.as_path()) else { continue };
-            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            let Some(free) = hermes_store::files::free_bytes(dir) else { continue };
             if free < self.min_free_bytes {
                 return Err(format!(
                     "{} has {} KiB free, below the {} KiB hermes keeps in reserve",
@@ -69,15 +69,22 @@ impl StorageGuard {
             }
         }
         if let Some(dir) = &self.probe_dir {
-            use std::io::Write as _;
-            let probe = tempfile::Builder::new().prefix(".space-probe").tempfile_in(dir).and_then(|mut f| {
-                f.write_all(&[0u8; 4096])?;
-                f.as_file().sync_all()
-            });
-            probe.map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+            crate::session_dir::probe_write(dir).map_err(|e| format!("{} {}", dir.display(), e.describe()))?;
         }
         Ok(())
     }
+
+    async fn check_off_runtime(&self) -> Result<(), String> {
+        let guard = self.clone();
+        tokio::task::spawn_blocking(move || guard.check()).await.unwrap_or_else(|e| Err(e.to_string()))
+    }
+}
+
+/// After the `n`th pause in a row, the earliest a check may resume receiving: a failure that
+/// is not about space (the check passes, the write fails again) is retried ever more slowly,
+/// not every two seconds forever.
+fn resume_delay(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.min(6)).min(Duration::from_secs(60))
 }
 
 /// Translates a client event into what the link state machine understands.
@@ -135,8 +142,11 @@ pub async fn supervise(
         return Ok(link.state().clone());
     }
     let guard = &opts.storage;
+    // Pauses in a row, and when the last one began: resuming backs off with them.
+    let mut pauses: u32 = 0;
+    let mut paused_at = tokio::time::Instant::now();
     // Never connect while what arrives could not be kept.
-    if let Err(why) = guard.check() {
+    if let Err(why) = guard.check_off_runtime().await {
         tracing::error!(why, "not receiving: no room to keep messages; waiting for space");
         actions = link.step(LinkEvent::StorageFull, now(), rand_unit());
         on_state(link.state());
@@ -148,8 +158,9 @@ pub async fn supervise(
     let mut tick = tokio::time::interval(guard.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(cancel);
-    loop {
-        for action in actions.drain(..) {
+    'link: loop {
+        let due = std::mem::take(&mut actions);
+        for action in due {
             match action {
                 Action::Connect => match &conn {
                     Some(c) if run.is_none() => run = Some(run_once(&c.client)),
@@ -160,7 +171,7 @@ pub async fn supervise(
                         let _ = tokio::time::timeout(Duration::ZERO, guard.trouble.notified()).await;
                         // A new client, from what is on disk; its first run starts with it.
                         let fence = crate::fence::Fence::new(guard.trouble.clone());
-                        let running = client::start(
+                        let started = client::start(
                             &opts.session_dir,
                             opts.server_url.as_deref(),
                             "Hermes Agent",
@@ -169,7 +180,21 @@ pub async fn supervise(
                             opts.journal.clone(),
                             Some(fence.clone()),
                         )
-                        .await?;
+                        .await;
+                        let running = match started {
+                            Ok(r) => r,
+                            // Building the client writes to its store: a disk that filled up
+                            // meanwhile is a pause, not the end of the gateway.
+                            Err(e) if fence.is_tripped() || guard.check_off_runtime().await.is_err() => {
+                                tracing::error!(error = %e, "not receiving: the session store cannot be opened for want of space");
+                                pauses = pauses.saturating_add(1);
+                                paused_at = tokio::time::Instant::now();
+                                actions = link.step(LinkEvent::StorageFull, now(), rand_unit());
+                                on_state(link.state());
+                                continue 'link;
+                            }
+                            Err(e) => return Err(e),
+                        };
                         if let Some(m) = &opts.messenger {
                             m.attach(running.client.clone());
                         }
@@ -216,20 +241,31 @@ pub async fn supervise(
                 }
                 LinkEvent::StorageFull
             }
-            _ = tick.tick() => match (guard.check(), paused) {
+            _ = tick.tick() => match (guard.check_off_runtime().await, paused) {
                 (Err(why), false) => {
                     tracing::error!(why, "not receiving: too little room to keep messages; waiting for space");
                     LinkEvent::StorageFull
                 }
-                (Ok(()), true) => {
+                (Ok(()), true) if paused_at.elapsed() >= resume_delay(pauses) => {
                     tracing::info!("room to keep messages again; receiving resumes");
                     LinkEvent::StorageReady
+                }
+                // Connected and healthy for a while: the next pause starts the backoff over.
+                (Ok(()), false) => {
+                    if paused_at.elapsed() > Duration::from_secs(120) {
+                        pauses = 0;
+                    }
+                    continue;
                 }
                 _ => continue,
             },
         };
         let before = link.state().clone();
         actions = link.step(event, now(), rand_unit());
+        if event == LinkEvent::StorageFull {
+            pauses = pauses.saturating_add(1);
+            paused_at = tokio::time::Instant::now();
+        }
         if event == LinkEvent::StorageFull
             && let Some(c) = conn.take()
         {

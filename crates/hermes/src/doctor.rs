@@ -25,10 +25,8 @@ pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     checks.push(doctor::check_reach(&cfg.whatsapp));
     checks.push(doctor::check_model(&cfg.model));
     checks.extend(doctor::check_env_file(env_mode(&loaded), &cfg.model));
-    checks.push(doctor::check_free_space(
-        &free_space(&loaded, &session.path),
-        cfg.whatsapp.min_free_mb.value * 1024 * 1024,
-    ));
+    let reserve = cfg.whatsapp.min_free_mb.value.saturating_mul(1024 * 1024);
+    checks.push(doctor::check_free_space(&free_space(&loaded, &session.path), reserve));
 
     let ok = checks.iter().all(|c| c.status != Status::Error);
     let mut out = std::io::stdout().lock();
@@ -51,15 +49,11 @@ fn env_mode(loaded: &load::Loaded) -> Option<u32> {
     std::fs::metadata(loaded.env_file()).ok().map(|m| m.permissions().mode())
 }
 
-/// Free bytes where the session and `state/` live (the nearest existing directory of each).
-fn free_space(loaded: &load::Loaded, session_dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+/// Free bytes where the session and `state/` live.
+pub(crate) fn free_space(loaded: &load::Loaded, session_dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     [session_dir.to_path_buf(), loaded.home.path.join("state")]
         .into_iter()
-        .filter_map(|dir| {
-            let existing = dir.ancestors().find(|a| a.is_dir())?.to_path_buf();
-            let st = rustix::fs::statvfs(existing.as_path()).ok()?;
-            Some((existing, st.f_bavail.saturating_mul(st.f_frsize)))
-        })
+        .filter_map(|dir| Some((dir.clone(), hermes_store::files::free_bytes(&dir)?)))
         .collect()
 }
 

@@ -173,8 +173,10 @@ fn raise_descriptor_limit() {
 fn private_state_dir(state: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     hermes_store::files::create_private_dir_all(state).with_context(|| format!("create {}", state.display()))?;
-    let mode = std::fs::metadata(state)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    // Through no symlink: a state/ that is a link is left as it is (its target is not ours).
+    let meta = std::fs::symlink_metadata(state)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.is_dir() && mode & 0o077 != 0 {
         std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("chmod 0700 {}", state.display()))?;
         tracing::info!(path = %state.display(), was = format!("{mode:o}"), "state directory made private (0700)");

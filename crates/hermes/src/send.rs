@@ -39,16 +39,29 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         );
         Ok(exit::PROBLEM)
     };
-    let bytes = match std::fs::read(&file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return not_running(),
-        Err(e) => return Err(e).with_context(|| format!("read {}", file.display())),
+    // Opened without following a symlink, and judged by the descriptor that is read: the
+    // token is what lets a caller send as the owner, so it is trusted only from a private file.
+    let opened = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(&file)
     };
-    // The token is what lets a caller send as the owner: trust it only from a private file.
-    if let Err(why) = private_to_this_user(&file) {
+    let mut f = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return not_running(),
+        Err(e) => {
+            eprintln!(
+                "hermes: {}: {e}; it must be a regular file of yours: remove it and restart `hermes gateway`",
+                file.display()
+            );
+            return Ok(exit::PROBLEM);
+        }
+    };
+    if let Err(why) = private_to_this_user(&file, &f.metadata()?) {
         eprintln!("hermes: {why}");
         return Ok(exit::PROBLEM);
     }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut bytes).with_context(|| format!("read {}", file.display()))?;
     let info: Option<hermes_gateway::ControlInfo> = serde_json::from_slice(&bytes).ok();
     let Some(info) = info.filter(|i| crate::whatsapp::process_alive(i.pid)) else {
         return not_running();
@@ -105,9 +118,8 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
 }
 
 /// Refuses a control file someone else could have written or read.
-fn private_to_this_user(path: &std::path::Path) -> Result<(), String> {
+fn private_to_this_user(path: &std::path::Path, meta: &std::fs::Metadata) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let me = rustix::process::geteuid().as_raw();
     if !meta.file_type().is_file() {
         return Err(format!("{} is not a regular file; remove it and restart `hermes gateway`", path.display()));

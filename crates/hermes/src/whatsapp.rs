@@ -259,7 +259,7 @@ pub fn repair(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
         let why = match store::inspect(&p.session_dir).await {
             StoreState::Linked(account) => {
                 let timeout = PROBE_TIMEOUT.min(Duration::from_secs(args.timeout));
-                match probe::probe(&p.session_dir, server_url.as_deref(), timeout).await.map_err(anyhow::Error::msg)? {
+                match probe::probe(&p.session_dir, server_url.as_deref(), timeout, Some(journal(&p.loaded)?)).await.map_err(anyhow::Error::msg)? {
                     Probe::Valid if !args.force => {
                         out.event(json!({ "event": "probe", "result": "valid", "phone": account.phone }), || {
                             format!("Your session is fine (linked to +{}); nothing was changed.", account.phone)
@@ -313,7 +313,8 @@ pub fn unlink(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
         let out = &p.out;
         if let StoreState::Linked(account) = store::inspect(&p.session_dir).await
-            && let Err(why) = probe::logout(&p.session_dir, &account, server_url.as_deref(), PROBE_TIMEOUT).await
+            && let Err(why) = probe::logout(&p.session_dir, &account, server_url.as_deref(), PROBE_TIMEOUT, Some(journal(&p.loaded)?))
+                .await
             && !args.force
         {
             out.error(
@@ -482,6 +483,21 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// What the session store holds, for the commands that do not otherwise need a runtime.
+/// The gateway's journal, for a command that connects with the session (`repair`, `unlink`):
+/// what WhatsApp delivers while it is connected is kept, and answered by the next gateway.
+fn journal(loaded: &Loaded) -> anyhow::Result<hermes_whatsapp::journal::JournalHook> {
+    let state = loaded.home.path.join("state");
+    hermes_store::files::create_private_dir_all(&state).with_context(|| format!("create {}", state.display()))?;
+    let db = state.join("hermes.db");
+    let store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
+    let notify = || std::sync::Arc::new(tokio::sync::Notify::new());
+    Ok(hermes_whatsapp::journal::JournalHook::new(
+        std::sync::Arc::new(std::sync::Mutex::new(store)),
+        notify(),
+        notify(),
+    ))
+}
+
 /// What the session holds, for commands that only look: nothing in the session changes.
 pub fn inspect_store(session_dir: &Path) -> anyhow::Result<StoreState> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -525,7 +541,15 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         fix = r.fix.clone();
         linked = !matches!(r.state.as_str(), "logged_out" | "device_removed");
     }
-    let usable = linked && !matches!(name.as_str(), "temporarily_banned" | "client_outdated" | "stopped");
+    // A full disk may not even let the gateway record that it paused: look for it here too.
+    let reserve = loaded.resolved.config.whatsapp.min_free_mb.value.saturating_mul(1024 * 1024);
+    if gateway_running && crate::doctor::free_space(&loaded, &session.path).iter().any(|(_, free)| *free < reserve) {
+        let paused = hermes_core::link::LinkState::StoragePaused { since: 0, then: hermes_core::link::Resume::Connect };
+        name = paused.name().to_owned();
+        fix = paused.fix().map(str::to_owned);
+    }
+    let usable =
+        linked && !matches!(name.as_str(), "temporarily_banned" | "client_outdated" | "stopped" | "storage_paused");
     let from = match &session.reason {
         hermes_core::paths::SessionDirReason::Configured(Origin::Default)
         | hermes_core::paths::SessionDirReason::Default => None,

@@ -308,7 +308,7 @@ mod props {
 #[test]
 fn issue_11_a_full_disk_pauses_until_there_is_room() {
     let mut l = connected(0);
-    let paused = LinkState::StoragePaused { since: 5 * S };
+    let paused = LinkState::StoragePaused { since: 5 * S, then: Resume::Connect };
     check(&mut l, LinkEvent::StorageFull, 5 * S, 0.5, paused.clone(), &[Action::Disconnect]);
     assert!(!l.state().is_terminal());
     assert!(l.state().fix().is_some_and(|f| f.contains("free some space")));
@@ -320,5 +320,16 @@ fn issue_11_a_full_disk_pauses_until_there_is_room() {
     // While reconnecting, too: the retry timer is dropped.
     let mut l = connected(0);
     l.step(LinkEvent::Disconnected(Transient::Network), S, 0.5);
-    check(&mut l, LinkEvent::StorageFull, 2 * S, 0.5, LinkState::StoragePaused { since: 2 * S }, &[Action::Disconnect]);
+    let paused = LinkState::StoragePaused { since: 2 * S, then: Resume::Connect };
+    check(&mut l, LinkEvent::StorageFull, 2 * S, 0.5, paused, &[Action::Disconnect]);
+    // A ban interrupted by a full disk still runs its course when there is room.
+    let mut l = connected(0);
+    l.step(LinkEvent::TemporaryBan { lasts: std::time::Duration::from_secs(100) }, S, 0.5);
+    let paused = LinkState::StoragePaused { since: 2 * S, then: Resume::Banned { until: 101 * S } };
+    check(&mut l, LinkEvent::StorageFull, 2 * S, 0.5, paused, &[Action::Disconnect]);
+    let banned = LinkState::TemporarilyBanned { until: 101 * S };
+    check(&mut l, LinkEvent::StorageReady, 3 * S, 0.5, banned, &[Action::ConnectAt(101 * S)]);
+    // And one that ended meanwhile connects at once.
+    l.step(LinkEvent::StorageFull, 4 * S, 0.5);
+    check(&mut l, LinkEvent::StorageReady, 200 * S, 0.5, LinkState::Connecting { attempt: 0 }, &[Action::Connect]);
 }

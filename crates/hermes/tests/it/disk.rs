@@ -45,6 +45,19 @@ fn in_namespace(gw: &Gateway, script: &str) {
     assert!(status.success(), "{script}: {status}");
 }
 
+/// `hermes whatsapp status --json` as seen from inside the gateway's mount namespace.
+fn status_in_namespace(gw: &Gateway, mnt: &std::path::Path) -> serde_json::Value {
+    let out = Command::new("nsenter")
+        .args(["-t", &gw.pid().to_string(), "-m", "--", env!("CARGO_BIN_EXE_hermes"), "whatsapp", "status", "--json"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HERMES_HOME", mnt.join("hermes"))
+        .env("WHATSAPP_MIN_FREE_MB", "8")
+        .output()
+        .expect("nsenter");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status JSON ({e}): {out:?}"))
+}
+
 async fn setup() -> (Sim, Home, LoopbackLlm) {
     let sim = Sim::start().await.expect("sim");
     sim.add_phone(ACCOUNT);
@@ -104,6 +117,9 @@ async fn issue_11_below_the_free_space_reserve_receiving_pauses_and_resumes() {
     );
     let lines = gw.wait_state("storage_paused");
     assert!(lines.iter().any(|l| l.contains("reserve")), "{lines:#?}");
+    let st = status_in_namespace(&gw, &mnt);
+    assert_eq!(st["state"], "storage_paused", "{st}");
+    assert!(st["fix"].as_str().is_some_and(|f| f.contains("free some space")), "{st}");
     let cursor = sim.cursor();
     sim.send_text(CONTACT, ACCOUNT, "written while paused", false).await.expect("send");
     in_namespace(&gw, &format!("rm '{}'", fill.display()));

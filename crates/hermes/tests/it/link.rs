@@ -510,3 +510,22 @@ async fn issue_11_looking_changes_nothing_on_disk() {
     assert!(changed.is_empty(), "no file changed: {changed:?}");
     assert_eq!(status(&home).1["state"], "linked", "and the session still reads as linked");
 }
+
+/// Found in the review of issue 11: `repair` connects with the session; a message WhatsApp
+/// delivered then was acknowledged and never reached the journal. It is journaled now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_during_repair_is_journaled_not_lost() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15556660000");
+    sim.add_phone("15556661111");
+    let home = Home::new();
+    link_phone(&home, &sim, "15556660000");
+    let id = sim.send_text("15556661111", "15556660000", "sent while nothing runs", false).await.expect("send");
+    let repair = Linking::start(&home, &sim, &["repair"]);
+    let probe = repair.expect("probe");
+    assert_eq!(probe["result"], "valid", "{probe}");
+    assert_eq!(repair.wait(), 0);
+    let store = hermes_store::Store::open_read_only(&home.path.join("state/hermes.db")).expect("open").expect("exists");
+    let who = "15556661111@s.whatsapp.net";
+    assert!(store.is_journaled(who, who, &id).expect("query"), "the message waits in the journal for the gateway");
+}
