@@ -62,6 +62,18 @@ pub async fn probe(
     })
     .await
     .unwrap_or(Probe::Unreachable);
+    // WhatsApp delivers what waited while nothing was connected right after the login: let it
+    // reach the journal before leaving, rather than leave it for later (a few seconds at most).
+    if verdict == Probe::Valid {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(event) = running.events.recv().await {
+                if matches!(&*event, Event::OfflineSyncCompleted(_)) {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
     running.stop().await;
     Ok(verdict)
 }

@@ -46,16 +46,23 @@ impl StoreState {
     }
 }
 
+/// `Missing` or `Empty` when there is no store to open at `file`.
+fn absent(file: &Path) -> Option<StoreState> {
+    match std::fs::metadata(file) {
+        Err(_) => Some(StoreState::Missing),
+        Ok(m) if m.len() == 0 => Some(StoreState::Empty),
+        Ok(_) => None,
+    }
+}
+
 /// Like [`inspect`], but changes nothing in the session at all: the store is copied with
 /// SQLite's `VACUUM INTO` over a read-only connection (a consistent snapshot, even while the
 /// gateway writes), and the copy, in a private temporary directory, is what gets opened,
 /// migrated and read. For `status`, `doctor` and `explain`.
 pub async fn inspect_read_only(session_dir: &Path) -> StoreState {
     let file = session_dir.join(STORE_FILE);
-    match std::fs::metadata(&file) {
-        Err(_) => return StoreState::Missing,
-        Ok(m) if m.len() == 0 => return StoreState::Empty,
-        Ok(_) => {}
+    if let Some(state) = absent(&file) {
+        return state;
     }
     let copy = match tempfile::Builder::new().prefix("hermes-inspect-").tempdir() {
         Ok(d) => d,
@@ -82,10 +89,8 @@ pub async fn inspect_read_only(session_dir: &Path) -> StoreState {
 /// Opens the store read-and-verify. Never creates anything where nothing is.
 pub async fn inspect(session_dir: &Path) -> StoreState {
     let file = session_dir.join(STORE_FILE);
-    match std::fs::metadata(&file) {
-        Err(_) => return StoreState::Missing,
-        Ok(m) if m.len() == 0 => return StoreState::Empty,
-        Ok(_) => {}
+    if let Some(state) = absent(&file) {
+        return state;
     }
     let Some(url) = file.to_str() else { return StoreState::Corrupt("the path is not valid UTF-8".into()) };
     let store = match SqliteStore::new(url).await {

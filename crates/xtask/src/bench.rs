@@ -10,7 +10,7 @@ use hermes_agent::loopback::LoopbackLlm;
 use wa_sim::{Fault, Sim, SimEvent};
 
 use crate::procs::{EchoHome, HermesHome, Proc, TICKS_PER_SEC, build_hermes};
-use crate::report::{Figure, Stats, machine, markdown};
+use crate::report::{Figure, Stats, answers_per_message, machine, markdown};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -419,21 +419,7 @@ impl Bench {
         let answered = t0.elapsed();
         gw.stop();
         // Count: every message answered, and only once.
-        let mut counts = vec![0usize; n];
-        for e in self.sim.events_since(cursor) {
-            if let SimEvent::MessageReceived { text, .. } = e {
-                let mut rest = text.as_str();
-                while let Some(i) = rest.find("backlog ") {
-                    rest = &rest[i + 8..];
-                    let end = rest.find('.').unwrap_or(rest.len());
-                    if let Ok(k) = rest[..end].parse::<usize>()
-                        && k < n
-                    {
-                        counts[k] += 1;
-                    }
-                }
-            }
-        }
+        let counts = answers_per_message(&self.sim, cursor, "backlog ", n);
         let lost = counts.iter().filter(|c| **c == 0).count();
         let twice = counts.iter().filter(|c| **c > 1).count();
         if lost + twice > 0 {

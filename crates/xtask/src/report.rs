@@ -147,3 +147,25 @@ pub fn markdown(figures: &[Figure], machine: &serde_json::Value, when: &str, set
     }
     md
 }
+
+/// How many times each of `n` numbered messages was answered, from the replies contacts
+/// received after `cursor`: every reply quotes its message (`"{prefix}{k}."`), and one reply
+/// may quote several.
+pub fn answers_per_message(sim: &wa_sim::Sim, cursor: usize, prefix: &str, n: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; n];
+    for e in sim.events_since(cursor) {
+        if let wa_sim::SimEvent::MessageReceived { text, .. } = e {
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find(prefix) {
+                rest = &rest[i + prefix.len()..];
+                let end = rest.find('.').unwrap_or(rest.len());
+                if let Ok(k) = rest[..end].parse::<usize>()
+                    && k < n
+                {
+                    counts[k] += 1;
+                }
+            }
+        }
+    }
+    counts
+}

@@ -19,7 +19,7 @@ use hermes_agent::loopback::LoopbackLlm;
 use wa_sim::{Sim, SimEvent};
 
 use crate::procs::{HermesHome, build_hermes};
-use crate::report::machine;
+use crate::report::{answers_per_message, machine};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -101,24 +101,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
 
     eprintln!("{sent} messages sent; the gateway now runs until every one is answered...");
     let last = home.gateway(&hermes_bin, &sim)?;
-    let counts = |sim: &Sim| {
-        let mut counts = vec![0usize; sent];
-        for e in sim.events_since(cursor) {
-            if let SimEvent::MessageReceived { text, .. } = e {
-                let mut rest = text.as_str();
-                while let Some(i) = rest.find("stress ") {
-                    rest = &rest[i + 7..];
-                    let end = rest.find('.').unwrap_or(rest.len());
-                    if let Ok(n) = rest[..end].parse::<usize>()
-                        && n < sent
-                    {
-                        counts[n] += 1;
-                    }
-                }
-            }
-        }
-        counts
-    };
+    let counts = |sim: &Sim| answers_per_message(sim, cursor, "stress ", sent);
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut settled: Option<Instant> = None;
     loop {

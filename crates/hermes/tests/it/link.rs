@@ -227,7 +227,12 @@ fn a_non_loopback_server_url_is_refused() {
 
 /// Links `phone` through `hermes whatsapp`, to completion.
 pub fn link_phone(home: &Home, sim: &Sim, phone: &str) {
-    let linking = Linking::start(home, sim, &[]);
+    link_phone_with(home, sim, phone, &[]);
+}
+
+/// [`link_phone`] with more arguments for `hermes whatsapp`.
+fn link_phone_with(home: &Home, sim: &Sim, phone: &str, args: &[&str]) {
+    let linking = Linking::start(home, sim, args);
     let qr = linking.expect("qr");
     sim.link_qr(phone, qr["qr"].as_str().expect("qr")).expect("scan");
     linking.expect("paired");
@@ -388,12 +393,7 @@ async fn issue_11_a_relink_installs_the_new_session_whatever_the_backups_hold() 
     std::fs::write(bak.join(".DS_Store"), "finder was here").expect("stray file");
     std::fs::create_dir(bak.join("keep-me")).expect("a directory of the user's");
 
-    let relink = Linking::start(&home, &sim, &["--force"]);
-    let qr = relink.expect("qr");
-    sim.link_qr("15553330000", qr["qr"].as_str().expect("qr")).expect("scan");
-    relink.expect("paired");
-    relink.expect("connected");
-    assert_eq!(relink.wait(), 0);
+    link_phone_with(&home, &sim, "15553330000", &["--force"]);
     let (code, st) = status(&home);
     assert_eq!((code, st["state"].as_str()), (0, Some("linked")), "the accepted session is installed: {st}");
     assert_eq!(sim.devices("15553330000"), vec![1, 2]);
@@ -447,12 +447,7 @@ async fn issue_11_linking_leaves_an_existing_parent_directory_as_it_was() {
     let session = shared.join("wa-session");
     let home =
         home.with_yaml(&format!("platforms:\n  whatsapp:\n    extra:\n      session_path: {}\n", session.display()));
-    let linking = Linking::start(&home, &sim, &[]);
-    let qr = linking.expect("qr");
-    sim.link_qr("15553332222", qr["qr"].as_str().expect("qr")).expect("scan");
-    linking.expect("paired");
-    linking.expect("connected");
-    assert_eq!(linking.wait(), 0);
+    link_phone(&home, &sim, "15553332222");
     let mode = std::fs::metadata(&shared).expect("meta").permissions().mode() & 0o7777;
     assert_eq!(mode, 0o1777, "the shared parent keeps its mode and sticky bit");
     assert_eq!(std::fs::metadata(&session).expect("session").permissions().mode() & 0o777, 0o700);
