@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hermes_core::format;
 use hermes_core::identity::Jid;
+use hermes_store::Delivery;
 use hermes_whatsapp::messenger::{Messenger, new_message_id};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -157,29 +158,36 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
     }
     app.wake.notify_one();
     // Wait a little for the sender, so the caller learns whether it went out.
-    let sent = tokio::time::timeout(Duration::from_secs(20), async {
+    let outcome = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let ids = ids.clone();
-            let all = app
-                .db
-                .call(move |s| {
-                    let mut all = true;
-                    for id in &ids {
-                        all &= matches!(s.sent_at(id)?, Some(Some(_)));
-                    }
-                    Ok(all)
-                })
-                .await;
-            if matches!(all, Ok(true)) {
-                return;
+            let states = app.db.call(move |s| ids.iter().map(|id| s.delivery(id)).collect::<Result<Vec<_>, _>>()).await;
+            if let Ok(states) = states {
+                // Given up on is final: the caller must not hear "sent" or "queued".
+                if states.contains(&Some(Delivery::Abandoned)) {
+                    return Delivery::Abandoned;
+                }
+                if states.iter().all(|d| matches!(d, Some(Delivery::Sent { .. }))) {
+                    return Delivery::Sent { at: now_secs() };
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
-    .is_ok();
-    let status = if sent { StatusCode::OK } else { StatusCode::ACCEPTED };
-    (status, Json(json!({"chat": chat, "ids": ids, "sent": sent}))).into_response()
+    .unwrap_or(Delivery::Queued);
+    match outcome {
+        Delivery::Abandoned => error(
+            StatusCode::BAD_GATEWAY,
+            "WhatsApp refused the message after repeated attempts; the gateway's log says why",
+        ),
+        Delivery::Sent { .. } => {
+            (StatusCode::OK, Json(json!({"chat": chat, "ids": ids, "sent": true}))).into_response()
+        }
+        Delivery::Queued => {
+            (StatusCode::ACCEPTED, Json(json!({"chat": chat, "ids": ids, "sent": false}))).into_response()
+        }
+    }
 }
 
 async fn health(State(app): State<App>, headers: HeaderMap) -> Response {

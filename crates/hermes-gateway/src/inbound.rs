@@ -216,7 +216,7 @@ async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Option<Admitt
     let cfg = &shared.config;
     // Our own replies come back to us in self-chat: never answer them.
     let (id, prefix) = (row.id.clone(), cfg.reply_prefix.value.clone());
-    let ours = shared.db.call(move |s| s.sent_at(&id)).await?.is_some();
+    let ours = shared.db.call(move |s| s.delivery(&id)).await?.is_some();
     let echo = row.from_me
         && (ours || (!prefix.is_empty() && row.text.as_deref().is_some_and(|t| t.starts_with(prefix.trim_end()))));
     let text = row.text.as_deref().map(str::trim).filter(|t| !t.is_empty());

@@ -13,7 +13,7 @@ mod pairing;
 mod retention;
 
 pub use inbox::PREVIEW_CHARS;
-pub use outbox::{Outgoing, Reply, Role};
+pub use outbox::{Delivery, Outgoing, Reply, Role};
 pub use pairing::{Approval, Code};
 pub use retention::Pruned;
 

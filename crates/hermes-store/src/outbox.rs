@@ -10,6 +10,20 @@ use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use crate::{Store, StoreError};
 
+/// `outbox.sent_at` of a message given up on; any other value is a time or NULL (queued).
+const ABANDONED: i64 = -1;
+
+/// What became of a message the gateway sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// In the outbox, not sent yet (WhatsApp not connected, or sending).
+    Queued,
+    /// WhatsApp took it at `at` (unix seconds).
+    Sent { at: i64 },
+    /// Refused too often; kept in the outbox, marked, never sent.
+    Abandoned,
+}
+
 /// A message waiting in (or sent from) the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
@@ -113,9 +127,15 @@ impl Store {
         Ok(())
     }
 
-    /// When a message id of ours was sent: `Some(None)` queued, `None` not ours.
-    pub fn sent_at(&self, id: &str) -> Result<Option<Option<i64>>, StoreError> {
-        Ok(self.conn.query_row("SELECT sent_at FROM outbox WHERE msg_id = ?1", [id], |r| r.get(0)).optional()?)
+    /// What became of a message id of ours; `None` when the id is not ours.
+    pub fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let sent_at: Option<Option<i64>> =
+            self.conn.query_row("SELECT sent_at FROM outbox WHERE msg_id = ?1", [id], |r| r.get(0)).optional()?;
+        Ok(sent_at.map(|at| match at {
+            None => Delivery::Queued,
+            Some(ABANDONED) => Delivery::Abandoned,
+            Some(at) => Delivery::Sent { at },
+        }))
     }
 
     /// The last `limit` turns of a chat's conversation, oldest first.
@@ -154,7 +174,10 @@ pub(crate) fn enqueue(
 impl Store {
     /// Gives up on a message that failed too often; it stays in the outbox, marked.
     pub fn abandon(&mut self, seq: i64, error: &str) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE outbox SET sent_at = -1, last_error = ?2 WHERE seq = ?1", params![seq, error])?;
+        self.conn.execute(
+            "UPDATE outbox SET sent_at = ?3, last_error = ?2 WHERE seq = ?1",
+            params![seq, error, ABANDONED],
+        )?;
         Ok(())
     }
 }

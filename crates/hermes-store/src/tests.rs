@@ -1,5 +1,5 @@
 use super::*;
-use crate::{Code, Reply, Role};
+use crate::{Code, Delivery, Reply, Role};
 
 fn msg(id: &str) -> Inbound {
     Inbound {
@@ -157,9 +157,9 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
 
     store.send_failed(unsent[0].seq, "not connected").expect("failed");
     store.mark_sent(unsent[0].seq, 6).expect("sent");
-    assert_eq!(store.sent_at("OUT1").expect("q"), Some(Some(6)));
-    assert_eq!(store.sent_at("OUT2").expect("q"), Some(None));
-    assert_eq!(store.sent_at("NOPE").expect("q"), None);
+    assert_eq!(store.delivery("OUT1").expect("q"), Some(Delivery::Sent { at: 6 }));
+    assert_eq!(store.delivery("OUT2").expect("q"), Some(Delivery::Queued));
+    assert_eq!(store.delivery("NOPE").expect("q"), None);
     assert_eq!(store.unsent_count().expect("count"), 1);
 }
 
@@ -302,4 +302,16 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
     assert_eq!(store.drops_since(0).expect("drops").len(), 1);
     assert_eq!(store.approvals().expect("approvals").len(), 1, "an approval is the owner's to revoke");
     assert_eq!(store.prune(1_500).expect("again"), Pruned::default());
+}
+
+/// Issue 12: an abandoned message read as sent (`sent_at = -1` is `Some(Some(_))`), so
+/// `hermes send` said "Sent" for a message WhatsApp never took.
+#[test]
+fn an_abandoned_message_is_not_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    store.enqueue("15551234567@s.whatsapp.net", &[("GIVEN-UP".into(), "hello".into())], 1).expect("enqueue");
+    let seq = store.unsent(10).expect("unsent")[0].seq;
+    store.abandon(seq, "refused eight times").expect("abandon");
+    assert_eq!(store.delivery("GIVEN-UP").expect("q"), Some(Delivery::Abandoned));
 }
