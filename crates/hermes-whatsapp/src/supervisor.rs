@@ -80,11 +80,15 @@ impl StorageGuard {
     }
 }
 
-/// After the `n`th pause in a row, the earliest a check may resume receiving: a failure that
-/// is not about space (the check passes, the write fails again) is retried ever more slowly,
+/// After the `n`th pause in a row, the earliest a passing check may resume receiving. A write
+/// that failed for a passing reason (the store busy under load) resumes at the next check; one
+/// that keeps failing although there is room is retried ever more slowly (up to a minute),
 /// not every two seconds forever.
 fn resume_delay(n: u32) -> Duration {
-    Duration::from_secs(1u64 << n.min(6)).min(Duration::from_secs(60))
+    match n.saturating_sub(3) {
+        0 => Duration::ZERO,
+        k => Duration::from_secs(1u64 << k.min(6)).min(Duration::from_secs(60)),
+    }
 }
 
 /// Translates a client event into what the link state machine understands.
@@ -252,7 +256,7 @@ pub async fn supervise(
                 }
                 // Connected and healthy for a while: the next pause starts the backoff over.
                 (Ok(()), false) => {
-                    if paused_at.elapsed() > Duration::from_secs(120) {
+                    if paused_at.elapsed() > Duration::from_secs(30) {
                         pauses = 0;
                     }
                     continue;

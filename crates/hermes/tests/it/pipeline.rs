@@ -475,10 +475,14 @@ async fn a_backlog_from_many_chats_is_answered_exactly_once() {
     }
     let cursor = s.sim.cursor();
     s.start(&[]);
-    s.sim
+    let answered = s
+        .sim
         .wait_count(cursor, n, T, |e| matches!(e, SimEvent::MessageReceived { text, .. } if text.contains("backlog ")))
-        .await
-        .expect("all answered");
+        .await;
+    if let Err(e) = answered {
+        let have = s.sim.events_since(cursor).iter().filter(|e| matches!(e, SimEvent::MessageReceived { .. })).count();
+        panic!("{have} of {n} answered ({e}); gateway log: {:#?}", s.gw().drain_log());
+    }
     // Everything sent so far has been answered; a final round trip flushes any extra answer.
     s.ask(&contacts[0], "flush").await;
     let mut counts = vec![0; n];
