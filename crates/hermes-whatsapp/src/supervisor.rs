@@ -269,21 +269,19 @@ pub async fn supervise(
         if event == LinkEvent::StorageFull {
             pauses = pauses.saturating_add(1);
             paused_at = tokio::time::Instant::now();
-        }
-        if event == LinkEvent::StorageFull
-            && let Some(c) = conn.take()
-        {
-            // Fenced first, so the teardown's flush cannot write what this client holds in
-            // memory; the next client starts from the disk.
-            c.fence.trip("receiving paused for want of storage");
-            if let Some(m) = &opts.messenger {
-                m.detach();
+            if let Some(c) = conn.take() {
+                // Fenced first, so the teardown's flush cannot write what this client holds in
+                // memory; the next client starts from the disk.
+                c.fence.trip("receiving paused for want of storage");
+                if let Some(m) = &opts.messenger {
+                    m.detach();
+                }
+                c.client.disconnect().await;
+                if let Some(r) = run.take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
+                }
+                events = None;
             }
-            c.client.disconnect().await;
-            if let Some(r) = run.take() {
-                let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
-            }
-            events = None;
         }
         if *link.state() != before {
             if let Some(m) = &opts.messenger {
