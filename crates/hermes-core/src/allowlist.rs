@@ -7,7 +7,7 @@
 //! its position and a suggested fix, so it can be reported loudly instead of silently matching
 //! no one.
 
-use crate::identity::{Jid, Lid, PhoneNumber, PhoneProblem, Server, UserId};
+use crate::identity::{Jid, JidError, Lid, PhoneNumber, PhoneProblem, Server, UserId};
 
 /// One entry after normalisation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -314,6 +314,30 @@ pub fn parse_user(s: &str) -> Result<UserId, EntryProblem> {
         AllowEntry::User(u) => Ok(u),
         AllowEntry::Everyone => Err(EntryProblem::NotANumber { offending: '*' }),
     }
+}
+
+/// Why the text given as a chat names no chat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatProblem {
+    /// Written as an address (with `@`) that is not a well-formed JID.
+    Jid(JidError),
+    /// Written as a person, and not one: what the allowlist would say about the entry.
+    Person(EntryProblem),
+}
+
+/// The chat a message arrives in, as a person writes it when asking about access: a group or
+/// other address as a JID, Hermes' bare group id (longer than any phone number), or a person
+/// in any form an allowlist entry takes (the device dropped).
+pub fn parse_chat(s: &str) -> Result<Jid, ChatProblem> {
+    let trimmed = s.trim();
+    // Hermes treats a bare id longer than a phone number as a group.
+    if !trimmed.contains('@') && trimmed.len() > 15 && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return Jid::parse(&format!("{trimmed}@g.us")).map_err(ChatProblem::Jid);
+    }
+    if trimmed.contains('@') && !trimmed.ends_with("@s.whatsapp.net") && !trimmed.ends_with("@lid") {
+        return Jid::parse(trimmed).map_err(ChatProblem::Jid);
+    }
+    parse_user(trimmed).map(|id| id.to_jid()).map_err(ChatProblem::Person)
 }
 
 #[cfg(test)]

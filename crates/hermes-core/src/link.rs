@@ -117,21 +117,26 @@ impl LinkState {
         )
     }
 
+    /// Which state this is, without its data: what is recorded and compared.
+    pub fn kind(&self) -> StateName {
+        match self {
+            LinkState::NotLinked => StateName::NotLinked,
+            LinkState::Connecting { .. } => StateName::Connecting,
+            LinkState::Connected { .. } => StateName::Connected,
+            LinkState::Reconnecting { .. } => StateName::Reconnecting,
+            LinkState::Replaced { .. } => StateName::Replaced,
+            LinkState::TemporarilyBanned { .. } => StateName::TemporarilyBanned,
+            LinkState::StoragePaused { .. } => StateName::StoragePaused,
+            LinkState::LoggedOut { .. } => StateName::LoggedOut,
+            LinkState::DeviceRemoved { .. } => StateName::DeviceRemoved,
+            LinkState::ClientOutdated { .. } => StateName::ClientOutdated,
+            LinkState::Stopped { .. } => StateName::Stopped,
+        }
+    }
+
     /// The stable name for status output and the link-event record.
     pub fn name(&self) -> &'static str {
-        match self {
-            LinkState::NotLinked => "not_linked",
-            LinkState::Connecting { .. } => "connecting",
-            LinkState::Connected { .. } => "connected",
-            LinkState::Reconnecting { .. } => "reconnecting",
-            LinkState::Replaced { .. } => "replaced",
-            LinkState::TemporarilyBanned { .. } => "temporarily_banned",
-            LinkState::StoragePaused { .. } => "storage_paused",
-            LinkState::LoggedOut { .. } => "logged_out",
-            LinkState::DeviceRemoved { .. } => "device_removed",
-            LinkState::ClientOutdated { .. } => "client_outdated",
-            LinkState::Stopped { .. } => "stopped",
-        }
+        self.kind().as_str()
     }
 
     /// What the user should do, when there is something to do.
@@ -170,6 +175,63 @@ impl LinkState {
             | LinkState::Replaced { .. }
             | LinkState::Stopped { why: StopReason::Requested } => None,
         }
+    }
+}
+
+/// The name of a [`LinkState`] without its data: what `state/link.json` records and
+/// `hermes whatsapp status` shows. Compare these, never the strings; the strings are the
+/// stable form written to files and JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateName {
+    NotLinked,
+    Connecting,
+    Connected,
+    Reconnecting,
+    Replaced,
+    TemporarilyBanned,
+    StoragePaused,
+    LoggedOut,
+    DeviceRemoved,
+    ClientOutdated,
+    Stopped,
+}
+
+impl StateName {
+    /// Every name, in the order of [`LinkState`]'s variants.
+    pub const ALL: [StateName; 11] = [
+        StateName::NotLinked,
+        StateName::Connecting,
+        StateName::Connected,
+        StateName::Reconnecting,
+        StateName::Replaced,
+        StateName::TemporarilyBanned,
+        StateName::StoragePaused,
+        StateName::LoggedOut,
+        StateName::DeviceRemoved,
+        StateName::ClientOutdated,
+        StateName::Stopped,
+    ];
+
+    /// The stable written form (`connected`, `logged_out`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateName::NotLinked => "not_linked",
+            StateName::Connecting => "connecting",
+            StateName::Connected => "connected",
+            StateName::Reconnecting => "reconnecting",
+            StateName::Replaced => "replaced",
+            StateName::TemporarilyBanned => "temporarily_banned",
+            StateName::StoragePaused => "storage_paused",
+            StateName::LoggedOut => "logged_out",
+            StateName::DeviceRemoved => "device_removed",
+            StateName::ClientOutdated => "client_outdated",
+            StateName::Stopped => "stopped",
+        }
+    }
+
+    /// Reads the written form back; `None` for a name this version does not know.
+    pub fn parse(s: &str) -> Option<StateName> {
+        StateName::ALL.into_iter().find(|n| n.as_str() == s)
     }
 }
 

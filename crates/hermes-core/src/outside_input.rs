@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use crate::allowlist::{Allowlist, parse_user};
+use crate::allowlist::{Allowlist, parse_chat, parse_user};
 use crate::config::{self, Inputs};
 use crate::identity::Jid;
 use crate::{command, format, mention};
@@ -43,6 +43,7 @@ proptest! {
         let _ = parse_user(&s);
         let _ = Jid::parse(&s);
         let _ = Jid::parse_chat(&s);
+        let _ = parse_chat(&s);
         let _ = command::parse(&s);
         let formatted = format::to_whatsapp(&s);
         for part in format::chunk(&formatted, format::MAX_MESSAGE_CHARS) {

@@ -195,3 +195,21 @@ mod props {
         }
     }
 }
+
+#[track_caller]
+fn check_chat(raw: &str, expected: Result<&str, ()>) {
+    assert_eq!(parse_chat(raw).map(|j| j.to_string()).map_err(|_| ()), expected.map(str::to_owned), "for {raw:?}");
+}
+
+#[test]
+fn chats_are_groups_or_people_in_any_spelling() {
+    check_chat("120363012345678901@g.us", Ok("120363012345678901@g.us"));
+    check_chat("120363012345678901", Ok("120363012345678901@g.us"));
+    check_chat("1555123-1600000000", Ok("1555123-1600000000@g.us"));
+    check_chat("+1 (555) 123-4567", Ok("15551234567@s.whatsapp.net"));
+    check_chat("15551234567:3@s.whatsapp.net", Ok("15551234567@s.whatsapp.net"));
+    check_chat("123456789012345@lid", Ok("123456789012345@lid"));
+    check_chat("status@broadcast", Ok("status@broadcast"));
+    check_chat("@g.us", Err(()));
+    check_chat("alice", Err(()));
+}

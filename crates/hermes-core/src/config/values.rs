@@ -22,7 +22,9 @@ impl Mode {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Result<Mode, String> {
+    /// Reads `WHATSAPP_MODE` (any case, surrounding spaces ignored); the error lists the
+    /// accepted values.
+    pub fn parse(s: &str) -> Result<Mode, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "bot" => Ok(Mode::Bot),
             "self-chat" | "self_chat" | "selfchat" | "self" => Ok(Mode::SelfChat),

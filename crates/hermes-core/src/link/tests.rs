@@ -333,3 +333,12 @@ fn issue_11_a_full_disk_pauses_until_there_is_room() {
     l.step(LinkEvent::StorageFull, 4 * S, 0.5);
     check(&mut l, LinkEvent::StorageReady, 200 * S, 0.5, LinkState::Connecting { attempt: 0 }, &[Action::Connect]);
 }
+
+#[test]
+fn state_names_read_back_as_written() {
+    for name in StateName::ALL {
+        assert_eq!(StateName::parse(name.as_str()), Some(name));
+    }
+    assert_eq!(StateName::parse("Connected"), None);
+    assert_eq!(connected(0).state().kind(), StateName::Connected);
+}
