@@ -1,10 +1,14 @@
-//! One client connection: WebSocket, the Noise handshake as the responder, then encrypted
-//! binary nodes in both directions.
+//! One client connection, from accept to close: the server's side of the wire, and what it
+//! does with a connection before the router takes its stanzas.
 //!
 //! The wire format is WhatsApp's: the client opens with the 4-byte `WA` prologue, every
 //! message is a 3-byte big-endian length and a payload, the handshake runs Noise XX (or IK for
 //! a returning device that cached our static key), and afterwards each payload is AES-GCM with
 //! a per-direction counter over a flag byte and a marshalled node.
+//!
+//! After the handshake a client either registers (a companion to link) or logs in as a
+//! linked device; faults decide whether it is refused first. The world and the router know
+//! nothing of sockets: they queue [`Outbound`]s on the connection's channel.
 
 use std::sync::Arc;
 
@@ -12,11 +16,12 @@ use anyhow::{Context as _, anyhow, bail};
 use buffa::Message as _;
 use bytes::BytesMut;
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_websockets::{Message, WebSocketStream};
 use wacore::handshake::NoiseHandshake;
 use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
 use wacore_binary::consts::{NOISE_PATTERN_IK, NOISE_PATTERN_XX, WA_CONN_HEADER};
 use wacore_libsignal::protocol::KeyPair;
 use wacore_noise::NoiseCipher;
@@ -24,16 +29,40 @@ use wacore_noise::framing::FrameDecoder;
 use waproto::whatsapp as wa;
 
 use crate::cert::CertAuthority;
+use crate::events::SimEvent;
+use crate::keys::{PublishedKeys, be_u32};
+use crate::state::{Conn, Inner, Outbound, Peer, Pending, SERVER, now};
 
-/// What the server side asks a connection to do.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// Encrypt and send a node.
-    Node(Node),
-    /// Close the socket after everything queued before it.
-    Close,
-    /// Drop the TCP connection at once, as a network failure would.
-    Abort,
+/// Accepts connections until the task is aborted, each served on its own task.
+pub(crate) async fn listen(listener: TcpListener, inner: Arc<Inner>, identity: ServerIdentity) {
+    let identity = Arc::new(identity);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        // WhatsApp's servers answer at once; Nagle's algorithm would add the simulator's
+        // own delays to every figure measured against it.
+        let _ = tcp.set_nodelay(true);
+        let inner = inner.clone();
+        let refused = {
+            let mut st = inner.state();
+            if st.faults.refuse > 0 {
+                st.faults.refuse -= 1;
+                Some(st.next_conn())
+            } else {
+                None
+            }
+        };
+        if let Some(conn) = refused {
+            drop(tcp);
+            inner.events.push(SimEvent::Refused { conn });
+            continue;
+        }
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(inner, &identity, tcp).await {
+                tracing::debug!(error = %format!("{e:#}"), "connection ended with an error");
+            }
+        });
+    }
 }
 
 /// The server's long-lived Noise identity.
@@ -50,6 +79,173 @@ impl ServerIdentity {
     }
 }
 
+/// One connection, from accept to close.
+async fn serve(inner: Arc<Inner>, identity: &ServerIdentity, tcp: TcpStream) -> anyhow::Result<()> {
+    let Some(session) = accept(tcp, identity).await? else { return Ok(()) };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let conn_id = inner.state().next_conn();
+    let login = session.payload.username.map(|u| (u.to_string(), session.payload.device.unwrap_or(0) as u16));
+    inner.events.push(SimEvent::Connected { conn: conn_id, login: login.clone(), used_ik: session.used_ik });
+
+    let peer = match login {
+        None => match register(&inner, conn_id, &session, &tx) {
+            Ok(()) => Peer::Registering,
+            Err(e) => {
+                tracing::debug!(error = %e, "registration refused");
+                session.close().await;
+                return Ok(());
+            }
+        },
+        Some((phone, device)) => match check_login(&inner, &phone, device, &session) {
+            Ok(()) => Peer::Device { phone, device },
+            Err(failure) => {
+                inner.events.push(SimEvent::LoginRefused { phone, device, reason: failure.reason });
+                let mut session = session;
+                session.send(&failure.node()).await?;
+                session.close().await;
+                inner.events.push(SimEvent::Disconnected { conn: conn_id });
+                return Ok(());
+            }
+        },
+    };
+    inner.state().conns.insert(conn_id, Conn { tx: tx.clone(), peer: peer.clone() });
+    if let Peer::Device { phone, device } = &peer {
+        let lid = inner.state().phones.get(phone).map(|p| p.lid.clone()).unwrap_or_default();
+        let success = NodeBuilder::new("success")
+            .attr("t", now().to_string())
+            .attr("lid", format!("{lid}@lid"))
+            .attr("creation", now().to_string())
+            .build();
+        let _ = tx.send(Outbound::Node(success));
+        inner.events.push(SimEvent::LoggedIn { phone: phone.clone(), device: *device });
+    }
+
+    let handler_inner = inner.clone();
+    let on_node: Arc<dyn Fn(Node) + Send + Sync> = Arc::new(move |node: Node| {
+        crate::router::handle(&handler_inner, conn_id, node);
+    });
+    let logging_inner = inner.clone();
+    let (log_tx, log_rx) = mpsc::unbounded_channel();
+    // Record outbound stanzas on their way out, without holding up the pump.
+    let forward = tokio::spawn(forward_outbound(logging_inner, conn_id, rx, log_tx));
+    let result = pump(session, log_rx, on_node).await;
+    forward.abort();
+    {
+        let mut st = inner.state();
+        st.conns.remove(&conn_id);
+        st.pending.retain(|_, p| p.conn != conn_id);
+        st.code_flows.retain(|_, f| f.conn != conn_id);
+    }
+    inner.events.push(SimEvent::Disconnected { conn: conn_id });
+    result
+}
+
+async fn forward_outbound(
+    inner: Arc<Inner>,
+    conn: u64,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    tx: mpsc::UnboundedSender<Outbound>,
+) {
+    while let Some(out) = rx.recv().await {
+        let delay = inner.state().faults.delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if let Outbound::Node(node) = &out
+            && inner.events.records_stanzas()
+        {
+            inner.events.push(SimEvent::Stanza {
+                conn,
+                inbound: false,
+                xml: wacore::xml::DisplayableNode(node).to_string(),
+            });
+        }
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// A new companion: remember its keys and hand it refs for its QR codes.
+fn register(inner: &Inner, conn: u64, session: &Session, tx: &mpsc::UnboundedSender<Outbound>) -> anyhow::Result<()> {
+    let reg: &wa::client_payload::DevicePairingRegistrationData = session
+        .payload
+        .device_pairing_data
+        .as_option()
+        .ok_or_else(|| anyhow!("no username and no registration data"))?;
+    let identity_public: [u8; 32] = reg
+        .e_ident
+        .as_deref()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| anyhow!("registration without a 32-byte identity key"))?;
+    let signed_prekey = match (&reg.e_skey_id, &reg.e_skey_val, &reg.e_skey_sig) {
+        (Some(id), Some(val), Some(sig)) => Some((be_u32(id), val.clone(), sig.clone())),
+        _ => None,
+    };
+    let keys = PublishedKeys {
+        registration_id: reg.e_regid.as_deref().map_or(0, be_u32),
+        identity: identity_public.to_vec(),
+        signed_prekey,
+        prekeys: Vec::new(),
+    };
+    let mut st = inner.state();
+    let id = st.next_id();
+    // WhatsApp hands out six refs: one QR for 60 s, then five more for 20 s each.
+    let refs: Vec<String> = (0..6).map(|_| format!("2@{}", hex::encode(rand::random::<[u8; 16]>()))).collect();
+    for r in &refs {
+        st.pending.insert(
+            r.clone(),
+            Pending { conn, noise_public: session.client_static, identity_public, keys: keys.clone(), linking: None },
+        );
+    }
+    let node = NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "set")
+        .attr("id", id)
+        .attr("xmlns", "md")
+        .children([NodeBuilder::new("pair-device")
+            .children(refs.iter().map(|r| NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()))
+            .build()])
+        .build();
+    tx.send(Outbound::Node(node)).map_err(|_| anyhow!("connection closed"))?;
+    inner.events.push(SimEvent::PairingStarted { conn });
+    Ok(())
+}
+
+/// Whether `phone:device` may log in with this Noise key; the failure reason if not.
+fn check_login(inner: &Inner, phone: &str, device: u16, session: &Session) -> Result<(), Failure> {
+    let st = inner.state();
+    if let Some((reason, code, expire)) = st.faults.login_failure {
+        return Err(Failure { reason, code, expire });
+    }
+    let known = st.phones.get(phone).and_then(|p| p.devices.get(&device));
+    match known {
+        Some(d) if d.noise_public == session.client_static => Ok(()),
+        // Unknown, unlinked or a different key: the session is not valid any more.
+        _ => Err(Failure { reason: 401, code: None, expire: None }),
+    }
+}
+
+/// A `<failure>` refusing a login.
+struct Failure {
+    reason: u16,
+    code: Option<u16>,
+    expire: Option<u64>,
+}
+
+impl Failure {
+    fn node(&self) -> Node {
+        let mut b = NodeBuilder::new("failure").attr("reason", self.reason.to_string());
+        if let Some(code) = self.code {
+            b = b.attr("code", code.to_string());
+        }
+        if let Some(expire) = self.expire {
+            b = b.attr("expire", expire.to_string());
+        }
+        b.build()
+    }
+}
+
 fn public(kp: &KeyPair) -> [u8; 32] {
     kp.public_key.public_key_bytes().try_into().expect("an X25519 public key is 32 bytes")
 }
@@ -57,7 +253,7 @@ fn public(kp: &KeyPair) -> [u8; 32] {
 type Ws = WebSocketStream<TcpStream>;
 
 /// A connection after the handshake: who the client says it is, and the encrypted pipe.
-pub(crate) struct Session {
+struct Session {
     pub payload: wa::ClientPayload,
     /// The client's Noise static key, which identifies a device across connections.
     pub client_static: [u8; 32],
@@ -100,7 +296,7 @@ async fn send_frame(ws: &mut Ws, payload: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Accepts the WebSocket upgrade and runs the Noise handshake as the responder.
-pub(crate) async fn accept(tcp: TcpStream, identity: &ServerIdentity) -> anyhow::Result<Option<Session>> {
+async fn accept(tcp: TcpStream, identity: &ServerIdentity) -> anyhow::Result<Option<Session>> {
     let (_request, mut ws) = tokio_websockets::ServerBuilder::new().accept(tcp).await.context("websocket upgrade")?;
     let mut decoder = FrameDecoder::new();
 
@@ -233,7 +429,7 @@ impl Session {
 
 /// Runs a logged-in connection: hands each client node to `on_node`, sends what the server
 /// queues, until either side closes.
-pub(crate) async fn pump(
+async fn pump(
     mut session: Session,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
     on_node: Arc<dyn Fn(Node) + Send + Sync>,

@@ -294,8 +294,8 @@ pub(crate) fn text_of(message: &wa::Message) -> Option<String> {
 }
 
 /// The app-state sync key a phone shares with a device it just linked, so the device can read
-/// the account's app state without waiting.
-pub(crate) fn app_state_key_share() -> wa::Message {
+/// the account's app state without waiting. `now` is in Unix seconds.
+pub(crate) fn app_state_key_share(now: u64) -> wa::Message {
     use wa::message::{
         AppStateSyncKey, AppStateSyncKeyData, AppStateSyncKeyFingerprint, AppStateSyncKeyId, AppStateSyncKeyShare,
     };
@@ -308,7 +308,7 @@ pub(crate) fn app_state_key_share() -> wa::Message {
                 current_index: Some(0),
                 device_indexes: vec![0],
             }),
-            timestamp: Some(i64::try_from(crate::server::now()).unwrap_or(0) * 1000),
+            timestamp: Some(i64::try_from(now).unwrap_or(0) * 1000),
         }),
     };
     wa::Message {

@@ -16,11 +16,15 @@ pub mod control;
 mod events;
 mod faults;
 mod keys;
+mod link;
+mod messages;
 pub mod pairing;
 mod router;
-mod server;
+mod sim;
+mod state;
 mod usync;
 
 pub use events::{SimEvent, WaitTimeout};
 pub use faults::{COMPANION_LOGOUT_DAYS, Fault};
-pub use server::{Addressing, PhoneInfo, Sim};
+pub use sim::{PhoneInfo, Sim};
+pub use state::Addressing;

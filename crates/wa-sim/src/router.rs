@@ -12,7 +12,9 @@ use wacore_binary::builder::NodeBuilder;
 
 use crate::events::SimEvent;
 use crate::keys::PublishedKeys;
-use crate::server::{Inner, Peer, SERVER, State, complete_link};
+use crate::link::{companion_identity, complete_link, send_pair_success};
+use crate::messages::{crypto_for, resend_after_retry};
+use crate::state::{CodeFlow, Inner, Peer, SERVER, State, now};
 
 fn attr(node: &Node, key: &str) -> Option<String> {
     node.attrs.get(key).map(|v| v.as_str().into_owned())
@@ -62,7 +64,7 @@ pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
             // A retry receipt: the device could not decrypt; the sender's phone sends again.
             if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("retry") {
                 for id in &ids {
-                    tokio::spawn(crate::server::resend_after_retry(inner.clone(), phone.clone(), *device, id.clone()));
+                    tokio::spawn(resend_after_retry(inner.clone(), phone.clone(), *device, id.clone()));
                 }
             }
             for id in ids.into_iter().filter(|_| is_message) {
@@ -123,7 +125,7 @@ fn link_code_iq(inner: &Inner, conn: u64, id: &str, node: &Node) {
             let pairing_ref = format!("{}", rand::random::<u64>());
             st.code_flows.insert(
                 phone,
-                crate::server::CodeFlow {
+                CodeFlow {
                     conn,
                     wrapped_companion_ephemeral: wrapped.to_vec(),
                     pairing_ref: pairing_ref.clone(),
@@ -160,7 +162,7 @@ fn link_code_iq(inner: &Inner, conn: u64, id: &str, node: &Node) {
                 let identity: [u8; 32] = bytes(reg, "companion_identity_public")
                     .and_then(|b| b.try_into().ok())
                     .ok_or_else(|| anyhow::anyhow!("no identity key"))?;
-                if crate::server::companion_identity(st, conn) != Some(identity) {
+                if companion_identity(st, conn) != Some(identity) {
                     anyhow::bail!("identity differs from the one registered");
                 }
                 let account = &st.phones.get(&phone).ok_or_else(|| anyhow::anyhow!("no phone"))?.account;
@@ -170,7 +172,7 @@ fn link_code_iq(inner: &Inner, conn: u64, id: &str, node: &Node) {
                 Ok(adv_secret) => {
                     st.send(conn, result(id, vec![]));
                     st.code_flows.remove(&phone);
-                    if let Err(e) = crate::server::send_pair_success(st, &phone, conn, &adv_secret) {
+                    if let Err(e) = send_pair_success(st, &phone, conn, &adv_secret) {
                         tracing::warn!(error = %e, "pair-success after code failed");
                     }
                 }
@@ -349,7 +351,7 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
             .attr("class", "message")
             .attr("id", id.clone())
             .attr("from", to.clone())
-            .attr("t", crate::server::now().to_string())
+            .attr("t", now().to_string())
             .build(),
     );
     let enc_of = |n: &Node| {
@@ -429,7 +431,7 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
                 let mut outcome = Err(anyhow::anyhow!("no session"));
                 for name in &names {
                     let sender = wacore_libsignal::protocol::ProtocolAddress::new(name, u32::from(device).into());
-                    outcome = match crate::server::crypto_for(&inner, &mut contacts, &owner) {
+                    outcome = match crypto_for(&inner, &mut contacts, &owner) {
                         Ok(crypto) => crate::contacts::decrypt(crypto, &sender, &enc_kind, &ciphertext).await,
                         Err(e) => Err(e),
                     };
@@ -464,7 +466,7 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
                 let mut r = NodeBuilder::new("receipt")
                     .attr("id", id.clone())
                     .attr("from", from.clone())
-                    .attr("t", crate::server::now().to_string());
+                    .attr("t", now().to_string());
                 if let Some(t) = receipt_type {
                     r = r.attr("type", t);
                 }
@@ -499,7 +501,7 @@ async fn group_message(
         if user == phone || jid.contains(':') && !jid.contains(":0@") {
             continue;
         }
-        let Ok(crypto) = crate::server::crypto_for(&inner, &mut contacts, &user) else { continue };
+        let Ok(crypto) = crypto_for(&inner, &mut contacts, &user) else { continue };
         match crate::contacts::decrypt(crypto, &sender, &kind, &ciphertext).await {
             Ok(m) => {
                 if let Some(skdm) = m.sender_key_distribution_message.as_option()
@@ -514,7 +516,7 @@ async fn group_message(
     }
     let Some(skmsg) = skmsg else { return };
     for member in members.into_iter().filter(|m| *m != phone) {
-        let Ok(crypto) = crate::server::crypto_for(&inner, &mut contacts, &member) else { continue };
+        let Ok(crypto) = crypto_for(&inner, &mut contacts, &member) else { continue };
         let text = match crate::contacts::group_decrypt_message(crypto, &group, &sender, &skmsg).await {
             Ok(m) => crate::contacts::text_of(&m).unwrap_or_default(),
             Err(e) => {
@@ -536,7 +538,7 @@ async fn group_message(
                 .attr("id", id.clone())
                 .attr("from", group.clone())
                 .attr("participant", format!("{member}@s.whatsapp.net"))
-                .attr("t", crate::server::now().to_string());
+                .attr("t", now().to_string());
             if let Some(t) = receipt_type {
                 r = r.attr("type", t);
             }
@@ -561,7 +563,7 @@ fn relay(
     let node = NodeBuilder::new("message")
         .attr("from", format!("{from_phone}:{from_device}@s.whatsapp.net"))
         .attr("id", id.to_owned())
-        .attr("t", crate::server::now().to_string())
+        .attr("t", now().to_string())
         .attr("type", kind.to_owned())
         .children([NodeBuilder::new("enc").attr("v", "2").attr("type", enc_kind.to_owned()).bytes(ciphertext).build()])
         .build();

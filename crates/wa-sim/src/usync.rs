@@ -8,7 +8,7 @@ use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 use waproto::whatsapp as wa;
 
-use crate::server::{Phone, State, now};
+use crate::state::{Phone, State, now};
 
 /// The list of a phone's devices, signed by its account key as WhatsApp signs it.
 fn key_index_list(phone: &Phone) -> Vec<u8> {
