@@ -13,5 +13,6 @@ pub mod lock;
 pub mod messenger;
 pub mod probe;
 pub mod session_dir;
+pub mod status;
 pub mod store;
 pub mod supervisor;

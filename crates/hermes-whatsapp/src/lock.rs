@@ -74,6 +74,18 @@ impl SessionLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Who holds the session's lock: the PID written in its lock file, if that process is
+    /// still alive. Takes no lock and creates nothing, so commands that only look may ask.
+    pub fn holder(session_dir: &Path) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(Self::path_for(session_dir)).ok()?.trim().parse().ok()?;
+        process_alive(pid).then_some(pid)
+    }
+}
+
+/// Whether a process with this PID exists on this machine (`/proc/PID`).
+pub fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 #[cfg(test)]
@@ -92,5 +104,18 @@ mod tests {
         }
         drop(first);
         SessionLock::acquire(&session).expect("free again once released");
+    }
+
+    #[test]
+    fn the_holder_is_the_live_process_named_in_the_lock_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let session = tmp.path().join("session");
+        assert_eq!(SessionLock::holder(&session), None, "no lock file");
+        let lock = SessionLock::acquire(&session).expect("lock");
+        assert_eq!(SessionLock::holder(&session), Some(std::process::id()));
+        drop(lock);
+        // The file stays behind with a PID; a PID no process has is nobody.
+        std::fs::write(SessionLock::path_for(&session), u32::MAX.to_string()).expect("write");
+        assert_eq!(SessionLock::holder(&session), None);
     }
 }

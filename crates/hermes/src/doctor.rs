@@ -26,7 +26,8 @@ pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     checks.push(doctor::check_model(&cfg.model));
     checks.extend(doctor::check_env_file(env_mode(&loaded), &cfg.model));
     let reserve = cfg.whatsapp.min_free_mb.value.saturating_mul(1024 * 1024);
-    checks.push(doctor::check_free_space(&free_space(&loaded, &session.path), reserve));
+    let free = hermes_whatsapp::status::free_space(&session.path, &loaded.home.path.join("state"));
+    checks.push(doctor::check_free_space(&free, reserve));
 
     let ok = checks.iter().all(|c| c.status != Status::Error);
     let mut out = std::io::stdout().lock();
@@ -49,14 +50,6 @@ fn env_mode(loaded: &load::Loaded) -> Option<u32> {
     std::fs::metadata(loaded.env_file()).ok().map(|m| m.permissions().mode())
 }
 
-/// Free bytes where the session and `state/` live.
-pub(crate) fn free_space(loaded: &load::Loaded, session_dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
-    [session_dir.to_path_buf(), loaded.home.path.join("state")]
-        .into_iter()
-        .filter_map(|dir| Some((dir.clone(), hermes_store::files::free_bytes(&dir)?)))
-        .collect()
-}
-
 /// The link: what the store holds, who holds the lock, and a Node-bridge session left by Hermes.
 fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> anyhow::Result<Vec<Check>> {
     use hermes_whatsapp::store::StoreState;
@@ -67,7 +60,7 @@ fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> anyhow::
         StoreState::Corrupt(why) => doctor::StoreFacts::Corrupt(why),
         StoreState::Linked(a) => doctor::StoreFacts::Linked { phone: a.phone, device: a.device },
     };
-    let holder = crate::whatsapp::lock_holder(session_dir);
+    let holder = hermes_whatsapp::lock::SessionLock::holder(session_dir);
     // Baileys keeps `creds.json` in the session directory, legacy or new layout.
     let creds = [session_dir.to_path_buf(), loaded.home.path.join(hermes_core::paths::LEGACY_SESSION_DIR)]
         .into_iter()

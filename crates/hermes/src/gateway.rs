@@ -11,39 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use hermes_core::link::{LinkState, RetryPolicy};
 use hermes_whatsapp::lock::{LockError, SessionLock};
+use hermes_whatsapp::status::Recorder;
 use hermes_whatsapp::supervisor::{self, SupervisorOptions};
-use serde::{Deserialize, Serialize};
 
 use crate::exit;
 use crate::load;
-
-/// What `state/link.json` holds: the last link state the gateway recorded.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct LinkRecord {
-    pub pid: u32,
-    pub state: String,
-    /// Unix seconds when this state began.
-    pub since: u64,
-    pub fix: Option<String>,
-    pub last_connected: Option<u64>,
-    /// Unix seconds of reconnections, the last hour's only.
-    pub reconnects: Vec<u64>,
-}
-
-pub fn record_path(home: &Path) -> PathBuf {
-    home.join("state").join("link.json")
-}
-
-pub fn read_record(home: &Path) -> Option<LinkRecord> {
-    serde_json::from_slice(&std::fs::read(record_path(home)).ok()?).ok()
-}
-
-fn write_record(home: &Path, record: &LinkRecord) -> anyhow::Result<()> {
-    let path = record_path(home);
-    hermes_store::files::create_private_dir_all(path.parent().expect("has a parent"))?;
-    hermes_store::files::write_private(&path, &serde_json::to_vec(record)?)
-        .with_context(|| format!("write {}", path.display()))
-}
 
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -88,7 +60,7 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     raise_descriptor_limit();
     let home = loaded.home.path.clone();
     private_state_dir(&home.join("state"))?;
-    let mut record = LinkRecord { pid: std::process::id(), ..read_record(&home).unwrap_or_default() };
+    let mut recorder = Recorder::resume(&home.join("state"), std::process::id());
     // Every inbound message is journaled before WhatsApp is told it arrived.
     let db = home.join("state").join("hermes.db");
     hermes_store::files::create_private_dir_all(db.parent().expect("has a parent"))?;
@@ -124,20 +96,10 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let pipeline = runtime.block_on(hermes_gateway::Pipeline::start(pipeline_opts)).context("start the pipeline")?;
     let last = runtime.block_on(async {
+        // Each state goes to state/link.json, for `hermes whatsapp status`.
         let on_state = |state: &LinkState| {
-            let now = now_secs();
-            if state.name() == "connected" {
-                if record.last_connected.is_some() {
-                    record.reconnects.push(now);
-                }
-                record.last_connected = Some(now);
-            }
-            record.reconnects.retain(|t| now.saturating_sub(*t) < 3600);
-            record.state = state.name().to_owned();
-            record.since = now;
-            record.fix = state.fix().map(str::to_owned);
-            if let Err(e) = write_record(&home, &record) {
-                tracing::warn!(error = %format!("{e:#}"), "cannot record the link state");
+            if let Err(e) = recorder.record(state, i64::try_from(now_secs()).unwrap_or(i64::MAX)) {
+                tracing::warn!(error = %e, "cannot record the link state");
             }
         };
         supervisor::supervise(&opts, on_state, shutdown()).await

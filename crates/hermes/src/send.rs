@@ -63,7 +63,7 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut f, &mut bytes).with_context(|| format!("read {}", file.display()))?;
     let info: Option<hermes_gateway::ControlInfo> = serde_json::from_slice(&bytes).ok();
-    let Some(info) = info.filter(|i| crate::whatsapp::process_alive(i.pid)) else {
+    let Some(info) = info.filter(|i| hermes_whatsapp::lock::process_alive(i.pid)) else {
         return not_running();
     };
     let body = serde_json::json!({"to": chat, "text": args.text.join(" ")});

@@ -443,7 +443,7 @@ async fn run_linking(
             }
             save_env(loaded, &[("WHATSAPP_ENABLED", "true")])?;
             // What the gateway recorded about the previous session is history now.
-            let _ = std::fs::remove_file(crate::gateway::record_path(&loaded.home.path));
+            hermes_whatsapp::status::forget_record(&loaded.home.path.join("state"));
             let a = &linked.account;
             out.event(
                 json!({ "event": "connected", "phone": a.phone, "lid": a.lid, "name": a.name, "session": session_dir.display().to_string() }),
@@ -472,16 +472,6 @@ async fn run_linking(
     }
 }
 
-/// The PID in a session's lock file, if that process is still alive.
-pub fn lock_holder(session_dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(SessionLock::path_for(session_dir)).ok()?.trim().parse().ok()?;
-    process_alive(pid).then_some(pid)
-}
-
-pub fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
 /// What the session store holds, for the commands that do not otherwise need a runtime.
 /// The gateway's journal, for a command that connects with the session (`repair`, `unlink`):
 /// what WhatsApp delivers while it is connected is kept, and answered by the next gateway.
@@ -507,82 +497,40 @@ pub fn inspect_store(session_dir: &Path) -> anyhow::Result<StoreState> {
 pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     let session = loaded.session_dir();
-    let state = inspect_store(&session.path)?;
-    let holder = lock_holder(&session.path).filter(|pid| *pid != std::process::id());
-    let (mut name, mut fix): (String, Option<String>) = match &state {
-        StoreState::Linked(_) => ("linked".into(), None),
-        StoreState::Missing => {
-            ("not_linked".into(), Some("run `hermes whatsapp` to link this gateway to your WhatsApp".into()))
-        }
-        StoreState::NotLinked => {
-            ("not_linked".into(), Some("linking never finished; run `hermes whatsapp` to link".into()))
-        }
-        StoreState::Empty => (
-            "empty".into(),
-            Some("the session store is empty (an interrupted first run); run `hermes whatsapp` to link".into()),
-        ),
-        StoreState::Corrupt(why) => (
-            "corrupt".into(),
-            Some(format!(
-                "the session store cannot be read ({why}); run `hermes whatsapp repair` to link again (a backup is kept)"
-            )),
-        ),
-    };
-    // The gateway's record knows what the store cannot: the live state, and whether WhatsApp
-    // ended a session that still looks linked on disk.
-    let record = crate::gateway::read_record(&loaded.home.path);
-    let gateway_running = record.as_ref().is_some_and(|r| holder == Some(r.pid));
-    let mut linked = state.is_linked();
-    if let (true, Some(r)) = (linked, &record)
-        && (gateway_running
-            || matches!(r.state.as_str(), "logged_out" | "device_removed" | "client_outdated" | "stopped"))
-    {
-        name = r.state.clone();
-        fix = r.fix.clone();
-        linked = !matches!(r.state.as_str(), "logged_out" | "device_removed");
-    }
-    // A full disk may not even let the gateway record that it paused: look for it here too.
     let reserve = loaded.resolved.config.whatsapp.min_free_mb.value.saturating_mul(1024 * 1024);
-    if gateway_running && crate::doctor::free_space(&loaded, &session.path).iter().any(|(_, free)| *free < reserve) {
-        let paused = hermes_core::link::LinkState::StoragePaused { since: 0, then: hermes_core::link::Resume::Connect };
-        name = paused.name().to_owned();
-        fix = paused.fix().map(str::to_owned);
-    }
-    let usable =
-        linked && !matches!(name.as_str(), "temporarily_banned" | "client_outdated" | "stopped" | "storage_paused");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let st = runtime.block_on(hermes_whatsapp::status::status(&session.path, &loaded.home.path.join("state"), reserve));
     let from = match &session.reason {
         hermes_core::paths::SessionDirReason::Configured(Origin::Default)
         | hermes_core::paths::SessionDirReason::Default => None,
         hermes_core::paths::SessionDirReason::Legacy => Some("Hermes' legacy layout".to_owned()),
         hermes_core::paths::SessionDirReason::Configured(o) => Some(o.to_string()),
     };
-    let account = match &state {
+    let account = match &st.store {
         StoreState::Linked(a) => json!({ "phone": a.phone, "lid": a.lid, "name": a.name, "device": a.device }),
         _ => serde_json::Value::Null,
     };
-    // The journal says when a message last arrived; reading it never creates it.
-    let db = loaded.home.path.join("state").join("hermes.db");
-    let last_message =
-        hermes_store::Store::open_read_only(&db).ok().flatten().and_then(|s| s.last_received().ok().flatten());
+    let record = st.record.as_ref();
+    let name = st.state.as_str();
     let mut stdout = std::io::stdout().lock();
     if json {
         let v = json!({
-            "last_message_received": last_message,
+            "last_message_received": st.last_message_received,
             "state": name,
-            "linked": linked,
+            "linked": st.linked,
             "account": account,
             "session_path": session.path.display().to_string(),
-            "in_use_by_pid": holder,
-            "gateway_running": gateway_running,
-            "since": record.as_ref().map(|r| r.since),
-            "last_connected": record.as_ref().and_then(|r| r.last_connected),
-            "reconnects_last_hour": record.as_ref().map_or(0, |r| r.reconnects.len()),
-            "fix": fix,
+            "in_use_by_pid": st.in_use_by_pid,
+            "gateway_running": st.gateway_running,
+            "since": record.map(|r| r.since),
+            "last_connected": record.and_then(|r| r.last_connected),
+            "reconnects_last_hour": record.map_or(0, |r| r.reconnects.len()),
+            "fix": st.fix,
         });
         writeln!(stdout, "{v}")?;
     } else {
-        writeln!(stdout, "state      {name}{}", if gateway_running { " (gateway running)" } else { "" })?;
-        if let StoreState::Linked(a) = &state {
+        writeln!(stdout, "state      {name}{}", if st.gateway_running { " (gateway running)" } else { "" })?;
+        if let StoreState::Linked(a) = &st.store {
             writeln!(
                 stdout,
                 "account    +{} (device {}{}{})",
@@ -592,12 +540,12 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
                 a.name.as_ref().map(|n| format!(", {n}")).unwrap_or_default()
             )?;
         }
-        if let Some(r) = &record
+        if let Some(r) = record
             && let Some(t) = r.last_connected
         {
             writeln!(stdout, "connected  last at {t} (unix time); {} reconnects in the last hour", r.reconnects.len())?;
         }
-        if let Some(t) = last_message {
+        if let Some(t) = st.last_message_received {
             writeln!(stdout, "messages   last received at {t} (unix time)")?;
         }
         writeln!(
@@ -606,12 +554,12 @@ pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
             session.path.display(),
             from.map(|f| format!(" ({f})")).unwrap_or_default()
         )?;
-        if let Some(pid) = holder {
+        if let Some(pid) = st.in_use_by_pid {
             writeln!(stdout, "in use by  PID {pid}")?;
         }
-        if let Some(f) = &fix {
+        if let Some(f) = &st.fix {
             writeln!(stdout, "fix        {f}")?;
         }
     }
-    Ok(if usable { exit::OK } else { exit::PROBLEM })
+    Ok(if st.usable { exit::OK } else { exit::PROBLEM })
 }
