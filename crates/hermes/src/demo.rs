@@ -35,12 +35,11 @@ const FRIEND: &str = "4915100001111";
 const STRANGER: &str = "447700900123";
 const WAIT: Duration = Duration::from_secs(60);
 
-pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
+pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let dir = tempfile::Builder::new().prefix("hermes-demo-").tempdir().context("create the demo's HERMES_HOME")?;
     let home = dir.path().to_path_buf();
-    let outcome = runtime.block_on(demo(&loaded, &home, args));
+    let outcome = demo(&loaded, &home, args).await;
     if args.keep {
         let kept = dir.keep();
         println!("\nThe demo's HERMES_HOME is kept at {}", kept.display());

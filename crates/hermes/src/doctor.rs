@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::exit;
 use crate::load;
 
-pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
+pub async fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     let cfg = &loaded.resolved.config;
     let session = loaded.session_dir();
@@ -20,7 +20,7 @@ pub fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     checks.push(settings_check(&loaded));
     checks.push(doctor::check_enabled(&cfg.whatsapp));
     checks.extend(doctor::check_session_dir(&loaded.home.path, &session, &facts));
-    checks.extend(link_checks(&loaded, &session.path)?);
+    checks.extend(link_checks(&loaded, &session.path).await);
     checks.extend(doctor::check_allowlists(&cfg.whatsapp));
     checks.push(doctor::check_reach(&cfg.whatsapp));
     checks.push(doctor::check_model(&cfg.model));
@@ -51,9 +51,10 @@ fn env_mode(loaded: &load::Loaded) -> Option<u32> {
 }
 
 /// The link: what the store holds, who holds the lock, and a Node-bridge session left by Hermes.
-fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> anyhow::Result<Vec<Check>> {
+async fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> Vec<Check> {
     use hermes_whatsapp::store::StoreState;
-    let facts = match crate::whatsapp::inspect_store(session_dir)? {
+    // Read from a snapshot: nothing in the session changes.
+    let facts = match hermes_whatsapp::store::inspect_read_only(session_dir).await {
         StoreState::Missing => doctor::StoreFacts::Missing,
         StoreState::Empty => doctor::StoreFacts::Empty,
         StoreState::NotLinked => doctor::StoreFacts::NotLinked,
@@ -66,7 +67,7 @@ fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> anyhow::
         .into_iter()
         .map(|d| d.join("creds.json"))
         .find(|p| p.is_file());
-    Ok(doctor::check_link(&facts, holder, creds.as_deref()))
+    doctor::check_link(&facts, holder, creds.as_deref())
 }
 
 /// Where each setting came from: the answer to "I set it, why does nothing change?". Settings

@@ -30,7 +30,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
+pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     if loaded.resolved.has_errors() {
         for d in loaded.resolved.errors() {
@@ -59,7 +59,7 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let cfg = &loaded.resolved.config.whatsapp;
     // The linked account decides self-chat and the account's own messages. Pairing approvals
     // join when the gateway's store exists (#5); until then they are not counted.
-    let own = linked_account(&loaded)?;
+    let own = linked_account(&loaded).await;
     let ctx = access::Context { config: cfg, approvals: &[], own: own.as_ref() };
     let req = access::Request { chat: &chat, sender: &sender_jid, aliases: &aliases, from_me: args.from_me };
     let decision = access::decide(&ctx, &req);
@@ -80,13 +80,11 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
 }
 
 /// The account the session is linked to, if it is.
-fn linked_account(loaded: &Loaded) -> anyhow::Result<Option<Account>> {
-    let state = crate::whatsapp::inspect_store(&loaded.session_dir().path)?;
-    let hermes_whatsapp::store::StoreState::Linked(a) = state else { return Ok(None) };
-    Ok(Some(Account {
-        phone: PhoneNumber::from_digits(&a.phone).ok(),
-        lid: a.lid.as_deref().and_then(Lid::from_digits),
-    }))
+async fn linked_account(loaded: &Loaded) -> Option<Account> {
+    // Read from a snapshot: nothing in the session changes.
+    let state = hermes_whatsapp::store::inspect_read_only(&loaded.session_dir().path).await;
+    let hermes_whatsapp::store::StoreState::Linked(a) = state else { return None };
+    Some(Account { phone: PhoneNumber::from_digits(&a.phone).ok(), lid: a.lid.as_deref().and_then(Lid::from_digits) })
 }
 
 fn parse_chat(s: &str) -> anyhow::Result<Jid> {

@@ -21,7 +21,7 @@ pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
+pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,whatsapp_rust=warn".into()),
@@ -93,9 +93,8 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         storage,
     };
     let pipeline_opts = pipeline_options(&loaded, db, messenger, wake);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let pipeline = runtime.block_on(hermes_gateway::Pipeline::start(pipeline_opts)).context("start the pipeline")?;
-    let last = runtime.block_on(async {
+    let pipeline = hermes_gateway::Pipeline::start(pipeline_opts).await.context("start the pipeline")?;
+    let last = {
         // Each state goes to state/link.json, for `hermes whatsapp status`.
         let on_state = |state: &LinkState| {
             if let Err(e) = recorder.record(state, i64::try_from(now_secs()).unwrap_or(i64::MAX)) {
@@ -103,8 +102,8 @@ pub fn run(profile: Option<&str>) -> anyhow::Result<u8> {
             }
         };
         supervisor::supervise(&opts, on_state, shutdown()).await
-    });
-    runtime.block_on(pipeline.stop());
+    };
+    pipeline.stop().await;
     let last = last.map_err(anyhow::Error::msg)?;
     let mut stderr = std::io::stderr().lock();
     match (last.is_terminal(), last.fix()) {

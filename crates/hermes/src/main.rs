@@ -81,6 +81,31 @@ enum Command {
     },
 }
 
+/// Runs the command; `Ok` carries the exit status it decided on.
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let profile = cli.profile.as_deref();
+    match cli.command {
+        #[cfg(feature = "simulator")]
+        Command::Demo(args) => demo::run(profile, &args).await,
+        Command::Doctor { json } => doctor::run(profile, json).await,
+        Command::Gateway => gateway::run(profile).await,
+        Command::Pairing { command } => pairing::run(profile, &command),
+        Command::Send(args) => send::run(profile, &args).await,
+        Command::Whatsapp { command: Some(WhatsappCommand::Drops(args)), .. } => drops::run(profile, &args),
+        Command::Whatsapp { command: Some(WhatsappCommand::Explain(args)), .. } => explain::run(profile, &args).await,
+        Command::Whatsapp { command: Some(WhatsappCommand::Status { json }), .. } => {
+            whatsapp::status(profile, json).await
+        }
+        Command::Whatsapp { command: Some(WhatsappCommand::Repair(args)), .. } => {
+            whatsapp::repair(profile, &args).await
+        }
+        Command::Whatsapp { command: Some(WhatsappCommand::Unlink(args)), .. } => {
+            whatsapp::unlink(profile, &args).await
+        }
+        Command::Whatsapp { command: None, link } => whatsapp::link(profile, &link).await,
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum WhatsappCommand {
     /// Explain whether a sender would reach the agent, and what would change it.
@@ -111,20 +136,10 @@ fn main() -> ExitCode {
     // Everything hermes writes (session keys, .env with API keys) is for this user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    let profile = cli.profile.as_deref();
-    let result = match cli.command {
-        #[cfg(feature = "simulator")]
-        Command::Demo(args) => demo::run(profile, &args),
-        Command::Doctor { json } => doctor::run(profile, json),
-        Command::Gateway => gateway::run(profile),
-        Command::Pairing { command } => pairing::run(profile, &command),
-        Command::Send(args) => send::run(profile, &args),
-        Command::Whatsapp { command: Some(WhatsappCommand::Drops(args)), .. } => drops::run(profile, &args),
-        Command::Whatsapp { command: Some(WhatsappCommand::Explain(args)), .. } => explain::run(profile, &args),
-        Command::Whatsapp { command: Some(WhatsappCommand::Status { json }), .. } => whatsapp::status(profile, json),
-        Command::Whatsapp { command: Some(WhatsappCommand::Repair(args)), .. } => whatsapp::repair(profile, &args),
-        Command::Whatsapp { command: Some(WhatsappCommand::Unlink(args)), .. } => whatsapp::unlink(profile, &args),
-        Command::Whatsapp { command: None, link } => whatsapp::link(profile, &link),
+    // The one runtime: commands are async functions run on it, and no library builds another.
+    let result = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
     };
     match result {
         Ok(code) => ExitCode::from(code),

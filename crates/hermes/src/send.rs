@@ -18,7 +18,7 @@ pub struct Args {
     text: Vec<String>,
 }
 
-pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
+pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     let chat = match args.to.split_once(':') {
         Some((p, chat)) if p.eq_ignore_ascii_case("whatsapp") => Some(chat.to_owned()),
@@ -67,8 +67,7 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         return not_running();
     };
     let body = serde_json::json!({"to": chat, "text": args.text.join(" ")});
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let answer = runtime.block_on(async {
+    let answer = async {
         let client = reqwest::Client::builder()
             .unix_socket(info.socket.as_path())
             // The gateway answers within 20 s (sent or queued); more is a gateway in trouble.
@@ -78,7 +77,8 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         let status = response.status();
         let answer: serde_json::Value = response.json().await?;
         anyhow::Ok((status, answer))
-    });
+    }
+    .await;
     let (status, answer) = match answer {
         Ok(a) => a,
         // A gateway.json whose process is alive but does not answer: stale, or a gateway

@@ -227,11 +227,7 @@ fn prepare(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<Result<Prep
     Ok(Ok(Prepared { loaded, out, interactive, session_dir, pair_code_phone, server_url, _lock: lock }))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
-}
-
-pub fn link(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
+pub async fn link(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
     let p = match prepare(profile, args)? {
         Ok(p) => p,
         Err(code) => return Ok(code),
@@ -241,104 +237,108 @@ pub fn link(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
         let pairs: Vec<(&str, &str)> = updates.iter().map(|(k, v)| (*k, v.as_str())).collect();
         save_env(&p.loaded, &pairs)?;
     }
-    runtime()?.block_on(link_async(&p.loaded, args, &p.out, p.interactive, &p.session_dir, p.pair_code_phone.clone()))
+    link_async(&p.loaded, args, &p.out, p.interactive, &p.session_dir, p.pair_code_phone.clone()).await
 }
 
 /// How long `repair` and `unlink` wait for WhatsApp's answer at most.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `hermes whatsapp repair`: re-links only a session WhatsApp really ended (or `--force`).
-pub fn repair(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
+pub async fn repair(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
     let p = match prepare(profile, args)? {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
     let server_url = p.server_url.clone();
-    runtime()?.block_on(async {
-        let out = &p.out;
-        let why = match store::inspect(&p.session_dir).await {
-            StoreState::Linked(account) => {
-                let timeout = PROBE_TIMEOUT.min(Duration::from_secs(args.timeout));
-                match probe::probe(&p.session_dir, server_url.as_deref(), timeout, Some(journal(&p.loaded)?)).await.map_err(anyhow::Error::msg)? {
-                    Probe::Valid if !args.force => {
-                        out.event(json!({ "event": "probe", "result": "valid", "phone": account.phone }), || {
-                            format!("Your session is fine (linked to +{}); nothing was changed.", account.phone)
-                        });
-                        return Ok(exit::OK);
-                    }
-                    Probe::Valid => "--force: re-linking a valid session".to_owned(),
-                    Probe::Invalid(why) => why,
-                    Probe::ClientOutdated => {
-                        out.error(
-                            "client_outdated",
-                            "WhatsApp refuses this version of hermes: update hermes; the session was not changed and needs no re-link",
-                        );
-                        return Ok(exit::PROBLEM);
-                    }
-                    Probe::Banned(secs) => {
-                        out.error(
-                            "temporarily_banned",
-                            &format!("WhatsApp banned this number for {secs} s; the session is fine and nothing was changed"),
-                        );
-                        return Ok(exit::PROBLEM);
-                    }
-                    Probe::Unreachable => {
-                        out.error(
-                            "unreachable",
-                            "cannot tell whether the session is valid: WhatsApp could not be reached (network); nothing was changed",
-                        );
-                        return Ok(exit::PROBLEM);
-                    }
+    let out = &p.out;
+    let why = match store::inspect(&p.session_dir).await {
+        StoreState::Linked(account) => {
+            let timeout = PROBE_TIMEOUT.min(Duration::from_secs(args.timeout));
+            match probe::probe(&p.session_dir, server_url.as_deref(), timeout, Some(journal(&p.loaded)?))
+                .await
+                .map_err(anyhow::Error::msg)?
+            {
+                Probe::Valid if !args.force => {
+                    out.event(json!({ "event": "probe", "result": "valid", "phone": account.phone }), || {
+                        format!("Your session is fine (linked to +{}); nothing was changed.", account.phone)
+                    });
+                    return Ok(exit::OK);
+                }
+                Probe::Valid => "--force: re-linking a valid session".to_owned(),
+                Probe::Invalid(why) => why,
+                Probe::ClientOutdated => {
+                    out.error(
+                        "client_outdated",
+                        "WhatsApp refuses this version of hermes: update hermes; the session was not changed and needs no re-link",
+                    );
+                    return Ok(exit::PROBLEM);
+                }
+                Probe::Banned(secs) => {
+                    out.error(
+                        "temporarily_banned",
+                        &format!(
+                            "WhatsApp banned this number for {secs} s; the session is fine and nothing was changed"
+                        ),
+                    );
+                    return Ok(exit::PROBLEM);
+                }
+                Probe::Unreachable => {
+                    out.error(
+                        "unreachable",
+                        "cannot tell whether the session is valid: WhatsApp could not be reached (network); nothing was changed",
+                    );
+                    return Ok(exit::PROBLEM);
                 }
             }
-            StoreState::Missing => "there is no session yet".to_owned(),
-            StoreState::Empty => "the session store is empty".to_owned(),
-            StoreState::NotLinked => "linking never finished".to_owned(),
-            StoreState::Corrupt(e) => format!("the session store cannot be read ({e})"),
-        };
-        out.event(json!({ "event": "probe", "result": "invalid", "reason": why }), || {
-            format!("The session needs a new link: {why}. The old one is kept as a backup once the new link works.")
-        });
-        run_linking(&p.loaded, args, out, p.interactive, &p.session_dir, p.pair_code_phone.clone()).await
-    })
+        }
+        StoreState::Missing => "there is no session yet".to_owned(),
+        StoreState::Empty => "the session store is empty".to_owned(),
+        StoreState::NotLinked => "linking never finished".to_owned(),
+        StoreState::Corrupt(e) => format!("the session store cannot be read ({e})"),
+    };
+    out.event(json!({ "event": "probe", "result": "invalid", "reason": why }), || {
+        format!("The session needs a new link: {why}. The old one is kept as a backup once the new link works.")
+    });
+    run_linking(&p.loaded, args, out, p.interactive, &p.session_dir, p.pair_code_phone.clone()).await
 }
 
 /// `hermes whatsapp unlink`: logs the device out on WhatsApp, then moves the session to a backup.
-pub fn unlink(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
+pub async fn unlink(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8> {
     let p = match prepare(profile, args)? {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
     let server_url = p.server_url.clone();
-    runtime()?.block_on(async {
-        let out = &p.out;
-        if let StoreState::Linked(account) = store::inspect(&p.session_dir).await
-            && let Err(why) = probe::logout(&p.session_dir, &account, server_url.as_deref(), PROBE_TIMEOUT, Some(journal(&p.loaded)?))
+    let out = &p.out;
+    if let StoreState::Linked(account) = store::inspect(&p.session_dir).await
+        && let Err(why) =
+            probe::logout(&p.session_dir, &account, server_url.as_deref(), PROBE_TIMEOUT, Some(journal(&p.loaded)?))
                 .await
-            && !args.force
-        {
-            out.error(
-                "logout_failed",
-                &format!(
-                    "could not log out on WhatsApp ({why}); nothing was changed. Run `hermes whatsapp unlink --force` to remove the \
-                     session here anyway, then remove the device under Linked Devices on the phone"
-                ),
-            );
-            return Ok(exit::PROBLEM);
+        && !args.force
+    {
+        out.error(
+            "logout_failed",
+            &format!(
+                "could not log out on WhatsApp ({why}); nothing was changed. Run `hermes whatsapp unlink --force` to remove the \
+                 session here anyway, then remove the device under Linked Devices on the phone"
+            ),
+        );
+        return Ok(exit::PROBLEM);
+    }
+    let moved = hermes_whatsapp::backup::move_to_backup(&p.session_dir, &p.session_dir, now_secs())?;
+    for w in hermes_whatsapp::backup::rotate(&p.session_dir) {
+        eprintln!("hermes: warning: {w}");
+    }
+    match moved {
+        Some(b) => out.event(json!({ "event": "unlinked", "backup": b.display().to_string() }), || {
+            format!("Unlinked. The session was moved to {} (the last three backups are kept).", b.display())
+        }),
+        None => {
+            out.event(json!({ "event": "unlinked", "backup": null }), || "There was no session to unlink.".to_owned())
         }
-        let moved = hermes_whatsapp::backup::move_to_backup(&p.session_dir, &p.session_dir, now_secs())?;
-        for w in hermes_whatsapp::backup::rotate(&p.session_dir) {
-            eprintln!("hermes: warning: {w}");
-        }
-        match moved {
-            Some(b) => out.event(json!({ "event": "unlinked", "backup": b.display().to_string() }), || {
-                format!("Unlinked. The session was moved to {} (the last three backups are kept).", b.display())
-            }),
-            None => out.event(json!({ "event": "unlinked", "backup": null }), || "There was no session to unlink.".to_owned()),
-        }
-        save_env(&p.loaded, &[("WHATSAPP_ENABLED", "false")])?;
-        Ok(exit::OK)
-    })
+    }
+    save_env(&p.loaded, &[("WHATSAPP_ENABLED", "false")])?;
+    Ok(exit::OK)
 }
 
 async fn link_async(
@@ -472,7 +472,6 @@ async fn run_linking(
     }
 }
 
-/// What the session store holds, for the commands that do not otherwise need a runtime.
 /// The gateway's journal, for a command that connects with the session (`repair`, `unlink`):
 /// what WhatsApp delivers while it is connected is kept, and answered by the next gateway.
 fn journal(loaded: &Loaded) -> anyhow::Result<hermes_whatsapp::journal::JournalHook> {
@@ -488,18 +487,11 @@ fn journal(loaded: &Loaded) -> anyhow::Result<hermes_whatsapp::journal::JournalH
     ))
 }
 
-/// What the session holds, for commands that only look: nothing in the session changes.
-pub fn inspect_store(session_dir: &Path) -> anyhow::Result<StoreState> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(runtime.block_on(store::inspect_read_only(session_dir)))
-}
-
-pub fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
+pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     let session = loaded.session_dir();
     let reserve = loaded.resolved.config.whatsapp.min_free_mb.value.saturating_mul(1024 * 1024);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let st = runtime.block_on(hermes_whatsapp::status::status(&session.path, &loaded.home.path.join("state"), reserve));
+    let st = hermes_whatsapp::status::status(&session.path, &loaded.home.path.join("state"), reserve).await;
     let from = match &session.reason {
         hermes_core::paths::SessionDirReason::Configured(Origin::Default)
         | hermes_core::paths::SessionDirReason::Default => None,
