@@ -201,10 +201,10 @@ impl Agent {
         }
     }
 
-    /// Full jitter: a random delay up to the exponential step.
+    /// hermes' one backoff ([`hermes_core::backoff`]), from `first_delay` up to `max_delay`.
     fn backoff(&self, attempt: u32) -> Duration {
-        let step = self.retry.first_delay.saturating_mul(1 << (attempt - 1).min(16)).min(self.retry.max_delay);
-        step.mul_f64(rand::random::<f64>())
+        let backoff = hermes_core::backoff::Backoff { base: self.retry.first_delay, cap: self.retry.max_delay };
+        backoff.delay(attempt.saturating_sub(1), rand::random::<f64>())
     }
 
     async fn attempt(&self, messages: &[Message]) -> (Result<String, AgentError>, Option<Duration>) {

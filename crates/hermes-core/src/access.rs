@@ -25,7 +25,7 @@ pub enum Verdict {
 }
 
 /// The rule that decided. [`Rule::as_str`] is the stable name used in JSON and the ledger.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rule {
     /// Status updates, broadcast lists and channels are never conversations.
     Broadcast,
@@ -60,6 +60,31 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, for parsing back what [`Rule::as_str`] wrote.
+    pub const ALL: [Rule; 16] = [
+        Rule::Broadcast,
+        Rule::UnrecognizedSender,
+        Rule::SelfChat,
+        Rule::SelfChatOnly,
+        Rule::OwnMessage,
+        Rule::DmDisabled,
+        Rule::GroupDisabled,
+        Rule::GroupPairing,
+        Rule::GroupNotAllowlisted,
+        Rule::AllowAll,
+        Rule::Wildcard,
+        Rule::Allowlisted,
+        Rule::PairingApproved,
+        Rule::AllowlistEmpty,
+        Rule::NotAllowlisted,
+        Rule::OpenWithoutAllowAll,
+    ];
+
+    /// The rule [`Rule::as_str`] named.
+    pub fn parse(s: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::Broadcast => "broadcast",

@@ -94,6 +94,21 @@ impl Jid {
         Ok(Jid { user: user.to_owned(), device, server: Server::parse(server) })
     }
 
+    /// A JID as the protocol handed it over: never refused, so that whatever WhatsApp delivers
+    /// can be journaled (and refused, with a reason) rather than lost. A well-formed JID reads
+    /// as [`Jid::parse`] reads it; anything else keeps its text, and names no person.
+    pub fn from_wire(s: &str) -> Jid {
+        if let Ok(jid) = Jid::parse(s) {
+            return jid;
+        }
+        match s.rsplit_once('@') {
+            // An empty user or a device that is not a number: the whole left part is the user.
+            Some((user, server)) => Jid { user: user.to_owned(), device: None, server: Server::parse(server) },
+            // A bare server (`s.whatsapp.net`), as WhatsApp writes its own address.
+            None => Jid { user: String::new(), device: None, server: Server::parse(s) },
+        }
+    }
+
     /// A chat to send to, as people write it (Hermes' `whatsapp:<id>` targets): a JID as is
     /// (groups, LIDs, phone JIDs, device stripped), or a phone number in any usual spelling.
     pub fn parse_chat(s: &str) -> Result<Jid, String> {
@@ -163,6 +178,7 @@ impl Jid {
 impl fmt::Display for Jid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.device {
+            None if self.user.is_empty() => f.write_str(self.server.as_str()),
             Some(d) => write!(f, "{}:{}@{}", self.user, d, self.server.as_str()),
             None => write!(f, "{}@{}", self.user, self.server.as_str()),
         }
@@ -312,6 +328,15 @@ mod tests {
         assert_eq!(Jid::parse("15551234567"), Err(JidError::NoServer("15551234567".into())));
         assert_eq!(Jid::parse("@lid"), Err(JidError::EmptyUser("@lid".into())));
         assert_eq!(Jid::parse("1:x@lid"), Err(JidError::BadDevice("1:x@lid".into())));
+    }
+
+    #[test]
+    fn what_the_wire_gives_is_kept_as_it_was() {
+        for s in ["15551234567:3@s.whatsapp.net", "s.whatsapp.net", "1:x@lid", "x@weird.server", "status@broadcast"] {
+            assert_eq!(Jid::from_wire(s).to_string(), s);
+        }
+        assert_eq!(Jid::from_wire("1:x@lid").user_id(), None);
+        assert_eq!(Jid::from_wire("s.whatsapp.net").user_id(), None);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! from ever disagreeing: they all call the same functions.
 
 pub mod access;
+pub mod admission;
 pub mod allowlist;
+pub mod backoff;
 pub mod budget;
 pub mod command;
 pub mod config;

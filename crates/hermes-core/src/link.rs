@@ -326,10 +326,9 @@ impl RetryPolicy {
         }
     }
 
-    /// Full jitter: uniformly in `[0, min(cap, base * 2^failures)]`; `unit` is in `[0, 1)`.
+    /// The reconnection backoff ([`crate::backoff`]): `unit` is in `[0, 1)`.
     pub fn delay(&self, failures: u32, unit: f64) -> Duration {
-        let ceiling = self.base.saturating_mul(1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX)).min(self.cap);
-        ceiling.mul_f64(unit.clamp(0.0, 1.0))
+        crate::backoff::Backoff { base: self.base, cap: self.cap }.delay(failures, unit)
     }
 }
 

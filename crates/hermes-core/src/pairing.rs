@@ -38,6 +38,8 @@ pub struct Pending {
     pub sender: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// Approved already: no longer counts against [`MAX_PENDING`].
+    pub approved: bool,
 }
 
 impl Pending {
@@ -85,7 +87,7 @@ mod tests {
     use super::*;
 
     fn pending(sender: &str, at: i64) -> Pending {
-        Pending { code: "ABCDEFGH".into(), sender: sender.into(), created_at: at }
+        Pending { code: "ABCDEFGH".into(), sender: sender.into(), created_at: at, approved: false }
     }
 
     #[test]

@@ -18,14 +18,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hermes_core::format;
 use hermes_core::identity::Jid;
-use hermes_store::Delivery;
-use hermes_whatsapp::messenger::{Messenger, new_message_id};
+use hermes_store::clock::now as now_secs;
+use hermes_store::{Db, Delivery};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::db::Db;
-use crate::{Options, now_secs};
+use crate::{Messenger, Options};
 
 /// What `state/gateway.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,7 +46,7 @@ pub fn control_file(state_dir: &Path) -> PathBuf {
 struct App {
     db: Db,
     wake: Arc<Notify>,
-    messenger: Messenger,
+    messenger: Arc<dyn Messenger>,
     token: String,
     home: Option<String>,
 }
@@ -64,7 +63,6 @@ const MAX_SOCKET_PATH: usize = 100;
 
 pub(crate) async fn start(
     opts: &Options,
-    db: Db,
     wake: Arc<Notify>,
 ) -> std::io::Result<(ControlInfo, impl Future<Output = ()> + Send + 'static)> {
     hermes_store::files::create_private_dir_all(&opts.state_dir)?;
@@ -87,7 +85,13 @@ pub(crate) async fn start(
     let info =
         ControlInfo { pid: std::process::id(), socket, token: token.clone(), path: control_file(&opts.state_dir) };
     hermes_store::files::write_private(&info.path, &serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;
-    let app = App { db, wake, messenger: opts.messenger.clone(), token, home: opts.config.home_channel.value.clone() };
+    let app = App {
+        db: opts.db.clone(),
+        wake,
+        messenger: opts.messenger.clone(),
+        token,
+        home: opts.config.home_channel.value.clone(),
+    };
     let router = axum::Router::new()
         .route("/send", axum::routing::post(send))
         .route("/health", axum::routing::get(health))
@@ -141,12 +145,12 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
         );
     };
     let chat = match Jid::parse_chat(&target) {
-        Ok(j) => j.to_string(),
+        Ok(j) => j,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let messages: Vec<(String, String)> = format::chunk(&format::to_whatsapp(&req.text), format::MAX_MESSAGE_CHARS)
         .into_iter()
-        .map(|part| (new_message_id(), part))
+        .map(|part| (app.messenger.new_message_id(), part))
         .collect();
     if messages.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the message is empty");
@@ -182,10 +186,10 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
             "WhatsApp refused the message after repeated attempts; the gateway's log says why",
         ),
         Delivery::Sent { .. } => {
-            (StatusCode::OK, Json(json!({"chat": chat, "ids": ids, "sent": true}))).into_response()
+            (StatusCode::OK, Json(json!({"chat": chat.to_string(), "ids": ids, "sent": true}))).into_response()
         }
         Delivery::Queued => {
-            (StatusCode::ACCEPTED, Json(json!({"chat": chat, "ids": ids, "sent": false}))).into_response()
+            (StatusCode::ACCEPTED, Json(json!({"chat": chat.to_string(), "ids": ids, "sent": false}))).into_response()
         }
     }
 }
@@ -197,8 +201,8 @@ async fn health(State(app): State<App>, headers: HeaderMap) -> Response {
     let counts = app.db.call(|s| Ok((s.pending_count()?, s.unsent_count()?))).await;
     match counts {
         Ok((waiting, unsent)) => {
-            Json(json!({"connected": app.messenger.is_connected(), "waiting": waiting, "unsent": unsent}))
-                .into_response()
+            let connected = *app.messenger.connected().borrow();
+            Json(json!({"connected": connected, "waiting": waiting, "unsent": unsent})).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

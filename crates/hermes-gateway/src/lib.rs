@@ -1,47 +1,52 @@
-//! The pipeline that joins the gateway's parts: journal -> access decision -> debounce ->
-//! agent -> outbox -> send.
+//! The pipeline that joins the gateway's parts: journal -> admission -> debounce -> agent ->
+//! outbox -> send.
 //!
 //! Inbound messages are already in the journal (the durability hook put them there before
-//! WhatsApp was acked). The dispatcher hands each waiting row to its chat's worker, so a chat
-//! is answered in order while chats proceed in parallel (agent calls bounded). A worker
-//! decides access, records drops, debounces text, asks the agent and commits the reply to the
-//! outbox in the same transaction that marks the inbound messages handled. The sender sends
-//! the outbox in order under ids chosen before sending. A crash anywhere leaves either a
-//! waiting journal row (asked again) or an unsent outbox row (sent again, same id): every
-//! message is answered, once.
+//! WhatsApp was acked). The dispatcher ([`dispatch`]) hands each waiting row to its chat's
+//! worker ([`worker`]), so a chat is answered in order while chats proceed in parallel (agent
+//! calls bounded). A worker has each message decided by `hermes_core::admission` and carries
+//! the decision out ([`admit`]), debounces text, and has it answered ([`answer`]): the reply
+//! is committed to the outbox in the same transaction that marks the messages handled. The
+//! sender ([`outbound`]) sends the outbox in order under ids chosen before sending. A crash
+//! anywhere leaves either a waiting journal row (asked again) or an unsent outbox row (sent
+//! again, same id): every message is answered, once.
+//!
+//! The connection and the model are traits ([`Messenger`], [`Model`]), so all of this runs
+//! in-process against fakes in the tests, with tokio's paused clock.
 
+mod admit;
+mod answer;
 mod control;
-mod db;
-mod inbound;
+mod dispatch;
 mod outbound;
+mod port;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hermes_agent::Agent;
 use hermes_core::config::WhatsAppConfig;
-use hermes_store::{Store, StoreError};
-use hermes_whatsapp::messenger::Messenger;
+use hermes_store::Db;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use control::{ControlInfo, control_file};
+pub use port::{Messenger, Model, SendError};
 
 /// What the pipeline needs.
-#[derive(Debug)]
 pub struct Options {
     pub config: WhatsAppConfig,
     /// `None` when no model is configured: allowed senders get an honest message saying so.
-    pub agent: Option<Agent>,
+    pub model: Option<Arc<dyn Model>>,
     pub system_prompt: String,
     /// How `/status` names the model.
     pub model_label: String,
-    /// `HERMES_HOME/state/hermes.db`.
-    pub db_path: PathBuf,
+    /// `HERMES_HOME/state/hermes.db`, shared with the journal hook.
+    pub db: Db,
     /// `HERMES_HOME/state`: where the control endpoint's address and token are written.
     pub state_dir: PathBuf,
-    pub messenger: Messenger,
+    pub messenger: Arc<dyn Messenger>,
     /// Woken by the journal when new messages arrive.
     pub wake: Arc<Notify>,
     /// How many earlier messages of a chat the agent sees.
@@ -52,19 +57,28 @@ pub struct Options {
     pub chunk_gap: Duration,
 }
 
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("model_label", &self.model_label)
+            .field("state_dir", &self.state_dir)
+            .field("history_window", &self.history_window)
+            .field("max_parallel", &self.max_parallel)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GatewayError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
     /// The control endpoint (for `hermes send`) could not be set up.
     #[error("control endpoint: {0}")]
     Control(#[from] std::io::Error),
 }
 
-/// The running pipeline; dropping it stops every task. Nothing is lost by that: what was not
-/// committed is still waiting in the journal or the outbox.
+/// The running pipeline; dropping it stops every task, chat workers included. Nothing is lost
+/// by that: what was not committed is still waiting in the journal or the outbox.
 #[derive(Debug)]
 pub struct Pipeline {
     tasks: JoinSet<()>,
@@ -73,15 +87,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn start(opts: Options) -> Result<Pipeline, GatewayError> {
-        let store = Store::open(&opts.db_path)?;
-        let db = db::Db::new(store);
         let outbox_wake = Arc::new(Notify::new());
-        let shared = Arc::new(inbound::Shared::new(&opts, db.clone(), outbox_wake.clone()));
+        let shared = Arc::new(worker::Shared::new(&opts, outbox_wake.clone()));
         let mut tasks = JoinSet::new();
-        tasks.spawn(inbound::dispatch(shared.clone(), opts.wake.clone()));
-        tasks.spawn(outbound::send_loop(db.clone(), opts.messenger.clone(), outbox_wake.clone(), opts.chunk_gap));
-        tasks.spawn(retention(db.clone(), opts.config.retention_days.value));
-        let (control, server) = control::start(&opts, db, outbox_wake).await?;
+        tasks.spawn(dispatch::dispatch(shared, opts.wake.clone()));
+        tasks.spawn(outbound::send_loop(opts.db.clone(), opts.messenger.clone(), outbox_wake.clone(), opts.chunk_gap));
+        tasks.spawn(retention(opts.db.clone(), opts.config.retention_days.value));
+        let (control, server) = control::start(&opts, outbox_wake).await?;
         tasks.spawn(server);
         Ok(Pipeline { tasks, control })
     }
@@ -91,22 +103,43 @@ impl Pipeline {
         &self.control
     }
 
+    /// Resolves if one of the pipeline's loops ends, which only a bug makes happen (each
+    /// loop runs until stopped): the gateway would go on journaling and answer nothing, so
+    /// the caller must stop, say so, and exit non-zero rather than carry on silently.
+    pub async fn failed(&mut self) -> String {
+        match self.tasks.join_next().await {
+            Some(Err(e)) if e.is_panic() => format!("a pipeline task panicked: {}", panic_message(e.into_panic())),
+            Some(Err(e)) => format!("a pipeline task was cancelled: {e}"),
+            Some(Ok(())) => "a pipeline task ended".to_owned(),
+            None => std::future::pending().await,
+        }
+    }
+
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
         control::remove(&self.control);
     }
 }
 
+/// What a panic said, for the log.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
 /// Prunes what is older than the retention, at start and every hour after.
-async fn retention(db: db::Db, days: u64) {
+async fn retention(db: Db, days: u64) {
     if days == 0 {
-        return;
+        return std::future::pending().await;
     }
     let keep = i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX);
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
-        let cutoff = now_secs().saturating_sub(keep);
+        let cutoff = hermes_store::clock::now().saturating_sub(keep);
         match db.call(move |s| s.prune(cutoff)).await {
             Ok(p) if p.total() > 0 => tracing::info!(
                 messages = p.messages,
@@ -123,8 +156,5 @@ async fn retention(db: db::Db, days: u64) {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+#[cfg(test)]
+mod tests;

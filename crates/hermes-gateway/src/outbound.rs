@@ -1,35 +1,37 @@
 //! The sender: the outbox, in order, one message at a time, under the ids chosen before.
 //!
 //! Serialized for the whole account (WhatsApp frowns on bursts), with a small gap before each
-//! further chunk of a long reply, as Hermes does. A send that fails for want of a connection waits for the
-//! connection; one that WhatsApp refuses is retried with backoff, and given up (and logged,
-//! and left in the outbox) after `GIVE_UP_AFTER` attempts, so one bad row cannot block the
-//! queue forever.
+//! further chunk of a long reply, as Hermes does. A send that fails for want of a connection
+//! waits for the connection; one that WhatsApp refuses is retried with hermes' backoff, and
+//! given up (and logged, and left in the outbox) after `GIVE_UP_AFTER` attempts, so one bad
+//! row cannot block the queue forever.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hermes_whatsapp::messenger::{Messenger, SendError};
+use hermes_core::backoff::Backoff;
+use hermes_core::identity::Jid;
+use hermes_store::{Db, crash};
 use tokio::sync::Notify;
 
-use crate::db::Db;
-use crate::now_secs;
+use crate::{Messenger, SendError};
 
 const GIVE_UP_AFTER: i64 = 8;
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const BACKOFF: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(60) };
 /// Safety net: the outbox is looked at this often even without a wake-up.
 const POLL: Duration = Duration::from_secs(5);
 /// A send that takes longer is counted as failed and tried again (under the same id).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) async fn send_loop(db: Db, messenger: Messenger, wake: Arc<Notify>, gap: Duration) {
-    let mut connected = messenger.watch_connected();
-    let mut last_chat: Option<String> = None;
+pub(crate) async fn send_loop(db: Db, messenger: Arc<dyn Messenger>, wake: Arc<Notify>, gap: Duration) {
+    let mut connected = messenger.connected();
+    let mut last_chat: Option<Jid> = None;
     loop {
         if !*connected.borrow_and_update() {
             last_chat = None;
             if connected.wait_for(|c| *c).await.is_err() {
-                return;
+                // The connection's owner is gone for good: nothing will ever be sent.
+                return std::future::pending().await;
             }
         }
         let rows = match db.call(|s| s.unsent(64)).await {
@@ -49,16 +51,16 @@ pub(crate) async fn send_loop(db: Db, messenger: Messenger, wake: Arc<Notify>, g
             continue;
         }
         for row in rows {
-            if row.part > 0 && last_chat.as_deref() == Some(row.chat.as_str()) {
+            if row.part > 0 && last_chat.as_ref() == Some(&row.chat) {
                 tokio::time::sleep(gap).await;
             }
             let sent = tokio::time::timeout(SEND_TIMEOUT, messenger.send_text(&row.chat, &row.text, &row.id)).await;
             let sent = sent.unwrap_or_else(|_| Err(SendError::Failed("no answer from WhatsApp in time".to_owned())));
             match sent {
                 Ok(()) => {
-                    hermes_whatsapp::crash::point("sent");
+                    crash::point("sent");
                     let seq = row.seq;
-                    if let Err(e) = db.call(move |s| s.mark_sent(seq, now_secs())).await {
+                    if let Err(e) = db.call(move |s| s.mark_sent(seq, hermes_store::clock::now())).await {
                         // Sent but not marked: it will be sent again under the same id,
                         // which the recipient sees as the same message.
                         tracing::error!(error = %e, "cannot mark a sent message");
@@ -77,8 +79,8 @@ pub(crate) async fn send_loop(db: Db, messenger: Messenger, wake: Arc<Notify>, g
                     }
                     tracing::warn!(error = %why, attempts, "a reply was not sent; retrying");
                     let _ = db.call(move |s| s.send_failed(seq, &why)).await;
-                    let backoff = Duration::from_millis(500).saturating_mul(1 << attempts.min(10)).min(MAX_BACKOFF);
-                    tokio::time::sleep(backoff).await;
+                    let failures = u32::try_from(attempts - 1).unwrap_or(u32::MAX);
+                    tokio::time::sleep(BACKOFF.delay(failures, rand::random::<f64>())).await;
                     break;
                 }
             }

@@ -4,13 +4,57 @@
 //! (answered, or dropped with a ledger row) or parked (a LID sender refused only because its
 //! phone number was unknown; learning the number puts it back in the queue).
 
+use hermes_core::admission::DropRule;
+use hermes_core::identity::Jid;
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
-use crate::{Drop, Inbound, Journaled, Store, StoreError};
+use crate::MessageState::{Handled, Parked, Waiting};
+use crate::{Code, Dropped, Inbound, Journaled, MessageState, Store, StoreError, jid_at, jids, join_jids};
 
-const WAITING: i64 = 0;
-const HANDLED: i64 = 1;
-const PARKED: i64 = 2;
+/// What the store knows about a message's sender, read in one call before deciding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The message's id is one of ours (an outbox row): our own reply, echoed back.
+    pub ours: bool,
+    /// The sender's other form, learned earlier.
+    pub alias: Option<Jid>,
+    /// Senders admitted with `hermes pairing approve`.
+    pub approvals: Vec<Jid>,
+    /// Pairing codes offered since the time asked for.
+    pub offers: Vec<Code>,
+}
+
+/// What becomes of a decided message, written in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// A LID and phone JID learned from the client while deciding: (lid, phone).
+    pub learned: Option<(Jid, Jid)>,
+    pub outcome: Outcome,
+}
+
+/// The message's side of a settlement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still to be answered (the answer commits it later): nothing to write but what was learned.
+    Admitted,
+    /// Handled without a reply and without a ledger row.
+    Ignored,
+    /// Refused: a ledger row, and the message handled (its text cut to a preview).
+    Dropped(Dropped),
+    /// Refused for now: a ledger row, and the message parked.
+    Parked(Dropped),
+    /// Refused, and a pairing code sent: the code kept, its message queued, a ledger row.
+    Offered(Box<Offered>),
+}
+
+/// A pairing code offered to a refused sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offered {
+    pub code: Code,
+    pub dropped: Dropped,
+    /// The message carrying the code: (id chosen now, text).
+    pub message: (String, String),
+}
 
 impl Store {
     /// Journals a batch in one transaction: all of it is kept, or none (and the caller must
@@ -26,17 +70,16 @@ impl Store {
                  ON CONFLICT (chat, sender, msg_id) DO NOTHING",
             )?;
             for m in batch {
-                let mentions = (!m.mentions.is_empty()).then(|| m.mentions.join(","));
                 let n = insert.execute(params![
-                    m.chat,
-                    m.sender,
+                    m.chat.to_string(),
+                    m.sender.to_string(),
                     m.id,
-                    m.sender_alt,
+                    m.sender_alt.as_ref().map(Jid::to_string),
                     m.timestamp,
                     m.text,
                     m.from_me,
-                    mentions,
-                    m.quoted
+                    join_jids(&m.mentions),
+                    m.quoted.as_ref().map(Jid::to_string)
                 ])?;
                 out.push(if n == 1 { Journaled::New(tx.last_insert_rowid()) } else { Journaled::Duplicate });
             }
@@ -54,24 +97,21 @@ impl Store {
     pub fn pending(&self, limit: usize) -> Result<Vec<(i64, Inbound)>, StoreError> {
         let mut q = self.conn.prepare_cached(
             "SELECT seq, chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted
-             FROM inbox WHERE done = 0 ORDER BY seq LIMIT ?1",
+             FROM inbox WHERE state = ?2 ORDER BY seq LIMIT ?1",
         )?;
-        let rows = q.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        let rows = q.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX), Waiting.as_str()], |r| {
             Ok((
                 r.get(0)?,
                 Inbound {
-                    chat: r.get(1)?,
-                    sender: r.get(2)?,
+                    chat: jid_at(r, 1)?,
+                    sender: jid_at(r, 2)?,
                     id: r.get(3)?,
-                    sender_alt: r.get(4)?,
+                    sender_alt: r.get::<_, Option<String>>(4)?.map(|j| Jid::from_wire(&j)),
                     timestamp: r.get(5)?,
                     text: r.get(6)?,
                     from_me: r.get(7)?,
-                    mentions: r
-                        .get::<_, Option<String>>(8)?
-                        .map(|m| m.split(',').map(str::to_owned).collect())
-                        .unwrap_or_default(),
-                    quoted: r.get(9)?,
+                    mentions: jids(r.get(8)?),
+                    quoted: r.get::<_, Option<String>>(9)?.map(|j| Jid::from_wire(&j)),
                 },
             ))
         })?;
@@ -85,53 +125,88 @@ impl Store {
 
     /// How many messages wait to be handled.
     pub fn pending_count(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row("SELECT count(*) FROM inbox WHERE done = 0", [], |r| r.get(0))?)
+        Ok(self.conn.query_row("SELECT count(*) FROM inbox WHERE state = ?1", [Waiting.as_str()], |r| r.get(0))?)
     }
 
     /// Marks journaled messages handled without a reply (a command answered inline, an empty
     /// message, a message of our own).
     pub fn mark_done(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        mark(&tx, seqs, HANDLED)?;
+        mark(&tx, seqs, Handled)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Records a drop and marks its message handled, in one transaction.
-    pub fn record_drop(&mut self, seq: Option<i64>, d: &Drop) -> Result<(), StoreError> {
-        self.drop_as(seq, d, HANDLED)
-    }
-
-    /// Records a drop for a LID sender whose phone number is unknown, and parks its message:
-    /// learning the number puts it back in the queue to be decided again.
-    pub fn park(&mut self, seq: i64, d: &Drop) -> Result<(), StoreError> {
-        self.drop_as(Some(seq), d, PARKED)
-    }
-
-    fn drop_as(&mut self, seq: Option<i64>, d: &Drop, state: i64) -> Result<(), StoreError> {
+    /// Records a drop that belongs to no journaled message (or to `seq`, then handled).
+    pub fn record_drop(&mut self, seq: Option<i64>, d: &Dropped) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         insert_drop(&tx, d)?;
-        match seq {
-            Some(seq) if state == HANDLED => refused(&tx, seq)?,
-            Some(seq) => mark(&tx, &[seq], state)?,
-            None => {}
+        if let Some(seq) = seq {
+            refused(&tx, seq)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What is known about a message's sender, for deciding it: one read.
+    pub fn facts(&self, m: &Inbound, offers_since: i64) -> Result<Facts, StoreError> {
+        Ok(Facts {
+            ours: self.delivery(&m.id)?.is_some(),
+            alias: self.alias_of(&m.sender)?,
+            approvals: self.approvals()?.into_iter().map(|a| a.sender).collect(),
+            offers: self.codes_since(offers_since)?,
+        })
+    }
+
+    /// Writes what became of a decided message, all of it or nothing.
+    pub fn settle(&mut self, seq: i64, s: &Settlement) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        if let Some((lid, phone)) = &s.learned {
+            learn(&tx, lid, phone, crate::clock::now())?;
+        }
+        match &s.outcome {
+            Outcome::Admitted => {}
+            Outcome::Ignored => mark(&tx, &[seq], Handled)?,
+            Outcome::Dropped(d) => {
+                insert_drop(&tx, d)?;
+                refused(&tx, seq)?;
+            }
+            Outcome::Parked(d) => {
+                insert_drop(&tx, d)?;
+                mark(&tx, &[seq], Parked)?;
+            }
+            Outcome::Offered(o) => {
+                let Offered { code, dropped, message } = &**o;
+                crate::pairing::insert_code(&tx, code)?;
+                crate::outbox::enqueue(&tx, &code.chat, std::slice::from_ref(message), code.created_at)?;
+                insert_drop(&tx, dropped)?;
+                refused(&tx, seq)?;
+            }
         }
         tx.commit()?;
         Ok(())
     }
 
     /// Drops at or after `since` (unix seconds), oldest first.
-    pub fn drops_since(&self, since: i64) -> Result<Vec<Drop>, StoreError> {
+    pub fn drops_since(&self, since: i64) -> Result<Vec<Dropped>, StoreError> {
         let mut q = self.conn.prepare_cached(
             "SELECT at, chat, sender, sender_forms, rule, nearest, hint FROM drops WHERE at >= ?1 ORDER BY at, seq",
         )?;
         let rows = q.query_map([since], |r| {
-            Ok(Drop {
+            let rule: String = r.get(4)?;
+            Ok(Dropped {
                 at: r.get(0)?,
-                chat: r.get(1)?,
-                sender: r.get(2)?,
-                sender_forms: r.get(3)?,
-                rule: r.get(4)?,
+                chat: jid_at(r, 1)?,
+                sender: jid_at(r, 2)?,
+                sender_forms: jids(r.get(3)?),
+                // Only hermes writes this column; a rule it does not know is a newer hermes'.
+                rule: DropRule::parse(&rule).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        4,
+                        rusqlite::types::Type::Text,
+                        format!("unknown drop rule '{rule}': written by a newer hermes?").into(),
+                    )
+                })?,
                 nearest: r.get(5)?,
                 hint: r.get(6)?,
             })
@@ -140,12 +215,12 @@ impl Store {
     }
 
     /// Whether a message is already journaled.
-    pub fn is_journaled(&self, chat: &str, sender: &str, id: &str) -> Result<bool, StoreError> {
+    pub fn is_journaled(&self, chat: &Jid, sender: &Jid, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
             .query_row(
                 "SELECT 1 FROM inbox WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3",
-                [chat, sender, id],
+                params![chat.to_string(), sender.to_string(), id],
                 |_| Ok(()),
             )
             .optional()?
@@ -154,7 +229,7 @@ impl Store {
 
     /// Records that a LID and a phone JID are one person (either order), and puts that LID's
     /// parked messages back in the queue. Returns how many were unparked.
-    pub fn learn_alias(&mut self, a: &str, b: &str, at: i64) -> Result<usize, StoreError> {
+    pub fn learn_alias(&mut self, a: &Jid, b: &Jid, at: i64) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let n = learn(&tx, a, b, at)?;
         tx.commit()?;
@@ -162,21 +237,29 @@ impl Store {
     }
 
     /// The other form of a sender (the phone JID of a LID, or the LID of a phone JID).
-    pub fn alias_of(&self, jid: &str) -> Result<Option<String>, StoreError> {
-        let sql = if jid.ends_with("@lid") {
+    pub fn alias_of(&self, jid: &Jid) -> Result<Option<Jid>, StoreError> {
+        let sql = if is_lid(jid) {
             "SELECT phone FROM aliases WHERE lid = ?1"
         } else {
             "SELECT lid FROM aliases WHERE phone = ?1 ORDER BY learned_at DESC LIMIT 1"
         };
-        Ok(self.conn.query_row(sql, [jid], |r| r.get(0)).optional()?)
+        Ok(self.conn.query_row(sql, [jid.to_string()], |r| jid_at(r, 0)).optional()?)
     }
 }
 
 /// Adds a row to the drop ledger, inside the caller's transaction.
-pub(crate) fn insert_drop(tx: &Transaction<'_>, d: &Drop) -> Result<(), StoreError> {
+fn insert_drop(tx: &Transaction<'_>, d: &Dropped) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO drops (at, chat, sender, sender_forms, rule, nearest, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![d.at, d.chat, d.sender, d.sender_forms, d.rule, d.nearest, d.hint],
+        params![
+            d.at,
+            d.chat.to_string(),
+            d.sender.to_string(),
+            join_jids(&d.sender_forms).unwrap_or_default(),
+            d.rule.as_str(),
+            d.nearest,
+            d.hint
+        ],
     )?;
     Ok(())
 }
@@ -187,8 +270,8 @@ pub const PREVIEW_CHARS: i64 = 80;
 
 /// Marks a refused message handled and cuts its text to a preview, inside the caller's
 /// transaction.
-pub(crate) fn refused(tx: &Transaction<'_>, seq: i64) -> Result<(), StoreError> {
-    mark(tx, &[seq], HANDLED)?;
+fn refused(tx: &Transaction<'_>, seq: i64) -> Result<(), StoreError> {
+    mark(tx, &[seq], Handled)?;
     tx.prepare_cached("UPDATE inbox SET text = substr(text, 1, ?2) || '…' WHERE seq = ?1 AND length(text) > ?2")?
         .execute([seq, PREVIEW_CHARS])?;
     Ok(())
@@ -196,19 +279,23 @@ pub(crate) fn refused(tx: &Transaction<'_>, seq: i64) -> Result<(), StoreError> 
 
 /// Marks journaled messages handled, inside the caller's transaction.
 pub(crate) fn mark_handled(tx: &Transaction<'_>, seqs: &[i64]) -> Result<(), StoreError> {
-    mark(tx, seqs, HANDLED)
+    mark(tx, seqs, Handled)
 }
 
-fn mark(tx: &Transaction<'_>, seqs: &[i64], state: i64) -> Result<(), StoreError> {
-    let mut q = tx.prepare_cached("UPDATE inbox SET done = ?2 WHERE seq = ?1")?;
+fn mark(tx: &Transaction<'_>, seqs: &[i64], state: MessageState) -> Result<(), StoreError> {
+    let mut q = tx.prepare_cached("UPDATE inbox SET state = ?2 WHERE seq = ?1")?;
     for seq in seqs {
-        q.execute([*seq, state])?;
+        q.execute(params![*seq, state.as_str()])?;
     }
     Ok(())
 }
 
-fn learn(tx: &Transaction<'_>, a: &str, b: &str, at: i64) -> Result<usize, StoreError> {
-    let (lid, phone) = match (a.ends_with("@lid"), b.ends_with("@lid")) {
+fn is_lid(jid: &Jid) -> bool {
+    *jid.server() == hermes_core::identity::Server::Lid
+}
+
+fn learn(tx: &Transaction<'_>, a: &Jid, b: &Jid, at: i64) -> Result<usize, StoreError> {
+    let (lid, phone) = match (is_lid(a), is_lid(b)) {
         (true, false) => (a, b),
         (false, true) => (b, a),
         // Two LIDs or two phone numbers are not a mapping.
@@ -217,7 +304,10 @@ fn learn(tx: &Transaction<'_>, a: &str, b: &str, at: i64) -> Result<usize, Store
     tx.execute(
         "INSERT INTO aliases (lid, phone, learned_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (lid) DO UPDATE SET phone = excluded.phone, learned_at = excluded.learned_at",
-        params![lid, phone, at],
+        params![lid.to_string(), phone.to_string(), at],
     )?;
-    Ok(tx.execute("UPDATE inbox SET done = ?2 WHERE sender = ?1 AND done = ?3", params![lid, WAITING, PARKED])?)
+    Ok(tx.execute(
+        "UPDATE inbox SET state = ?2 WHERE sender = ?1 AND state = ?3",
+        params![lid.to_string(), Waiting.as_str(), Parked.as_str()],
+    )?)
 }

@@ -5,6 +5,9 @@
 //! the gateway did not answer leaves a row in the drop ledger saying why. Each write that
 //! matters is one transaction. Schema changes are numbered migrations, applied in order.
 
+pub mod clock;
+pub mod crash;
+mod db;
 pub mod files;
 mod inbox;
 mod migrations;
@@ -12,13 +15,16 @@ mod outbox;
 mod pairing;
 mod retention;
 
-pub use inbox::PREVIEW_CHARS;
+pub use db::Db;
+pub use inbox::{Facts, Offered, Outcome, PREVIEW_CHARS, Settlement};
 pub use outbox::{Delivery, Outgoing, Reply, Role};
 pub use pairing::{Approval, Code};
 pub use retention::Pruned;
 
 use std::path::Path;
 
+use hermes_core::admission::DropRule;
+use hermes_core::identity::Jid;
 use rusqlite::Connection;
 
 /// What can go wrong with the store.
@@ -35,23 +41,24 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
 }
 
-/// One inbound message, as journaled.
+/// One inbound message, as journaled. Addresses are typed once, where the protocol hands
+/// them over ([`Jid::from_wire`] keeps whatever arrives), and stay typed to the sender.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inbound {
-    pub chat: String,
-    pub sender: String,
+    pub chat: Jid,
+    pub sender: Jid,
     pub id: String,
     /// The sender's other form (its phone JID for a LID, or the reverse), when known.
-    pub sender_alt: Option<String>,
+    pub sender_alt: Option<Jid>,
     /// The message's own timestamp, unix seconds.
     pub timestamp: i64,
     pub text: Option<String>,
     /// Sent by the linked account itself (typed on the phone, or our own echo).
     pub from_me: bool,
     /// JIDs the message mentions.
-    pub mentions: Vec<String>,
+    pub mentions: Vec<Jid>,
     /// The author of the message it quotes, if it quotes one.
-    pub quoted: Option<String>,
+    pub quoted: Option<Jid>,
 }
 
 /// Whether a journaled message is new or a redelivery of one already kept.
@@ -61,19 +68,54 @@ pub enum Journaled {
     Duplicate,
 }
 
-/// A message the gateway did not answer, and why.
+/// A message the gateway did not answer, and why: a row of the drop ledger.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Drop {
+pub struct Dropped {
     /// Unix seconds.
     pub at: i64,
-    pub chat: String,
-    pub sender: String,
-    /// Every known form of the sender, comma-separated.
-    pub sender_forms: String,
-    /// The access rule that decided (`hermes_core::access::Rule::as_str`).
-    pub rule: String,
+    pub chat: Jid,
+    pub sender: Jid,
+    /// Every known form of the sender, the one it wrote from first.
+    pub sender_forms: Vec<Jid>,
+    pub rule: DropRule,
     pub nearest: Option<String>,
     pub hint: Option<String>,
+}
+
+/// Where a journaled message is: stored as the words, so a reader of the file sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MessageState {
+    /// Not decided yet, or asked about again after a failure.
+    Waiting,
+    /// Answered, dropped with a ledger row, or not for anyone.
+    Handled,
+    /// A LID sender refused only for want of its phone number; learning it makes the
+    /// message waiting again.
+    Parked,
+}
+
+impl MessageState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Waiting => "waiting",
+            MessageState::Handled => "handled",
+            MessageState::Parked => "parked",
+        }
+    }
+}
+
+/// A JID column as written.
+pub(crate) fn jid_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Jid> {
+    Ok(Jid::from_wire(&r.get::<_, String>(i)?))
+}
+
+/// A list of JIDs in one column, comma-separated (no JID holds a comma).
+pub(crate) fn jids(s: Option<String>) -> Vec<Jid> {
+    s.map(|s| s.split(',').filter(|j| !j.is_empty()).map(Jid::from_wire).collect()).unwrap_or_default()
+}
+
+pub(crate) fn join_jids(list: &[Jid]) -> Option<String> {
+    (!list.is_empty()).then(|| list.iter().map(Jid::to_string).collect::<Vec<_>>().join(","))
 }
 
 pub struct Store {

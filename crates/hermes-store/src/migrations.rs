@@ -82,6 +82,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_created ON outbox (created_at);
     CREATE INDEX history_at ON history (at);
     CREATE INDEX pairing_codes_created ON pairing_codes (created_at);",
+    // 4: states in words. `inbox.done` (0 waiting, 1 handled, 2 parked) becomes `inbox.state`;
+    // `outbox.sent_at = -1` (given up) becomes `outbox.state = 'abandoned'`, so that no
+    // reader can take a marker for a time.
+    "ALTER TABLE inbox ADD COLUMN state TEXT NOT NULL DEFAULT 'waiting'
+        CHECK (state IN ('waiting', 'handled', 'parked'));
+    UPDATE inbox SET state = CASE done WHEN 1 THEN 'handled' WHEN 2 THEN 'parked' ELSE 'waiting' END;
+    DROP INDEX inbox_pending;
+    DROP INDEX inbox_sender;
+    ALTER TABLE inbox DROP COLUMN done;
+    CREATE INDEX inbox_pending ON inbox (state, seq);
+    CREATE INDEX inbox_sender ON inbox (sender, state);
+    ALTER TABLE outbox ADD COLUMN state TEXT NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'sent', 'abandoned'));
+    UPDATE outbox SET state = CASE WHEN sent_at IS NULL THEN 'queued' WHEN sent_at = -1 THEN 'abandoned' ELSE 'sent' END;
+    UPDATE outbox SET sent_at = NULL WHERE sent_at = -1;
+    DROP INDEX outbox_unsent;
+    CREATE INDEX outbox_unsent ON outbox (state, seq);",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

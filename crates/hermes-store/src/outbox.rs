@@ -8,10 +8,14 @@
 
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
-use crate::{Store, StoreError};
+use hermes_core::identity::Jid;
 
-/// `outbox.sent_at` of a message given up on; any other value is a time or NULL (queued).
-const ABANDONED: i64 = -1;
+use crate::{Store, StoreError, jid_at};
+
+/// `outbox.state`, as written in the file.
+const QUEUED: &str = "queued";
+const SENT: &str = "sent";
+const ABANDONED: &str = "abandoned";
 
 /// What became of a message the gateway sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +32,7 @@ pub enum Delivery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
     pub seq: i64,
-    pub chat: String,
+    pub chat: Jid,
     pub id: String,
     pub text: String,
     /// Its place among the chunks of one reply, from 0.
@@ -56,7 +60,7 @@ impl Role {
 /// An answer to one or more inbound messages of one chat.
 #[derive(Clone, Debug)]
 pub struct Reply<'a> {
-    pub chat: &'a str,
+    pub chat: &'a Jid,
     /// The inbound messages answered (marked handled).
     pub answers: &'a [i64],
     /// The exchange to keep in the history: what the user said and what the agent answered.
@@ -74,8 +78,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         if let Some((user, assistant)) = r.exchange {
             let mut q = tx.prepare_cached("INSERT INTO history (chat, role, content, at) VALUES (?1, ?2, ?3, ?4)")?;
-            q.execute(params![r.chat, Role::User.as_str(), user, r.at])?;
-            q.execute(params![r.chat, Role::Assistant.as_str(), assistant, r.at])?;
+            let chat = r.chat.to_string();
+            q.execute(params![chat, Role::User.as_str(), user, r.at])?;
+            q.execute(params![chat, Role::Assistant.as_str(), assistant, r.at])?;
         }
         enqueue(&tx, r.chat, r.messages, r.at)?;
         crate::inbox::mark_handled(&tx, r.answers)?;
@@ -84,7 +89,7 @@ impl Store {
     }
 
     /// Queues messages that answer nothing (a pairing code, `hermes send`).
-    pub fn enqueue(&mut self, chat: &str, messages: &[(String, String)], at: i64) -> Result<(), StoreError> {
+    pub fn enqueue(&mut self, chat: &Jid, messages: &[(String, String)], at: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         enqueue(&tx, chat, messages, at)?;
         tx.commit()?;
@@ -94,12 +99,12 @@ impl Store {
     /// Unsent messages, oldest first.
     pub fn unsent(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT seq, chat, msg_id, text, part, attempts FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?1",
+            "SELECT seq, chat, msg_id, text, part, attempts FROM outbox WHERE state = ?2 ORDER BY seq LIMIT ?1",
         )?;
-        let rows = q.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        let rows = q.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX), QUEUED], |r| {
             Ok(Outgoing {
                 seq: r.get(0)?,
-                chat: r.get(1)?,
+                chat: jid_at(r, 1)?,
                 id: r.get(2)?,
                 text: r.get(3)?,
                 part: r.get(4)?,
@@ -110,11 +115,11 @@ impl Store {
     }
 
     pub fn unsent_count(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row("SELECT count(*) FROM outbox WHERE sent_at IS NULL", [], |r| r.get(0))?)
+        Ok(self.conn.query_row("SELECT count(*) FROM outbox WHERE state = ?1", [QUEUED], |r| r.get(0))?)
     }
 
     pub fn mark_sent(&mut self, seq: i64, at: i64) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE outbox SET sent_at = ?2 WHERE seq = ?1", [seq, at])?;
+        self.conn.execute("UPDATE outbox SET state = ?3, sent_at = ?2 WHERE seq = ?1", params![seq, at, SENT])?;
         Ok(())
     }
 
@@ -129,22 +134,24 @@ impl Store {
 
     /// What became of a message id of ours; `None` when the id is not ours.
     pub fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        let sent_at: Option<Option<i64>> =
-            self.conn.query_row("SELECT sent_at FROM outbox WHERE msg_id = ?1", [id], |r| r.get(0)).optional()?;
-        Ok(sent_at.map(|at| match at {
-            None => Delivery::Queued,
-            Some(ABANDONED) => Delivery::Abandoned,
-            Some(at) => Delivery::Sent { at },
+        let row: Option<(String, Option<i64>)> = self
+            .conn
+            .query_row("SELECT state, sent_at FROM outbox WHERE msg_id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.map(|(state, at)| match (state.as_str(), at) {
+            (SENT, Some(at)) => Delivery::Sent { at },
+            (ABANDONED, _) => Delivery::Abandoned,
+            _ => Delivery::Queued,
         }))
     }
 
     /// The last `limit` turns of a chat's conversation, oldest first.
-    pub fn history(&self, chat: &str, limit: usize) -> Result<Vec<(Role, String)>, StoreError> {
+    pub fn history(&self, chat: &Jid, limit: usize) -> Result<Vec<(Role, String)>, StoreError> {
         let mut q = self.conn.prepare_cached(
             "SELECT role, content FROM (SELECT seq, role, content FROM history WHERE chat = ?1 ORDER BY seq DESC LIMIT ?2)
              ORDER BY seq",
         )?;
-        let rows = q.query_map(params![chat, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        let rows = q.query_map(params![chat.to_string(), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             let role: String = r.get(0)?;
             Ok((if role == "user" { Role::User } else { Role::Assistant }, r.get(1)?))
         })?;
@@ -152,21 +159,21 @@ impl Store {
     }
 
     /// `/reset`: forgets a chat's conversation. Returns how many turns were forgotten.
-    pub fn forget(&mut self, chat: &str) -> Result<usize, StoreError> {
-        Ok(self.conn.execute("DELETE FROM history WHERE chat = ?1", [chat])?)
+    pub fn forget(&mut self, chat: &Jid) -> Result<usize, StoreError> {
+        Ok(self.conn.execute("DELETE FROM history WHERE chat = ?1", [chat.to_string()])?)
     }
 }
 
 pub(crate) fn enqueue(
     tx: &Transaction<'_>,
-    chat: &str,
+    chat: &Jid,
     messages: &[(String, String)],
     at: i64,
 ) -> Result<(), StoreError> {
     let mut q =
         tx.prepare_cached("INSERT INTO outbox (chat, msg_id, text, part, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     for (part, (id, text)) in messages.iter().enumerate() {
-        q.execute(params![chat, id, text, i64::try_from(part).unwrap_or(i64::MAX), at])?;
+        q.execute(params![chat.to_string(), id, text, i64::try_from(part).unwrap_or(i64::MAX), at])?;
     }
     Ok(())
 }
@@ -174,10 +181,8 @@ pub(crate) fn enqueue(
 impl Store {
     /// Gives up on a message that failed too often; it stays in the outbox, marked.
     pub fn abandon(&mut self, seq: i64, error: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE outbox SET sent_at = ?3, last_error = ?2 WHERE seq = ?1",
-            params![seq, error, ABANDONED],
-        )?;
+        self.conn
+            .execute("UPDATE outbox SET state = ?3, last_error = ?2 WHERE seq = ?1", params![seq, error, ABANDONED])?;
         Ok(())
     }
 }

@@ -5,14 +5,16 @@
 
 use rusqlite::{OptionalExtension as _, params};
 
-use crate::{Store, StoreError};
+use hermes_core::identity::Jid;
+
+use crate::{Store, StoreError, jid_at};
 
 /// A code offered to a sender.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Code {
     pub code: String,
-    pub sender: String,
-    pub chat: String,
+    pub sender: Jid,
+    pub chat: Jid,
     /// Unix seconds.
     pub created_at: i64,
     pub approved_at: Option<i64>,
@@ -21,7 +23,7 @@ pub struct Code {
 /// A sender admitted by an approval.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Approval {
-    pub sender: String,
+    pub sender: Jid,
     pub approved_at: i64,
     pub code: Option<String>,
 }
@@ -42,8 +44,8 @@ impl Store {
         let rows = q.query_map([since], |r| {
             Ok(Code {
                 code: r.get(0)?,
-                sender: r.get(1)?,
-                chat: r.get(2)?,
+                sender: jid_at(r, 1)?,
+                chat: jid_at(r, 2)?,
                 created_at: r.get(3)?,
                 approved_at: r.get(4)?,
             })
@@ -53,7 +55,7 @@ impl Store {
 
     /// Approves a code offered at or after `since` (i.e. not expired). Returns the code's
     /// sender, or `None` when no such code waits.
-    pub fn approve(&mut self, code: &str, since: i64, at: i64) -> Result<Option<String>, StoreError> {
+    pub fn approve(&mut self, code: &str, since: i64, at: i64) -> Result<Option<Jid>, StoreError> {
         let tx = self.conn.transaction()?;
         let sender: Option<String> = tx
             .query_row(
@@ -71,45 +73,26 @@ impl Store {
             )?;
         }
         tx.commit()?;
-        Ok(sender)
+        Ok(sender.map(|s| Jid::from_wire(&s)))
     }
 
     /// Withdraws an approval. Returns whether there was one.
-    pub fn revoke(&mut self, sender: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.execute("DELETE FROM approvals WHERE sender = ?1", [sender])? > 0)
+    pub fn revoke(&mut self, sender: &Jid) -> Result<bool, StoreError> {
+        Ok(self.conn.execute("DELETE FROM approvals WHERE sender = ?1", [sender.to_string()])? > 0)
     }
 
     pub fn approvals(&self) -> Result<Vec<Approval>, StoreError> {
         let mut q = self.conn.prepare_cached("SELECT sender, approved_at, code FROM approvals ORDER BY approved_at")?;
-        let rows = q.query_map([], |r| Ok(Approval { sender: r.get(0)?, approved_at: r.get(1)?, code: r.get(2)? }))?;
+        let rows =
+            q.query_map([], |r| Ok(Approval { sender: jid_at(r, 0)?, approved_at: r.get(1)?, code: r.get(2)? }))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
-impl Store {
-    /// Offers a pairing code to a stranger, in one transaction: the code is kept, its message
-    /// queued, the stranger's message recorded as a drop and handled.
-    pub fn offer_code(
-        &mut self,
-        seq: i64,
-        code: &Code,
-        drop: &crate::Drop,
-        message: &(String, String),
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        insert_code(&tx, code)?;
-        crate::outbox::enqueue(&tx, &code.chat, std::slice::from_ref(message), code.created_at)?;
-        crate::inbox::insert_drop(&tx, drop)?;
-        crate::inbox::refused(&tx, seq)?;
-        tx.commit()?;
-        Ok(())
-    }
-}
-
-fn insert_code(tx: &rusqlite::Transaction<'_>, code: &Code) -> Result<(), StoreError> {
+pub(crate) fn insert_code(tx: &rusqlite::Transaction<'_>, code: &Code) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO pairing_codes (code, sender, chat, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![code.code, code.sender, code.chat, code.created_at],
+        params![code.code, code.sender.to_string(), code.chat.to_string(), code.created_at],
     )?;
     Ok(())
 }

@@ -36,9 +36,9 @@ impl Store {
     /// stay, however old. Works in batches of a few thousand rows, each its own transaction.
     pub fn prune(&mut self, cutoff: i64) -> Result<Pruned, StoreError> {
         Ok(Pruned {
-            messages: self.prune_table("inbox", "seq", "ts < ?1 AND done != 0", cutoff)?,
+            messages: self.prune_table("inbox", "seq", "ts < ?1 AND state != 'waiting'", cutoff)?,
             drops: self.prune_table("drops", "seq", "at < ?1", cutoff)?,
-            replies: self.prune_table("outbox", "seq", "created_at < ?1 AND sent_at IS NOT NULL", cutoff)?,
+            replies: self.prune_table("outbox", "seq", "created_at < ?1 AND state != 'queued'", cutoff)?,
             history: self.prune_table("history", "seq", "at < ?1", cutoff)?,
             codes: self.prune_table("pairing_codes", "code", "created_at < ?1", cutoff)?,
         })

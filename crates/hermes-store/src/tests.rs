@@ -1,12 +1,18 @@
+use hermes_core::access::Rule;
+
 use super::*;
-use crate::{Code, Delivery, Reply, Role};
+use crate::{Code, Delivery, Offered, Reply, Role};
+
+fn j(s: &str) -> Jid {
+    Jid::parse(s).expect("a JID")
+}
 
 fn msg(id: &str) -> Inbound {
     Inbound {
-        chat: "15551234567@s.whatsapp.net".into(),
-        sender: "15551234567@s.whatsapp.net".into(),
+        chat: j("15551234567@s.whatsapp.net"),
+        sender: j("15551234567@s.whatsapp.net"),
         id: id.into(),
-        sender_alt: Some("98765432109876@lid".into()),
+        sender_alt: Some(j("98765432109876@lid")),
         timestamp: 1_795_000_000,
         text: Some("hello".into()),
         from_me: false,
@@ -30,7 +36,7 @@ fn a_redelivery_is_a_no_op() {
     assert_eq!(store.pending(10).expect("pending").len(), 3);
     // The same id from another sender in another chat is another message.
     let mut other = msg("A");
-    other.chat = "4915112345678@s.whatsapp.net".into();
+    other.chat = j("4915112345678@s.whatsapp.net");
     other.sender = other.chat.clone();
     assert!(matches!(store.journal(&[other]).expect("journal").as_slice(), [Journaled::New(_)]));
 }
@@ -43,7 +49,9 @@ fn a_batch_is_kept_whole_or_not_at_all() {
     bad.text = None;
     assert!(store.journal(&[msg("A"), bad]).is_err(), "an invalid row fails the batch");
     assert!(store.pending(10).expect("pending").is_empty(), "and nothing of it was kept");
-    assert!(!store.is_journaled("15551234567@s.whatsapp.net", "15551234567@s.whatsapp.net", "A").expect("query"));
+    assert!(
+        !store.is_journaled(&j("15551234567@s.whatsapp.net"), &j("15551234567@s.whatsapp.net"), "A").expect("query")
+    );
 }
 
 #[test]
@@ -67,12 +75,12 @@ fn drops_are_recorded_with_their_reason_and_close_the_message() {
     let mut store = open(&dir);
     store.journal(&[msg("A")]).expect("journal");
     let (seq, _) = store.pending(1).expect("pending").remove(0);
-    let drop = Drop {
+    let drop = Dropped {
         at: 1_795_000_100,
-        chat: "15551234567@s.whatsapp.net".into(),
-        sender: "15551234567@s.whatsapp.net".into(),
-        sender_forms: "15551234567,98765432109876@lid".into(),
-        rule: "not_allowlisted".into(),
+        chat: j("15551234567@s.whatsapp.net"),
+        sender: j("15551234567@s.whatsapp.net"),
+        sender_forms: vec![j("15551234567@s.whatsapp.net"), j("98765432109876@lid")],
+        rule: DropRule::Access(Rule::NotAllowlisted),
         nearest: Some("#2 '555 123 4567'".into()),
         hint: Some("entry '555 123 4567' (#2 in WHATSAPP_ALLOWED_USERS) has no country code; write 15551234567".into()),
     };
@@ -96,16 +104,16 @@ fn a_database_from_a_newer_hermes_is_refused() {
 }
 
 fn lid_msg(id: &str) -> Inbound {
-    Inbound { chat: "98765432109876@lid".into(), sender: "98765432109876@lid".into(), sender_alt: None, ..msg(id) }
+    Inbound { chat: j("98765432109876@lid"), sender: j("98765432109876@lid"), sender_alt: None, ..msg(id) }
 }
 
-fn a_drop(rule: &str) -> Drop {
-    Drop {
+fn a_drop(rule: DropRule) -> Dropped {
+    Dropped {
         at: 1_795_000_000,
-        chat: "98765432109876@lid".into(),
-        sender: "98765432109876@lid".into(),
-        sender_forms: "98765432109876@lid".into(),
-        rule: rule.into(),
+        chat: j("98765432109876@lid"),
+        sender: j("98765432109876@lid"),
+        sender_forms: vec![j("98765432109876@lid")],
+        rule,
         nearest: None,
         hint: Some("no phone number known".into()),
     }
@@ -117,18 +125,94 @@ fn a_parked_lid_message_returns_when_its_phone_number_is_learned() {
     let mut store = open(&dir);
     store.journal(&[lid_msg("L1")]).expect("journal");
     let (seq, _) = store.pending(1).expect("pending").remove(0);
-    store.park(seq, &a_drop("lid_without_phone")).expect("park");
+    park(&mut store, seq, a_drop(DropRule::LidWithoutPhone));
     assert!(store.pending(10).expect("pending").is_empty());
     assert_eq!(store.drops_since(0).expect("drops").len(), 1, "the drop is in the ledger");
     // A later message from the same person, carrying both forms, teaches the mapping.
     let mut later = lid_msg("L2");
-    later.sender_alt = Some("15551234567@s.whatsapp.net".into());
+    later.sender_alt = Some(j("15551234567@s.whatsapp.net"));
     store.journal(&[later]).expect("journal");
     let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
     assert_eq!(ids, vec!["L1", "L2"], "the parked message is back, in its place");
-    assert_eq!(store.alias_of("98765432109876@lid").expect("alias").as_deref(), Some("15551234567@s.whatsapp.net"));
-    assert_eq!(store.alias_of("15551234567@s.whatsapp.net").expect("alias").as_deref(), Some("98765432109876@lid"));
-    assert_eq!(store.learn_alias("1@s.whatsapp.net", "2@s.whatsapp.net", 0).expect("learn"), 0, "not a mapping");
+    assert_eq!(store.alias_of(&j("98765432109876@lid")).expect("alias"), Some(j("15551234567@s.whatsapp.net")));
+    assert_eq!(store.alias_of(&j("15551234567@s.whatsapp.net")).expect("alias"), Some(j("98765432109876@lid")));
+    assert_eq!(
+        store.learn_alias(&j("1@s.whatsapp.net"), &j("2@s.whatsapp.net"), 0).expect("learn"),
+        0,
+        "not a mapping"
+    );
+}
+
+fn park(store: &mut Store, seq: i64, d: Dropped) {
+    store.settle(seq, &Settlement { learned: None, outcome: Outcome::Parked(d) }).expect("park");
+}
+
+#[test]
+fn settling_writes_the_decision_and_what_was_learned_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    store.journal(&[lid_msg("L1"), msg("A"), msg("B")]).expect("journal");
+    let rows = store.pending(10).expect("pending");
+    // A LID parked earlier comes back when a later decision learns its number.
+    park(&mut store, rows[0].0, a_drop(DropRule::LidWithoutPhone));
+    let learned = Some((j("98765432109876@lid"), j("15551234567@s.whatsapp.net")));
+    store.settle(rows[1].0, &Settlement { learned, outcome: Outcome::Admitted }).expect("settle");
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    assert_eq!(ids, ["L1", "A", "B"], "admitted stays waiting (the answer commits it); the parked one is back");
+    let facts = store.facts(&rows[2].1, 0).expect("facts");
+    assert_eq!(facts.alias, Some(j("98765432109876@lid")));
+    assert!(!facts.ours);
+    // An offered code: the code, its message and the drop, and the message handled.
+    let code = Code { code: "ABCDEFGH".into(), sender: j(ALICE), chat: j(ALICE), created_at: 10, approved_at: None };
+    let dropped = a_drop(DropRule::Access(Rule::AllowlistEmpty));
+    let offered =
+        Outcome::Offered(Box::new(Offered { code, dropped, message: ("CODE-MSG".into(), "your code".into()) }));
+    store.settle(rows[2].0, &Settlement { learned: None, outcome: offered }).expect("offer");
+    assert_eq!(store.unsent(10).expect("unsent")[0].id, "CODE-MSG");
+    assert_eq!(store.drops_since(0).expect("drops").len(), 2);
+    let facts = store.facts(&rows[2].1, 0).expect("facts");
+    assert_eq!(facts.offers.len(), 1);
+    store.settle(rows[1].0, &Settlement { learned: None, outcome: Outcome::Ignored }).expect("ignore");
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    assert_eq!(ids, ["L1"]);
+}
+
+const ALICE: &str = "15551234567@s.whatsapp.net";
+
+/// Issue 12: a version 3 file (`done` 0/1/2, `sent_at = -1`) reads the same in words.
+#[test]
+fn a_version_3_file_is_migrated_to_states_in_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hermes.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        for m in &migrations::MIGRATIONS[..3] {
+            conn.execute_batch(m).expect("old schema");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO inbox (chat, sender, msg_id, ts, text, done) VALUES
+               ('c@s.whatsapp.net', 'c@s.whatsapp.net', 'WAITING', 1, 'a', 0),
+               ('c@s.whatsapp.net', 'c@s.whatsapp.net', 'HANDLED', 1, 'b', 1),
+               ('98765432109876@lid', '98765432109876@lid', 'PARKED', 1, 'c', 2);
+             INSERT INTO outbox (chat, msg_id, text, created_at, sent_at) VALUES
+               ('c@s.whatsapp.net', 'QUEUED', 'x', 1, NULL),
+               ('c@s.whatsapp.net', 'SENT', 'y', 1, 7),
+               ('c@s.whatsapp.net', 'GIVEN-UP', 'z', 1, -1);",
+        )
+        .expect("old rows");
+    }
+    let mut store = Store::open(&path).expect("migrate");
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    assert_eq!(ids, ["WAITING"]);
+    assert_eq!(store.delivery("QUEUED").expect("q"), Some(Delivery::Queued));
+    assert_eq!(store.delivery("SENT").expect("q"), Some(Delivery::Sent { at: 7 }));
+    assert_eq!(store.delivery("GIVEN-UP").expect("q"), Some(Delivery::Abandoned));
+    assert_eq!(store.unsent(10).expect("unsent").len(), 1);
+    // The parked row is still parked: learning its number brings it back.
+    store.learn_alias(&j("98765432109876@lid"), &j(ALICE), 2).expect("learn");
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    assert_eq!(ids, ["WAITING", "PARKED"]);
 }
 
 #[test]
@@ -137,7 +221,7 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
     let mut store = open(&dir);
     store.journal(&[msg("A"), msg("B")]).expect("journal");
     let seqs: Vec<i64> = store.pending(10).expect("pending").into_iter().map(|(s, _)| s).collect();
-    let chat = "15551234567@s.whatsapp.net";
+    let chat = &j("15551234567@s.whatsapp.net");
     let messages = vec![("OUT1".to_owned(), "part 1".to_owned()), ("OUT2".to_owned(), "part 2".to_owned())];
     let reply =
         Reply { chat, answers: &seqs, exchange: Some(("hello\nhello", "part 1 part 2")), messages: &messages, at: 5 };
@@ -167,7 +251,7 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
 fn history_is_a_window_and_reset_forgets_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open(&dir);
-    let chat = "c@s.whatsapp.net";
+    let chat = &j("c@s.whatsapp.net");
     for i in 0..5 {
         let (u, a) = (format!("q{i}"), format!("a{i}"));
         let r = Reply { chat, answers: &[], exchange: Some((&u, &a)), messages: &[], at: i };
@@ -186,20 +270,20 @@ fn approvals_come_from_unexpired_codes_and_can_be_revoked() {
     let mut store = open(&dir);
     let code = |c: &str, at| Code {
         code: c.into(),
-        sender: format!("{c}@s.whatsapp.net"),
-        chat: format!("{c}@s.whatsapp.net"),
+        sender: j(&format!("{c}@s.whatsapp.net")),
+        chat: j(&format!("{c}@s.whatsapp.net")),
         created_at: at,
         approved_at: None,
     };
     store.add_code(&code("OLDCODE2", 100)).expect("add");
     store.add_code(&code("NEWCODE2", 5000)).expect("add");
     assert_eq!(store.approve("OLDCODE2", 1400, 5001).expect("approve"), None, "expired");
-    assert_eq!(store.approve("NEWCODE2", 1400, 5001).expect("approve").as_deref(), Some("NEWCODE2@s.whatsapp.net"));
+    assert_eq!(store.approve("NEWCODE2", 1400, 5001).expect("approve"), Some(j("NEWCODE2@s.whatsapp.net")));
     assert_eq!(store.approve("NEWCODE2", 1400, 5002).expect("approve"), None, "used once");
     assert_eq!(store.approvals().expect("list").len(), 1);
     assert_eq!(store.codes_since(1400).expect("codes")[0].approved_at, Some(5001));
-    assert!(store.revoke("NEWCODE2@s.whatsapp.net").expect("revoke"));
-    assert!(!store.revoke("NEWCODE2@s.whatsapp.net").expect("revoke"));
+    assert!(store.revoke(&j("NEWCODE2@s.whatsapp.net")).expect("revoke"));
+    assert!(!store.revoke(&j("NEWCODE2@s.whatsapp.net")).expect("revoke"));
     assert!(store.approvals().expect("list").is_empty());
 }
 
@@ -245,9 +329,10 @@ fn issue_11_a_refused_message_keeps_only_a_preview() {
             Journaled::Duplicate => panic!("new"),
         })
         .collect();
-    store.record_drop(Some(seqs[0]), &a_drop("not_allowlisted")).expect("drop");
-    store.park(seqs[1], &a_drop("not_allowlisted")).expect("park");
-    store.record_drop(Some(seqs[2]), &a_drop("not_allowlisted")).expect("drop");
+    let not_allowlisted = DropRule::Access(Rule::NotAllowlisted);
+    store.record_drop(Some(seqs[0]), &a_drop(not_allowlisted)).expect("drop");
+    park(&mut store, seqs[1], a_drop(not_allowlisted));
+    store.record_drop(Some(seqs[2]), &a_drop(not_allowlisted)).expect("drop");
     assert_eq!(text_of(&store, seqs[0]), Some(format!("{}…", "x".repeat(80))));
     assert_eq!(text_of(&store, seqs[1]).map(|t| t.len()), Some(5000), "a parked message may still be answered");
     assert_eq!(text_of(&store, seqs[2]).as_deref(), Some("hello"));
@@ -272,7 +357,7 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
     let reply = [("SENT".to_owned(), "an old answer".to_owned())];
     store
         .commit_reply(&Reply {
-            chat: "15551234567@s.whatsapp.net",
+            chat: &j("15551234567@s.whatsapp.net"),
             answers: &[seq_of("OLD-HANDLED")],
             exchange: Some(("q", "a")),
             messages: &reply,
@@ -281,13 +366,16 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
         .expect("reply");
     let sent = store.unsent(10).expect("unsent")[0].seq;
     store.mark_sent(sent, old).expect("sent");
-    store.enqueue("15551234567@s.whatsapp.net", &[("UNSENT".into(), "still to send".into())], old).expect("enqueue");
-    store.record_drop(None, &Drop { at: old, ..a_drop("not_allowlisted") }).expect("old drop");
-    store.record_drop(None, &Drop { at: new, ..a_drop("not_allowlisted") }).expect("new drop");
+    store
+        .enqueue(&j("15551234567@s.whatsapp.net"), &[("UNSENT".into(), "still to send".into())], old)
+        .expect("enqueue");
+    let not_allowlisted = DropRule::Access(Rule::NotAllowlisted);
+    store.record_drop(None, &Dropped { at: old, ..a_drop(not_allowlisted) }).expect("old drop");
+    store.record_drop(None, &Dropped { at: new, ..a_drop(not_allowlisted) }).expect("new drop");
     let code = Code {
         code: "ABCDEFGH".into(),
-        sender: "4915112345678@s.whatsapp.net".into(),
-        chat: "4915112345678@s.whatsapp.net".into(),
+        sender: j("4915112345678@s.whatsapp.net"),
+        chat: j("4915112345678@s.whatsapp.net"),
         created_at: old,
         approved_at: None,
     };
@@ -310,7 +398,7 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
 fn an_abandoned_message_is_not_sent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open(&dir);
-    store.enqueue("15551234567@s.whatsapp.net", &[("GIVEN-UP".into(), "hello".into())], 1).expect("enqueue");
+    store.enqueue(&j("15551234567@s.whatsapp.net"), &[("GIVEN-UP".into(), "hello".into())], 1).expect("enqueue");
     let seq = store.unsent(10).expect("unsent")[0].seq;
     store.abandon(seq, "refused eight times").expect("abandon");
     assert_eq!(store.delivery("GIVEN-UP").expect("q"), Some(Delivery::Abandoned));

@@ -2,15 +2,16 @@
 //! arrived. A crash before the commit leaves it unacknowledged, so WhatsApp delivers it again;
 //! a redelivery of a kept message is a no-op (the journal's key is (chat, sender, id)).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use hermes_store::{Inbound, Store};
+use hermes_core::identity::Jid as CoreJid;
+use hermes_store::{Db, Inbound};
 use whatsapp_rust::prelude::*;
 
 /// Journals each decrypted batch into the store, in one transaction, before it is acked.
 #[derive(Clone)]
 pub struct JournalHook {
-    store: Arc<Mutex<Store>>,
+    db: Db,
     /// Woken when a batch brought something new, for the pipeline to take it.
     wake: Arc<tokio::sync::Notify>,
     /// Woken when a batch could not be kept, for the supervisor to stop receiving.
@@ -24,13 +25,14 @@ impl std::fmt::Debug for JournalHook {
 }
 
 impl JournalHook {
-    pub fn new(
-        store: Arc<Mutex<Store>>,
-        wake: Arc<tokio::sync::Notify>,
-        trouble: Arc<tokio::sync::Notify>,
-    ) -> JournalHook {
-        JournalHook { store, wake, trouble }
+    pub fn new(db: Db, wake: Arc<tokio::sync::Notify>, trouble: Arc<tokio::sync::Notify>) -> JournalHook {
+        JournalHook { db, wake, trouble }
     }
+}
+
+/// The protocol's address, typed once for everything after the journal.
+fn typed(jid: &Jid) -> CoreJid {
+    CoreJid::from_wire(&jid.to_non_ad().to_string())
 }
 
 fn record(m: &InboundMessage) -> Inbound {
@@ -39,15 +41,15 @@ fn record(m: &InboundMessage) -> Inbound {
     let context =
         m.message.get_base_message().extended_text_message.as_option().and_then(|e| e.context_info.as_option());
     Inbound {
-        chat: s.chat.to_non_ad().to_string(),
-        sender: s.sender.to_non_ad().to_string(),
+        chat: typed(&s.chat),
+        sender: typed(&s.sender),
         id: m.info.id.to_string(),
-        sender_alt: s.sender_alt.as_ref().map(|j| j.to_non_ad().to_string()),
+        sender_alt: s.sender_alt.as_ref().map(typed),
         timestamp: m.info.timestamp.timestamp(),
         text: m.message.text_content().map(str::to_owned),
         from_me: s.is_from_me,
-        mentions: context.map(|c| c.mentioned_jid.clone()).unwrap_or_default(),
-        quoted: context.and_then(|c| c.participant.clone()),
+        mentions: context.map(|c| c.mentioned_jid.iter().map(|j| CoreJid::from_wire(j)).collect()).unwrap_or_default(),
+        quoted: context.and_then(|c| c.participant.as_deref().map(CoreJid::from_wire)),
     }
 }
 
@@ -55,18 +57,11 @@ fn record(m: &InboundMessage) -> Inbound {
 impl whatsapp_rust::InboundDurabilityHook for JournalHook {
     async fn on_messages(&self, _client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
         let records: Vec<Inbound> = batch.iter().map(record).collect();
-        let store = self.store.clone();
-        // SQLite blocks; keep it off the receive loop's thread.
-        let committed = tokio::task::spawn_blocking(move || {
-            let mut store = store.lock().map_err(|_| anyhow::anyhow!("the journal's lock is poisoned"))?;
-            let outcome = store.journal(&records)?;
+        let committed = self.db.call(move |store| store.journal(&records)).await.map(|outcome| {
             let new = outcome.iter().filter(|o| matches!(o, hermes_store::Journaled::New(_))).count();
             tracing::debug!(new, redelivered = outcome.len() - new, "inbound batch journaled");
-            anyhow::Ok(new)
-        })
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r);
+            new
+        });
         // Not kept, so not acknowledged: WhatsApp redelivers it, but only to a new connection,
         // which the supervisor makes once the journal can be written again.
         let new = committed.inspect_err(|e| {
@@ -74,7 +69,7 @@ impl whatsapp_rust::InboundDurabilityHook for JournalHook {
             self.trouble.notify_one();
         })?;
         // Kept, not yet acknowledged: a crash here must not lose the message.
-        crate::crash::point("journaled");
+        hermes_store::crash::point("journaled");
         if new > 0 {
             self.wake.notify_one();
         }

@@ -5,7 +5,6 @@
 
 pub mod backup;
 mod client;
-pub mod crash;
 pub mod fence;
 pub mod journal;
 pub mod linking;

@@ -5,9 +5,9 @@
 //! holds a [`Messenger`] and never sees a whatsapp-rust type. Sending while disconnected is an
 //! error the caller retries, never a silent loss.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use hermes_core::identity::{Account, Lid, PhoneNumber};
+use hermes_core::identity::{Account, Jid as CoreJid, Lid, PhoneNumber};
 use tokio::sync::watch;
 use whatsapp_rust::features::ChatStateType;
 use whatsapp_rust::prelude::*;
@@ -22,7 +22,7 @@ pub enum SendError {
     NotConnected,
     /// The chat is not a WhatsApp address.
     #[error("'{0}' is not a WhatsApp chat address")]
-    BadChat(String),
+    BadChat(CoreJid),
     /// WhatsApp or the client refused the message.
     #[error("{0}")]
     Failed(String),
@@ -47,13 +47,13 @@ impl Messenger {
     }
 
     pub(crate) fn attach(&self, client: Arc<Client>) {
-        *self.client.lock().expect("not poisoned") = Some(client);
+        *self.client.lock().unwrap_or_else(PoisonError::into_inner) = Some(client);
     }
 
     /// Lets go of the client, which is being thrown away.
     pub(crate) fn detach(&self) {
         self.set_connected(false);
-        *self.client.lock().expect("not poisoned") = None;
+        *self.client.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     pub(crate) fn set_connected(&self, connected: bool) {
@@ -71,7 +71,7 @@ impl Messenger {
     }
 
     fn client(&self) -> Result<Arc<Client>, SendError> {
-        match (self.is_connected(), self.client.lock().expect("not poisoned").clone()) {
+        match (self.is_connected(), self.client.lock().unwrap_or_else(PoisonError::into_inner).clone()) {
             (true, Some(c)) => Ok(c),
             _ => Err(SendError::NotConnected),
         }
@@ -80,9 +80,9 @@ impl Messenger {
     /// Sends `text` to `chat` under `id` (chosen by the caller and kept in the outbox): sent
     /// again after a crash, the same id makes it the same message for WhatsApp and the
     /// recipient.
-    pub async fn send_text(&self, chat: &str, text: &str, id: &str) -> Result<(), SendError> {
+    pub async fn send_text(&self, chat: &CoreJid, text: &str, id: &str) -> Result<(), SendError> {
         let client = self.client()?;
-        let to: Jid = chat.parse().map_err(|_| SendError::BadChat(chat.to_owned()))?;
+        let to = wire(chat).ok_or_else(|| SendError::BadChat(chat.clone()))?;
         let message =
             whatsapp_rust::waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
         match client.send_message_with_options(to, message, SendOptions::default().with_message_id(id)).await {
@@ -93,8 +93,8 @@ impl Messenger {
     }
 
     /// Shows (or stops showing) "typing..." in a chat. Best effort: a lost indicator is harmless.
-    pub async fn typing(&self, chat: &str, on: bool) {
-        let (Ok(client), Ok(to)) = (self.client(), chat.parse::<Jid>()) else { return };
+    pub async fn typing(&self, chat: &CoreJid, on: bool) {
+        let (Ok(client), Some(to)) = (self.client(), wire(chat)) else { return };
         let state = if on { ChatStateType::Composing } else { ChatStateType::Paused };
         if let Err(e) = client.chatstate().send(&to, state).await {
             tracing::debug!(error = %e, "typing indicator not sent");
@@ -102,33 +102,37 @@ impl Messenger {
     }
 
     /// Blue ticks for messages of `sender` in `chat`. Best effort.
-    pub async fn mark_read(&self, chat: &str, sender: &str, ids: &[&str]) {
-        let (Ok(client), Ok(chat_jid), Ok(sender_jid)) = (self.client(), chat.parse::<Jid>(), sender.parse::<Jid>())
-        else {
+    pub async fn mark_read(&self, chat: &CoreJid, sender: &CoreJid, ids: &[&str]) {
+        let (Ok(client), Some(chat_jid), Some(sender_jid)) = (self.client(), wire(chat), wire(sender)) else {
             return;
         };
-        let sender = chat.ends_with("@g.us").then_some(&sender_jid);
+        let sender = chat.is_group().then_some(&sender_jid);
         if let Err(e) = client.mark_as_read(&chat_jid, sender, ids).await {
             tracing::debug!(error = %e, "read receipt not sent");
         }
     }
 
     /// The phone JID WhatsApp told this client for a LID JID, if it did.
-    pub async fn phone_of(&self, lid_jid: &str) -> Option<String> {
-        let client = self.client.lock().expect("not poisoned").clone()?;
-        let jid: Jid = lid_jid.parse().ok()?;
-        let entry = client.get_lid_pn_entry(&jid).await.ok().flatten()?;
-        Some(format!("{}@s.whatsapp.net", entry.phone_number))
+    pub async fn phone_of(&self, lid: &CoreJid) -> Option<CoreJid> {
+        let client = self.client.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
+        let entry = client.get_lid_pn_entry(&wire(lid)?).await.ok().flatten()?;
+        Some(CoreJid::phone(&PhoneNumber::from_digits(&entry.phone_number).ok()?))
     }
 
     /// The linked account (phone number and LID), once a client is attached.
     pub fn account(&self) -> Option<Account> {
-        let client = self.client.lock().expect("not poisoned").clone()?;
+        let client = self.client.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
         let device = client.persistence_manager().get_device_snapshot();
         let phone = device.pn.as_ref().and_then(|j| PhoneNumber::from_digits(&j.user).ok());
         let lid = device.lid.as_ref().and_then(|j| Lid::from_digits(&j.user));
         (phone.is_some() || lid.is_some()).then_some(Account { phone, lid })
     }
+}
+
+/// The protocol's form of an address: the one place the gateway's typed JID becomes
+/// whatsapp-rust's.
+fn wire(jid: &CoreJid) -> Option<Jid> {
+    jid.to_string().parse().ok()
 }
 
 /// A new message id in WhatsApp's own shape (`3EB0` and 18 hex digits), chosen before a

@@ -187,13 +187,13 @@ async fn model(loaded: &load::Loaded, args: &Args) -> Result<Endpoint, String> {
 }
 
 /// The drop ledger entry for `sender`, once the gateway has written it.
-async fn wait_for_drop(home: &Path, sender: &str) -> anyhow::Result<hermes_store::Drop> {
+async fn wait_for_drop(home: &Path, sender: &str) -> anyhow::Result<hermes_store::Dropped> {
     let db = home.join("state").join("hermes.db");
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
         if db.exists() {
             let store = hermes_store::Store::open(&db)?;
-            if let Some(d) = store.drops_since(0)?.into_iter().find(|d| d.sender == sender) {
+            if let Some(d) = store.drops_since(0)?.into_iter().find(|d| d.sender.to_string() == sender) {
                 return Ok(d);
             }
         }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
-use hermes_store::Drop;
+use hermes_store::Dropped;
 use serde_json::json;
 
 use crate::{exit, load};
@@ -38,7 +38,7 @@ pub fn parse_age(s: &str) -> Result<u64, String> {
 }
 
 struct Group<'a> {
-    drops: Vec<&'a Drop>,
+    drops: Vec<&'a Dropped>,
 }
 
 pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
@@ -51,12 +51,12 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         Some(store) => store.drops_since(i64::try_from(since).unwrap_or(i64::MAX))?,
         None => Vec::new(),
     };
-    let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();
     for d in &drops {
-        groups.entry(d.sender.as_str()).or_insert_with(|| Group { drops: Vec::new() }).drops.push(d);
+        groups.entry(d.sender.to_string()).or_insert_with(|| Group { drops: Vec::new() }).drops.push(d);
     }
     // Most recent first: the sender someone is waiting on is usually the last one.
-    let mut groups: Vec<(&str, Group<'_>)> = groups.into_iter().collect();
+    let mut groups: Vec<(String, Group<'_>)> = groups.into_iter().collect();
     groups.sort_by_key(|(_, g)| std::cmp::Reverse(g.drops.last().map_or(0, |d| d.at)));
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -71,7 +71,7 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
                     "first": g.drops[0].at,
                     "last": last.at,
                     "rules": distinct(g.drops.iter().map(|d| d.rule.as_str())),
-                    "chats": distinct(g.drops.iter().map(|d| d.chat.as_str())),
+                    "chats": distinct(g.drops.iter().map(|d| d.chat.to_string())),
                     "nearest": last.nearest,
                     "hint": last.hint,
                 })
@@ -115,14 +115,14 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
 }
 
 fn forms(g: &Group<'_>) -> Vec<String> {
-    distinct(g.drops.iter().flat_map(|d| d.sender_forms.split(',')).filter(|f| !f.is_empty())).into_iter().collect()
+    distinct(g.drops.iter().flat_map(|d| d.sender_forms.iter().map(ToString::to_string)))
 }
 
-fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+fn distinct(items: impl Iterator<Item = impl AsRef<str>>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for i in items {
-        if !out.iter().any(|o| o == i) {
-            out.push(i.to_owned());
+        if !out.iter().any(|o| o == i.as_ref()) {
+            out.push(i.as_ref().to_owned());
         }
     }
     out

@@ -6,7 +6,7 @@
 //! yet is in the journal and is answered at the next start.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use hermes_core::link::{LinkState, RetryPolicy};
@@ -33,7 +33,7 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     #[cfg(feature = "simulator")]
     if let Some(point) = load::crash_at() {
-        hermes_whatsapp::crash::arm(&point);
+        hermes_store::crash::arm(&point);
     }
     if loaded.resolved.has_errors() {
         for d in loaded.resolved.errors() {
@@ -61,17 +61,12 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let home = loaded.home.path.clone();
     private_state_dir(&home.join("state"))?;
     let mut recorder = Recorder::resume(&home.join("state"), std::process::id());
-    // Every inbound message is journaled before WhatsApp is told it arrived.
-    let db = home.join("state").join("hermes.db");
-    hermes_store::files::create_private_dir_all(db.parent().expect("has a parent"))?;
-    let store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
+    // Every inbound message is journaled before WhatsApp is told it arrived. One owner of
+    // the database: the journal hook, the pipeline and `hermes send`'s endpoint share it.
+    let db = open_db(&home)?;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let trouble = std::sync::Arc::new(tokio::sync::Notify::new());
-    let journal = hermes_whatsapp::journal::JournalHook::new(
-        std::sync::Arc::new(std::sync::Mutex::new(store)),
-        wake.clone(),
-        trouble.clone(),
-    );
+    let journal = hermes_whatsapp::journal::JournalHook::new(db.clone(), wake.clone(), trouble.clone());
     let storage = hermes_whatsapp::supervisor::StorageGuard {
         watch: vec![session_dir.clone(), home.join("state")],
         probe_dir: Some(home.join("state")),
@@ -93,7 +88,8 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         storage,
     };
     let pipeline_opts = pipeline_options(&loaded, db, messenger, wake);
-    let pipeline = hermes_gateway::Pipeline::start(pipeline_opts).await.context("start the pipeline")?;
+    let mut pipeline = hermes_gateway::Pipeline::start(pipeline_opts).await.context("start the pipeline")?;
+    let mut failure = None;
     let last = {
         // Each state goes to state/link.json, for `hermes whatsapp status`.
         let on_state = |state: &LinkState| {
@@ -101,9 +97,21 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
                 tracing::warn!(error = %e, "cannot record the link state");
             }
         };
-        supervisor::supervise(&opts, on_state, shutdown()).await
+        // A pipeline that stopped answering stops the gateway: journaling on while answering
+        // nothing would be the silent failure this must never be.
+        let stop = async {
+            tokio::select! {
+                () = shutdown() => {}
+                why = pipeline.failed() => failure = Some(why),
+            }
+        };
+        supervisor::supervise(&opts, on_state, stop).await
     };
     pipeline.stop().await;
+    if let Some(why) = failure {
+        tracing::error!("{why}");
+        anyhow::bail!("{why}; the gateway stopped (a bug: please report it with the log above)");
+    }
     let last = last.map_err(anyhow::Error::msg)?;
     let mut stderr = std::io::stderr().lock();
     match (last.is_terminal(), last.fix()) {
@@ -114,6 +122,16 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         }
         _ => Ok(exit::OK),
     }
+}
+
+/// The gateway's database, `HERMES_HOME/state/hermes.db`, opened (created, migrated) for
+/// writing.
+pub fn open_db(home: &Path) -> anyhow::Result<hermes_store::Db> {
+    let state = home.join("state");
+    hermes_store::files::create_private_dir_all(&state).with_context(|| format!("create {}", state.display()))?;
+    let path = state.join("hermes.db");
+    let store = hermes_store::Store::open(&path).with_context(|| format!("open {}", path.display()))?;
+    Ok(hermes_store::Db::new(store))
 }
 
 /// A gateway holds a socket per connection (WhatsApp, the model, media): let it use what the
@@ -148,7 +166,7 @@ fn private_state_dir(state: &Path) -> anyhow::Result<()> {
 /// The pipeline's settings from the configuration: the model, the system prompt, the limits.
 fn pipeline_options(
     loaded: &load::Loaded,
-    db_path: PathBuf,
+    db: hermes_store::Db,
     messenger: hermes_whatsapp::messenger::Messenger,
     wake: std::sync::Arc<tokio::sync::Notify>,
 ) -> hermes_gateway::Options {
@@ -158,12 +176,12 @@ fn pipeline_options(
     let soul = std::fs::read_to_string(home.join("SOUL.md")).ok();
     hermes_gateway::Options {
         config: loaded.resolved.config.whatsapp.clone(),
-        agent,
+        model: agent.map(|a| std::sync::Arc::new(a) as std::sync::Arc<dyn hermes_gateway::Model>),
         system_prompt: hermes_agent::system_prompt(soul.as_deref()),
         model_label,
-        db_path,
+        db,
         state_dir: home.join("state"),
-        messenger,
+        messenger: std::sync::Arc::new(messenger),
         wake,
         history_window: 40,
         max_parallel: 8,

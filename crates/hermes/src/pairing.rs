@@ -49,10 +49,12 @@ pub fn run(profile: Option<&str>, command: &Command) -> anyhow::Result<u8> {
             if *json {
                 let waiting: Vec<_> = waiting
                     .iter()
-                    .map(|c| json!({"code": c.code, "sender": c.sender, "expires_at": c.created_at + pairing::CODE_TTL_SECS}))
+                    .map(|c| json!({"code": c.code, "sender": c.sender.to_string(), "expires_at": c.created_at + pairing::CODE_TTL_SECS}))
                     .collect();
-                let approved: Vec<_> =
-                    approved.iter().map(|a| json!({"sender": a.sender, "approved_at": a.approved_at})).collect();
+                let approved: Vec<_> = approved
+                    .iter()
+                    .map(|a| json!({"sender": a.sender.to_string(), "approved_at": a.approved_at}))
+                    .collect();
                 writeln!(out, "{}", json!({"pending": waiting, "approved": approved}))?;
                 return Ok(exit::OK);
             }
@@ -96,7 +98,7 @@ pub fn run(profile: Option<&str>, command: &Command) -> anyhow::Result<u8> {
         }
         Command::Revoke { platform, sender } => {
             let jid = match check_platform(platform).and_then(|()| Jid::parse_chat(sender)) {
-                Ok(j) => j.to_string(),
+                Ok(j) => j,
                 Err(e) => {
                     eprintln!("hermes: {e}");
                     return Ok(exit::USAGE);

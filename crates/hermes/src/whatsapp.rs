@@ -475,16 +475,9 @@ async fn run_linking(
 /// The gateway's journal, for a command that connects with the session (`repair`, `unlink`):
 /// what WhatsApp delivers while it is connected is kept, and answered by the next gateway.
 fn journal(loaded: &Loaded) -> anyhow::Result<hermes_whatsapp::journal::JournalHook> {
-    let state = loaded.home.path.join("state");
-    hermes_store::files::create_private_dir_all(&state).with_context(|| format!("create {}", state.display()))?;
-    let db = state.join("hermes.db");
-    let store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
+    let db = crate::gateway::open_db(&loaded.home.path)?;
     let notify = || std::sync::Arc::new(tokio::sync::Notify::new());
-    Ok(hermes_whatsapp::journal::JournalHook::new(
-        std::sync::Arc::new(std::sync::Mutex::new(store)),
-        notify(),
-        notify(),
-    ))
+    Ok(hermes_whatsapp::journal::JournalHook::new(db, notify(), notify()))
 }
 
 pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {

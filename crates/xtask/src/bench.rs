@@ -184,7 +184,7 @@ fn fill_history(home: &HermesHome, chats: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(&state)?;
     let mut store = hermes_store::Store::open(&state.join("hermes.db"))?;
     for c in 0..chats {
-        let chat = format!("{}@s.whatsapp.net", contact(10_000 + c));
+        let chat = hermes_core::identity::Jid::from_wire(&format!("{}@s.whatsapp.net", contact(10_000 + c)));
         for t in 0..10 {
             let q = format!("question {t} of chat {c}: {}", "lorem ipsum ".repeat(8));
             let a = format!("answer {t}: {}", "dolor sit amet ".repeat(12));
@@ -425,7 +425,7 @@ impl Bench {
         if lost + twice > 0 {
             let db = hermes_store::Store::open(&hermes.path.join("state").join("hermes.db"))?;
             for (k, c) in counts.iter().enumerate().filter(|(_, c)| **c != 1).take(10) {
-                let who = format!("{}@s.whatsapp.net", contact(k % 100));
+                let who = hermes_core::identity::Jid::from_wire(&format!("{}@s.whatsapp.net", contact(k % 100)));
                 let journaled = db.is_journaled(&who, &who, &ids[k])?;
                 eprintln!("   backlog {k} (id {}): answered {c} times; journaled: {journaled}", ids[k]);
             }

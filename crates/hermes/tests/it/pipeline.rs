@@ -517,12 +517,13 @@ async fn issue_11_the_gateway_prunes_what_is_older_than_the_retention() {
         let mut store = hermes_store::Store::open(&db).expect("open");
         for (at, sender) in [(now - 30 * 86_400, "4915100000001@s.whatsapp.net"), (now, "4915100000002@s.whatsapp.net")]
         {
-            let d = hermes_store::Drop {
+            let jid = hermes_core::identity::Jid::parse(sender).expect("a JID");
+            let d = hermes_store::Dropped {
                 at,
-                chat: sender.into(),
-                sender: sender.into(),
-                sender_forms: sender.into(),
-                rule: "not_allowlisted".into(),
+                chat: jid.clone(),
+                sender: jid.clone(),
+                sender_forms: vec![jid],
+                rule: hermes_core::admission::DropRule::Access(hermes_core::access::Rule::NotAllowlisted),
                 nearest: None,
                 hint: None,
             };

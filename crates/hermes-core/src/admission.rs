@@ -1,0 +1,203 @@
+//! What the gateway does with one journaled message: the whole policy, in one pure function.
+//!
+//! The gateway reads the facts (what the store and the client know about the sender), calls
+//! [`admit`], and carries out the answer: it never decides anything itself. Access
+//! ([`crate::access`]), mention gating ([`crate::mention`]), echo detection, parking a LID
+//! sender and offering a pairing code all meet here, so each is tested without a gateway and
+//! a new rule cannot be invented as a string somewhere else.
+
+use crate::access::{self, Decision, DenyAction, Rule};
+use crate::command::{self, Command};
+use crate::config::{Mode, WhatsAppConfig};
+use crate::identity::{Account, Jid, UserId};
+use crate::mention;
+use crate::pairing::{self, Offer};
+
+/// Why a message was not answered: the rule the drop ledger records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropRule {
+    /// Refused by access (the [`Rule`] says which).
+    Access(Rule),
+    /// A group message that does not address the agent under `require_mention`.
+    NotMentioned,
+    /// A LID sender refused only for want of its phone number: the message is parked and
+    /// decided again when WhatsApp says the number.
+    LidWithoutPhone,
+    /// hermes itself failed on this message again and again (a bug): given up, and said.
+    Failed,
+}
+
+impl DropRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropRule::Access(rule) => rule.as_str(),
+            DropRule::NotMentioned => "not_mentioned",
+            DropRule::LidWithoutPhone => "lid_without_phone",
+            DropRule::Failed => "failed",
+        }
+    }
+
+    /// The rule [`DropRule::as_str`] named.
+    pub fn parse(s: &str) -> Option<DropRule> {
+        match s {
+            "not_mentioned" => Some(DropRule::NotMentioned),
+            "lid_without_phone" => Some(DropRule::LidWithoutPhone),
+            "failed" => Some(DropRule::Failed),
+            other => Rule::parse(other).map(DropRule::Access),
+        }
+    }
+}
+
+impl std::fmt::Display for DropRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One journaled message, as far as admission is concerned.
+#[derive(Clone, Copy, Debug)]
+pub struct Inbound<'a> {
+    pub chat: &'a Jid,
+    pub sender: &'a Jid,
+    pub text: Option<&'a str>,
+    /// Sent by the linked account itself (typed on the phone, or our own reply coming back).
+    pub from_me: bool,
+    /// JIDs the message mentions.
+    pub mentions: &'a [Jid],
+    /// The author of the message it quotes.
+    pub quoted: Option<&'a Jid>,
+}
+
+/// What is known besides the message, read by the gateway before deciding.
+#[derive(Clone, Copy, Debug)]
+pub struct Known<'a> {
+    pub config: &'a WhatsAppConfig,
+    /// The linked account, once known.
+    pub own: Option<&'a Account>,
+    /// The sender's other forms (its phone number for a LID, or the reverse).
+    pub aliases: &'a [UserId],
+    /// Senders admitted with `hermes pairing approve`.
+    pub approvals: &'a [UserId],
+    /// The message's id is one the gateway sent: our own reply, echoed back in self-chat.
+    pub ours: bool,
+    /// Pairing codes offered within [`pairing::CODE_TTL_SECS`], approved or not.
+    pub offers: &'a [pairing::Pending],
+    /// Unix seconds.
+    pub now: i64,
+    /// Makes a pairing code, when one is offered.
+    pub random: u64,
+}
+
+/// A refusal, with what the ledger and the log say about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: DropRule,
+    /// What happened and how to change it, for `hermes whatsapp drops` and the log.
+    pub hint: String,
+    /// The allowlist entry that looks meant for this sender, if one does.
+    pub nearest: Option<String>,
+    /// Worth a warning in the log: someone may need to act. Not for the account's own
+    /// typing, broadcasts or group chatter that does not address the agent.
+    pub warn: bool,
+}
+
+/// What the gateway does with the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Not for anyone (no text, our own reply coming back): marked handled, nothing said.
+    Ignore,
+    /// Ask the agent about `text` (a group's mention of the agent removed).
+    Answer { text: String, mark_read: bool },
+    /// A slash command, answered by the gateway itself.
+    Command { command: Command, mark_read: bool },
+    /// Refused: recorded in the ledger and marked handled.
+    Drop(Refusal),
+    /// Refused for now: recorded, and kept to be decided again when the sender's phone number
+    /// is learned.
+    Park(Refusal),
+    /// Refused, and the sender is sent `message` carrying a pairing `code`.
+    OfferCode { code: String, message: String, refusal: Refusal },
+}
+
+/// Decides one message.
+pub fn admit(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
+    let cfg = k.config;
+    let text = m.text.map(str::trim).filter(|t| !t.is_empty());
+    let Some(text) = text else { return Admission::Ignore };
+    if m.from_me && (k.ours || is_prefixed_reply(cfg, text)) {
+        return Admission::Ignore;
+    }
+    let ctx = access::Context { config: cfg, approvals: k.approvals, own: k.own };
+    let req = access::Request { chat: m.chat, sender: m.sender, aliases: k.aliases, from_me: m.from_me };
+    let decision = access::decide(&ctx, &req);
+    if !decision.is_allowed() {
+        return refuse(m, k, &decision);
+    }
+    let mut text = text.to_owned();
+    if m.chat.is_group() {
+        let addressing = mention::Addressing { chat: m.chat, text: &text, mentioned: m.mentions, quoted: m.quoted };
+        if let Err(hint) = mention::gate(cfg, k.own, &addressing) {
+            return Admission::Drop(Refusal { rule: DropRule::NotMentioned, hint, nearest: None, warn: false });
+        }
+        text = mention::strip_own_mention(&text, k.own);
+    }
+    let mark_read = cfg.send_read_receipts.value;
+    match command::parse(&text) {
+        Some(command) => Admission::Command { command, mark_read },
+        None => Admission::Answer { text, mark_read },
+    }
+}
+
+/// In self-chat, the agent's replies carry the reply prefix: one that comes back is ours,
+/// even when the outbox no longer knows its id (pruned, or sent by an older install).
+fn is_prefixed_reply(cfg: &WhatsAppConfig, text: &str) -> bool {
+    let prefix = cfg.reply_prefix.value.trim_end();
+    !prefix.is_empty() && text.starts_with(prefix)
+}
+
+fn refuse(m: &Inbound<'_>, k: &Known<'_>, d: &Decision) -> Admission {
+    let nearest = d.nearest.first().map(|n| n.entry.raw.clone());
+    let lid_only =
+        m.sender.user_id().is_some_and(|u| u.phone().is_none()) && k.aliases.iter().all(|a| a.phone().is_none());
+    // A LID sender may be refused only because its phone number is not known yet.
+    if lid_only && matches!(d.rule, Rule::NotAllowlisted | Rule::OpenWithoutAllowAll) {
+        let hint = format!(
+            "{} wrote from a LID and WhatsApp has not said its phone number yet; the message will be decided \
+             again when it does. To admit this sender now, add its LID: {}",
+            m.sender,
+            d.fix.join(" ")
+        );
+        return Admission::Park(Refusal { rule: DropRule::LidWithoutPhone, hint, nearest, warn: true });
+    }
+    let mut hint = d.hint.clone().unwrap_or_default();
+    if !d.fix.is_empty() {
+        hint = format!("{hint}; to admit: {}", d.fix.join(" "));
+    }
+    let rule = DropRule::Access(d.rule);
+    // The account's own typing and status updates are not senders anyone needs to admit.
+    let warn = !matches!(d.rule, Rule::OwnMessage | Rule::Broadcast);
+    let offers_code =
+        d.on_deny == Some(DenyAction::OfferPairingCode) && !m.chat.is_group() && k.config.mode.value == Mode::Bot;
+    if offers_code {
+        let mut forms: Vec<String> = k.aliases.iter().map(|a| a.to_jid().to_string()).collect();
+        forms.push(m.sender.to_string());
+        let forms: Vec<&str> = forms.iter().map(String::as_str).collect();
+        let waiting = k.offers.iter().filter(|o| !o.approved).count();
+        match pairing::offer(k.offers, waiting, &forms, k.now, k.random) {
+            Offer::Send(code) => {
+                let hint = format!("sent pairing code {code}; to admit: hermes pairing approve whatsapp {code}");
+                let message = pairing::message(&code);
+                return Admission::OfferCode { code, message, refusal: Refusal { rule, hint, nearest, warn } };
+            }
+            Offer::AlreadyOffered => hint = format!("{hint} (a pairing code was sent to this sender within the hour)"),
+            Offer::TooManyPending => {
+                hint =
+                    format!("{hint} (no pairing code sent: {} codes already wait for approval)", pairing::MAX_PENDING);
+            }
+        }
+    }
+    Admission::Drop(Refusal { rule, hint, nearest, warn })
+}
+
+#[cfg(test)]
+mod tests;

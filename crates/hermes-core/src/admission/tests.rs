@@ -1,0 +1,244 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::allowlist::parse_user;
+use crate::config::{Inputs, resolve};
+use crate::identity::{Lid, PhoneNumber};
+
+const ALICE: &str = "15551234567@s.whatsapp.net";
+const ALICE_LID: &str = "98765432109876@lid";
+const GROUP: &str = "120363001234567890@g.us";
+const OWN: &str = "15550000000@s.whatsapp.net";
+
+fn config(env: &[(&str, &str)]) -> WhatsAppConfig {
+    let mut inputs = Inputs::default();
+    inputs.env.insert("WHATSAPP_MODE".into(), "bot".into());
+    for (k, v) in env {
+        inputs.env.insert((*k).into(), (*v).into());
+    }
+    let r = resolve(&inputs);
+    assert!(!r.has_errors(), "{:?}", r.diagnostics);
+    r.config.whatsapp
+}
+
+fn own() -> Account {
+    Account {
+        phone: Some(PhoneNumber::from_digits("15550000000").expect("valid")),
+        lid: Some(Lid::from_digits("11111111111111").expect("valid")),
+    }
+}
+
+/// One message and what is known about it; every field a test may change.
+struct Case {
+    env: Vec<(&'static str, &'static str)>,
+    chat: &'static str,
+    sender: &'static str,
+    text: Option<&'static str>,
+    from_me: bool,
+    mentions: Vec<&'static str>,
+    aliases: Vec<&'static str>,
+    ours: bool,
+    offers: Vec<pairing::Pending>,
+}
+
+impl Case {
+    fn dm(text: &'static str) -> Case {
+        Case {
+            env: vec![("WHATSAPP_ALLOWED_USERS", "15551234567")],
+            chat: ALICE,
+            sender: ALICE,
+            text: Some(text),
+            from_me: false,
+            mentions: vec![],
+            aliases: vec![],
+            ours: false,
+            offers: vec![],
+        }
+    }
+
+    fn run(&self) -> Admission {
+        let cfg = config(&self.env);
+        let own = own();
+        let chat = Jid::parse(self.chat).expect("chat");
+        let sender = Jid::parse(self.sender).expect("sender");
+        let mentions: Vec<Jid> = self.mentions.iter().map(|m| Jid::parse(m).expect("mention")).collect();
+        let aliases: Vec<UserId> = self.aliases.iter().map(|a| parse_user(a).expect("alias")).collect();
+        let m = Inbound {
+            chat: &chat,
+            sender: &sender,
+            text: self.text,
+            from_me: self.from_me,
+            mentions: &mentions,
+            quoted: None,
+        };
+        let k = Known {
+            config: &cfg,
+            own: Some(&own),
+            aliases: &aliases,
+            approvals: &[],
+            ours: self.ours,
+            offers: &self.offers,
+            now: 100_000,
+            random: 42,
+        };
+        admit(&m, &k)
+    }
+}
+
+#[track_caller]
+fn refusal(a: Admission) -> Refusal {
+    match a {
+        Admission::Drop(r) => r,
+        other => panic!("expected a drop, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_allowed_sender_is_answered_and_commands_are_commands() {
+    assert_eq!(Case::dm("  hello ").run(), Admission::Answer { text: "hello".into(), mark_read: false });
+    assert_eq!(Case::dm("/reset").run(), Admission::Command { command: Command::Reset, mark_read: false });
+    let mut c = Case::dm("hi");
+    c.env.push(("WHATSAPP_SEND_READ_RECEIPTS", "true"));
+    assert_eq!(c.run(), Admission::Answer { text: "hi".into(), mark_read: true });
+}
+
+#[test]
+fn nothing_to_say_and_our_own_echo_are_ignored() {
+    let mut c = Case::dm("   ");
+    assert_eq!(c.run(), Admission::Ignore);
+    c.text = None;
+    assert_eq!(c.run(), Admission::Ignore);
+    // Self-chat: our reply comes back from the account itself.
+    let mut c = Case::dm("the answer");
+    c.env = vec![("WHATSAPP_MODE", "self-chat")];
+    (c.chat, c.sender, c.from_me, c.ours) = (OWN, OWN, true, true);
+    assert_eq!(c.run(), Admission::Ignore);
+    // Not ours, but carrying the reply prefix: an echo all the same.
+    c.ours = false;
+    c.text = Some("⚕ *Hermes Agent*\n────────────\nan older reply");
+    assert_eq!(c.run(), Admission::Ignore);
+    // The owner typing in their own chat is a question.
+    c.text = Some("what time is it?");
+    assert!(matches!(c.run(), Admission::Answer { .. }), "{:?}", c.run());
+}
+
+#[test]
+fn a_stranger_is_dropped_with_the_rule_and_the_nearest_entry() {
+    let mut c = Case::dm("hello");
+    c.env = vec![("WHATSAPP_ALLOWED_USERS", "+15551234568")];
+    let r = refusal(c.run());
+    assert_eq!(r.rule, DropRule::Access(Rule::NotAllowlisted));
+    assert!(r.warn);
+    assert_eq!(r.nearest.as_deref(), Some("+15551234568"));
+    assert!(r.hint.contains("to admit:"), "{}", r.hint);
+}
+
+#[test]
+fn a_lid_sender_without_its_number_is_parked_and_with_it_admitted() {
+    let mut c = Case::dm("hello");
+    c.sender = ALICE_LID;
+    c.chat = ALICE_LID;
+    match c.run() {
+        Admission::Park(r) => {
+            assert_eq!(r.rule, DropRule::LidWithoutPhone);
+            assert!(r.hint.contains(ALICE_LID), "{}", r.hint);
+        }
+        other => panic!("expected parked, got {other:?}"),
+    }
+    c.aliases = vec!["15551234567"];
+    assert!(matches!(c.run(), Admission::Answer { .. }));
+}
+
+#[test]
+fn pairing_codes_are_offered_once_per_hour_and_never_in_groups() {
+    let mut c = Case::dm("hello");
+    // No allowlist written: a stranger is offered a code.
+    c.env = vec![];
+    let Admission::OfferCode { code, message, refusal } = c.run() else { panic!("expected a code: {:?}", c.run()) };
+    assert!(message.contains(&code));
+    assert!(refusal.hint.contains(&code));
+    c.offers = vec![pairing::Pending { code, sender: ALICE.into(), created_at: 99_000, approved: false }];
+    assert!(refusal_hint(c.run()).contains("within the hour"));
+    c.offers = (0..3)
+        .map(|i| pairing::Pending {
+            code: format!("C{i}"),
+            sender: format!("1555000000{i}@s.whatsapp.net"),
+            created_at: 99_000,
+            approved: false,
+        })
+        .collect();
+    assert!(refusal_hint(c.run()).contains("codes already wait"));
+    // Approved codes no longer wait.
+    for o in &mut c.offers {
+        o.approved = true;
+    }
+    assert!(matches!(c.run(), Admission::OfferCode { .. }));
+    // Never in a group, even an open one.
+    c.env = vec![("WHATSAPP_GROUP_POLICY", "open")];
+    c.chat = GROUP;
+    assert!(matches!(c.run(), Admission::Drop(_)), "{:?}", c.run());
+}
+
+fn refusal_hint(a: Admission) -> String {
+    refusal(a).hint
+}
+
+#[test]
+fn group_chatter_not_addressed_to_the_agent_is_a_quiet_drop() {
+    let mut c = Case::dm("lunch?");
+    c.env.extend([("WHATSAPP_GROUP_POLICY", "open"), ("WHATSAPP_REQUIRE_MENTION", "true")]);
+    c.chat = GROUP;
+    let r = refusal(c.run());
+    assert_eq!((r.rule, r.warn), (DropRule::NotMentioned, false));
+    c.text = Some("@15550000000 lunch?");
+    c.mentions = vec![OWN];
+    assert_eq!(c.run(), Admission::Answer { text: "lunch?".into(), mark_read: false });
+}
+
+#[test]
+fn the_accounts_own_typing_is_dropped_without_a_warning() {
+    let mut c = Case::dm("note to self");
+    c.from_me = true;
+    let r = refusal(c.run());
+    assert_eq!((r.rule, r.warn), (DropRule::Access(Rule::OwnMessage), false));
+}
+
+#[test]
+fn every_rule_reads_back() {
+    let rules = Rule::ALL.into_iter().map(DropRule::Access).chain([
+        DropRule::NotMentioned,
+        DropRule::LidWithoutPhone,
+        DropRule::Failed,
+    ]);
+    let mut seen = std::collections::HashSet::new();
+    for r in rules {
+        assert_eq!(DropRule::parse(r.as_str()), Some(r));
+        assert!(seen.insert(r.as_str()), "two rules named {}", r.as_str());
+    }
+    assert_eq!(DropRule::parse("no_such_rule"), None);
+}
+
+proptest! {
+    /// Whatever arrives, admission decides without panicking, and a refusal always says why.
+    #[test]
+    fn every_message_gets_a_decision(
+        user in "[0-9]{1,16}",
+        server in prop::sample::select(vec!["s.whatsapp.net", "lid", "g.us", "broadcast", "x"]),
+        text in proptest::option::of(".{0,40}"),
+        from_me: bool,
+        ours: bool,
+        policy in prop::sample::select(vec!["allowlist", "pairing", "open", "disabled"]),
+    ) {
+        let jid = format!("{user}@{server}");
+        let cfg = config(&[("WHATSAPP_DM_POLICY", policy), ("WHATSAPP_ALLOWED_USERS", "15551234567")]);
+        let sender = Jid::from_wire(&jid);
+        let m = Inbound { chat: &sender, sender: &sender, text: text.as_deref(), from_me, mentions: &[], quoted: None };
+        let k = Known { config: &cfg, own: None, aliases: &[], approvals: &[], ours, offers: &[], now: 0, random: 1 };
+        match admit(&m, &k) {
+            Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => prop_assert!(!r.hint.is_empty()),
+            Admission::Ignore => prop_assert!(text.as_deref().is_none_or(|t| t.trim().is_empty()) || from_me),
+            Admission::Answer { text, .. } => prop_assert!(!text.is_empty()),
+            Admission::Command { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Carrying out admission: read what is known about the sender (one store call, and the
+//! client for a LID's number), let `hermes_core::admission` decide, write the outcome (one
+//! store call), log what a person may need to act on.
+
+use std::time::Duration;
+
+use hermes_core::admission::{self, Admission, Refusal};
+use hermes_core::command::Command;
+use hermes_core::identity::{Jid, Server, UserId};
+use hermes_core::pairing;
+use hermes_store::{Code, Dropped, Inbound, Offered, Outcome, Settlement, StoreError};
+
+use crate::worker::Shared;
+
+/// How long a warning about one sender stays quiet after it was logged.
+const WARN_EVERY: Duration = Duration::from_secs(600);
+
+/// What a worker does with an admitted message.
+pub(crate) enum Admitted {
+    Text(String),
+    Command(Command),
+}
+
+/// Decides one message: `Some` when the agent (or a command) should answer it; `None` when
+/// it is handled already (dropped with a ledger row, parked, or not for anyone).
+pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Option<Admitted>, StoreError> {
+    let now = hermes_store::clock::now();
+    let m = row.clone();
+    let facts = shared.db.call(move |s| s.facts(&m, now - pairing::CODE_TTL_SECS)).await?;
+    let mut aliases: Vec<Jid> = row.sender_alt.iter().chain(&facts.alias).cloned().collect();
+    // A LID whose number the journal does not know yet: the client may know it.
+    let mut learned = None;
+    if aliases.is_empty()
+        && *row.sender.server() == Server::Lid
+        && let Some(phone) = shared.messenger.phone_of(&row.sender).await
+    {
+        learned = Some((row.sender.to_non_device(), phone.clone()));
+        aliases.push(phone);
+    }
+    let alias_ids: Vec<UserId> = aliases.iter().filter_map(Jid::user_id).collect();
+    let approvals: Vec<UserId> = facts.approvals.iter().filter_map(Jid::user_id).collect();
+    let offers: Vec<pairing::Pending> = facts
+        .offers
+        .iter()
+        .map(|c| pairing::Pending {
+            code: c.code.clone(),
+            sender: c.sender.to_string(),
+            created_at: c.created_at,
+            approved: c.approved_at.is_some(),
+        })
+        .collect();
+    let own = shared.messenger.account();
+    let message = admission::Inbound {
+        chat: &row.chat,
+        sender: &row.sender,
+        text: row.text.as_deref(),
+        from_me: row.from_me,
+        mentions: &row.mentions,
+        quoted: row.quoted.as_ref(),
+    };
+    let known = admission::Known {
+        config: &shared.config,
+        own: own.as_ref(),
+        aliases: &alias_ids,
+        approvals: &approvals,
+        ours: facts.ours,
+        offers: &offers,
+        now,
+        random: rand::random(),
+    };
+    let decided = admission::admit(&message, &known);
+    let dropped = |r: &Refusal| Dropped {
+        at: now,
+        chat: row.chat.clone(),
+        sender: row.sender.clone(),
+        sender_forms: std::iter::once(row.sender.clone()).chain(alias_ids.iter().map(UserId::to_jid)).collect(),
+        rule: r.rule,
+        nearest: r.nearest.clone(),
+        hint: Some(r.hint.clone()),
+    };
+    let (outcome, admitted) = match decided {
+        Admission::Ignore => {
+            tracing::debug!("journaled message without text for the agent");
+            (Outcome::Ignored, None)
+        }
+        Admission::Answer { text, mark_read } => {
+            read_receipt(shared, row, mark_read).await;
+            (Outcome::Admitted, Some(Admitted::Text(text)))
+        }
+        Admission::Command { command, mark_read } => {
+            read_receipt(shared, row, mark_read).await;
+            (Outcome::Admitted, Some(Admitted::Command(command)))
+        }
+        Admission::Drop(r) => {
+            log_refusal(shared, &row.sender, &r, &r.hint);
+            (Outcome::Dropped(dropped(&r)), None)
+        }
+        Admission::Park(r) => {
+            log_refusal(shared, &row.sender, &r, &r.hint);
+            (Outcome::Parked(dropped(&r)), None)
+        }
+        Admission::OfferCode { code, message, refusal } => {
+            // The code itself is for `hermes pairing list`, never for a log others may read.
+            let says = "sent a pairing code; see it with `hermes pairing list`, admit with `hermes pairing approve whatsapp CODE`";
+            log_refusal(shared, &row.sender, &refusal, says);
+            let code =
+                Code { code, sender: row.sender.clone(), chat: row.chat.clone(), created_at: now, approved_at: None };
+            let message = (shared.messenger.new_message_id(), message);
+            (Outcome::Offered(Box::new(Offered { code, dropped: dropped(&refusal), message })), None)
+        }
+    };
+    let parked = matches!(outcome, Outcome::Parked(_));
+    let offered = matches!(outcome, Outcome::Offered(_));
+    if learned.is_some() || !matches!(outcome, Outcome::Admitted) {
+        let settlement = Settlement { learned, outcome };
+        shared.db.call(move |s| s.settle(seq, &settlement)).await?;
+    }
+    if parked {
+        // A parked row comes back as waiting when its number is learned, maybe before any
+        // journal read sees it parked: the dispatcher must be free to hand it out again.
+        shared.release(&[seq]);
+    }
+    if offered {
+        shared.outbox_wake.notify_one();
+    }
+    Ok(admitted)
+}
+
+async fn read_receipt(shared: &Shared, row: &Inbound, on: bool) {
+    if on {
+        shared.messenger.mark_read(&row.chat, &row.sender, &[row.id.as_str()]).await;
+    }
+}
+
+/// A warning a person can act on, once per sender per ten minutes: enough to be found, not
+/// enough to flood. Refusals nobody needs to act on stay at debug.
+fn log_refusal(shared: &Shared, sender: &Jid, r: &Refusal, says: &str) {
+    let rule = r.rule.as_str();
+    if !r.warn {
+        tracing::debug!(rule, "message not for the agent");
+        return;
+    }
+    let now = std::time::Instant::now();
+    let mut warned = shared.warned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.get(sender).is_some_and(|t| now.duration_since(*t) < WARN_EVERY) {
+        return;
+    }
+    if warned.len() > 10_000 {
+        warned.retain(|_, t| now.duration_since(*t) < WARN_EVERY);
+    }
+    warned.insert(sender.clone(), now);
+    tracing::warn!(sender = %sender, rule, "message dropped: {says} (all drops: hermes whatsapp drops)");
+}

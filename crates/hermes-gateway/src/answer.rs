@@ -1,0 +1,138 @@
+//! Answering: the agent asked about a batch (or a command run), the reply formatted, chunked
+//! and committed with the messages it answers.
+
+use hermes_agent::{Message, Speaker};
+use hermes_core::budget;
+use hermes_core::command::{self, Command};
+use hermes_core::config::Mode;
+use hermes_core::format;
+use hermes_core::identity::Jid;
+use hermes_store::{Reply, Role, crash};
+
+use crate::worker::{Batch, RETRY_AFTER_ERROR, Shared};
+
+/// Asks the agent about a batch and commits the answer.
+pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
+    let (text, chat) = (batch.texts.join("\n"), &batch.chat);
+    let permit = shared.permits.acquire().await.expect("never closed");
+    shared.messenger.typing(chat, true).await;
+    let outcome = ask(shared, chat, &text).await;
+    shared.messenger.typing(chat, false).await;
+    crash::point("answered");
+    let (reply, exchange) = match outcome {
+        Ok(answer) => (answer.clone(), Some((text.clone(), answer))),
+        Err(Unanswered::Tell(why)) => (why, None),
+        // Nothing is committed: the messages stay waiting and are asked about again, so a
+        // passing shortage here never becomes a final "the model is not reachable".
+        Err(Unanswered::Later) => {
+            // Other chats may ask meanwhile.
+            drop(permit);
+            tokio::time::sleep(RETRY_AFTER_ERROR).await;
+            shared.release(&batch.seqs);
+            return;
+        }
+    };
+    commit(shared, chat, &batch.seqs, &reply, exchange).await;
+}
+
+/// Why there is no answer from the agent.
+enum Unanswered {
+    /// The sentence the user gets instead (the log says why).
+    Tell(String),
+    /// This machine could not ask (out of descriptors, memory): try again later, tell no one.
+    Later,
+}
+
+/// The agent's answer, or why there is none.
+async fn ask(shared: &Shared, chat: &Jid, text: &str) -> Result<String, Unanswered> {
+    let Some(model) = &shared.model else {
+        tracing::error!("no AI model is configured: set `model:` in config.yaml (and its API key in .env)");
+        return Err(Unanswered::Tell(
+            "Sorry, I can't answer: no AI model is configured for this gateway yet.".to_owned(),
+        ));
+    };
+    let (c, window) = (chat.clone(), shared.history_window);
+    let history = shared.db.call(move |s| s.history(&c, window)).await.unwrap_or_default();
+    // Bounded input: one message, each turn of history, and the history as a whole.
+    let cfg = &shared.config;
+    let cap = |t: &str| budget::cap_message(t, usize::try_from(cfg.max_input_chars.value).unwrap_or(usize::MAX));
+    let history: Vec<(Role, String)> = history.into_iter().map(|(role, content)| (role, cap(&content))).collect();
+    let sizes: Vec<usize> = history.iter().map(|(_, content)| content.chars().count()).collect();
+    let fit = budget::history_fits(&sizes, usize::try_from(cfg.max_history_chars.value).unwrap_or(usize::MAX));
+    let mut messages = vec![Message::new(Speaker::System, shared.system_prompt.clone())];
+    messages.extend(history.into_iter().skip(sizes.len() - fit).map(|(role, content)| {
+        Message::new(if role == Role::User { Speaker::User } else { Speaker::Assistant }, content)
+    }));
+    messages.push(Message::new(Speaker::User, cap(text)));
+    model.complete(&messages).await.map_err(|e| {
+        if e.is_local() {
+            tracing::warn!(error = %e, "cannot ask the model now; the messages wait and are asked about again");
+            return Unanswered::Later;
+        }
+        tracing::error!(error = %e, "the model did not answer; the sender is told");
+        Unanswered::Tell(e.for_user().to_owned())
+    })
+}
+
+pub(crate) async fn run_command(shared: &Shared, seq: i64, chat: &Jid, cmd: Command) {
+    let reply = match cmd {
+        Command::Reset => {
+            let c = chat.clone();
+            match shared.db.call(move |s| s.forget(&c)).await {
+                Ok(_) => command::reset_done().to_owned(),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot forget a chat's history");
+                    "Sorry, I could not forget this conversation; please try again.".to_owned()
+                }
+            }
+        }
+        Command::Help => command::help().to_owned(),
+        Command::Status => status(shared).await,
+        Command::Unknown(name) => command::unknown(&name),
+    };
+    commit(shared, chat, &[seq], &reply, None).await;
+}
+
+async fn status(shared: &Shared) -> String {
+    let (waiting, unsent) = shared.db.call(|s| Ok((s.pending_count()?, s.unsent_count()?))).await.unwrap_or((-1, -1));
+    let link = if *shared.messenger.connected().borrow() { "connected" } else { "reconnecting" };
+    format!(
+        "WhatsApp link: {link}\nModel: {}\nQueue: {} message(s) waiting, {} reply part(s) to send",
+        shared.model_label,
+        waiting.saturating_sub(1).max(0),
+        unsent
+    )
+}
+
+/// Formats, chunks and commits a reply with the messages it answers.
+async fn commit(shared: &Shared, chat: &Jid, answers: &[i64], reply: &str, exchange: Option<(String, String)>) {
+    let prefix = match shared.config.mode.value {
+        Mode::SelfChat => shared.config.reply_prefix.value.clone(),
+        Mode::Bot => String::new(),
+    };
+    let formatted = format::to_whatsapp(reply);
+    let messages: Vec<(String, String)> = format::chunk(&formatted, format::budget(&prefix))
+        .into_iter()
+        .map(|part| (shared.messenger.new_message_id(), format!("{prefix}{part}")))
+        .collect();
+    let (c, seqs) = (chat.clone(), answers.to_vec());
+    let result = shared
+        .db
+        .call(move |s| {
+            let exchange = exchange.as_ref().map(|(u, a)| (u.as_str(), a.as_str()));
+            let at = hermes_store::clock::now();
+            s.commit_reply(&Reply { chat: &c, answers: &seqs, exchange, messages: &messages, at })
+        })
+        .await;
+    match result {
+        Ok(()) => {
+            crash::point("committed");
+            shared.outbox_wake.notify_one();
+        }
+        // Not committed: the messages are still waiting and will be asked about again.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot commit a reply; it will be tried again");
+            shared.release(answers);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The dispatcher: waiting journal rows to their chat's worker, in journal order; workers
+//! tracked, so that stopping the pipeline stops them and a panic in one is seen.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use hermes_core::admission::DropRule;
+use hermes_core::identity::Jid;
+use hermes_store::{Dropped, Outcome, Settlement};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::{Id, JoinError, JoinSet};
+
+use crate::worker::{self, Busy, RETRY_AFTER_ERROR, Row, Shared};
+
+/// Journal rows read at once.
+const READ_BATCH: usize = 1024;
+/// A message that made hermes fail this many times is given up on, with a ledger row: one
+/// poisonous message must not keep its chat, or the gateway, from answering.
+pub(crate) const MAX_FAILURES: u32 = 3;
+
+struct Held {
+    task: Id,
+    chat: Jid,
+    sender: Jid,
+}
+
+struct Worker {
+    tx: mpsc::UnboundedSender<Row>,
+    task: Id,
+}
+
+/// The dispatcher's own state: workers by chat and by task, and which worker holds which row.
+struct Workers {
+    by_chat: HashMap<Jid, Worker>,
+    busy_of: HashMap<Id, Busy>,
+    tasks: JoinSet<()>,
+    /// Rows handed out, with the worker that has them.
+    held: HashMap<i64, Held>,
+    /// How often each row was being handled when its worker panicked.
+    failures: HashMap<i64, u32>,
+}
+
+/// Hands waiting journal rows to their chat's worker, forever. Dropping this future (the
+/// pipeline stopping) drops the workers' `JoinSet`, which aborts them.
+pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
+    let mut w = Workers {
+        by_chat: HashMap::new(),
+        busy_of: HashMap::new(),
+        tasks: JoinSet::new(),
+        held: HashMap::new(),
+        failures: HashMap::new(),
+    };
+    loop {
+        match shared.db.call(|s| s.pending(READ_BATCH)).await {
+            Ok(rows) => {
+                // What this read no longer shows waiting was handled (or parked) before it.
+                let waiting: HashSet<i64> = rows.iter().map(|(s, _)| *s).collect();
+                let beyond = (rows.len() == READ_BATCH).then(|| rows.last().map_or(0, |(s, _)| *s));
+                shared.forget_handled(&waiting, beyond);
+                let still = |s: &i64| waiting.contains(s) || beyond.is_some_and(|last| *s > last);
+                w.failures.retain(|s, _| still(s));
+                w.held.retain(|s, _| still(s));
+                for row in rows {
+                    if shared.take(row.0) {
+                        w.hand_out(&shared, row);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the journal"),
+        }
+        // The wake-up holds a permit, so a message journaled while we worked is not missed;
+        // the timeout is a safety net (and returns rows whose handling failed).
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(RETRY_AFTER_ERROR) => {}
+            Some(ended) = w.tasks.join_next_with_id() => w.ended(&shared, ended).await,
+        }
+        while let Some(ended) = w.tasks.try_join_next_with_id() {
+            w.ended(&shared, ended).await;
+        }
+    }
+}
+
+impl Workers {
+    fn hand_out(&mut self, shared: &Arc<Shared>, mut row: Row) {
+        // A worker that ended (idle, or failed) has closed its channel: start another.
+        loop {
+            let worker = match self.by_chat.get(&row.1.chat) {
+                Some(w) => w,
+                None => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let busy = Busy::new(Mutex::new(Vec::new()));
+                    let task = self.tasks.spawn(worker::chat_worker(shared.clone(), rx, busy.clone())).id();
+                    self.busy_of.insert(task, busy);
+                    self.by_chat.entry(row.1.chat.clone()).or_insert(Worker { tx, task })
+                }
+            };
+            let (seq, held) =
+                (row.0, Held { task: worker.task, chat: row.1.chat.clone(), sender: row.1.sender.clone() });
+            match worker.tx.send(row) {
+                Ok(()) => {
+                    self.held.insert(seq, held);
+                    return;
+                }
+                Err(mpsc::error::SendError(back)) => {
+                    self.by_chat.remove(&back.1.chat);
+                    row = back;
+                }
+            }
+        }
+    }
+
+    /// A worker ended: idle (it released what it held) or panicked.
+    async fn ended(&mut self, shared: &Shared, ended: Result<(Id, ()), JoinError>) {
+        let (id, panic) = match ended {
+            Ok((id, ())) => (id, None),
+            Err(e) => (e.id(), e.try_into_panic().ok().map(crate::panic_message)),
+        };
+        let busy = self.busy_of.remove(&id);
+        self.by_chat.retain(|_, w| w.task != id);
+        let (Some(panic), Some(busy)) = (panic, busy) else { return };
+        let busy = std::mem::take(&mut *busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        // What it was handling counts a failure; everything it held goes back.
+        let mut worst = 0;
+        for seq in &busy {
+            let n = self.failures.entry(*seq).or_default();
+            *n += 1;
+            worst = worst.max(*n);
+        }
+        tracing::error!(
+            panic = %panic,
+            failures = worst,
+            "hermes failed while handling a message (a bug: please report it with this log); it will be tried again"
+        );
+        for seq in busy {
+            if self.failures.get(&seq).is_some_and(|n| *n >= MAX_FAILURES)
+                && let Some(h) = self.held.get(&seq)
+            {
+                give_up(shared, seq, h.chat.clone(), h.sender.clone()).await;
+                self.failures.remove(&seq);
+            }
+        }
+        let held: Vec<i64> = self.held.iter().filter(|(_, h)| h.task == id).map(|(s, _)| *s).collect();
+        for seq in &held {
+            self.held.remove(seq);
+        }
+        shared.release(&held);
+    }
+}
+
+/// Records a message hermes failed on [`MAX_FAILURES`] times as a drop, so that it stops
+/// failing and leaves a trace a person can find.
+async fn give_up(shared: &Shared, seq: i64, chat: Jid, sender: Jid) {
+    let dropped = Dropped {
+        at: hermes_store::clock::now(),
+        chat,
+        sender: sender.clone(),
+        sender_forms: vec![sender],
+        rule: DropRule::Failed,
+        nearest: None,
+        hint: Some(format!(
+            "hermes failed on this message {MAX_FAILURES} times (a bug: the gateway's log has the error) and gave up on it"
+        )),
+    };
+    let settled = Settlement { learned: None, outcome: Outcome::Dropped(dropped) };
+    match shared.db.call(move |s| s.settle(seq, &settled)).await {
+        Ok(()) => tracing::error!("gave up on a message hermes keeps failing on; it is in `hermes whatsapp drops`"),
+        Err(e) => tracing::error!(error = %e, "cannot record a message hermes keeps failing on"),
+    }
+}

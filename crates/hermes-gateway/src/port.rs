@@ -1,0 +1,88 @@
+//! What the pipeline needs from the outside world, as traits: the WhatsApp connection and the
+//! model. The running gateway plugs in whatsapp-rust (through `hermes_whatsapp`) and the
+//! chat-completions client; the pipeline's own tests plug in fakes and run with paused time.
+
+use async_trait::async_trait;
+use hermes_agent::{AgentError, Message};
+use hermes_core::identity::{Account, Jid};
+use tokio::sync::watch;
+
+/// Why a send did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// There is no connection right now; try again when there is.
+    #[error("not connected to WhatsApp")]
+    NotConnected,
+    /// WhatsApp or the client refused the message.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The live connection, as far as the pipeline uses it.
+#[async_trait]
+pub trait Messenger: Send + Sync + 'static {
+    /// Sends `text` to `chat` under `id` (chosen before and kept in the outbox, so a resend is
+    /// the same message).
+    async fn send_text(&self, chat: &Jid, text: &str, id: &str) -> Result<(), SendError>;
+    /// "typing..." on or off. Best effort.
+    async fn typing(&self, chat: &Jid, on: bool);
+    /// Blue ticks for messages of `sender` in `chat`. Best effort.
+    async fn mark_read(&self, chat: &Jid, sender: &Jid, ids: &[&str]);
+    /// The phone JID WhatsApp told the client for a LID, if it did.
+    async fn phone_of(&self, lid: &Jid) -> Option<Jid>;
+    /// The linked account, once known.
+    fn account(&self) -> Option<Account>;
+    /// Follows whether a connection is up.
+    fn connected(&self) -> watch::Receiver<bool>;
+    /// A new message id in the protocol's shape.
+    fn new_message_id(&self) -> String;
+}
+
+/// The agent's model.
+#[async_trait]
+pub trait Model: Send + Sync + 'static {
+    async fn complete(&self, messages: &[Message]) -> Result<String, AgentError>;
+}
+
+#[async_trait]
+impl Model for hermes_agent::Agent {
+    async fn complete(&self, messages: &[Message]) -> Result<String, AgentError> {
+        hermes_agent::Agent::complete(self, messages).await
+    }
+}
+
+#[async_trait]
+impl Messenger for hermes_whatsapp::messenger::Messenger {
+    async fn send_text(&self, chat: &Jid, text: &str, id: &str) -> Result<(), SendError> {
+        use hermes_whatsapp::messenger::SendError as Wa;
+        hermes_whatsapp::messenger::Messenger::send_text(self, chat, text, id).await.map_err(|e| match e {
+            Wa::NotConnected => SendError::NotConnected,
+            other => SendError::Failed(other.to_string()),
+        })
+    }
+
+    async fn typing(&self, chat: &Jid, on: bool) {
+        hermes_whatsapp::messenger::Messenger::typing(self, chat, on).await;
+    }
+
+    async fn mark_read(&self, chat: &Jid, sender: &Jid, ids: &[&str]) {
+        hermes_whatsapp::messenger::Messenger::mark_read(self, chat, sender, ids).await;
+    }
+
+    async fn phone_of(&self, lid: &Jid) -> Option<Jid> {
+        hermes_whatsapp::messenger::Messenger::phone_of(self, lid).await
+    }
+
+    fn account(&self) -> Option<Account> {
+        hermes_whatsapp::messenger::Messenger::account(self)
+    }
+
+    fn connected(&self) -> watch::Receiver<bool> {
+        self.watch_connected()
+    }
+
+    fn new_message_id(&self) -> String {
+        hermes_whatsapp::messenger::new_message_id()
+    }
+}

@@ -1,0 +1,378 @@
+//! The pipeline in-process: a real store in a temporary directory, a fake connection and a
+//! fake model, and tokio's paused clock, so debounce, idle workers, backoff and retries run
+//! in no time and always the same way.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hermes_agent::{AgentError, Message, Speaker};
+use hermes_core::admission::DropRule;
+use hermes_core::config::{Inputs, resolve};
+use hermes_core::identity::{Account, Jid, PhoneNumber};
+use hermes_store::{Db, Inbound, Store};
+use tokio::sync::{Notify, watch};
+
+use crate::{Messenger, Model, Options, Pipeline, SendError};
+
+const ALICE: &str = "15551234567@s.whatsapp.net";
+const BOB: &str = "4915112345678@s.whatsapp.net";
+/// Long enough for anything the pipeline does on a paused clock; a hang fails, never passes.
+const WAIT: Duration = Duration::from_secs(3600);
+
+fn j(s: &str) -> Jid {
+    Jid::parse(s).expect("a JID")
+}
+
+/// What the fake connection was asked to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Sent {
+    chat: Jid,
+    text: String,
+    id: String,
+}
+
+#[derive(Default)]
+struct FakeMessenger {
+    sent: Mutex<Vec<Sent>>,
+    sent_changed: Notify,
+    connected: Arc<watch::Sender<bool>>,
+    /// Sends refused before the next one goes through.
+    refuse: AtomicUsize,
+    attempts: AtomicUsize,
+    phones: Mutex<HashMap<Jid, Jid>>,
+    ids: AtomicUsize,
+}
+
+impl FakeMessenger {
+    fn new() -> Arc<FakeMessenger> {
+        let m = FakeMessenger::default();
+        m.connected.send_replace(true);
+        Arc::new(m)
+    }
+
+    fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().expect("not poisoned").clone()
+    }
+
+    /// Waits until `n` messages were sent, and returns them.
+    async fn wait_sent(&self, n: usize) -> Vec<Sent> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let changed = self.sent_changed.notified();
+                let sent = self.sent();
+                if sent.len() >= n {
+                    return sent;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} message(s) were not sent: {:?}", self.sent()))
+    }
+}
+
+#[async_trait]
+impl Messenger for FakeMessenger {
+    async fn send_text(&self, chat: &Jid, text: &str, id: &str) -> Result<(), SendError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if !*self.connected.borrow() {
+            return Err(SendError::NotConnected);
+        }
+        if self.refuse.load(Ordering::SeqCst) > 0 {
+            self.refuse.fetch_sub(1, Ordering::SeqCst);
+            return Err(SendError::Failed("refused by the fake".into()));
+        }
+        self.sent.lock().expect("not poisoned").push(Sent { chat: chat.clone(), text: text.into(), id: id.into() });
+        self.sent_changed.notify_waiters();
+        Ok(())
+    }
+
+    async fn typing(&self, _chat: &Jid, _on: bool) {}
+
+    async fn mark_read(&self, _chat: &Jid, _sender: &Jid, _ids: &[&str]) {}
+
+    async fn phone_of(&self, lid: &Jid) -> Option<Jid> {
+        self.phones.lock().expect("not poisoned").get(lid).cloned()
+    }
+
+    fn account(&self) -> Option<Account> {
+        Some(Account { phone: Some(PhoneNumber::from_digits("15550000000").expect("valid")), lid: None })
+    }
+
+    fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
+    fn new_message_id(&self) -> String {
+        format!("OUT{}", self.ids.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+/// Answers "re: <the last user message>"; panics on "boom"; can fail locally first; can
+/// hang, to see that stopping the pipeline cancels what it does.
+#[derive(Default)]
+struct FakeModel {
+    asked: Mutex<Vec<String>>,
+    local_failures: AtomicUsize,
+    hang: AtomicBool,
+    /// Set when a hanging call's future is dropped.
+    cancelled: Arc<AtomicBool>,
+}
+
+impl FakeModel {
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().expect("not poisoned").clone()
+    }
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Model for FakeModel {
+    async fn complete(&self, messages: &[Message]) -> Result<String, AgentError> {
+        let last = messages.last().expect("a question");
+        assert_eq!(last.role, Speaker::User);
+        self.asked.lock().expect("not poisoned").push(last.content.clone());
+        if self.hang.load(Ordering::SeqCst) {
+            let _guard = SetOnDrop(self.cancelled.clone());
+            return std::future::pending().await;
+        }
+        if self.local_failures.load(Ordering::SeqCst) > 0 {
+            self.local_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(AgentError::Local("out of file descriptors".into()));
+        }
+        assert!(last.content != "boom", "the fake model was told to fail on this");
+        Ok(format!("re: {}", last.content))
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    db: Db,
+    wake: Arc<Notify>,
+    messenger: Arc<FakeMessenger>,
+    model: Arc<FakeModel>,
+    pipeline: Pipeline,
+}
+
+impl Harness {
+    async fn start(yaml: &str) -> Harness {
+        Harness::with(yaml, FakeModel::default()).await
+    }
+
+    async fn with(yaml: &str, model: FakeModel) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut inputs = Inputs::default();
+        inputs.env.insert("WHATSAPP_MODE".into(), "bot".into());
+        inputs.env.insert("WHATSAPP_ALLOWED_USERS".into(), "15551234567,4915112345678".into());
+        inputs.yaml = Some(yaml);
+        let resolved = resolve(&inputs);
+        assert!(!resolved.has_errors(), "{:?}", resolved.diagnostics);
+        let db = Db::new(Store::open(&dir.path().join("hermes.db")).expect("open"));
+        let (wake, messenger, model) = (Arc::new(Notify::new()), FakeMessenger::new(), Arc::new(model));
+        let opts = Options {
+            config: resolved.config.whatsapp,
+            model: Some(model.clone()),
+            system_prompt: "be brief".into(),
+            model_label: "fake".into(),
+            db: db.clone(),
+            state_dir: dir.path().join("state"),
+            messenger: messenger.clone(),
+            wake: wake.clone(),
+            history_window: 10,
+            max_parallel: 4,
+            chunk_gap: Duration::from_millis(300),
+        };
+        let pipeline = Pipeline::start(opts).await.expect("start");
+        Harness { _dir: dir, db, wake, messenger, model, pipeline }
+    }
+
+    /// As the journal hook does: kept, then the pipeline woken.
+    async fn receive(&self, from: &str, id: &str, text: &str) {
+        let m = Inbound {
+            chat: j(from),
+            sender: j(from),
+            id: id.into(),
+            sender_alt: None,
+            timestamp: 1_795_000_000,
+            text: Some(text.into()),
+            from_me: false,
+            mentions: Vec::new(),
+            quoted: None,
+        };
+        self.db.call(move |s| s.journal(&[m])).await.expect("journal");
+        self.wake.notify_one();
+    }
+
+    async fn drops(&self) -> Vec<hermes_store::Dropped> {
+        self.db.call(|s| s.drops_since(0)).await.expect("drops")
+    }
+
+    async fn waiting(&self) -> i64 {
+        self.db.call(|s| s.pending_count()).await.expect("count")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_text_is_one_question_and_one_answer() {
+    let h = Harness::start("whatsapp:\n  text_batch_delay_seconds: 1\n").await;
+    h.receive(ALICE, "A1", "hello").await;
+    h.receive(ALICE, "A2", "are you there?").await;
+    let sent = h.messenger.wait_sent(1).await;
+    assert_eq!(h.model.asked(), ["hello\nare you there?"]);
+    assert_eq!(sent[0], Sent { chat: j(ALICE), text: "re: hello\nare you there?".into(), id: "OUT0".into() });
+    assert_eq!(h.waiting().await, 0, "both messages are answered");
+    // Nothing more comes, however long we wait.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(h.messenger.sent().len(), 1);
+    h.pipeline.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn chats_are_answered_in_parallel_and_a_worker_left_idle_is_replaced() {
+    let h = Harness::start("").await;
+    h.receive(ALICE, "A1", "one").await;
+    h.receive(BOB, "B1", "two").await;
+    let sent = h.messenger.wait_sent(2).await;
+    let mut texts: Vec<&str> = sent.iter().map(|s| s.text.as_str()).collect();
+    texts.sort_unstable();
+    assert_eq!(texts, ["re: one", "re: two"]);
+    // Past the idle timeout the workers end; the next message starts a new one.
+    tokio::time::sleep(crate::worker::WORKER_IDLE * 2).await;
+    h.receive(ALICE, "A2", "three").await;
+    assert_eq!(h.messenger.wait_sent(3).await[2].text, "re: three");
+    h.pipeline.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stranger_is_dropped_with_a_ledger_row_and_never_asked_about() {
+    let h = Harness::start("").await;
+    h.receive("33612345678@s.whatsapp.net", "S1", "hi").await;
+    h.receive(ALICE, "A1", "after the stranger").await;
+    h.messenger.wait_sent(1).await;
+    let drops = h.drops().await;
+    assert_eq!(drops.len(), 1, "{drops:?}");
+    assert_eq!(drops[0].rule.as_str(), "not_allowlisted");
+    assert_eq!(h.model.asked(), ["after the stranger"]);
+    h.pipeline.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lid_sender_whose_number_the_client_knows_is_admitted_and_the_mapping_kept() {
+    let h = Harness::start("").await;
+    let lid = j("98765432109876@lid");
+    h.messenger.phones.lock().expect("not poisoned").insert(lid.clone(), j(ALICE));
+    h.receive("98765432109876@lid", "L1", "from my lid").await;
+    assert_eq!(h.messenger.wait_sent(1).await[0].chat, lid);
+    let alias = h.db.call(move |s| s.alias_of(&j("98765432109876@lid"))).await.expect("alias");
+    assert_eq!(alias, Some(j(ALICE)));
+    h.pipeline.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_local_shortage_keeps_the_message_waiting_and_asks_again() {
+    let model = FakeModel::default();
+    model.local_failures.store(2, Ordering::SeqCst);
+    let h = Harness::with("", model).await;
+    h.receive(ALICE, "A1", "still there?").await;
+    let sent = h.messenger.wait_sent(1).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, "re: still there?", "never 'the model is not reachable'");
+    assert_eq!(h.model.asked().len(), 3);
+    h.pipeline.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_send_is_retried_with_backoff_under_the_same_id() {
+    let h = Harness::start("").await;
+    h.messenger.refuse.store(3, Ordering::SeqCst);
+    h.receive(ALICE, "A1", "hello").await;
+    let sent = h.messenger.wait_sent(1).await;
+    assert_eq!(h.messenger.attempts.load(Ordering::SeqCst), 4);
+    assert_eq!(sent[0].id, "OUT0", "one id, chosen before the first attempt");
+    h.pipeline.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn replies_wait_for_the_connection() {
+    let h = Harness::start("").await;
+    h.messenger.connected.send_replace(false);
+    h.receive(ALICE, "A1", "hello").await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(h.messenger.sent().is_empty());
+    let queued = h.db.call(|s| s.unsent_count()).await.expect("count");
+    assert_eq!(queued, 1, "answered and committed, waiting to be sent");
+    h.messenger.connected.send_replace(true);
+    assert_eq!(h.messenger.wait_sent(1).await[0].text, "re: hello");
+    h.pipeline.stop().await;
+}
+
+/// Issue 12: a panic in a worker left the dispatcher dead and the gateway silent. Now the
+/// message is tried again, given up on after three failures with a ledger row, and the chat
+/// (and every other chat) goes on being answered.
+#[tokio::test(start_paused = true)]
+async fn a_message_that_makes_hermes_panic_is_given_up_and_the_chat_goes_on() {
+    let h = Harness::start("").await;
+    h.receive(ALICE, "A1", "boom").await;
+    h.receive(BOB, "B1", "unrelated").await;
+    assert_eq!(h.messenger.wait_sent(1).await[0].text, "re: unrelated");
+    let given_up = tokio::time::timeout(WAIT, async {
+        loop {
+            let drops = h.drops().await;
+            if let Some(d) = drops.into_iter().find(|d| d.rule == DropRule::Failed) {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .await
+    .expect("the poisonous message is given up on");
+    assert_eq!(given_up.sender, j(ALICE));
+    assert_eq!(h.model.asked().iter().filter(|q| *q == "boom").count(), crate::dispatch::MAX_FAILURES as usize);
+    h.receive(ALICE, "A2", "and now?").await;
+    assert_eq!(h.messenger.wait_sent(2).await[1].text, "re: and now?");
+    assert_eq!(h.waiting().await, 0);
+    h.pipeline.stop().await;
+}
+
+/// Issue 12: chat workers were detached tasks that outlived the pipeline.
+#[tokio::test(start_paused = true)]
+async fn stopping_the_pipeline_cancels_its_workers() {
+    let model = FakeModel::default();
+    model.hang.store(true, Ordering::SeqCst);
+    let cancelled = model.cancelled.clone();
+    let h = Harness::with("", model).await;
+    h.receive(ALICE, "A1", "take your time").await;
+    tokio::time::timeout(WAIT, async {
+        while h.model.asked().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the model is asked");
+    assert!(!cancelled.load(Ordering::SeqCst));
+    h.pipeline.stop().await;
+    assert!(cancelled.load(Ordering::SeqCst), "the worker's call was cancelled with the pipeline");
+    // Nothing was committed: the message waits for the next start.
+    assert_eq!(h.db.call(|s| s.pending_count()).await.expect("count"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_whose_loop_dies_says_so() {
+    let mut h = Harness::start("").await;
+    // Nothing wrong: `failed` does not resolve.
+    assert!(tokio::time::timeout(Duration::from_secs(60), h.pipeline.failed()).await.is_err());
+    h.pipeline.tasks.spawn(async { panic!("a loop broke") });
+    let why = tokio::time::timeout(WAIT, h.pipeline.failed()).await.expect("reported");
+    assert!(why.contains("a loop broke"), "{why}");
+    h.pipeline.stop().await;
+}

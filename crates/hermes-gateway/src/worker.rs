@@ -1,0 +1,183 @@
+//! One chat's worker: messages in journal order, text debounced into one question.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hermes_core::config::WhatsAppConfig;
+use hermes_core::identity::Jid;
+use hermes_store::{Db, Inbound};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::time::Instant;
+
+use crate::admit::{self, Admitted};
+use crate::answer;
+use crate::{Messenger, Model, Options};
+
+/// Debounce never holds a message longer than this, however chatty the sender.
+const DEBOUNCE_CAP: Duration = Duration::from_secs(2);
+/// A worker with nothing to do for this long ends; the next message starts a new one.
+pub(crate) const WORKER_IDLE: Duration = Duration::from_secs(300);
+/// After a store error, a row waits this long before it is tried again.
+pub(crate) const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
+
+/// A journal row: its sequence number and the message.
+pub(crate) type Row = (i64, Inbound);
+
+/// What every worker shares.
+pub(crate) struct Shared {
+    pub(crate) db: Db,
+    pub(crate) config: WhatsAppConfig,
+    pub(crate) model: Option<Arc<dyn Model>>,
+    pub(crate) system_prompt: String,
+    pub(crate) model_label: String,
+    pub(crate) messenger: Arc<dyn Messenger>,
+    pub(crate) history_window: usize,
+    pub(crate) debounce: Duration,
+    pub(crate) permits: Semaphore,
+    pub(crate) outbox_wake: Arc<Notify>,
+    /// Rows handed to a worker and not known to be handled yet.
+    in_flight: Mutex<HashSet<i64>>,
+    /// When a warning about a sender was last logged.
+    pub(crate) warned: Mutex<HashMap<Jid, std::time::Instant>>,
+}
+
+impl Shared {
+    pub(crate) fn new(opts: &Options, outbox_wake: Arc<Notify>) -> Shared {
+        let debounce = Duration::try_from_secs_f64(opts.config.text_batch_delay_seconds.value.max(0.0))
+            .unwrap_or_default()
+            .min(DEBOUNCE_CAP);
+        Shared {
+            db: opts.db.clone(),
+            config: opts.config.clone(),
+            model: opts.model.clone(),
+            system_prompt: opts.system_prompt.clone(),
+            model_label: opts.model_label.clone(),
+            messenger: opts.messenger.clone(),
+            history_window: opts.history_window,
+            debounce,
+            permits: Semaphore::new(opts.max_parallel.max(1)),
+            outbox_wake,
+            in_flight: Mutex::new(HashSet::new()),
+            warned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a row for a worker; `false` when one already has it.
+    pub(crate) fn take(&self, seq: i64) -> bool {
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(seq)
+    }
+
+    /// Forgets rows a journal read no longer shows waiting (handled, or parked, before the
+    /// read): `waiting` is what it showed, and rows past `beyond` it did not look at.
+    pub(crate) fn forget_handled(&self, waiting: &HashSet<i64>, beyond: Option<i64>) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        in_flight.retain(|s| waiting.contains(s) || beyond.is_some_and(|last| *s > last));
+    }
+
+    /// Rows the dispatcher may hand out again: their handling failed (nothing was committed),
+    /// or they were parked, or a worker ended with them unread. Rows handled for good are not
+    /// released here: the dispatcher forgets them once a journal read no longer shows them
+    /// waiting, so a read taken before the commit cannot hand them out a second time.
+    pub(crate) fn release(&self, seqs: &[i64]) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        for s in seqs {
+            in_flight.remove(s);
+        }
+    }
+}
+
+/// Text waiting for the debounce to end.
+pub(crate) struct Batch {
+    pub(crate) chat: Jid,
+    pub(crate) seqs: Vec<i64>,
+    pub(crate) texts: Vec<String>,
+    first: Instant,
+    last: Instant,
+}
+
+impl Batch {
+    /// A quiet period after the last message, never past the cap after the first.
+    fn due(&self, debounce: Duration) -> Instant {
+        (self.last + debounce).min(self.first + DEBOUNCE_CAP)
+    }
+}
+
+/// The rows a worker is handling right now, for the dispatcher to know which message a
+/// panic was about.
+pub(crate) type Busy = Arc<Mutex<Vec<i64>>>;
+
+fn set_busy(busy: &Busy, seqs: &[i64]) {
+    let mut b = busy.lock().unwrap_or_else(PoisonError::into_inner);
+    b.clear();
+    b.extend_from_slice(seqs);
+}
+
+/// One chat, in order. Returns when idle; what arrived meanwhile goes back to the dispatcher.
+pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Row>, busy: Busy) {
+    let mut batch: Option<Batch> = None;
+    loop {
+        let next = match batch.as_ref().map(|b| b.due(shared.debounce)) {
+            // Cancel-safe: a row not received stays in the channel.
+            Some(at) => tokio::select! {
+                r = rx.recv() => r,
+                () = tokio::time::sleep_until(at) => None,
+            },
+            None => match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
+                Ok(Some(r)) => Some(r),
+                _ => {
+                    // Closed first, so nothing more arrives; what arrived meanwhile goes back
+                    // to the dispatcher, which hands it to a new worker.
+                    rx.close();
+                    while let Ok((seq, _)) = rx.try_recv() {
+                        shared.release(&[seq]);
+                    }
+                    return;
+                }
+            },
+        };
+        let Some((seq, row)) = next else {
+            if let Some(b) = batch.take() {
+                set_busy(&busy, &b.seqs);
+                answer::answer(&shared, &b).await;
+            }
+            continue;
+        };
+        set_busy(&busy, &[seq]);
+        match admit::admit(&shared, seq, &row).await {
+            Ok(Some(Admitted::Text(text))) => {
+                let now = Instant::now();
+                let b = batch.get_or_insert_with(|| Batch {
+                    chat: row.chat.clone(),
+                    seqs: Vec::new(),
+                    texts: Vec::new(),
+                    first: now,
+                    last: now,
+                });
+                b.seqs.push(seq);
+                b.texts.push(text);
+                b.last = now;
+                if shared.debounce.is_zero() {
+                    let b = batch.take().expect("just filled");
+                    set_busy(&busy, &b.seqs);
+                    answer::answer(&shared, &b).await;
+                }
+            }
+            Ok(Some(Admitted::Command(cmd))) => {
+                if let Some(b) = batch.take() {
+                    set_busy(&busy, &b.seqs);
+                    answer::answer(&shared, &b).await;
+                }
+                set_busy(&busy, &[seq]);
+                answer::run_command(&shared, seq, &row.chat, cmd).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot handle a journaled message; it will be tried again");
+                tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                shared.release(&[seq]);
+            }
+        }
+        set_busy(&busy, batch.as_ref().map_or(&[][..], |b| &b.seqs));
+    }
+}
