@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
+use anyhow::Context as _;
 use hermes_store::Dropped;
 use serde_json::json;
 
@@ -47,8 +48,10 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let since = now.saturating_sub(args.since);
     let db = loaded.home.path.join("state").join("hermes.db");
     // Reading never creates the database: no file means the gateway never ran here.
-    let drops = match hermes_store::Store::open_read_only(&db)? {
-        Some(store) => store.drops_since(i64::try_from(since).unwrap_or(i64::MAX))?,
+    let drops = match hermes_store::Store::open_read_only(&db).with_context(|| format!("open {}", db.display()))? {
+        Some(store) => store
+            .drops_since(i64::try_from(since).unwrap_or(i64::MAX))
+            .with_context(|| format!("read the drops in {}", db.display()))?,
         None => Vec::new(),
     };
     let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();

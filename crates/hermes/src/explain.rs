@@ -2,7 +2,6 @@
 
 use std::io::Write;
 
-use anyhow::bail;
 use hermes_core::access::{self, Decision, DenyAction, NearReason, Verdict};
 use hermes_core::allowlist::parse_user;
 use hermes_core::config::Origin;
@@ -40,16 +39,18 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     }
     let sender = match parse_user(&args.sender) {
         Ok(id) => id,
-        Err(problem) => bail!(
-            "SENDER '{}' {}; give a phone number with its country code, a JID or a LID",
-            args.sender,
-            problem.describe()
-        ),
+        Err(problem) => {
+            return Err(exit::usage(format!(
+                "SENDER '{}' {}; give a phone number with its country code, a JID or a LID",
+                args.sender,
+                problem.describe()
+            )));
+        }
     };
     let aliases = args
         .aliases
         .iter()
-        .map(|a| parse_user(a).map_err(|p| anyhow::anyhow!("--alias '{a}' {}", p.describe())))
+        .map(|a| parse_user(a).map_err(|p| exit::usage(format!("--alias '{a}' {}", p.describe()))))
         .collect::<anyhow::Result<Vec<UserId>>>()?;
     let sender_jid = sender.to_jid();
     let chat = match &args.chat {
@@ -91,14 +92,16 @@ fn parse_chat(s: &str) -> anyhow::Result<Jid> {
     let trimmed = s.trim();
     // Hermes treats a bare id longer than a phone number as a group.
     if !trimmed.contains('@') && trimmed.len() > 15 && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-        return Ok(Jid::parse(&format!("{trimmed}@g.us"))?);
+        return Jid::parse(&format!("{trimmed}@g.us")).map_err(|e| exit::usage(e.to_string()));
     }
     if trimmed.contains('@') && !trimmed.ends_with("@s.whatsapp.net") && !trimmed.ends_with("@lid") {
-        return Ok(Jid::parse(trimmed)?);
+        return Jid::parse(trimmed).map_err(|e| exit::usage(e.to_string()));
     }
     match parse_user(trimmed) {
         Ok(id) => Ok(id.to_jid()),
-        Err(p) => bail!("--chat '{s}' {}; give a group JID (120363...@g.us) or a person", p.describe()),
+        Err(p) => {
+            Err(exit::usage(format!("--chat '{s}' {}; give a group JID (120363...@g.us) or a person", p.describe())))
+        }
     }
 }
 

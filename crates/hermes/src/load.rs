@@ -11,6 +11,8 @@ use anyhow::Context as _;
 use hermes_core::config::{self, Diagnostic, Inputs, Resolved, Severity};
 use hermes_core::paths::{self, HermesHome, SessionDir};
 
+use crate::exit;
+
 /// The configuration as resolved for one command.
 pub struct Loaded {
     pub home: HermesHome,
@@ -38,20 +40,23 @@ impl Loaded {
     }
 }
 
-/// Reads everything. Unreadable files are errors; missing ones are not.
+/// Reads everything. Missing files are not errors. What the user must change (a HERMES_HOME that
+/// is not UTF-8, a bad profile name, a configuration file that is not a small UTF-8 text file) is
+/// a usage error; a file that cannot be read is an internal (I/O) error.
 pub fn load(profile: Option<&str>) -> anyhow::Result<Loaded> {
     let home_dir = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     let home_var = match std::env::var_os("HERMES_HOME") {
         None => None,
         Some(v) => Some(v.into_string().map_err(|v| {
-            anyhow::anyhow!(
+            exit::usage(format!(
                 "HERMES_HOME={} is not valid UTF-8; hermes will not guess another folder: point HERMES_HOME at a \
                  path spelled in UTF-8",
                 v.to_string_lossy()
-            )
+            ))
         })?),
     };
-    let home = paths::hermes_home(home_var.as_deref(), home_dir.as_deref(), profile)?;
+    let home = paths::hermes_home(home_var.as_deref(), home_dir.as_deref(), profile)
+        .map_err(|e| exit::usage(e.to_string()))?;
     let env: BTreeMap<String, String> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
 
@@ -93,23 +98,26 @@ fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     if !meta.is_file() {
-        anyhow::bail!("{} is not a regular file; replace it with a text file (or remove it)", path.display());
+        return Err(exit::usage(format!(
+            "{} is not a regular file; replace it with a text file (or remove it)",
+            path.display()
+        )));
     }
     if meta.len() > MAX_CONFIG_BYTES {
-        anyhow::bail!(
+        return Err(exit::usage(format!(
             "{} is {} KiB; configuration files are at most {} KiB: keep only the settings in it",
             path.display(),
             meta.len() / 1024,
             MAX_CONFIG_BYTES / 1024
-        );
+        )));
     }
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     String::from_utf8(bytes).map(Some).map_err(|e| {
-        anyhow::anyhow!(
+        exit::usage(format!(
             "{} is not UTF-8 text (byte {} is not); save it as UTF-8",
             path.display(),
             e.utf8_error().valid_up_to()
-        )
+        ))
     })
 }
 

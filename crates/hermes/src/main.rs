@@ -6,6 +6,7 @@
 mod demo;
 mod doctor;
 mod drops;
+mod exit;
 mod explain;
 mod gateway;
 mod load;
@@ -17,16 +18,6 @@ mod whatsapp;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-/// Exit statuses, documented in the README.
-pub mod exit {
-    /// Everything is fine / the sender is admitted.
-    pub const OK: u8 = 0;
-    /// Checked and found a problem / the sender is refused.
-    pub const PROBLEM: u8 = 1;
-    /// Usage or configuration error.
-    pub const USAGE: u8 = 2;
-}
 
 #[derive(Debug, Parser)]
 #[command(name = "hermes", version, about = "A WhatsApp gateway for LLM agents, compatible with Hermes Agent")]
@@ -57,7 +48,7 @@ enum Command {
     /// (Ctrl-C or SIGTERM stops; what is not answered yet is answered at the next start).
     ///
     /// Exit status: 0 stopped on request, 1 WhatsApp ended the session (the fix is printed),
-    /// 2 usage or configuration error.
+    /// 2 usage or configuration error, 70 internal error (I/O, the state database, a bug).
     Gateway,
     /// Approve or refuse strangers who were sent a pairing code.
     Pairing {
@@ -66,12 +57,13 @@ enum Command {
     },
     /// Send a message through the running gateway (to WHATSAPP_HOME_CHANNEL by default).
     ///
-    /// Exit status: 0 sent or queued, 1 the gateway is not running, 2 usage error.
+    /// Exit status: 0 sent or queued, 1 the gateway is not running, 2 usage error, 70 internal
+    /// error (I/O, a bug).
     Send(send::Args),
     /// Link this gateway to WhatsApp (QR code, or --pair-code), or manage the link.
     ///
     /// Exit status: 0 linked, 1 not linked (timeout, refused, already linked), 2 usage or
-    /// configuration error.
+    /// configuration error, 70 internal error (I/O, the state database, a bug).
     #[command(args_conflicts_with_subcommands = true)]
     Whatsapp {
         #[command(subcommand)]
@@ -110,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 enum WhatsappCommand {
     /// Explain whether a sender would reach the agent, and what would change it.
     ///
-    /// Exit status: 0 admitted, 1 refused, 2 usage or configuration error.
+    /// Exit status: 0 admitted, 1 refused, 2 usage or configuration error, 70 internal error.
     Explain(explain::Args),
     /// Messages the gateway did not answer, grouped by sender, with the fix for each.
     Drops(drops::Args),
@@ -124,7 +116,8 @@ enum WhatsappCommand {
     Unlink(whatsapp::LinkArgs),
     /// Is the gateway linked, to which account, and what to do if not.
     ///
-    /// Exit status: 0 linked, 1 not linked or not usable.
+    /// Exit status: 0 linked, 1 not linked or not usable, 2 usage or configuration error,
+    /// 70 internal error.
     Status {
         /// Print one JSON object with at least `state` and `linked`.
         #[arg(long)]
@@ -145,7 +138,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("hermes: {e:#}");
-            ExitCode::from(exit::USAGE)
+            ExitCode::from(exit::status_of(&e))
         }
     }
 }

@@ -458,16 +458,17 @@ async fn run_linking(
             Ok(exit::OK)
         }
         Err(e) => {
-            let kind = match e {
-                linking::LinkError::Timeout(_) => "timeout",
-                linking::LinkError::QrExpired => "qr_expired",
-                linking::LinkError::Interrupted => "interrupted",
-                linking::LinkError::Refused(_) => "refused",
-                linking::LinkError::ServerUrl(_) => "config",
-                _ => "io",
+            let (kind, status) = match e {
+                linking::LinkError::Timeout(_) => ("timeout", exit::PROBLEM),
+                linking::LinkError::QrExpired => ("qr_expired", exit::PROBLEM),
+                linking::LinkError::Interrupted => ("interrupted", exit::PROBLEM),
+                linking::LinkError::Refused(_) => ("refused", exit::PROBLEM),
+                linking::LinkError::ServerUrl(_) => ("config", exit::USAGE),
+                // The session or a file could not be written: not the user's doing.
+                _ => ("io", exit::INTERNAL),
             };
             out.error(kind, &e.to_string());
-            Ok(if kind == "config" { exit::USAGE } else { exit::PROBLEM })
+            Ok(status)
         }
     }
 }

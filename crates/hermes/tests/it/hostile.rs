@@ -44,6 +44,19 @@ fn issue_11_a_non_utf8_hermes_home_is_an_error() {
     assert!(run.stderr.contains("HERMES_HOME") && run.stderr.contains("UTF-8"), "{run:?}");
 }
 
+/// An internal error (here the state database is a directory) exits 70, not 2 like a usage
+/// error: a script can tell "fix the command" from "something broke". The message names the file.
+#[test]
+fn an_io_failure_exits_70_naming_the_file() {
+    let home = Home::new();
+    std::fs::create_dir_all(home.path.join("state").join("hermes.db")).expect("mkdir");
+    for args in [&["pairing", "list"][..], &["whatsapp", "drops"]] {
+        let run = home.run(args);
+        assert_eq!(run.code, 70, "{args:?}: {run:?}");
+        assert!(run.stderr.starts_with("hermes: ") && run.stderr.contains("state/hermes.db"), "{args:?}: {run:?}");
+    }
+}
+
 /// Issue 11: a 100,000-entry allowlist took 33 s in explain (a quadratic pass).
 #[test]
 fn issue_11_a_huge_allowlist_is_explained_in_bounded_time() {
