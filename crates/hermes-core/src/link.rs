@@ -14,7 +14,7 @@ mod classify;
 
 use std::time::Duration;
 
-pub use classify::{classify_failure, classify_stream_error};
+pub use classify::classify_failure;
 
 /// Why a connection ended that is worth retrying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,18 +25,44 @@ impl Running {
     }
 }
 
-/// Opens the store in `dir` and starts a client on it. `server_url` points it at a simulator
-/// (checked by the caller); `pair_code_phone` asks to link by code. With `auto_reconnect` off
-/// the client's run loop ends with its connection, and the caller decides when to run again.
-pub(crate) async fn start(
-    dir: &Path,
-    server_url: Option<&str>,
-    push_name: &str,
-    pair_code_phone: Option<&str>,
-    auto_reconnect: bool,
-    journal: Option<crate::journal::JournalHook>,
-    fence: Option<Arc<crate::fence::Fence>>,
-) -> Result<Running, String> {
+/// The name a linked device shows on the phone, unless the user chose another.
+pub const PUSH_NAME: &str = "Hermes Agent";
+
+/// How to start a client.
+pub(crate) struct Start<'a> {
+    /// The session directory, holding the client's store.
+    pub dir: &'a Path,
+    /// A simulator to connect to (checked by the caller) instead of WhatsApp.
+    pub server_url: Option<&'a str>,
+    pub push_name: &'a str,
+    /// Link by pairing code for this phone number instead of a QR code.
+    pub pair_code_phone: Option<&'a str>,
+    /// Off: the run loop ends with its connection, and the caller decides when to run again.
+    pub auto_reconnect: bool,
+    /// Where inbound messages are kept before they are acknowledged.
+    pub journal: Option<crate::journal::JournalHook>,
+    /// Stops the store's writes once one failed (see [`crate::fence`]).
+    pub fence: Option<Arc<crate::fence::Fence>>,
+}
+
+impl<'a> Start<'a> {
+    /// A client on the session in `dir`, reconnecting on its own, with nothing else set.
+    pub(crate) fn new(dir: &'a Path, server_url: Option<&'a str>) -> Start<'a> {
+        Start {
+            dir,
+            server_url,
+            push_name: PUSH_NAME,
+            pair_code_phone: None,
+            auto_reconnect: true,
+            journal: None,
+            fence: None,
+        }
+    }
+}
+
+/// Opens the store in the session directory and starts a client on it.
+pub(crate) async fn start(opts: Start<'_>) -> Result<Running, String> {
+    let Start { dir, server_url, push_name, pair_code_phone, auto_reconnect, journal, fence } = opts;
     let db = dir.join(STORE_FILE);
     let db = db.to_str().ok_or("the session path is not valid UTF-8")?;
     let store = SqliteStore::new(db).await.map_err(|e| e.to_string())?;

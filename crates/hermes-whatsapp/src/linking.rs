@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use whatsapp_rust::prelude::*;
 
+pub use crate::client::PUSH_NAME;
 use crate::store::{self, LinkedAccount, StoreState};
 
 /// How to link.
@@ -236,15 +237,11 @@ async fn run_link(
     dir: &Path,
     progress: &mut impl FnMut(LinkProgress),
 ) -> Result<LinkedAccount, LinkError> {
-    let mut running = crate::client::start(
-        dir,
-        opts.server_url.as_deref(),
-        &opts.push_name,
-        opts.pair_code_phone.as_deref(),
-        true,
-        None,
-        None,
-    )
+    let mut running = crate::client::start(crate::client::Start {
+        push_name: &opts.push_name,
+        pair_code_phone: opts.pair_code_phone.as_deref(),
+        ..crate::client::Start::new(dir, opts.server_url.as_deref())
+    })
     .await
     .map_err(LinkError::Store)?;
     let outcome = loop {

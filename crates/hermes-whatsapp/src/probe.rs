@@ -6,8 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use hermes_core::link::{LinkEvent, LogoutReason};
 use whatsapp_rust::prelude::*;
-use whatsapp_rust::types::events::ConnectFailureReason;
+
+use crate::classify::link_event;
 
 use crate::client;
 use crate::store::LinkedAccount;
@@ -36,25 +38,32 @@ pub async fn probe(
     timeout: Duration,
     journal: Option<crate::journal::JournalHook>,
 ) -> Result<Probe, String> {
-    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, journal, None).await?;
+    let mut running = client::start(client::Start { journal, ..client::Start::new(session_dir, server_url) }).await?;
     let verdict = tokio::time::timeout(timeout, async {
         while let Some(event) = running.events.recv().await {
-            match &*event {
-                Event::Connected(_) => return Probe::Valid,
-                Event::LoggedOut(l) => {
-                    return Probe::Invalid(match l.reason {
-                        ConnectFailureReason::AccountLocked => "the account or device is locked".to_owned(),
-                        ConnectFailureReason::LoggedOut if l.on_connect => "WhatsApp logged this device out".to_owned(),
-                        ConnectFailureReason::LoggedOut => {
-                            "this device was removed from the phone's Linked Devices".to_owned()
-                        }
-                        other => format!("WhatsApp ended the session ({other:?})"),
-                    });
+            // A fresh, unlinked store asks for a QR code: there is no session to speak of.
+            if matches!(&*event, Event::PairingQrCode(_)) {
+                return Probe::Invalid("the store holds no linked device".to_owned());
+            }
+            // Judged as the gateway's supervisor judges it; anything passing is waited out.
+            match link_event(&event) {
+                Some(LinkEvent::Connected) => return Probe::Valid,
+                Some(LinkEvent::LoggedOut(LogoutReason::Locked)) => {
+                    return Probe::Invalid("the account or device is locked".to_owned());
                 }
-                // A fresh, unlinked store asks for a QR code: there is no session to speak of.
-                Event::PairingQrCode(_) => return Probe::Invalid("the store holds no linked device".to_owned()),
-                Event::ClientOutdated(_) => return Probe::ClientOutdated,
-                Event::TemporaryBan(b) => return Probe::Banned(b.expire.num_seconds()),
+                Some(LinkEvent::LoggedOut(LogoutReason::LoggedOut)) => {
+                    return Probe::Invalid("WhatsApp logged this device out".to_owned());
+                }
+                Some(LinkEvent::LoggedOut(LogoutReason::Other(code))) => {
+                    return Probe::Invalid(format!("WhatsApp ended the session (code {code})"));
+                }
+                Some(LinkEvent::DeviceRemoved) => {
+                    return Probe::Invalid("this device was removed from the phone's Linked Devices".to_owned());
+                }
+                Some(LinkEvent::ClientOutdated) => return Probe::ClientOutdated,
+                Some(LinkEvent::TemporaryBan { lasts }) => {
+                    return Probe::Banned(i64::try_from(lasts.as_secs()).unwrap_or(i64::MAX));
+                }
                 _ => {}
             }
         }
@@ -88,7 +97,7 @@ pub async fn logout(
     timeout: Duration,
     journal: Option<crate::journal::JournalHook>,
 ) -> Result<(), String> {
-    let mut running = client::start(session_dir, server_url, "Hermes Agent", None, true, journal, None).await?;
+    let mut running = client::start(client::Start { journal, ..client::Start::new(session_dir, server_url) }).await?;
     let connected = tokio::time::timeout(timeout, async {
         while let Some(event) = running.events.recv().await {
             match &*event {

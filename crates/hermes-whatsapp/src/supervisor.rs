@@ -18,10 +18,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hermes_core::link::{Action, Link, LinkEvent, LinkState, LogoutReason, RetryPolicy, Transient, classify_failure};
+use hermes_core::link::{Action, Link, LinkEvent, LinkState, RetryPolicy, Transient};
 use whatsapp_rust::prelude::*;
-use whatsapp_rust::types::events::ConnectFailureReason;
 
+use crate::classify::link_event;
 use crate::client;
 use crate::store;
 
@@ -91,29 +91,6 @@ fn resume_delay(n: u32) -> Duration {
     }
 }
 
-/// Translates a client event into what the link state machine understands.
-fn link_event(event: &Event) -> Option<LinkEvent> {
-    Some(match event {
-        Event::Connected(_) => LinkEvent::Connected,
-        Event::Disconnected(_) => LinkEvent::Disconnected(Transient::Network),
-        Event::LoggedOut(l) => match l.reason {
-            ConnectFailureReason::AccountLocked => LinkEvent::LoggedOut(LogoutReason::Locked),
-            // Refused at login: the session is over. On a live connection, a logout is the
-            // phone removing this device (`conflict type=device_removed`).
-            ConnectFailureReason::LoggedOut if l.on_connect => LinkEvent::LoggedOut(LogoutReason::LoggedOut),
-            ConnectFailureReason::LoggedOut => LinkEvent::DeviceRemoved,
-            other => LinkEvent::LoggedOut(LogoutReason::Other(u16::try_from(other.code()).unwrap_or(0))),
-        },
-        Event::StreamReplaced(_) => LinkEvent::Replaced,
-        Event::TemporaryBan(b) => {
-            LinkEvent::TemporaryBan { lasts: Duration::from_secs(u64::try_from(b.expire.num_seconds()).unwrap_or(0)) }
-        }
-        Event::ClientOutdated(_) => LinkEvent::ClientOutdated,
-        Event::ConnectFailure(f) => classify_failure(u16::try_from(f.reason.code()).unwrap_or(0), None),
-        _ => return None,
-    })
-}
-
 type RunFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn run_once(client: &Arc<Client>) -> RunFuture {
@@ -175,15 +152,12 @@ pub async fn supervise(
                         let _ = tokio::time::timeout(Duration::ZERO, guard.trouble.notified()).await;
                         // A new client, from what is on disk; its first run starts with it.
                         let fence = crate::fence::Fence::new(guard.trouble.clone());
-                        let started = client::start(
-                            &opts.session_dir,
-                            opts.server_url.as_deref(),
-                            "Hermes Agent",
-                            None,
-                            false,
-                            opts.journal.clone(),
-                            Some(fence.clone()),
-                        )
+                        let started = client::start(client::Start {
+                            auto_reconnect: false,
+                            journal: opts.journal.clone(),
+                            fence: Some(fence.clone()),
+                            ..client::Start::new(&opts.session_dir, opts.server_url.as_deref())
+                        })
                         .await;
                         let running = match started {
                             Ok(r) => r,

@@ -66,7 +66,7 @@ async fn demo(loaded: &load::Loaded, home: &Path, args: &Args) -> anyhow::Result
         pair_code_phone: None,
         timeout: WAIT,
         server_url: Some(sim.ws_url()),
-        push_name: "Hermes Agent".to_owned(),
+        push_name: hermes_whatsapp::linking::PUSH_NAME.to_owned(),
     };
     let mut scanned = false;
     let progress = |p: LinkProgress| {

@@ -382,7 +382,7 @@ async fn run_linking(
         pair_code_phone,
         timeout: Duration::from_secs(args.timeout),
         server_url: loaded.resolved.config.whatsapp.server_url.value.clone(),
-        push_name: "Hermes Agent".to_owned(),
+        push_name: hermes_whatsapp::linking::PUSH_NAME.to_owned(),
     };
     let png = session_dir.with_file_name("qr.png");
     // When the QR code on screen expires; a ticker counts down to it on its last line.

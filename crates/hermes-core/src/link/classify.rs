@@ -1,4 +1,7 @@
 //! From WhatsApp's codes to link events: the one place that decides what is terminal.
+//!
+//! Stream errors need no table here: whatsapp-rust turns them into typed events (replaced,
+//! device removed, logged out) that `hermes_whatsapp`'s one event classifier maps.
 
 use std::time::Duration;
 
@@ -17,17 +20,5 @@ pub fn classify_failure(reason: u16, expire: Option<u64>) -> LinkEvent {
         // Anything else is the server's trouble: retry with backoff rather than give up on a
         // session that may be perfectly valid.
         other => LinkEvent::Disconnected(Transient::ServerError(other)),
-    }
-}
-
-/// A `<stream:error>` with its `code` and the `type` of a `<conflict>` child.
-pub fn classify_stream_error(code: Option<u16>, conflict: Option<&str>) -> LinkEvent {
-    match (conflict, code) {
-        (Some("replaced"), _) | (None, Some(409)) => LinkEvent::Replaced,
-        (Some(_), _) | (None, Some(516)) => LinkEvent::DeviceRemoved,
-        (None, Some(401)) => LinkEvent::LoggedOut(LogoutReason::LoggedOut),
-        (None, Some(515)) => LinkEvent::Disconnected(Transient::Restart),
-        (None, Some(other)) => LinkEvent::Disconnected(Transient::StreamError(other)),
-        (None, None) => LinkEvent::Disconnected(Transient::Network),
     }
 }
