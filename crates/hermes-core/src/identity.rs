@@ -185,6 +185,33 @@ impl fmt::Display for Jid {
     }
 }
 
+/// A message's id, as WhatsApp knows it: chosen by its sender (for the gateway's replies,
+/// before sending, so that a resend is the same message). Kept as it came.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(String);
+
+impl MessageId {
+    pub fn new(id: impl Into<String>) -> MessageId {
+        MessageId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<&str> for MessageId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// An international phone number: country code and number, digits only, no `+`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PhoneNumber(String);

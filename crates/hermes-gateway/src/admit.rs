@@ -128,7 +128,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
 
 async fn read_receipt(shared: &Shared, row: &Inbound, on: bool) {
     if on {
-        shared.messenger.mark_read(&row.chat, &row.sender, &[row.id.as_str()]).await;
+        shared.messenger.mark_read(&row.chat, &row.sender, std::slice::from_ref(&row.id)).await;
     }
 }
 

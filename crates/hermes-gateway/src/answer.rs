@@ -6,7 +6,7 @@ use hermes_core::budget;
 use hermes_core::command::{self, Command};
 use hermes_core::config::Mode;
 use hermes_core::format;
-use hermes_core::identity::Jid;
+use hermes_core::identity::{Jid, MessageId};
 use hermes_store::{Reply, Role, crash};
 
 use crate::worker::{Batch, RETRY_AFTER_ERROR, Shared};
@@ -111,7 +111,7 @@ async fn commit(shared: &Shared, chat: &Jid, answers: &[i64], reply: &str, excha
         Mode::Bot => String::new(),
     };
     let formatted = format::to_whatsapp(reply);
-    let messages: Vec<(String, String)> = format::chunk(&formatted, format::budget(&prefix))
+    let messages: Vec<(MessageId, String)> = format::chunk(&formatted, format::budget(&prefix))
         .into_iter()
         .map(|part| (shared.messenger.new_message_id(), format!("{prefix}{part}")))
         .collect();

@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hermes_core::format;
-use hermes_core::identity::Jid;
+use hermes_core::identity::{Jid, MessageId};
 use hermes_store::clock::now as now_secs;
 use hermes_store::{Db, Delivery};
 use serde::{Deserialize, Serialize};
@@ -148,14 +148,14 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
         Ok(j) => j,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let messages: Vec<(String, String)> = format::chunk(&format::to_whatsapp(&req.text), format::MAX_MESSAGE_CHARS)
+    let messages: Vec<(MessageId, String)> = format::chunk(&format::to_whatsapp(&req.text), format::MAX_MESSAGE_CHARS)
         .into_iter()
         .map(|part| (app.messenger.new_message_id(), part))
         .collect();
     if messages.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the message is empty");
     }
-    let ids: Vec<String> = messages.iter().map(|(id, _)| id.clone()).collect();
+    let ids: Vec<MessageId> = messages.iter().map(|(id, _)| id.clone()).collect();
     let c = chat.clone();
     if let Err(e) = app.db.call(move |s| s.enqueue(&c, &messages, now_secs())).await {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
@@ -186,10 +186,10 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
             "WhatsApp refused the message after repeated attempts; the gateway's log says why",
         ),
         Delivery::Sent { .. } => {
-            (StatusCode::OK, Json(json!({"chat": chat.to_string(), "ids": ids, "sent": true}))).into_response()
+            (StatusCode::OK, Json(json!({"chat": chat.to_string(), "ids": ids.iter().map(MessageId::as_str).collect::<Vec<_>>(), "sent": true}))).into_response()
         }
         Delivery::Queued => {
-            (StatusCode::ACCEPTED, Json(json!({"chat": chat.to_string(), "ids": ids, "sent": false}))).into_response()
+            (StatusCode::ACCEPTED, Json(json!({"chat": chat.to_string(), "ids": ids.iter().map(MessageId::as_str).collect::<Vec<_>>(), "sent": false}))).into_response()
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use hermes_agent::{AgentError, Message};
-use hermes_core::identity::{Account, Jid};
+use hermes_core::identity::{Account, Jid, MessageId};
 use tokio::sync::watch;
 
 /// Why a send did not happen.
@@ -24,11 +24,11 @@ pub enum SendError {
 pub trait Messenger: Send + Sync + 'static {
     /// Sends `text` to `chat` under `id` (chosen before and kept in the outbox, so a resend is
     /// the same message).
-    async fn send_text(&self, chat: &Jid, text: &str, id: &str) -> Result<(), SendError>;
+    async fn send_text(&self, chat: &Jid, text: &str, id: &MessageId) -> Result<(), SendError>;
     /// "typing..." on or off. Best effort.
     async fn typing(&self, chat: &Jid, on: bool);
     /// Blue ticks for messages of `sender` in `chat`. Best effort.
-    async fn mark_read(&self, chat: &Jid, sender: &Jid, ids: &[&str]);
+    async fn mark_read(&self, chat: &Jid, sender: &Jid, ids: &[MessageId]);
     /// The phone JID WhatsApp told the client for a LID, if it did.
     async fn phone_of(&self, lid: &Jid) -> Option<Jid>;
     /// The linked account, once known.
@@ -36,7 +36,7 @@ pub trait Messenger: Send + Sync + 'static {
     /// Follows whether a connection is up.
     fn connected(&self) -> watch::Receiver<bool>;
     /// A new message id in the protocol's shape.
-    fn new_message_id(&self) -> String;
+    fn new_message_id(&self) -> MessageId;
 }
 
 /// The agent's model.
@@ -54,7 +54,7 @@ impl Model for hermes_agent::Agent {
 
 #[async_trait]
 impl Messenger for hermes_whatsapp::messenger::Messenger {
-    async fn send_text(&self, chat: &Jid, text: &str, id: &str) -> Result<(), SendError> {
+    async fn send_text(&self, chat: &Jid, text: &str, id: &MessageId) -> Result<(), SendError> {
         use hermes_whatsapp::messenger::SendError as Wa;
         hermes_whatsapp::messenger::Messenger::send_text(self, chat, text, id).await.map_err(|e| match e {
             Wa::NotConnected => SendError::NotConnected,
@@ -66,7 +66,7 @@ impl Messenger for hermes_whatsapp::messenger::Messenger {
         hermes_whatsapp::messenger::Messenger::typing(self, chat, on).await;
     }
 
-    async fn mark_read(&self, chat: &Jid, sender: &Jid, ids: &[&str]) {
+    async fn mark_read(&self, chat: &Jid, sender: &Jid, ids: &[MessageId]) {
         hermes_whatsapp::messenger::Messenger::mark_read(self, chat, sender, ids).await;
     }
 
@@ -82,7 +82,7 @@ impl Messenger for hermes_whatsapp::messenger::Messenger {
         self.watch_connected()
     }
 
-    fn new_message_id(&self) -> String {
+    fn new_message_id(&self) -> MessageId {
         hermes_whatsapp::messenger::new_message_id()
     }
 }

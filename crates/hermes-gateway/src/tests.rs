@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use hermes_agent::{AgentError, Message, Speaker};
 use hermes_core::admission::DropRule;
 use hermes_core::config::{Inputs, resolve};
-use hermes_core::identity::{Account, Jid, PhoneNumber};
+use hermes_core::identity::{Account, Jid, MessageId, PhoneNumber};
 use hermes_store::{Db, Inbound, Store};
 use tokio::sync::{Notify, watch};
 
@@ -31,7 +31,7 @@ fn j(s: &str) -> Jid {
 struct Sent {
     chat: Jid,
     text: String,
-    id: String,
+    id: MessageId,
 }
 
 #[derive(Default)]
@@ -76,7 +76,7 @@ impl FakeMessenger {
 
 #[async_trait]
 impl Messenger for FakeMessenger {
-    async fn send_text(&self, chat: &Jid, text: &str, id: &str) -> Result<(), SendError> {
+    async fn send_text(&self, chat: &Jid, text: &str, id: &MessageId) -> Result<(), SendError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         if !*self.connected.borrow() {
             return Err(SendError::NotConnected);
@@ -85,14 +85,14 @@ impl Messenger for FakeMessenger {
             self.refuse.fetch_sub(1, Ordering::SeqCst);
             return Err(SendError::Failed("refused by the fake".into()));
         }
-        self.sent.lock().expect("not poisoned").push(Sent { chat: chat.clone(), text: text.into(), id: id.into() });
+        self.sent.lock().expect("not poisoned").push(Sent { chat: chat.clone(), text: text.into(), id: id.clone() });
         self.sent_changed.notify_waiters();
         Ok(())
     }
 
     async fn typing(&self, _chat: &Jid, _on: bool) {}
 
-    async fn mark_read(&self, _chat: &Jid, _sender: &Jid, _ids: &[&str]) {}
+    async fn mark_read(&self, _chat: &Jid, _sender: &Jid, _ids: &[MessageId]) {}
 
     async fn phone_of(&self, lid: &Jid) -> Option<Jid> {
         self.phones.lock().expect("not poisoned").get(lid).cloned()
@@ -106,8 +106,8 @@ impl Messenger for FakeMessenger {
         self.connected.subscribe()
     }
 
-    fn new_message_id(&self) -> String {
-        format!("OUT{}", self.ids.fetch_add(1, Ordering::SeqCst))
+    fn new_message_id(&self) -> MessageId {
+        MessageId::new(format!("OUT{}", self.ids.fetch_add(1, Ordering::SeqCst)))
     }
 }
 
@@ -201,7 +201,7 @@ impl Harness {
         let m = Inbound {
             chat: j(from),
             sender: j(from),
-            id: id.into(),
+            id: MessageId::new(id),
             sender_alt: None,
             timestamp: 1_795_000_000,
             text: Some(text.into()),
@@ -229,7 +229,7 @@ async fn a_burst_of_text_is_one_question_and_one_answer() {
     h.receive(ALICE, "A2", "are you there?").await;
     let sent = h.messenger.wait_sent(1).await;
     assert_eq!(h.model.asked(), ["hello\nare you there?"]);
-    assert_eq!(sent[0], Sent { chat: j(ALICE), text: "re: hello\nare you there?".into(), id: "OUT0".into() });
+    assert_eq!(sent[0], Sent { chat: j(ALICE), text: "re: hello\nare you there?".into(), id: MessageId::new("OUT0") });
     assert_eq!(h.waiting().await, 0, "both messages are answered");
     // Nothing more comes, however long we wait.
     tokio::time::sleep(Duration::from_secs(60)).await;

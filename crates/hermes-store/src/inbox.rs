@@ -5,7 +5,7 @@
 //! phone number was unknown; learning the number puts it back in the queue).
 
 use hermes_core::admission::DropRule;
-use hermes_core::identity::Jid;
+use hermes_core::identity::{Jid, MessageId};
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use crate::MessageState::{Handled, Parked, Waiting};
@@ -53,7 +53,7 @@ pub struct Offered {
     pub code: Code,
     pub dropped: Dropped,
     /// The message carrying the code: (id chosen now, text).
-    pub message: (String, String),
+    pub message: (MessageId, String),
 }
 
 impl Store {
@@ -73,7 +73,7 @@ impl Store {
                 let n = insert.execute(params![
                     m.chat.to_string(),
                     m.sender.to_string(),
-                    m.id,
+                    m.id.as_str(),
                     m.sender_alt.as_ref().map(Jid::to_string),
                     m.timestamp,
                     m.text,
@@ -105,7 +105,7 @@ impl Store {
                 Inbound {
                     chat: jid_at(r, 1)?,
                     sender: jid_at(r, 2)?,
-                    id: r.get(3)?,
+                    id: MessageId::new(r.get::<_, String>(3)?),
                     sender_alt: r.get::<_, Option<String>>(4)?.map(|j| Jid::from_wire(&j)),
                     timestamp: r.get(5)?,
                     text: r.get(6)?,
@@ -215,12 +215,12 @@ impl Store {
     }
 
     /// Whether a message is already journaled.
-    pub fn is_journaled(&self, chat: &Jid, sender: &Jid, id: &str) -> Result<bool, StoreError> {
+    pub fn is_journaled(&self, chat: &Jid, sender: &Jid, id: &MessageId) -> Result<bool, StoreError> {
         Ok(self
             .conn
             .query_row(
                 "SELECT 1 FROM inbox WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3",
-                params![chat.to_string(), sender.to_string(), id],
+                params![chat.to_string(), sender.to_string(), id.as_str()],
                 |_| Ok(()),
             )
             .optional()?

@@ -24,7 +24,7 @@ pub use retention::Pruned;
 use std::path::Path;
 
 use hermes_core::admission::DropRule;
-use hermes_core::identity::Jid;
+use hermes_core::identity::{Jid, MessageId};
 use rusqlite::Connection;
 
 /// What can go wrong with the store.
@@ -47,7 +47,7 @@ pub enum StoreError {
 pub struct Inbound {
     pub chat: Jid,
     pub sender: Jid,
-    pub id: String,
+    pub id: MessageId,
     /// The sender's other form (its phone JID for a LID, or the reverse), when known.
     pub sender_alt: Option<Jid>,
     /// The message's own timestamp, unix seconds.

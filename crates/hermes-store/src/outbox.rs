@@ -8,7 +8,7 @@
 
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
-use hermes_core::identity::Jid;
+use hermes_core::identity::{Jid, MessageId};
 
 use crate::{Store, StoreError, jid_at};
 
@@ -33,7 +33,7 @@ pub enum Delivery {
 pub struct Outgoing {
     pub seq: i64,
     pub chat: Jid,
-    pub id: String,
+    pub id: MessageId,
     pub text: String,
     /// Its place among the chunks of one reply, from 0.
     pub part: i64,
@@ -67,7 +67,7 @@ pub struct Reply<'a> {
     /// `None` for replies that are not part of the conversation (commands, errors).
     pub exchange: Option<(&'a str, &'a str)>,
     /// The messages to send: (id chosen now, text).
-    pub messages: &'a [(String, String)],
+    pub messages: &'a [(MessageId, String)],
     /// Unix seconds.
     pub at: i64,
 }
@@ -89,7 +89,7 @@ impl Store {
     }
 
     /// Queues messages that answer nothing (a pairing code, `hermes send`).
-    pub fn enqueue(&mut self, chat: &Jid, messages: &[(String, String)], at: i64) -> Result<(), StoreError> {
+    pub fn enqueue(&mut self, chat: &Jid, messages: &[(MessageId, String)], at: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         enqueue(&tx, chat, messages, at)?;
         tx.commit()?;
@@ -105,7 +105,7 @@ impl Store {
             Ok(Outgoing {
                 seq: r.get(0)?,
                 chat: jid_at(r, 1)?,
-                id: r.get(2)?,
+                id: MessageId::new(r.get::<_, String>(2)?),
                 text: r.get(3)?,
                 part: r.get(4)?,
                 attempts: r.get(5)?,
@@ -133,10 +133,12 @@ impl Store {
     }
 
     /// What became of a message id of ours; `None` when the id is not ours.
-    pub fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+    pub fn delivery(&self, id: &MessageId) -> Result<Option<Delivery>, StoreError> {
         let row: Option<(String, Option<i64>)> = self
             .conn
-            .query_row("SELECT state, sent_at FROM outbox WHERE msg_id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT state, sent_at FROM outbox WHERE msg_id = ?1", [id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         Ok(row.map(|(state, at)| match (state.as_str(), at) {
             (SENT, Some(at)) => Delivery::Sent { at },
@@ -167,13 +169,13 @@ impl Store {
 pub(crate) fn enqueue(
     tx: &Transaction<'_>,
     chat: &Jid,
-    messages: &[(String, String)],
+    messages: &[(MessageId, String)],
     at: i64,
 ) -> Result<(), StoreError> {
     let mut q =
         tx.prepare_cached("INSERT INTO outbox (chat, msg_id, text, part, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     for (part, (id, text)) in messages.iter().enumerate() {
-        q.execute(params![chat.to_string(), id, text, i64::try_from(part).unwrap_or(i64::MAX), at])?;
+        q.execute(params![chat.to_string(), id.as_str(), text, i64::try_from(part).unwrap_or(i64::MAX), at])?;
     }
     Ok(())
 }

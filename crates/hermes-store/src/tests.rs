@@ -1,4 +1,5 @@
 use hermes_core::access::Rule;
+use hermes_core::identity::MessageId;
 
 use super::*;
 use crate::{Code, Delivery, Offered, Reply, Role};
@@ -11,7 +12,7 @@ fn msg(id: &str) -> Inbound {
     Inbound {
         chat: j("15551234567@s.whatsapp.net"),
         sender: j("15551234567@s.whatsapp.net"),
-        id: id.into(),
+        id: MessageId::new(id),
         sender_alt: Some(j("98765432109876@lid")),
         timestamp: 1_795_000_000,
         text: Some("hello".into()),
@@ -50,7 +51,9 @@ fn a_batch_is_kept_whole_or_not_at_all() {
     assert!(store.journal(&[msg("A"), bad]).is_err(), "an invalid row fails the batch");
     assert!(store.pending(10).expect("pending").is_empty(), "and nothing of it was kept");
     assert!(
-        !store.is_journaled(&j("15551234567@s.whatsapp.net"), &j("15551234567@s.whatsapp.net"), "A").expect("query")
+        !store
+            .is_journaled(&j("15551234567@s.whatsapp.net"), &j("15551234567@s.whatsapp.net"), &MessageId::new("A"))
+            .expect("query")
     );
 }
 
@@ -65,7 +68,7 @@ fn the_journal_survives_reopening_and_done_rows_leave_the_queue() {
     }
     let store = open(&dir);
     assert_eq!(store.schema_version().expect("version"), migrations::LATEST);
-    let pending: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    let pending: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(pending, vec!["B"]);
 }
 
@@ -132,7 +135,7 @@ fn a_parked_lid_message_returns_when_its_phone_number_is_learned() {
     let mut later = lid_msg("L2");
     later.sender_alt = Some(j("15551234567@s.whatsapp.net"));
     store.journal(&[later]).expect("journal");
-    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(ids, vec!["L1", "L2"], "the parked message is back, in its place");
     assert_eq!(store.alias_of(&j("98765432109876@lid")).expect("alias"), Some(j("15551234567@s.whatsapp.net")));
     assert_eq!(store.alias_of(&j("15551234567@s.whatsapp.net")).expect("alias"), Some(j("98765432109876@lid")));
@@ -157,7 +160,7 @@ fn settling_writes_the_decision_and_what_was_learned_at_once() {
     park(&mut store, rows[0].0, a_drop(DropRule::LidWithoutPhone));
     let learned = Some((j("98765432109876@lid"), j("15551234567@s.whatsapp.net")));
     store.settle(rows[1].0, &Settlement { learned, outcome: Outcome::Admitted }).expect("settle");
-    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(ids, ["L1", "A", "B"], "admitted stays waiting (the answer commits it); the parked one is back");
     let facts = store.facts(&rows[2].1, 0).expect("facts");
     assert_eq!(facts.alias, Some(j("98765432109876@lid")));
@@ -165,15 +168,18 @@ fn settling_writes_the_decision_and_what_was_learned_at_once() {
     // An offered code: the code, its message and the drop, and the message handled.
     let code = Code { code: "ABCDEFGH".into(), sender: j(ALICE), chat: j(ALICE), created_at: 10, approved_at: None };
     let dropped = a_drop(DropRule::Access(Rule::AllowlistEmpty));
-    let offered =
-        Outcome::Offered(Box::new(Offered { code, dropped, message: ("CODE-MSG".into(), "your code".into()) }));
+    let offered = Outcome::Offered(Box::new(Offered {
+        code,
+        dropped,
+        message: (MessageId::new("CODE-MSG"), "your code".into()),
+    }));
     store.settle(rows[2].0, &Settlement { learned: None, outcome: offered }).expect("offer");
     assert_eq!(store.unsent(10).expect("unsent")[0].id, "CODE-MSG");
     assert_eq!(store.drops_since(0).expect("drops").len(), 2);
     let facts = store.facts(&rows[2].1, 0).expect("facts");
     assert_eq!(facts.offers.len(), 1);
     store.settle(rows[1].0, &Settlement { learned: None, outcome: Outcome::Ignored }).expect("ignore");
-    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(ids, ["L1"]);
 }
 
@@ -203,15 +209,15 @@ fn a_version_3_file_is_migrated_to_states_in_words() {
         .expect("old rows");
     }
     let mut store = Store::open(&path).expect("migrate");
-    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(ids, ["WAITING"]);
-    assert_eq!(store.delivery("QUEUED").expect("q"), Some(Delivery::Queued));
-    assert_eq!(store.delivery("SENT").expect("q"), Some(Delivery::Sent { at: 7 }));
-    assert_eq!(store.delivery("GIVEN-UP").expect("q"), Some(Delivery::Abandoned));
+    assert_eq!(store.delivery(&MessageId::new("QUEUED")).expect("q"), Some(Delivery::Queued));
+    assert_eq!(store.delivery(&MessageId::new("SENT")).expect("q"), Some(Delivery::Sent { at: 7 }));
+    assert_eq!(store.delivery(&MessageId::new("GIVEN-UP")).expect("q"), Some(Delivery::Abandoned));
     assert_eq!(store.unsent(10).expect("unsent").len(), 1);
     // The parked row is still parked: learning its number brings it back.
     store.learn_alias(&j("98765432109876@lid"), &j(ALICE), 2).expect("learn");
-    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(ids, ["WAITING", "PARKED"]);
 }
 
@@ -222,7 +228,7 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
     store.journal(&[msg("A"), msg("B")]).expect("journal");
     let seqs: Vec<i64> = store.pending(10).expect("pending").into_iter().map(|(s, _)| s).collect();
     let chat = &j("15551234567@s.whatsapp.net");
-    let messages = vec![("OUT1".to_owned(), "part 1".to_owned()), ("OUT2".to_owned(), "part 2".to_owned())];
+    let messages = vec![(MessageId::new("OUT1"), "part 1".to_owned()), (MessageId::new("OUT2"), "part 2".to_owned())];
     let reply =
         Reply { chat, answers: &seqs, exchange: Some(("hello\nhello", "part 1 part 2")), messages: &messages, at: 5 };
     store.commit_reply(&reply).expect("commit");
@@ -241,9 +247,9 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
 
     store.send_failed(unsent[0].seq, "not connected").expect("failed");
     store.mark_sent(unsent[0].seq, 6).expect("sent");
-    assert_eq!(store.delivery("OUT1").expect("q"), Some(Delivery::Sent { at: 6 }));
-    assert_eq!(store.delivery("OUT2").expect("q"), Some(Delivery::Queued));
-    assert_eq!(store.delivery("NOPE").expect("q"), None);
+    assert_eq!(store.delivery(&MessageId::new("OUT1")).expect("q"), Some(Delivery::Sent { at: 6 }));
+    assert_eq!(store.delivery(&MessageId::new("OUT2")).expect("q"), Some(Delivery::Queued));
+    assert_eq!(store.delivery(&MessageId::new("NOPE")).expect("q"), None);
     assert_eq!(store.unsent_count().expect("count"), 1);
 }
 
@@ -354,7 +360,7 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
     store.journal(&[handled, waiting, recent]).expect("journal");
     let rows = store.pending(10).expect("pending");
     let seq_of = |id: &str| rows.iter().find(|(_, m)| m.id == id).expect("row").0;
-    let reply = [("SENT".to_owned(), "an old answer".to_owned())];
+    let reply = [(MessageId::new("SENT"), "an old answer".to_owned())];
     store
         .commit_reply(&Reply {
             chat: &j("15551234567@s.whatsapp.net"),
@@ -367,7 +373,7 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
     let sent = store.unsent(10).expect("unsent")[0].seq;
     store.mark_sent(sent, old).expect("sent");
     store
-        .enqueue(&j("15551234567@s.whatsapp.net"), &[("UNSENT".into(), "still to send".into())], old)
+        .enqueue(&j("15551234567@s.whatsapp.net"), &[(MessageId::new("UNSENT"), "still to send".into())], old)
         .expect("enqueue");
     let not_allowlisted = DropRule::Access(Rule::NotAllowlisted);
     store.record_drop(None, &Dropped { at: old, ..a_drop(not_allowlisted) }).expect("old drop");
@@ -384,7 +390,7 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
 
     let pruned = store.prune(1_500).expect("prune");
     assert_eq!(pruned, Pruned { messages: 1, drops: 1, replies: 1, history: 2, codes: 1 });
-    let left: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id).collect();
+    let left: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(left, ["OLD-WAITING", "RECENT"], "waiting messages stay, however old");
     assert_eq!(store.unsent(10).expect("unsent").len(), 1, "an unsent reply stays");
     assert_eq!(store.drops_since(0).expect("drops").len(), 1);
@@ -398,8 +404,10 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
 fn an_abandoned_message_is_not_sent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open(&dir);
-    store.enqueue(&j("15551234567@s.whatsapp.net"), &[("GIVEN-UP".into(), "hello".into())], 1).expect("enqueue");
+    store
+        .enqueue(&j("15551234567@s.whatsapp.net"), &[(MessageId::new("GIVEN-UP"), "hello".into())], 1)
+        .expect("enqueue");
     let seq = store.unsent(10).expect("unsent")[0].seq;
     store.abandon(seq, "refused eight times").expect("abandon");
-    assert_eq!(store.delivery("GIVEN-UP").expect("q"), Some(Delivery::Abandoned));
+    assert_eq!(store.delivery(&MessageId::new("GIVEN-UP")).expect("q"), Some(Delivery::Abandoned));
 }

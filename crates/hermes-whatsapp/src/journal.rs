@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use hermes_core::identity::Jid as CoreJid;
+use hermes_core::identity::{Jid as CoreJid, MessageId};
 use hermes_store::{Db, Inbound};
 use whatsapp_rust::prelude::*;
 
@@ -43,7 +43,7 @@ fn record(m: &InboundMessage) -> Inbound {
     Inbound {
         chat: typed(&s.chat),
         sender: typed(&s.sender),
-        id: m.info.id.to_string(),
+        id: MessageId::new(m.info.id.to_string()),
         sender_alt: s.sender_alt.as_ref().map(typed),
         timestamp: m.info.timestamp.timestamp(),
         text: m.message.text_content().map(str::to_owned),

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hermes_core::identity::{Account, Jid as CoreJid, Lid, PhoneNumber};
+use hermes_core::identity::{Account, Jid as CoreJid, Lid, MessageId, PhoneNumber};
 use tokio::sync::watch;
 use whatsapp_rust::features::ChatStateType;
 use whatsapp_rust::prelude::*;
@@ -80,12 +80,12 @@ impl Messenger {
     /// Sends `text` to `chat` under `id` (chosen by the caller and kept in the outbox): sent
     /// again after a crash, the same id makes it the same message for WhatsApp and the
     /// recipient.
-    pub async fn send_text(&self, chat: &CoreJid, text: &str, id: &str) -> Result<(), SendError> {
+    pub async fn send_text(&self, chat: &CoreJid, text: &str, id: &MessageId) -> Result<(), SendError> {
         let client = self.client()?;
         let to = wire(chat).ok_or_else(|| SendError::BadChat(chat.clone()))?;
         let message =
             whatsapp_rust::waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
-        match client.send_message_with_options(to, message, SendOptions::default().with_message_id(id)).await {
+        match client.send_message_with_options(to, message, SendOptions::default().with_message_id(id.as_str())).await {
             Ok(_) => Ok(()),
             Err(_) if !client.is_connected() => Err(SendError::NotConnected),
             Err(e) => Err(SendError::Failed(e.to_string())),
@@ -102,12 +102,13 @@ impl Messenger {
     }
 
     /// Blue ticks for messages of `sender` in `chat`. Best effort.
-    pub async fn mark_read(&self, chat: &CoreJid, sender: &CoreJid, ids: &[&str]) {
+    pub async fn mark_read(&self, chat: &CoreJid, sender: &CoreJid, ids: &[MessageId]) {
         let (Ok(client), Some(chat_jid), Some(sender_jid)) = (self.client(), wire(chat), wire(sender)) else {
             return;
         };
         let sender = chat.is_group().then_some(&sender_jid);
-        if let Err(e) = client.mark_as_read(&chat_jid, sender, ids).await {
+        let ids: Vec<&str> = ids.iter().map(MessageId::as_str).collect();
+        if let Err(e) = client.mark_as_read(&chat_jid, sender, &ids).await {
             tracing::debug!(error = %e, "read receipt not sent");
         }
     }
@@ -137,6 +138,6 @@ fn wire(jid: &CoreJid) -> Option<Jid> {
 
 /// A new message id in WhatsApp's own shape (`3EB0` and 18 hex digits), chosen before a
 /// message is sent so that the outbox can send it again under the same id.
-pub fn new_message_id() -> String {
-    format!("3EB0{:018X}", rand::random::<u128>() & ((1u128 << 72) - 1))
+pub fn new_message_id() -> MessageId {
+    MessageId::new(format!("3EB0{:018X}", rand::random::<u128>() & ((1u128 << 72) - 1)))
 }

@@ -426,7 +426,7 @@ impl Bench {
             let db = hermes_store::Store::open(&hermes.path.join("state").join("hermes.db"))?;
             for (k, c) in counts.iter().enumerate().filter(|(_, c)| **c != 1).take(10) {
                 let who = hermes_core::identity::Jid::from_wire(&format!("{}@s.whatsapp.net", contact(k % 100)));
-                let journaled = db.is_journaled(&who, &who, &ids[k])?;
+                let journaled = db.is_journaled(&who, &who, &hermes_core::identity::MessageId::new(ids[k].as_str()))?;
                 eprintln!("   backlog {k} (id {}): answered {c} times; journaled: {journaled}", ids[k]);
             }
         }

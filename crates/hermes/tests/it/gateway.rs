@@ -228,7 +228,9 @@ async fn inbound_messages_are_journaled_once_before_they_are_acknowledged() {
     // stranger left one row in the drop ledger, and no pairing code was offered.
     let store = hermes_store::Store::open(&home.path.join("state/hermes.db")).expect("open the journal");
     let stranger = hermes_core::identity::Jid::parse("4915100006666@s.whatsapp.net").expect("a JID");
-    assert!(store.is_journaled(&stranger, &stranger, &id).expect("query"));
+    assert!(
+        store.is_journaled(&stranger, &stranger, &hermes_core::identity::MessageId::new(id.as_str())).expect("query")
+    );
     let drops = store.drops_since(0).expect("drops");
     assert_eq!(drops.len(), 2, "each message once, however often it came: {drops:?}");
     assert_eq!(drops[0].sender, stranger, "{drops:?}");

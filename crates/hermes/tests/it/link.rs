@@ -522,5 +522,8 @@ async fn a_message_delivered_during_repair_is_journaled_not_lost() {
     assert_eq!(repair.wait(), 0);
     let store = hermes_store::Store::open_read_only(&home.path.join("state/hermes.db")).expect("open").expect("exists");
     let who = &hermes_core::identity::Jid::parse("15556661111@s.whatsapp.net").expect("a JID");
-    assert!(store.is_journaled(who, who, &id).expect("query"), "the message waits in the journal for the gateway");
+    assert!(
+        store.is_journaled(who, who, &hermes_core::identity::MessageId::new(id.as_str())).expect("query"),
+        "the message waits in the journal for the gateway"
+    );
 }
