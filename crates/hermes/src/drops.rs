@@ -112,7 +112,7 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         if let Some(h) = &last.hint {
             writeln!(out, "  why: {h}")?;
         }
-        writeln!(out, "  details: hermes whatsapp explain {}", sender.split('@').next().unwrap_or(sender))?;
+        writeln!(out, "  details: hermes whatsapp explain {}", last.sender.user())?;
     }
     Ok(exit::OK)
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use hermes_core::access::{self, Decision, DenyAction, NearReason, Verdict};
-use hermes_core::allowlist::parse_user;
+use hermes_core::allowlist::{self, ChatProblem, parse_user};
 use hermes_core::config::Origin;
 use hermes_core::identity::{Account, Jid, Lid, PhoneNumber, UserId};
 use serde::Serialize;
@@ -88,21 +88,14 @@ async fn linked_account(loaded: &Loaded) -> Option<Account> {
     Some(Account { phone: PhoneNumber::from_digits(&a.phone).ok(), lid: a.lid.as_deref().and_then(Lid::from_digits) })
 }
 
+/// `--chat`, read by core's parser; a chat it refuses is a usage error.
 fn parse_chat(s: &str) -> anyhow::Result<Jid> {
-    let trimmed = s.trim();
-    // Hermes treats a bare id longer than a phone number as a group.
-    if !trimmed.contains('@') && trimmed.len() > 15 && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-        return Jid::parse(&format!("{trimmed}@g.us")).map_err(|e| exit::usage(e.to_string()));
-    }
-    if trimmed.contains('@') && !trimmed.ends_with("@s.whatsapp.net") && !trimmed.ends_with("@lid") {
-        return Jid::parse(trimmed).map_err(|e| exit::usage(e.to_string()));
-    }
-    match parse_user(trimmed) {
-        Ok(id) => Ok(id.to_jid()),
-        Err(p) => {
-            Err(exit::usage(format!("--chat '{s}' {}; give a group JID (120363...@g.us) or a person", p.describe())))
+    allowlist::parse_chat(s).map_err(|problem| match problem {
+        ChatProblem::Jid(e) => exit::usage(e.to_string()),
+        ChatProblem::Person(p) => {
+            exit::usage(format!("--chat '{s}' {}; give a group JID (120363...@g.us) or a person", p.describe()))
         }
-    }
+    })
 }
 
 fn action_name(d: &Decision) -> Option<&'static str> {

@@ -125,11 +125,11 @@ fn settings(
         None => None,
     };
     if let Some(m) = mode {
-        let mode = match m.trim().to_ascii_lowercase().as_str() {
-            "bot" => Mode::Bot,
-            "self-chat" | "self_chat" | "selfchat" => Mode::SelfChat,
-            other => {
-                out.error("usage", &format!("--mode '{other}' is not valid; accepted values: bot, self-chat"));
+        // Read as WHATSAPP_MODE is read: one parser, the same spellings.
+        let mode = match Mode::parse(&m) {
+            Ok(mode) => mode,
+            Err(accepted) => {
+                out.error("usage", &format!("--mode '{}' is not valid; {accepted}", m.trim().to_ascii_lowercase()));
                 return Ok(None);
             }
         };

@@ -15,3 +15,4 @@ mod link;
 mod pipeline;
 mod send;
 mod support;
+mod usage;
