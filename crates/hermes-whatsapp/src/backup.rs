@@ -19,7 +19,7 @@ pub fn dir_for(session_dir: &Path) -> PathBuf {
 /// Moves `from` (the session directory, or a leftover beside it) into a new backup
 /// `session.bak/<unix seconds>[-n]` of `session_dir`. Returns where it went, or `None` if
 /// there was nothing. Nothing is removed: see [`rotate`].
-pub fn move_to_backup(session_dir: &Path, from: &Path, now_secs: u64) -> std::io::Result<Option<PathBuf>> {
+pub fn move_to_backup(session_dir: &Path, from: &Path, now_secs: i64) -> std::io::Result<Option<PathBuf>> {
     if std::fs::symlink_metadata(from).is_err() {
         return Ok(None);
     }
@@ -90,7 +90,7 @@ mod tests {
     fn keeps_the_newest_three() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let session = tmp.path().join("session");
-        for i in 0..5u64 {
+        for i in 0..5i64 {
             std::fs::create_dir(&session).expect("mkdir");
             std::fs::write(session.join("whatsapp.db"), i.to_string()).expect("write");
             let moved = move_to_backup(&session, &session, 1000 + i).expect("backup").expect("something moved");

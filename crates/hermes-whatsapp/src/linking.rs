@@ -97,7 +97,7 @@ pub fn check_server_url(url: &str) -> Result<(), String> {
 /// Deals with leftovers of earlier attempts that were killed mid-way. The caller holds the
 /// session lock, so no other link is in progress. A leftover whose store holds a linked device
 /// may be a link WhatsApp accepted: it is kept as a backup, never deleted; the rest is removed.
-async fn clean_leftovers(session_dir: &Path, now_secs: u64) -> Result<Vec<String>, LinkError> {
+async fn clean_leftovers(session_dir: &Path, now_secs: i64) -> Result<Vec<String>, LinkError> {
     let mut warnings = Vec::new();
     let Some(parent) = session_dir.parent() else { return Ok(warnings) };
     let prefix = format!("{}.linking-", session_dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
@@ -169,7 +169,7 @@ pub async fn link(
     opts: &LinkOptions,
     mut progress: impl FnMut(LinkProgress),
     cancel: impl std::future::Future<Output = ()>,
-    now_secs: u64,
+    now_secs: i64,
 ) -> Result<Linked, LinkError> {
     if let Some(url) = &opts.server_url {
         check_server_url(url).map_err(LinkError::ServerUrl)?;

@@ -84,7 +84,7 @@ async fn demo(loaded: &load::Loaded, home: &Path, args: &Args) -> anyhow::Result
             }
         }
     };
-    let linked = linking::link(&opts, progress, std::future::pending(), crate::gateway::now_secs()).await?;
+    let linked = linking::link(&opts, progress, std::future::pending(), hermes_store::clock::now()).await?;
     println!(
         "   Linked to +{} (LID {}). This session now survives restarts: no new scan.",
         linked.account.phone,

@@ -44,14 +44,12 @@ struct Group<'a> {
 
 pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
-    let now = crate::gateway::now_secs();
-    let since = now.saturating_sub(args.since);
+    let now = hermes_store::clock::now();
+    let since = now.saturating_sub(i64::try_from(args.since).unwrap_or(i64::MAX)).max(0);
     let db = loaded.home.path.join("state").join("hermes.db");
     // Reading never creates the database: no file means the gateway never ran here.
     let drops = match hermes_store::Store::open_read_only(&db).with_context(|| format!("open {}", db.display()))? {
-        Some(store) => store
-            .drops_since(i64::try_from(since).unwrap_or(i64::MAX))
-            .with_context(|| format!("read the drops in {}", db.display()))?,
+        Some(store) => store.drops_since(since).with_context(|| format!("read the drops in {}", db.display()))?,
         None => Vec::new(),
     };
     let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();
@@ -103,7 +101,7 @@ pub fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
             out,
             "{sender}{also}: {count} message{}, last {} ago",
             if count == 1 { "" } else { "s" },
-            describe_age(now.saturating_sub(u64::try_from(last.at).unwrap_or(0)))
+            describe_age(u64::try_from(now.saturating_sub(last.at)).unwrap_or(0))
         )?;
         writeln!(out, "  rule: {}", distinct(g.drops.iter().map(|d| d.rule.as_str())).join(", "))?;
         if let Some(n) = &last.nearest {

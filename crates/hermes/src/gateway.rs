@@ -17,10 +17,6 @@ use hermes_whatsapp::supervisor::{self, SupervisorOptions};
 use crate::exit;
 use crate::load;
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -93,7 +89,7 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let last = {
         // Each state goes to state/link.json, for `hermes whatsapp status`.
         let on_state = |state: &LinkState| {
-            if let Err(e) = recorder.record(state, i64::try_from(now_secs()).unwrap_or(i64::MAX)) {
+            if let Err(e) = recorder.record(state, hermes_store::clock::now()) {
                 tracing::warn!(error = %e, "cannot record the link state");
             }
         };

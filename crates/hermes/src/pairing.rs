@@ -36,7 +36,7 @@ pub fn run(profile: Option<&str>, command: &Command) -> anyhow::Result<u8> {
     let state = loaded.home.path.join("state");
     hermes_store::files::create_private_dir_all(&state)?;
     let mut store = hermes_store::Store::open(&state.join("hermes.db"))?;
-    let now = i64::try_from(crate::gateway::now_secs()).unwrap_or(i64::MAX);
+    let now = hermes_store::clock::now();
     let mut out = std::io::stdout().lock();
     match command {
         Command::List { json } => {

@@ -88,10 +88,6 @@ fn prompt(question: &str) -> anyhow::Result<String> {
     Ok(line.trim().to_owned())
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Writes settings to `HERMES_HOME/.env`, keeping everything else in it; the file is 0600.
 fn save_env(loaded: &Loaded, updates: &[(&str, &str)]) -> anyhow::Result<()> {
     hermes_store::files::create_private_dir_all(&loaded.home.path)
@@ -325,7 +321,7 @@ pub async fn unlink(profile: Option<&str>, args: &LinkArgs) -> anyhow::Result<u8
         );
         return Ok(exit::PROBLEM);
     }
-    let moved = hermes_whatsapp::backup::move_to_backup(&p.session_dir, &p.session_dir, now_secs())?;
+    let moved = hermes_whatsapp::backup::move_to_backup(&p.session_dir, &p.session_dir, hermes_store::clock::now())?;
     for w in hermes_whatsapp::backup::rotate(&p.session_dir) {
         eprintln!("hermes: warning: {w}");
     }
@@ -430,7 +426,7 @@ async fn run_linking(
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let result = linking::link(&opts, progress, cancel, now_secs()).await;
+    let result = linking::link(&opts, progress, cancel, hermes_store::clock::now()).await;
     if let Some(t) = ticker {
         t.abort();
         println!();
