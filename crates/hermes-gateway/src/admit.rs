@@ -78,6 +78,8 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         nearest: r.nearest.clone(),
         hint: Some(r.hint.clone()),
     };
+    // Logged once the outcome is written: whoever reads the warning finds the drop.
+    let mut log: Option<(Refusal, &str)> = None;
     let (outcome, admitted) = match decided {
         Admission::Ignore => {
             tracing::debug!("journaled message without text for the agent");
@@ -92,21 +94,24 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
             (Outcome::Admitted, Some(Admitted::Command(command)))
         }
         Admission::Drop(r) => {
-            log_refusal(shared, &row.sender, &r, &r.hint);
-            (Outcome::Dropped(dropped(&r)), None)
+            let outcome = Outcome::Dropped(dropped(&r));
+            log = Some((r, ""));
+            (outcome, None)
         }
         Admission::Park(r) => {
-            log_refusal(shared, &row.sender, &r, &r.hint);
-            (Outcome::Parked(dropped(&r)), None)
+            let outcome = Outcome::Parked(dropped(&r));
+            log = Some((r, ""));
+            (outcome, None)
         }
         Admission::OfferCode { code, message, refusal } => {
             // The code itself is for `hermes pairing list`, never for a log others may read.
             let says = "sent a pairing code; see it with `hermes pairing list`, admit with `hermes pairing approve whatsapp CODE`";
-            log_refusal(shared, &row.sender, &refusal, says);
             let code =
                 Code { code, sender: row.sender.clone(), chat: row.chat.clone(), created_at: now, approved_at: None };
             let message = (shared.messenger.new_message_id(), message);
-            (Outcome::Offered(Box::new(Offered { code, dropped: dropped(&refusal), message })), None)
+            let outcome = Outcome::Offered(Box::new(Offered { code, dropped: dropped(&refusal), message }));
+            log = Some((refusal, says));
+            (outcome, None)
         }
     };
     let parked = matches!(outcome, Outcome::Parked(_));
@@ -114,6 +119,9 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
     if learned.is_some() || !matches!(outcome, Outcome::Admitted) {
         let settlement = Settlement { learned, outcome };
         shared.db.call(move |s| s.settle(seq, &settlement)).await?;
+    }
+    if let Some((refusal, says)) = &log {
+        log_refusal(shared, &row.sender, refusal, if says.is_empty() { &refusal.hint } else { says });
     }
     if parked {
         // A parked row comes back as waiting when its number is learned, maybe before any
