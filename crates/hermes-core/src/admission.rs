@@ -124,8 +124,18 @@ pub fn admit(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
     let cfg = k.config;
     let text = m.text.map(str::trim).filter(|t| !t.is_empty());
     let Some(text) = text else { return Admission::Ignore };
-    if m.from_me && (k.ours || is_prefixed_reply(cfg, text)) {
+    if m.from_me && (k.ours || m.text.is_some_and(|raw| is_prefixed_reply(cfg, raw))) {
         return Admission::Ignore;
+    }
+    // A chat that is no person, group or broadcast (whatever the wire held): nothing to
+    // answer, and nothing anyone could admit.
+    if !(m.chat.is_group() || m.chat.is_broadcast_like() || m.chat.user_id().is_some()) {
+        return Admission::Drop(Refusal {
+            rule: DropRule::Access(Rule::UnrecognizedSender),
+            hint: format!("'{}' is not a WhatsApp chat address", m.chat),
+            nearest: None,
+            warn: false,
+        });
     }
     let ctx = access::Context { config: cfg, approvals: k.approvals, own: k.own };
     let req = access::Request { chat: m.chat, sender: m.sender, aliases: k.aliases, from_me: m.from_me };

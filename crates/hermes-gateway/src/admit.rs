@@ -28,9 +28,12 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
     let m = row.clone();
     let facts = shared.db.call(move |s| s.facts(&m, now - pairing::CODE_TTL_SECS)).await?;
     let mut aliases: Vec<Jid> = row.sender_alt.iter().chain(&facts.alias).cloned().collect();
-    // A LID whose number the journal does not know yet: the client may know it.
+    // A LID whose number the journal does not know yet: the client may know it. Asked only
+    // for a message someone may answer (not a receipt, a reaction or our own echo).
     let mut learned = None;
+    let says_something = row.text.as_deref().is_some_and(|t| !t.trim().is_empty()) && !facts.ours;
     if aliases.is_empty()
+        && says_something
         && *row.sender.server() == Server::Lid
         && let Some(phone) = shared.messenger.phone_of(&row.sender).await
     {

@@ -129,6 +129,10 @@ async fn commit(shared: &Shared, chat: &Jid, answers: &[i64], reply: &str, excha
             crash::point("committed");
             shared.outbox_wake.notify_one();
         }
+        // Answered already by another handling: this answer is not sent, nothing is lost.
+        Err(hermes_store::StoreError::NotWaiting(seq)) => {
+            tracing::warn!(seq, "an answer was not sent: its message had been answered already");
+        }
         // Not committed: the messages are still waiting and will be asked about again.
         Err(e) => {
             tracing::error!(error = %e, "cannot commit a reply; it will be tried again");

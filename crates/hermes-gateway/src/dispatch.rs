@@ -32,6 +32,10 @@ struct Worker {
 /// The dispatcher's own state: workers by chat and by task, and which worker holds which row.
 struct Workers {
     by_chat: HashMap<Jid, Worker>,
+    /// Chats whose worker closed its channel (idle, or failed) and has not been reaped yet:
+    /// it may still give rows back, which must be answered before later ones, so the chat
+    /// gets nothing until the worker's end is seen.
+    closing: HashSet<Jid>,
     busy_of: HashMap<Id, Busy>,
     tasks: JoinSet<()>,
     /// Rows handed out, with the worker that has them.
@@ -45,6 +49,7 @@ struct Workers {
 pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
     let mut w = Workers {
         by_chat: HashMap::new(),
+        closing: HashSet::new(),
         busy_of: HashMap::new(),
         tasks: JoinSet::new(),
         held: HashMap::new(),
@@ -61,7 +66,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
                 w.failures.retain(|s, _| still(s));
                 w.held.retain(|s, _| still(s));
                 for row in rows {
-                    if shared.take(row.0) {
+                    if !w.closing.contains(&row.1.chat) && shared.take(row.0) {
                         w.hand_out(&shared, row);
                     }
                 }
@@ -82,30 +87,27 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
 }
 
 impl Workers {
-    fn hand_out(&mut self, shared: &Arc<Shared>, mut row: Row) {
-        // A worker that ended (idle, or failed) has closed its channel: start another.
-        loop {
-            let worker = match self.by_chat.get(&row.1.chat) {
-                Some(w) => w,
-                None => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let busy = Busy::new(Mutex::new(Vec::new()));
-                    let task = self.tasks.spawn(worker::chat_worker(shared.clone(), rx, busy.clone())).id();
-                    self.busy_of.insert(task, busy);
-                    self.by_chat.entry(row.1.chat.clone()).or_insert(Worker { tx, task })
-                }
-            };
-            let (seq, held) =
-                (row.0, Held { task: worker.task, chat: row.1.chat.clone(), sender: row.1.sender.clone() });
-            match worker.tx.send(row) {
-                Ok(()) => {
-                    self.held.insert(seq, held);
-                    return;
-                }
-                Err(mpsc::error::SendError(back)) => {
-                    self.by_chat.remove(&back.1.chat);
-                    row = back;
-                }
+    fn hand_out(&mut self, shared: &Arc<Shared>, row: Row) {
+        let worker = match self.by_chat.get(&row.1.chat) {
+            Some(w) => w,
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let busy = Busy::new(Mutex::new(Vec::new()));
+                let task = self.tasks.spawn(worker::chat_worker(shared.clone(), rx, busy.clone())).id();
+                self.busy_of.insert(task, busy);
+                self.by_chat.entry(row.1.chat.clone()).or_insert(Worker { tx, task })
+            }
+        };
+        let (seq, held) = (row.0, Held { task: worker.task, chat: row.1.chat.clone(), sender: row.1.sender.clone() });
+        match worker.tx.send(row) {
+            Ok(()) => {
+                self.held.insert(seq, held);
+            }
+            // The worker is ending (idle, or failed): the row goes back, and the chat waits
+            // for that end, so rows the worker gives back are answered before this one.
+            Err(mpsc::error::SendError((seq, row))) => {
+                shared.release(&[seq]);
+                self.closing.insert(row.chat);
             }
         }
     }
@@ -117,7 +119,10 @@ impl Workers {
             Err(e) => (e.id(), e.try_into_panic().ok().map(crate::panic_message)),
         };
         let busy = self.busy_of.remove(&id);
-        self.by_chat.retain(|_, w| w.task != id);
+        if let Some(chat) = self.by_chat.iter().find(|(_, w)| w.task == id).map(|(c, _)| c.clone()) {
+            self.by_chat.remove(&chat);
+            self.closing.remove(&chat);
+        }
         let (Some(panic), Some(busy)) = (panic, busy) else { return };
         let busy = std::mem::take(&mut *busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         // What it was handling counts a failure; everything it held goes back.

@@ -172,6 +172,8 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 answer::run_command(&shared, seq, &row.chat, cmd).await;
             }
             Ok(None) => {}
+            // Decided already by another handling (see `StoreError::NotWaiting`): nothing to do.
+            Err(hermes_store::StoreError::NotWaiting(_)) => tracing::debug!("a message was already handled"),
             Err(e) => {
                 tracing::error!(error = %e, "cannot handle a journaled message; it will be tried again");
                 tokio::time::sleep(RETRY_AFTER_ERROR).await;

@@ -194,24 +194,28 @@ impl Store {
         )?;
         let rows = q.query_map([since], |r| {
             let rule: String = r.get(4)?;
-            Ok(Dropped {
+            // Only hermes writes this column; a rule it does not know is a newer hermes' (after
+            // a downgrade): that row is skipped and counted, the rest still shown.
+            let Some(rule) = DropRule::parse(&rule) else { return Ok(None) };
+            Ok(Some(Dropped {
                 at: r.get(0)?,
                 chat: jid_at(r, 1)?,
                 sender: jid_at(r, 2)?,
                 sender_forms: jids(r.get(3)?),
-                // Only hermes writes this column; a rule it does not know is a newer hermes'.
-                rule: DropRule::parse(&rule).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        4,
-                        rusqlite::types::Type::Text,
-                        format!("unknown drop rule '{rule}': written by a newer hermes?").into(),
-                    )
-                })?,
+                rule,
                 nearest: r.get(5)?,
                 hint: r.get(6)?,
-            })
+            }))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows: Vec<Option<Dropped>> = rows.collect::<Result<_, _>>()?;
+        let unknown = rows.iter().filter(|r| r.is_none()).count();
+        if unknown > 0 {
+            tracing::warn!(
+                unknown,
+                "drops recorded by a newer hermes, with rules this one does not know, are left out"
+            );
+        }
+        Ok(rows.into_iter().flatten().collect())
     }
 
     /// Whether a message is already journaled.
@@ -282,10 +286,14 @@ pub(crate) fn mark_handled(tx: &Transaction<'_>, seqs: &[i64]) -> Result<(), Sto
     mark(tx, seqs, Handled)
 }
 
+/// Moves waiting messages to `state`. A message that is not waiting fails the caller's
+/// transaction: it was decided or answered already, and doing it again would answer it twice.
 fn mark(tx: &Transaction<'_>, seqs: &[i64], state: MessageState) -> Result<(), StoreError> {
-    let mut q = tx.prepare_cached("UPDATE inbox SET state = ?2 WHERE seq = ?1")?;
+    let mut q = tx.prepare_cached("UPDATE inbox SET state = ?2 WHERE seq = ?1 AND state = ?3")?;
     for seq in seqs {
-        q.execute(params![*seq, state.as_str()])?;
+        if q.execute(params![*seq, state.as_str(), Waiting.as_str()])? == 0 {
+            return Err(StoreError::NotWaiting(*seq));
+        }
     }
     Ok(())
 }

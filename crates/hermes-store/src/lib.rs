@@ -16,6 +16,8 @@ mod pairing;
 mod retention;
 
 pub use db::Db;
+/// The schema version this hermes writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = migrations::LATEST;
 pub use inbox::{Facts, Offered, Outcome, PREVIEW_CHARS, Settlement};
 pub use outbox::{Delivery, Outgoing, Reply, Role};
 pub use pairing::{Approval, Code};
@@ -39,6 +41,10 @@ pub enum StoreError {
         "the state database is at schema version {found}, newer than this hermes understands ({known}); update hermes"
     )]
     TooNew { found: i64, known: i64 },
+    /// A message was to be decided or answered, but it is no longer waiting: another handling
+    /// got there first. The transaction changed nothing, so the message is answered once.
+    #[error("journaled message {0} was already handled")]
+    NotWaiting(i64),
 }
 
 /// One inbound message, as journaled. Addresses are typed once, where the protocol hands

@@ -2,6 +2,10 @@
 //!
 //! Never edit a released migration: add the next one. `PRAGMA user_version` records the last
 //! applied; a file from a newer hermes is refused rather than half-understood.
+//!
+//! Compatibility: migration 4 renames state columns, so a hermes older than it cannot read a
+//! migrated file. Only the gateway migrates while another process may hold the file; the
+//! other commands that write (`pairing`) refuse to migrate while an older gateway runs.
 
 use rusqlite::Connection;
 

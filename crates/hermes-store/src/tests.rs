@@ -185,6 +185,30 @@ fn settling_writes_the_decision_and_what_was_learned_at_once() {
 
 const ALICE: &str = "15551234567@s.whatsapp.net";
 
+/// Issue 12 review: a message handled twice (a read taken while another handling ran) must
+/// not be answered twice: the second commit fails whole and changes nothing.
+#[test]
+fn a_message_already_handled_cannot_be_answered_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    store.journal(&[msg("A")]).expect("journal");
+    let seq = store.pending(1).expect("pending")[0].0;
+    let chat = j(ALICE);
+    let first = [(MessageId::new("OUT1"), "one".to_owned())];
+    store
+        .commit_reply(&Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &first, at: 1 })
+        .expect("first answer");
+    let second = [(MessageId::new("OUT2"), "two".to_owned())];
+    let again = Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &second, at: 2 };
+    assert!(matches!(store.commit_reply(&again), Err(StoreError::NotWaiting(s)) if s == seq));
+    assert_eq!(store.unsent(10).expect("unsent").len(), 1, "no second reply queued");
+    assert_eq!(store.history(&chat, 10).expect("history").len(), 2, "no second exchange");
+    let dropped =
+        Settlement { learned: None, outcome: Outcome::Dropped(a_drop(DropRule::Access(Rule::NotAllowlisted))) };
+    assert!(matches!(store.settle(seq, &dropped), Err(StoreError::NotWaiting(_))));
+    assert!(store.drops_since(0).expect("drops").is_empty(), "no ledger row for it either");
+}
+
 /// Issue 12: a version 3 file (`done` 0/1/2, `sent_at = -1`) reads the same in words.
 #[test]
 fn a_version_3_file_is_migrated_to_states_in_words() {

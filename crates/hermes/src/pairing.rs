@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 
+use anyhow::Context as _;
 use hermes_core::identity::Jid;
 use hermes_core::pairing;
 use serde_json::json;
@@ -35,7 +36,22 @@ pub fn run(profile: Option<&str>, command: &Command) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     let state = loaded.home.path.join("state");
     hermes_store::files::create_private_dir_all(&state)?;
-    let mut store = hermes_store::Store::open(&state.join("hermes.db"))?;
+    let db = state.join("hermes.db");
+    // Opening migrates an older file, which an older gateway still running could no longer
+    // read: it would journal on and answer nothing. Its restart migrates it instead.
+    let current = hermes_store::Store::open_read_only(&db)
+        .and_then(|s| s.map(|s| s.schema_version()).transpose())
+        .with_context(|| format!("open {}", db.display()))?;
+    if current.is_some_and(|v| v < hermes_store::SCHEMA_VERSION)
+        && let Some(pid) = hermes_whatsapp::lock::SessionLock::holder(&loaded.session_dir().path)
+    {
+        eprintln!(
+            "hermes: the running gateway (PID {pid}) is an older hermes: restart it (`hermes gateway`), which \
+             upgrades the state database, then run this again"
+        );
+        return Ok(exit::PROBLEM);
+    }
+    let mut store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
     let now = hermes_store::clock::now();
     let mut out = std::io::stdout().lock();
     match command {

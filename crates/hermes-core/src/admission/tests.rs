@@ -59,7 +59,7 @@ impl Case {
     fn run(&self) -> Admission {
         let cfg = config(&self.env);
         let own = own();
-        let chat = Jid::parse(self.chat).expect("chat");
+        let chat = Jid::from_wire(self.chat);
         let sender = Jid::parse(self.sender).expect("sender");
         let mentions: Vec<Jid> = self.mentions.iter().map(|m| Jid::parse(m).expect("mention")).collect();
         let aliases: Vec<UserId> = self.aliases.iter().map(|a| parse_user(a).expect("alias")).collect();
@@ -193,6 +193,23 @@ fn group_chatter_not_addressed_to_the_agent_is_a_quiet_drop() {
     c.text = Some("@15550000000 lunch?");
     c.mentions = vec![OWN];
     assert_eq!(c.run(), Admission::Answer { text: "lunch?".into(), mark_read: false });
+}
+
+#[test]
+fn a_chat_that_names_no_one_is_never_answered() {
+    let mut c = Case::dm("hi");
+    c.chat = "s.whatsapp.net";
+    let r = refusal(c.run());
+    assert_eq!((r.rule, r.warn), (DropRule::Access(Rule::UnrecognizedSender), false));
+}
+
+#[test]
+fn an_echo_is_recognised_by_the_prefix_as_it_was_sent() {
+    // A prefix that starts with a blank: compared with the text as it came, not trimmed.
+    let mut c = Case::dm("  [bot] an old reply");
+    c.env = vec![("WHATSAPP_MODE", "self-chat"), ("WHATSAPP_REPLY_PREFIX", "  [bot] ")];
+    (c.chat, c.sender, c.from_me) = (OWN, OWN, true);
+    assert_eq!(c.run(), Admission::Ignore);
 }
 
 #[test]

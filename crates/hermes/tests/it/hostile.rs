@@ -57,6 +57,29 @@ fn an_io_failure_exits_70_naming_the_file() {
     }
 }
 
+/// Issue 12 review: `pairing` migrated an older state database under a running older
+/// gateway, which then could not read its journal and answered nothing until restarted.
+#[test]
+fn pairing_does_not_upgrade_the_database_under_an_older_running_gateway() {
+    let home = Home::new();
+    let db = home.path.join("state").join("hermes.db");
+    std::fs::create_dir_all(db.parent().expect("state")).expect("mkdir");
+    // A database that says it is at an older schema version (the upgrade itself is the
+    // store's tests' business), and a live process holding the session lock.
+    let store = hermes_store::Store::open(&db).expect("create");
+    drop(store);
+    let old = hermes_store::SCHEMA_VERSION - 1;
+    rusqlite::Connection::open(&db).expect("open").pragma_update(None, "user_version", old).expect("set version");
+    let session = home.path.join("platforms").join("whatsapp");
+    std::fs::create_dir_all(&session).expect("mkdir");
+    std::fs::write(session.join("session.lock"), std::process::id().to_string()).expect("lock");
+    let run = home.run(&["pairing", "list"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("restart it"), "{run:?}");
+    let version = hermes_store::Store::open_read_only(&db).expect("open").expect("exists").schema_version().expect("v");
+    assert_eq!(version, old, "left as it was for the running gateway");
+}
+
 /// Issue 11: a 100,000-entry allowlist took 33 s in explain (a quadratic pass).
 #[test]
 fn issue_11_a_huge_allowlist_is_explained_in_bounded_time() {
