@@ -293,6 +293,35 @@ pub(crate) fn text_of(message: &wa::Message) -> Option<String> {
         .or_else(|| message.device_sent_message.as_option().and_then(|d| d.message.as_option()).and_then(text_of))
 }
 
+/// The initial history sync a phone sends a device it just linked: one complete chunk, inline
+/// (zlib-compressed), as phones send a small bootstrap, so no media download is involved.
+pub(crate) fn initial_history_sync() -> wa::Message {
+    use std::io::Write as _;
+    let history = wa::HistorySync {
+        sync_type: wa::history_sync::HistorySyncType::INITIAL_BOOTSTRAP,
+        chunk_order: Some(1),
+        progress: Some(100),
+        ..Default::default()
+    };
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let payload = z.write_all(&history.encode_to_vec()).and_then(|()| z.finish()).unwrap_or_default();
+    wa::Message {
+        protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+            r#type: Some(wa::message::protocol_message::Type::HISTORY_SYNC_NOTIFICATION),
+            history_sync_notification: buffa::MessageField::some(wa::message::HistorySyncNotification {
+                file_length: Some(u64::try_from(payload.len()).unwrap_or(0)),
+                sync_type: Some(wa::message::HistorySyncType::INITIAL_BOOTSTRAP),
+                chunk_order: Some(1),
+                progress: Some(100),
+                initial_hist_bootstrap_inline_payload: Some(payload),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The app-state sync key a phone shares with a device it just linked, so the device can read
 /// the account's app state without waiting. `now` is in Unix seconds.
 pub(crate) fn app_state_key_share(now: u64) -> wa::Message {

@@ -24,11 +24,14 @@ pub(crate) fn complete_link(inner: &Arc<Inner>, conn: u64, iq_id: &str, signed_i
     else {
         return;
     };
-    if let Err(e) = pairing::verify_device_signature(signed_identity, &pending.identity_public) {
+    let Some((phone, device, key_index, _)) = pending.linking.clone() else { return };
+    let Some(account_key) = st.phones.get(&phone).map(|p| p.account.public_key.public_key_bytes().to_vec()) else {
+        return;
+    };
+    if let Err(e) = pairing::verify_device_signature(signed_identity, &pending.identity_public, &account_key) {
         tracing::warn!(error = %e, "companion answered pair-success with a bad signature");
         return;
     }
-    let Some((phone, device, key_index, _)) = pending.linking.clone() else { return };
     let record = Device {
         noise_public: pending.noise_public,
         key_index,
@@ -43,13 +46,21 @@ pub(crate) fn complete_link(inner: &Arc<Inner>, conn: u64, iq_id: &str, signed_i
     st.close(conn);
     drop(st);
     inner.events.push(SimEvent::DeviceLinked { phone: phone.clone(), device });
-    // As a phone does right after linking: share the app-state key with the new device, so
-    // it need not wait for one. It is queued for the device's first login.
+    // As a phone does right after linking: the initial history sync (this simulated account
+    // has no history, so its one chunk is complete and inline), then the app-state key, so
+    // the device need not wait for either. Both are queued for the device's first login;
+    // clients hold their first events until the history sync arrives (Baileys for 20 s).
     let inner = inner.clone();
     tokio::spawn(async move {
-        let share = crate::contacts::app_state_key_share(now());
-        if let Err(e) = send_message(&inner, &phone, &phone, &share, Addressing::Phone, Some(device), None).await {
-            tracing::warn!(error = %format!("{e:#}"), "could not share the app-state key");
+        let after_link = [
+            ("the initial history sync", crate::contacts::initial_history_sync()),
+            ("the app-state key", crate::contacts::app_state_key_share(now())),
+        ];
+        for (what, message) in after_link {
+            if let Err(e) = send_message(&inner, &phone, &phone, &message, Addressing::Phone, Some(device), None).await
+            {
+                tracing::warn!(error = %format!("{e:#}"), "could not send {what}");
+            }
         }
     });
 }

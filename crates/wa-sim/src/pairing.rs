@@ -99,10 +99,19 @@ pub fn device_identity(
 
 /// Checks the companion's answer (`pair-device-sign`): its device signature over the details,
 /// its identity key and the account key, as the phone does before it trusts the new device.
-pub fn verify_device_signature(signed_identity: &[u8], companion_identity: &[u8; 32]) -> anyhow::Result<()> {
+/// Clients may leave the account key out of their answer (Baileys and whatsmeow do: the phone
+/// knows its own key); the phone then checks against `account_key`, its own, as WhatsApp does.
+pub fn verify_device_signature(
+    signed_identity: &[u8],
+    companion_identity: &[u8; 32],
+    account_key: &[u8],
+) -> anyhow::Result<()> {
     let signed = wa::ADVSignedDeviceIdentity::decode_from_slice(signed_identity).context("pair-device-sign")?;
     let details = signed.details.as_deref().ok_or_else(|| anyhow!("no details"))?;
-    let account_key = signed.account_signature_key.as_deref().ok_or_else(|| anyhow!("no account key"))?;
+    let account_key = match signed.account_signature_key.as_deref() {
+        Some(sent) if sent != account_key => bail!("the companion names another account key"),
+        _ => account_key,
+    };
     let signature = signed.device_signature.as_deref().ok_or_else(|| anyhow!("no device signature"))?;
     let mut msg = Vec::new();
     for part in [ADV_PREFIX_DEVICE_SIGNATURE, details, companion_identity, account_key] {
@@ -204,7 +213,22 @@ mod tests {
         let bytes = device_identity(&account, &scanned.identity_public, &scanned.adv_secret, 3, 1_700_000_000);
         let (signed_back, key_index) = PairUtils::do_pair_crypto(&state, &bytes).expect("companion accepts");
         assert_eq!(key_index, 3);
-        verify_device_signature(&signed_back, &scanned.identity_public).expect("phone accepts the answer");
+        let account_key = account.public_key.public_key_bytes();
+        verify_device_signature(&signed_back, &scanned.identity_public, account_key).expect("phone accepts the answer");
+        // Without the account key in the answer (as Baileys and whatsmeow send it), the phone
+        // checks against its own; another account's key is refused.
+        let mut stripped = wa::ADVSignedDeviceIdentity::decode_from_slice(&signed_back).expect("decode");
+        stripped.account_signature_key = None;
+        let stripped = stripped.encode_to_vec();
+        verify_device_signature(&stripped, &scanned.identity_public, account_key).expect("accepted without the key");
+        let other = KeyPair::generate(&mut rng);
+        assert!(
+            verify_device_signature(&stripped, &scanned.identity_public, other.public_key.public_key_bytes()).is_err()
+        );
+        assert!(
+            verify_device_signature(&signed_back, &scanned.identity_public, other.public_key.public_key_bytes())
+                .is_err()
+        );
         // A wrong secret is refused by the companion.
         let forged = device_identity(&account, &scanned.identity_public, &[9; 32], 3, 0);
         assert!(PairUtils::do_pair_crypto(&state, &forged).is_err());

@@ -97,6 +97,8 @@ fn registering_iq(inner: &Arc<Inner>, conn: u64, node: &Node) {
             }
         }
         Some("set") if child(node, "link_code_companion_reg").is_some() => link_code_iq(inner, conn, &id, node),
+        // Keepalives come before linking too (Baileys sends them at once).
+        Some("get") if attr(node, "xmlns").as_deref() == Some("w:p") => inner.state().send(conn, result(&id, vec![])),
         Some("get" | "set") => inner.state().send(conn, error(&id, 501, "feature-not-implemented")),
         _ => {}
     }
