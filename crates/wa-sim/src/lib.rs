@@ -9,6 +9,8 @@
 //! [`Sim::add_phone`], link with [`Sim::link_qr`], and wait on [`SimEvent`]s with
 //! [`Sim::wait_for`] instead of sleeping.
 
+#[cfg(feature = "baileys")]
+pub mod baileys;
 pub mod cert;
 mod conn;
 mod contacts;
