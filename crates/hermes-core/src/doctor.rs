@@ -490,14 +490,19 @@ pub fn check_link(store: &StoreFacts, in_use_by: Option<u32>, node_bridge_creds:
         out.push(Check::bad(
             "node_bridge_session",
             if linked_here { Status::Ok } else { Status::Warn },
-            format!(
-                "{} is a session of Hermes' Node bridge (Baileys); hermes cannot reuse it (yet), so it needs its own link",
-                creds.display()
-            ),
             if linked_here {
-                "once hermes works for you, remove the old \"Hermes Agent\" entry under Linked Devices on the phone".to_owned()
+                format!("{} is a session of Hermes' Node bridge (Baileys), and hermes has its own session", creds.display())
             } else {
-                "run `hermes whatsapp` to link; the phone then shows one more linked device, and you can remove the old one".to_owned()
+                format!(
+                    "{} is a session of Hermes' Node bridge (Baileys), not taken over yet: hermes can go on as that same \
+                     linked device, with no new QR code",
+                    creds.display()
+                )
+            },
+            if linked_here {
+                "do not start Hermes' bridge on this session again: two clients on one device replace each other".to_owned()
+            } else {
+                "stop Hermes' bridge, then run `hermes whatsapp import`".to_owned()
             },
         ));
     }

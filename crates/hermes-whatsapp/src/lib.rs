@@ -7,6 +7,7 @@ pub mod backup;
 mod classify;
 mod client;
 pub mod fence;
+pub mod import;
 pub mod journal;
 pub mod linking;
 pub mod lock;

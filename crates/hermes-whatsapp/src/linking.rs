@@ -140,7 +140,7 @@ fn private_dir(path: &Path, warnings: &mut Vec<String>) -> Result<(), LinkError>
 }
 
 /// Session files hold keys: readable by this user only.
-fn restrict_files(dir: &Path) -> Result<(), LinkError> {
+pub(crate) fn restrict_files(dir: &Path) -> Result<(), LinkError> {
     use std::os::unix::fs::PermissionsExt as _;
     for entry in std::fs::read_dir(dir).map_err(io(format!("read {}", dir.display())))?.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_file()) {

@@ -9,6 +9,7 @@ mod drops;
 mod exit;
 mod explain;
 mod gateway;
+mod import;
 mod load;
 mod pairing;
 mod qr;
@@ -91,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Whatsapp { command: Some(WhatsappCommand::Repair(args)), .. } => {
             whatsapp::repair(profile, &args).await
         }
+        Command::Whatsapp { command: Some(WhatsappCommand::Import(args)), .. } => import::run(profile, &args).await,
         Command::Whatsapp { command: Some(WhatsappCommand::Unlink(args)), .. } => {
             whatsapp::unlink(profile, &args).await
         }
@@ -112,6 +114,13 @@ enum WhatsappCommand {
     /// changed (exit 1); a session that was logged out, removed or is corrupt is re-linked, and
     /// kept as a backup once the new link works. --force re-links a valid session too.
     Repair(whatsapp::LinkArgs),
+    /// Take over the session of Hermes' Node bridge (Baileys): no new QR code, the same device.
+    ///
+    /// Reads the Baileys auth directory (never changing it), builds hermes' store beside the
+    /// session, verifies it and installs it under the session lock. Exit status: 0 imported,
+    /// 1 nothing importable, refused (the bridge still runs, already linked without --force,
+    /// a damaged directory), 2 usage or configuration error, 70 internal error.
+    Import(import::Args),
     /// Log this device out on WhatsApp and move the session to a backup.
     Unlink(whatsapp::LinkArgs),
     /// Is the gateway linked, to which account, and what to do if not.

@@ -172,4 +172,5 @@ fn link_findings() {
     let bridge = check_link(&StoreFacts::Missing, None, Some(Path::new("/h/whatsapp/session/creds.json")));
     assert_eq!(statuses(&bridge), vec![("whatsapp_link", Status::Warn), ("node_bridge_session", Status::Warn)]);
     assert!(bridge[1].message.contains("Node bridge (Baileys)"), "{}", bridge[1].message);
+    assert!(bridge[1].fix.as_deref().is_some_and(|f| f.contains("hermes whatsapp import")), "{:?}", bridge[1].fix);
 }

@@ -10,6 +10,8 @@ mod explain;
 mod gateway;
 mod hostile;
 #[cfg(feature = "simulator")]
+mod import;
+#[cfg(feature = "simulator")]
 mod link;
 #[cfg(feature = "simulator")]
 mod pipeline;

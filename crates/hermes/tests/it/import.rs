@@ -1,0 +1,171 @@
+//! Switching from Hermes without a new scan: Baileys (what Hermes' bridge runs) links to wa-sim
+//! and talks, stops; `hermes whatsapp import` takes its session over; the gateway logs in as the
+//! same device and goes on with the same Signal sessions, checked at the simulator.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hermes_agent::loopback::LoopbackLlm;
+use serde_json::Value;
+use wa_sim::baileys::Baileys;
+use wa_sim::{Sim, SimEvent};
+
+use crate::gateway::{Gateway, T};
+use crate::support::Home;
+
+const ACCOUNT: &str = "15550009999";
+const FRIEND: &str = "4915100009999";
+const SESSION: &str = "platforms/whatsapp/session";
+
+/// Every file of a directory and its bytes: what "never modified" is checked against.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read")))
+        .collect()
+}
+
+/// A Hermes user's home: Baileys linked in the session directory hermes resolves, a
+/// conversation with `FRIEND` both ways, then the bridge stopped.
+async fn hermes_user(sim: &Sim, home: &Home) {
+    let session = home.path.join(SESSION);
+    std::fs::create_dir_all(&session).expect("session dir");
+    let mut b = Baileys::linked(sim, ACCOUNT, &session).await;
+    sim.send_text(FRIEND, ACCOUNT, "hi Hermes", false).await.expect("send");
+    b.wait("the friend's message", |v| (v["event"] == "message" && v["text"] == "hi Hermes").then_some(())).await;
+    let cursor = sim.cursor();
+    b.send(&format!("{FRIEND}@s.whatsapp.net"), "hello from the bridge").await;
+    sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageReceived { contact, .. } if contact == FRIEND))
+        .await
+        .expect("the friend reads the bridge's answer");
+    b.quit().await;
+}
+
+fn imported(run: &crate::support::Run) -> Value {
+    assert_eq!(run.code, 0, "{run:?}");
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hermes_session_is_taken_over_and_the_gateway_goes_on_as_the_same_device() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ACCOUNT);
+    sim.add_phone(FRIEND);
+    let llm = LoopbackLlm::start(0).await.expect("llm");
+    let home = Home::new()
+        .with_env(&format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\n"))
+        .with_yaml(&format!("model:\n  default: test-model\n  base_url: {}\n", llm.base_url()));
+    hermes_user(&sim, &home).await;
+    let session = home.path.join(SESSION);
+    let devices = sim.devices(ACCOUNT);
+    assert_eq!(devices.len(), 1);
+    let before = snapshot(&session);
+
+    // The doctor names the way out.
+    let doctor = home.run(&["doctor"]);
+    assert!(doctor.stdout.contains("hermes whatsapp import"), "{doctor:?}");
+
+    let report = imported(&home.run(&["whatsapp", "import", "--json"]));
+    assert_eq!(report["event"], "imported", "{report}");
+    assert_eq!(report["phone"], ACCOUNT);
+    assert_eq!(report["device"], u64::from(devices[0]));
+    assert!(report["sessions"].as_u64().is_some_and(|n| n >= 1), "{report}");
+    assert!(report["prekeys"].as_u64().is_some_and(|n| n >= 1), "{report}");
+    // The Baileys files are as they were; the store is beside them.
+    let after = snapshot(&session);
+    for (name, bytes) in &before {
+        assert_eq!(after.get(name), Some(bytes), "{name} changed");
+    }
+    assert!(after.contains_key("whatsapp.db"), "{:?}", after.keys());
+
+    // The gateway logs in as that device: no QR, no new device.
+    let linked = sim.cursor();
+    let gw = Gateway::start_with(&home, &sim, &[]);
+    gw.wait_state("connected");
+    assert_eq!(sim.devices(ACCOUNT), devices, "the phone's linked devices did not change");
+    assert!(!sim.events_since(linked).iter().any(|e| matches!(e, SimEvent::DeviceLinked { .. })), "nothing was linked");
+
+    // The friend's next message rides the session the bridge had: a `msg`, not a `pkmsg`.
+    let cursor = sim.cursor();
+    let id = sim.send_text(FRIEND, ACCOUNT, "are you still there?", false).await.expect("send");
+    let reply =
+        sim.wait_for(cursor, T, |e| matches!(e, SimEvent::MessageReceived { contact, .. } if contact == FRIEND)).await;
+    let Ok(SimEvent::MessageReceived { text, .. }) = reply else {
+        panic!("no answer after the import: {reply:?}\n{:#?}", gw.drain_log())
+    };
+    assert!(text.contains("are you still there?"), "the agent answered the message: {text}");
+    // Decrypted with the imported session: sent once, as a `msg`, and never asked for again (a
+    // device without the session would send a retry receipt and get a new `pkmsg`).
+    let events = sim.events_since(cursor);
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            SimEvent::Stanza { inbound: false, xml, .. } if xml.starts_with("<message") && xml.contains(&id) => {
+                Some(if xml.contains("type=\"pkmsg\"") {
+                    "pkmsg"
+                } else if xml.contains("type=\"msg\"") {
+                    "msg"
+                } else {
+                    "other"
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["msg"], "the friend's message, on the bridge's session");
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, SimEvent::Stanza { inbound: true, xml, .. } if xml.contains("type=\"retry\"")))
+        .count();
+    assert_eq!(retries, 0, "hermes decrypted it without asking again");
+    gw.terminate();
+    assert_eq!(gw.exit().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_session_is_replaced_only_with_force_and_kept() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ACCOUNT);
+    sim.add_phone(FRIEND);
+    let home = Home::new();
+    hermes_user(&sim, &home).await;
+    imported(&home.run(&["whatsapp", "import", "--json"]));
+    let again = home.run(&["whatsapp", "import", "--json"]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stdout.contains("already_linked"), "{again:?}");
+    let forced = imported(&home.run(&["whatsapp", "import", "--force", "--json"]));
+    let backup = forced["backup"].as_str().expect("a backup of the replaced store");
+    assert!(Path::new(backup).join("whatsapp.db").exists(), "{forced}");
+    // A dry run changes nothing.
+    let dry = imported(&home.run(&["whatsapp", "import", "--dry-run", "--force", "--json"]));
+    assert_eq!(dry["event"], "checked");
+}
+
+#[test]
+fn a_damaged_directory_is_refused_and_nothing_is_written() {
+    let home = Home::new();
+    let session = home.path.join(SESSION);
+    std::fs::create_dir_all(&session).expect("mkdir");
+    // No creds.json at all.
+    let run = home.run(&["whatsapp", "import", "--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("\"no_session\""), "{run:?}");
+    // A bridge that never linked.
+    std::fs::write(session.join("creds.json"), r#"{"noiseKey":{"private":{"type":"Buffer","data":""}}}"#)
+        .expect("write");
+    let run = home.run(&["whatsapp", "import", "--json"]);
+    assert!(run.stdout.contains("\"not_linked\""), "{run:?}");
+    // Truncated JSON.
+    std::fs::write(session.join("creds.json"), r#"{"me":{"id":"1555"#).expect("write");
+    let run = home.run(&["whatsapp", "import", "--json"]);
+    assert!(run.stdout.contains("\"corrupt\"") && run.stdout.contains("creds.json"), "{run:?}");
+    assert!(!session.join("whatsapp.db").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(home.path.join("platforms/whatsapp"))
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "nothing beside the session: {leftovers:?}");
+}
