@@ -66,6 +66,8 @@ pub struct Inbound<'a> {
     pub mentions: &'a [Jid],
     /// The author of the message it quotes.
     pub quoted: Option<&'a Jid>,
+    /// Delivered again after another client of the device read it; its text is gone.
+    pub unreadable: bool,
 }
 
 /// What is known besides the message, read by the gateway before deciding.
@@ -110,6 +112,9 @@ pub enum Admission {
     Answer { text: String, mark_read: bool },
     /// A slash command, answered by the gateway itself.
     Command { command: Command, mark_read: bool },
+    /// An admitted sender's message whose text could not be read (another client of the
+    /// device read it first): the sender is asked to send it again, the agent is not asked.
+    Unreadable { mark_read: bool },
     /// Refused: recorded in the ledger and marked handled.
     Drop(Refusal),
     /// Refused for now: recorded, and kept to be decided again when the sender's phone number
@@ -122,6 +127,9 @@ pub enum Admission {
 /// Decides one message.
 pub fn admit(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
     let cfg = k.config;
+    if m.unreadable {
+        return unreadable(m, k);
+    }
     let text = m.text.map(str::trim).filter(|t| !t.is_empty());
     let Some(text) = text else { return Admission::Ignore };
     if m.from_me && (k.ours || m.text.is_some_and(|raw| is_prefixed_reply(cfg, raw))) {
@@ -156,6 +164,30 @@ pub fn admit(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
         Some(command) => Admission::Command { command, mark_read },
         None => Admission::Answer { text, mark_read },
     }
+}
+
+/// Whoever may talk to the agent hears that a message was lost; anyone else is refused as usual.
+fn unreadable(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
+    if m.from_me {
+        return Admission::Ignore;
+    }
+    let ctx = access::Context { config: k.config, approvals: k.approvals, own: k.own };
+    let req = access::Request { chat: m.chat, sender: m.sender, aliases: k.aliases, from_me: m.from_me };
+    let decision = access::decide(&ctx, &req);
+    if decision.is_allowed() {
+        return Admission::Unreadable { mark_read: k.config.send_read_receipts.value };
+    }
+    match refuse(m, k, &decision) {
+        // No pairing code for a message nobody could read: the next one gets the offer.
+        Admission::OfferCode { refusal, .. } => Admission::Drop(refusal),
+        other => other,
+    }
+}
+
+/// What the sender of an unreadable message is told.
+pub fn unreadable_reply() -> &'static str {
+    "Sorry, I could not read your last message: it arrived while this assistant was moving to a new \
+     server. Please send it again."
 }
 
 /// In self-chat, the agent's replies carry the reply prefix: one that comes back is ours,

@@ -19,6 +19,8 @@ const WARN_EVERY: Duration = Duration::from_secs(600);
 pub(crate) enum Admitted {
     Text(String),
     Command(Command),
+    /// Its text is gone (see `Inbound::unreadable`): the sender is asked to resend it.
+    Unreadable,
 }
 
 /// Decides one message: `Some` when the agent (or a command) should answer it; `None` when
@@ -60,6 +62,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         from_me: row.from_me,
         mentions: &row.mentions,
         quoted: row.quoted.as_ref(),
+        unreadable: row.unreadable,
     };
     let known = admission::Known {
         config: &shared.config,
@@ -95,6 +98,10 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         Admission::Command { command, mark_read } => {
             read_receipt(shared, row, mark_read).await;
             (Outcome::Admitted, Some(Admitted::Command(command)))
+        }
+        Admission::Unreadable { mark_read } => {
+            read_receipt(shared, row, mark_read).await;
+            (Outcome::Admitted, Some(Admitted::Unreadable))
         }
         Admission::Drop(r) => {
             let outcome = Outcome::Dropped(dropped(&r));

@@ -93,6 +93,11 @@ pub(crate) async fn run_command(shared: &Shared, seq: i64, chat: &Jid, cmd: Comm
     commit(shared, chat, &[seq], &reply, None).await;
 }
 
+/// Answers a message with a fixed sentence, not the agent's.
+pub(crate) async fn tell(shared: &Shared, seq: i64, chat: &Jid, text: &str) {
+    commit(shared, chat, &[seq], text, None).await;
+}
+
 async fn status(shared: &Shared) -> String {
     let (waiting, unsent) = shared.db.call(|s| Ok((s.pending_count()?, s.unsent_count()?))).await.unwrap_or((-1, -1));
     let link = if *shared.messenger.connected().borrow() { "connected" } else { "reconnecting" };

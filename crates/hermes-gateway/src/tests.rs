@@ -206,6 +206,7 @@ impl Harness {
             timestamp: 1_795_000_000,
             text: Some(text.into()),
             from_me: false,
+            unreadable: false,
             mentions: Vec::new(),
             quoted: None,
         };

@@ -171,6 +171,14 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 set_busy(&busy, &[seq]);
                 answer::run_command(&shared, seq, &row.chat, cmd).await;
             }
+            Ok(Some(Admitted::Unreadable)) => {
+                if let Some(b) = batch.take() {
+                    set_busy(&busy, &b.seqs);
+                    answer::answer(&shared, &b).await;
+                }
+                set_busy(&busy, &[seq]);
+                answer::tell(&shared, seq, &row.chat, hermes_core::admission::unreadable_reply()).await;
+            }
             Ok(None) => {}
             // Decided already by another handling (see `StoreError::NotWaiting`): nothing to do.
             Err(hermes_store::StoreError::NotWaiting(_)) => tracing::debug!("a message was already handled"),

@@ -58,30 +58,40 @@ pub struct Offered {
 
 impl Store {
     /// Journals a batch in one transaction: all of it is kept, or none (and the caller must
-    /// not acknowledge it). A message already journaled is reported as a duplicate. A sender
+    /// not acknowledge it). A message already journaled is reported as a duplicate, except that
+    /// its readable copy replaces an unreadable stand-in not handled yet (two copies of one
+    /// message can meet in one batch, in either order). A sender
     /// that arrives with its other form teaches the LID<->phone map, in the same transaction.
     pub fn journal(&mut self, batch: &[Inbound]) -> Result<Vec<Journaled>, StoreError> {
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(batch.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO inbox (chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (chat, sender, msg_id) DO NOTHING",
+                "INSERT INTO inbox (chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (chat, sender, msg_id) DO UPDATE SET text = excluded.text, unreadable = 0
+                 WHERE inbox.unreadable = 1 AND excluded.unreadable = 0 AND inbox.state = 'waiting'
+                 RETURNING seq",
             )?;
             for m in batch {
-                let n = insert.execute(params![
-                    m.chat.to_string(),
-                    m.sender.to_string(),
-                    m.id.as_str(),
-                    m.sender_alt.as_ref().map(Jid::to_string),
-                    m.timestamp,
-                    m.text,
-                    m.from_me,
-                    join_jids(&m.mentions),
-                    m.quoted.as_ref().map(Jid::to_string)
-                ])?;
-                out.push(if n == 1 { Journaled::New(tx.last_insert_rowid()) } else { Journaled::Duplicate });
+                let seq: Option<i64> = insert
+                    .query_row(
+                        params![
+                            m.chat.to_string(),
+                            m.sender.to_string(),
+                            m.id.as_str(),
+                            m.sender_alt.as_ref().map(Jid::to_string),
+                            m.timestamp,
+                            m.text,
+                            m.from_me,
+                            join_jids(&m.mentions),
+                            m.quoted.as_ref().map(Jid::to_string),
+                            m.unreadable
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                out.push(seq.map_or(Journaled::Duplicate, Journaled::New));
             }
         }
         for m in batch {
@@ -96,7 +106,7 @@ impl Store {
     /// Journaled messages waiting to be handled, oldest first, with their sequence number.
     pub fn pending(&self, limit: usize) -> Result<Vec<(i64, Inbound)>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT seq, chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted
+            "SELECT seq, chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable
              FROM inbox WHERE state = ?2 ORDER BY seq LIMIT ?1",
         )?;
         let rows = q.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX), Waiting.as_str()], |r| {
@@ -112,6 +122,7 @@ impl Store {
                     from_me: r.get(7)?,
                     mentions: jids(r.get(8)?),
                     quoted: r.get::<_, Option<String>>(9)?.map(|j| Jid::from_wire(&j)),
+                    unreadable: r.get(10)?,
                 },
             ))
         })?;

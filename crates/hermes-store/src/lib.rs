@@ -61,6 +61,10 @@ pub struct Inbound {
     pub text: Option<String>,
     /// Sent by the linked account itself (typed on the phone, or our own echo).
     pub from_me: bool,
+    /// WhatsApp delivered it again, but another client of this device (Hermes' bridge, before
+    /// an import) had already decrypted it and its text went with that client: the sender is
+    /// asked to send it again rather than left unanswered.
+    pub unreadable: bool,
     /// JIDs the message mentions.
     pub mentions: Vec<Jid>,
     /// The author of the message it quotes, if it quotes one.

@@ -103,6 +103,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     UPDATE outbox SET sent_at = NULL WHERE sent_at = -1;
     DROP INDEX outbox_unsent;
     CREATE INDEX outbox_unsent ON outbox (state, seq);",
+    // 5: a message whose text another client of the device took (see `Inbound::unreadable`).
+    "ALTER TABLE inbox ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

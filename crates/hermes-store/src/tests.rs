@@ -17,6 +17,7 @@ fn msg(id: &str) -> Inbound {
         timestamp: 1_795_000_000,
         text: Some("hello".into()),
         from_me: false,
+        unreadable: false,
         mentions: Vec::new(),
         quoted: None,
     }
@@ -184,6 +185,31 @@ fn settling_writes_the_decision_and_what_was_learned_at_once() {
 }
 
 const ALICE: &str = "15551234567@s.whatsapp.net";
+
+/// Two copies of one message can meet in one batch: one undecryptable (another client of the
+/// device read it: a stand-in) and one readable. Whatever the order, the text is kept.
+#[test]
+fn a_readable_copy_replaces_an_unreadable_stand_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    let stand_in = |id: &str| Inbound { text: None, unreadable: true, ..msg(id) };
+    let out = store.journal(&[stand_in("A"), msg("A"), msg("B"), stand_in("B")]).expect("journal");
+    assert!(
+        matches!(out.as_slice(), [Journaled::New(_), Journaled::New(_), Journaled::New(_), Journaled::Duplicate]),
+        "{out:?}"
+    );
+    let rows = store.pending(10).expect("pending");
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|(_, m)| m.text.as_deref() == Some("hello") && !m.unreadable), "{rows:?}");
+    assert_eq!(
+        rows[0].0,
+        match out[0] {
+            Journaled::New(s) => s,
+            Journaled::Duplicate => 0,
+        },
+        "the row kept its place"
+    );
+}
 
 /// Issue 12 review: a message handled twice (a read taken while another handling ran) must
 /// not be answered twice: the second commit fails whole and changes nothing.

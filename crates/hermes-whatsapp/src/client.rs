@@ -67,9 +67,15 @@ pub(crate) async fn start(opts: Start<'_>) -> Result<Running, String> {
     let db = db.to_str().ok_or("the session path is not valid UTF-8")?;
     let store = SqliteStore::new(db).await.map_err(|e| e.to_string())?;
     let (tx, events) = mpsc::unbounded_channel::<Arc<Event>>();
-    let builder = match fence {
-        Some(fence) => Bot::builder().with_backend(crate::fence::FencedStore::new(store, fence)),
-        None => Bot::builder().with_backend(store),
+    // Every client that journals goes through the fence's store, which also tells a genuine
+    // duplicate from a message another client of the device read (see `FencedStore`).
+    let builder = match (fence, &journal) {
+        (Some(fence), j) => Bot::builder().with_backend(crate::fence::FencedStore::new(store, fence, j.clone())),
+        (None, Some(j)) => {
+            let open = crate::fence::Fence::new(Arc::new(tokio::sync::Notify::new()));
+            Bot::builder().with_backend(crate::fence::FencedStore::new(store, open, Some(j.clone())))
+        }
+        (None, None) => Bot::builder().with_backend(store),
     };
     let mut builder = builder.with_push_name(push_name.to_owned());
     if let Some(hook) = journal {

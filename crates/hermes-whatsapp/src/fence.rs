@@ -74,15 +74,21 @@ impl Fence {
     }
 }
 
-/// whatsapp-rust's SQLite store, with every write behind a [`Fence`].
+/// whatsapp-rust's SQLite store, with every write behind a [`Fence`], and redeliveries
+/// checked against the journal.
 pub(crate) struct FencedStore {
     inner: SqliteStore,
     fence: Arc<Fence>,
+    journal: Option<crate::journal::JournalHook>,
 }
 
 impl FencedStore {
-    pub(crate) fn new(inner: SqliteStore, fence: Arc<Fence>) -> FencedStore {
-        FencedStore { inner, fence }
+    pub(crate) fn new(
+        inner: SqliteStore,
+        fence: Arc<Fence>,
+        journal: Option<crate::journal::JournalHook>,
+    ) -> FencedStore {
+        FencedStore { inner, fence, journal }
     }
 }
 
@@ -409,7 +415,21 @@ impl ProtocolStore for FencedStore {
 
     async fn get_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
         self.fence.check()?;
-        self.inner.get_pending_inbound(chat, sender, id).await
+        let found = self.inner.get_pending_inbound(chat, sender, id).await?;
+        // Asked when a redelivered message no longer decrypts (its key was used). Journaled by
+        // us: a genuine duplicate, acknowledged. Never journaled: another client of this device
+        // (Hermes' bridge, before an import) read it and its text went with it; a stand-in is
+        // journaled instead, so the sender is asked to send it again, not left unanswered.
+        if found.is_none()
+            && let Some(journal) = &self.journal
+            && !journal.is_journaled(chat, sender, id).await.map_err(|e| StoreError::Database(e.into()))?
+        {
+            tracing::warn!(
+                "a message read by the previous client of this device came again; its sender is asked to resend it"
+            );
+            return Ok(Some(crate::journal::unreadable_stand_in()));
+        }
+        Ok(found)
     }
 
     async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {

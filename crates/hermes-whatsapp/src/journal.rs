@@ -30,6 +30,26 @@ impl JournalHook {
     }
 }
 
+/// Marks the stand-in for a message whose text another client of the device took
+/// ([`unreadable_stand_in`]); no message a person sends can carry a NUL.
+const UNREADABLE: &str = "\u{0}hermes:unreadable";
+
+/// The message journaled in place of one another client of this device already read.
+pub(crate) fn unreadable_stand_in() -> Vec<u8> {
+    use buffa::Message as _;
+    whatsapp_rust::waproto::whatsapp::Message { conversation: Some(UNREADABLE.to_owned()), ..Default::default() }
+        .encode_to_vec()
+}
+
+impl JournalHook {
+    /// Whether the journal holds this message (addresses as whatsapp-rust writes them).
+    pub(crate) async fn is_journaled(&self, chat: &str, sender: &str, id: &str) -> anyhow::Result<bool> {
+        let (chat, sender) = (CoreJid::from_wire(chat).to_non_device(), CoreJid::from_wire(sender).to_non_device());
+        let id = MessageId::new(id);
+        Ok(self.db.call(move |s| s.is_journaled(&chat, &sender, &id)).await?)
+    }
+}
+
 /// The protocol's address, typed once for everything after the journal.
 fn typed(jid: &Jid) -> CoreJid {
     CoreJid::from_wire(&jid.to_non_ad().to_string())
@@ -46,7 +66,8 @@ fn record(m: &InboundMessage) -> Inbound {
         id: MessageId::new(m.info.id.to_string()),
         sender_alt: s.sender_alt.as_ref().map(typed),
         timestamp: m.info.timestamp.timestamp(),
-        text: m.message.text_content().map(str::to_owned),
+        text: m.message.text_content().filter(|t| *t != UNREADABLE).map(str::to_owned),
+        unreadable: m.message.text_content() == Some(UNREADABLE),
         from_me: s.is_from_me,
         mentions: context.map(|c| c.mentioned_jid.iter().map(|j| CoreJid::from_wire(j)).collect()).unwrap_or_default(),
         quoted: context.and_then(|c| c.participant.as_deref().map(CoreJid::from_wire)),

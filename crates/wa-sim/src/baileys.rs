@@ -147,10 +147,17 @@ impl Baileys {
     }
 
     /// Stops the client, its session kept on disk.
-    pub async fn quit(mut self) {
+    /// Stops the client, its session kept on disk; returns every event it reported that no
+    /// `wait` took (the messages it received last, say).
+    pub async fn quit(mut self) -> Vec<Value> {
         let _ = self.stdin.write_all(b"{\"cmd\":\"quit\"}\n").await;
         let status = tokio::time::timeout(TIMEOUT, self.child.wait()).await.expect("Baileys stops").expect("wait");
         assert!(status.success(), "Baileys exited with {status}");
+        // Its stdout is closed now: the reader ends after the last line.
+        while let Some(v) = self.events.recv().await {
+            self.seen.push(v);
+        }
+        self.seen
     }
 
     /// Links by QR code: the phone scans what Baileys shows.

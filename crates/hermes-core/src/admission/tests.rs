@@ -39,6 +39,7 @@ struct Case {
     aliases: Vec<&'static str>,
     ours: bool,
     offers: Vec<pairing::Pending>,
+    unreadable: bool,
 }
 
 impl Case {
@@ -53,6 +54,7 @@ impl Case {
             aliases: vec![],
             ours: false,
             offers: vec![],
+            unreadable: false,
         }
     }
 
@@ -70,6 +72,7 @@ impl Case {
             from_me: self.from_me,
             mentions: &mentions,
             quoted: None,
+            unreadable: self.unreadable,
         };
         let k = Known {
             config: &cfg,
@@ -221,6 +224,20 @@ fn the_accounts_own_typing_is_dropped_without_a_warning() {
 }
 
 #[test]
+fn an_unreadable_message_is_owned_up_to_for_an_allowed_sender_only() {
+    let mut c = Case::dm("");
+    c.text = None;
+    c.unreadable = true;
+    assert_eq!(c.run(), Admission::Unreadable { mark_read: false });
+    c.sender = "33612345678@s.whatsapp.net";
+    c.chat = "33612345678@s.whatsapp.net";
+    assert_eq!(refusal(c.run()).rule, DropRule::Access(Rule::NotAllowlisted));
+    // No pairing code for it, even where one would be offered.
+    c.env = vec![];
+    assert!(matches!(c.run(), Admission::Drop(_)), "{:?}", c.run());
+}
+
+#[test]
 fn every_rule_reads_back() {
     let rules = Rule::ALL.into_iter().map(DropRule::Access).chain([
         DropRule::NotMentioned,
@@ -249,13 +266,21 @@ proptest! {
         let jid = format!("{user}@{server}");
         let cfg = config(&[("WHATSAPP_DM_POLICY", policy), ("WHATSAPP_ALLOWED_USERS", "15551234567")]);
         let sender = Jid::from_wire(&jid);
-        let m = Inbound { chat: &sender, sender: &sender, text: text.as_deref(), from_me, mentions: &[], quoted: None };
+        let m = Inbound {
+            chat: &sender,
+            sender: &sender,
+            text: text.as_deref(),
+            from_me,
+            mentions: &[],
+            quoted: None,
+            unreadable: false,
+        };
         let k = Known { config: &cfg, own: None, aliases: &[], approvals: &[], ours, offers: &[], now: 0, random: 1 };
         match admit(&m, &k) {
             Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => prop_assert!(!r.hint.is_empty()),
             Admission::Ignore => prop_assert!(text.as_deref().is_none_or(|t| t.trim().is_empty()) || from_me),
             Admission::Answer { text, .. } => prop_assert!(!text.is_empty()),
-            Admission::Command { .. } => {}
+            Admission::Command { .. } | Admission::Unreadable { .. } => {}
         }
     }
 }

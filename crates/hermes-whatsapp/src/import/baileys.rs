@@ -123,6 +123,10 @@ pub struct AuthState {
     /// Files of a kind this reader does not take over, by kind (`tctoken`, `device-list`...):
     /// said in the report, never silently dropped.
     pub skipped: BTreeMap<String, usize>,
+    /// Records that could not be read (a file Baileys was writing when it was stopped is
+    /// truncated; it writes in place): each costs one contact a new session, which WhatsApp
+    /// sets up by itself, where refusing the import would cost a new link. Named in the report.
+    pub damaged: Vec<String>,
 }
 
 /// Reads a Baileys auth directory. Refuses a partial or damaged one before anything is built.
@@ -143,6 +147,7 @@ pub fn read(dir: &Path) -> Result<AuthState, ReadError> {
         app_state_keys: Vec::new(),
         lid_mappings: BTreeMap::new(),
         skipped: BTreeMap::new(),
+        damaged: Vec::new(),
     };
     let entries = std::fs::read_dir(dir).map_err(|source| ReadError::Io { file: dir.to_owned(), source })?;
     let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
@@ -154,50 +159,60 @@ pub fn read(dir: &Path) -> Result<AuthState, ReadError> {
         }
         let path = dir.join(&name);
         let id = decode_name(stem);
-        // Longest prefixes first: `sender-key-memory-` before `sender-key-`.
-        if let Some(n) = id.strip_prefix("pre-key-") {
-            let n: u32 = n.parse().map_err(|_| corrupt(&path, "the pre-key id is not a number"))?;
-            let v = read_json(&path)?;
-            state.pre_keys.insert(n, key_pair(&path, &v, "pre-key")?);
-        } else if let Some(addr) = id.strip_prefix("session-") {
-            let bytes = read_bytes(&path)?;
-            // Checked as JSON now, so a truncated file is refused before anything is built.
-            serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
-                .map_err(|e| corrupt(&path, format!("not valid JSON ({e})")))?;
-            state.sessions.insert(addr.to_owned(), bytes);
-        } else if let Some(addr) = id.strip_prefix("identity-key-") {
-            let v = read_json(&path)?;
-            state.identities.insert(addr.to_owned(), public_key(&path, &v, "identity key")?);
-        } else if id.starts_with("sender-key-memory-") {
-            *state.skipped.entry("sender-key-memory".to_owned()).or_default() += 1;
-        } else if let Some(name) = id.strip_prefix("sender-key-") {
-            // A Buffer holding libsignal-node's own JSON of the record.
-            let v = read_json(&path)?;
-            let inner = bytes(&v).ok_or_else(|| corrupt(&path, "the sender key is not binary data"))?;
-            serde_json::from_slice::<serde::de::IgnoredAny>(&inner)
-                .map_err(|e| corrupt(&path, format!("the sender key is not valid JSON ({e})")))?;
-            state.sender_keys.insert(name.to_owned(), inner);
-        } else if let Some(key_id) = id.strip_prefix("app-state-sync-key-") {
-            let v = read_json(&path)?;
-            state.app_state_keys.push(app_state_key(&path, key_id, &v)?);
-        } else if let Some(user) = id.strip_prefix("lid-mapping-") {
-            if user.ends_with("_reverse") {
-                continue;
+        if let Err(e) = read_entry(&mut state, &path, &id) {
+            match e {
+                ReadError::Corrupt { file, what } => state.damaged.push(format!("{}: {what}", file.display())),
+                other => return Err(other),
             }
-            if let Value::String(lid) = read_json(&path)? {
-                state.lid_mappings.insert(user.to_owned(), lid);
-            }
-        } else {
-            let kind = id.rsplit_once('-').map_or(id.as_str(), |(k, _)| k);
-            let kind = kind
-                .split('-')
-                .take_while(|p| !p.chars().next().is_some_and(|c| c.is_ascii_digit()))
-                .collect::<Vec<_>>()
-                .join("-");
-            *state.skipped.entry(kind).or_default() += 1;
         }
     }
     Ok(state)
+}
+
+/// One key file into `state`.
+fn read_entry(state: &mut AuthState, path: &Path, id: &str) -> Result<(), ReadError> {
+    // Longest prefixes first: `sender-key-memory-` before `sender-key-`.
+    if let Some(n) = id.strip_prefix("pre-key-") {
+        let n: u32 = n.parse().map_err(|_| corrupt(path, "the pre-key id is not a number"))?;
+        let v = read_json(path)?;
+        state.pre_keys.insert(n, key_pair(path, &v, "pre-key")?);
+    } else if let Some(addr) = id.strip_prefix("session-") {
+        let bytes = read_bytes(path)?;
+        // Checked as JSON now: a damaged record is set aside before anything is built.
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+            .map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
+        state.sessions.insert(addr.to_owned(), bytes);
+    } else if let Some(addr) = id.strip_prefix("identity-key-") {
+        let v = read_json(path)?;
+        state.identities.insert(addr.to_owned(), public_key(path, &v, "identity key")?);
+    } else if id.starts_with("sender-key-memory-") {
+        *state.skipped.entry("sender-key-memory".to_owned()).or_default() += 1;
+    } else if let Some(name) = id.strip_prefix("sender-key-") {
+        // A Buffer holding libsignal-node's own JSON of the record.
+        let v = read_json(path)?;
+        let inner = bytes(&v).ok_or_else(|| corrupt(path, "the sender key is not binary data"))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&inner)
+            .map_err(|e| corrupt(path, format!("the sender key is not valid JSON ({e})")))?;
+        state.sender_keys.insert(name.to_owned(), inner);
+    } else if let Some(key_id) = id.strip_prefix("app-state-sync-key-") {
+        let v = read_json(path)?;
+        state.app_state_keys.push(app_state_key(path, key_id, &v)?);
+    } else if let Some(user) = id.strip_prefix("lid-mapping-") {
+        if !user.ends_with("_reverse")
+            && let Value::String(lid) = read_json(path)?
+        {
+            state.lid_mappings.insert(user.to_owned(), lid);
+        }
+    } else {
+        let kind = id.rsplit_once('-').map_or(id, |(k, _)| k);
+        let kind = kind
+            .split('-')
+            .take_while(|p| !p.chars().next().is_some_and(|c| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join("-");
+        *state.skipped.entry(kind).or_default() += 1;
+    }
+    Ok(())
 }
 
 /// Baileys' file names: `/` is written `__` and `:` is written `-`. Only the `__` is

@@ -157,7 +157,11 @@ pub async fn build(state: &AuthState, dir: &Path) -> Result<Imported, ImportErro
         app_state_keys: 0,
         lid_mappings: 0,
         skipped: state.skipped.clone(),
-        warnings: Vec::new(),
+        warnings: state
+            .damaged
+            .iter()
+            .map(|d| format!("{d} (skipped: that contact's next message starts a new session)"))
+            .collect(),
     };
 
     // LID mappings first: they decide under which address each Signal record goes.

@@ -26,7 +26,7 @@ impl Gateway {
 
     pub fn start_with(home: &Home, sim: &Sim, env: &[(&str, &str)]) -> Gateway {
         let mut cmd = home.command(&["gateway"]);
-        cmd.envs(env.iter().copied());
+        cmd.env("RUST_LOG", "info,whatsapp_rust=warn").envs(env.iter().copied());
         Gateway::spawn(cmd, sim)
     }
 
@@ -34,7 +34,6 @@ impl Gateway {
     pub fn spawn(mut cmd: std::process::Command, sim: &Sim) -> Gateway {
         let mut child = cmd
             .env("WHATSAPP_SERVER_URL", sim.ws_url())
-            .env("RUST_LOG", "info,whatsapp_rust=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

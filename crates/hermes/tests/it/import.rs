@@ -169,3 +169,117 @@ fn a_damaged_directory_is_refused_and_nothing_is_written() {
         .collect();
     assert_eq!(leftovers.len(), 1, "nothing beside the session: {leftovers:?}");
 }
+
+/// A friend writes steadily while the bridge stops, the session is imported and the gateway
+/// starts: every message reaches the bridge before the switch or the gateway after it, or (one
+/// the bridge decrypted in its last moment, unacknowledged) its sender is asked to resend it.
+/// `HERMES_SWITCH_MESSAGES` sets how many (60 by default); the closing measurements used more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_across_the_switch_are_all_received() {
+    let n: usize = std::env::var("HERMES_SWITCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let sim = std::sync::Arc::new(Sim::start().await.expect("sim"));
+    sim.add_phone(ACCOUNT);
+    sim.add_phone(FRIEND);
+    let llm = LoopbackLlm::start(0).await.expect("llm");
+    let home = Home::new()
+        .with_env(&format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\n"))
+        .with_yaml(&format!("model:\n  default: test-model\n  base_url: {}\n", llm.base_url()));
+    let session = home.path.join(SESSION);
+    std::fs::create_dir_all(&session).expect("session dir");
+    let b = Baileys::linked(&sim, ACCOUNT, &session).await;
+
+    let text = |i: usize| format!("switch-{i:04}-end");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let (sim, sent, ids) = (sim.clone(), sent.clone(), ids.clone());
+        tokio::spawn(async move {
+            for i in 0..n {
+                let id = sim.send_text(FRIEND, ACCOUNT, &text(i), false).await.expect("send");
+                ids.lock().expect("ids").push(id);
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+    };
+    while sent.load(std::sync::atomic::Ordering::SeqCst) < n / 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The switch, while the friend goes on writing.
+    let seen = b.quit().await;
+    let by_bridge: std::collections::BTreeSet<String> =
+        seen.iter().filter(|v| v["event"] == "message").filter_map(|v| v["text"].as_str().map(str::to_owned)).collect();
+    let import = {
+        let mut cmd = home.command(&["whatsapp", "import", "--json"]);
+        tokio::task::spawn_blocking(move || crate::support::run_output(cmd.output().expect("run")))
+    }
+    .await
+    .expect("import");
+    imported(&import);
+    let gw = Gateway::start_with(&home, &sim, &[]);
+    writer.await.expect("writer");
+
+    // Every message not read by the bridge is answered by the gateway (answers quote it).
+    let answered =
+        |sim: &Sim| -> String { sim.inbox(FRIEND).into_iter().map(|(_, _, t)| t).collect::<Vec<_>>().join("\n") };
+    let deadline = tokio::time::Instant::now() + T;
+    let lost = loop {
+        let all = answered(&sim);
+        let lost: Vec<String> =
+            (0..n).map(text).filter(|t| !by_bridge.contains(t) && !all.contains(t.as_str())).collect();
+        let told = all.matches("could not read your last message").count();
+        if lost.len() <= told || tokio::time::Instant::now() > deadline {
+            break lost;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let all = answered(&sim);
+    let twice = by_bridge.iter().filter(|t| all.contains(t.as_str())).count();
+    // A message the bridge decrypted in its last moment without acknowledging it comes again,
+    // undecryptable: its sender is told to send it again (never silence).
+    let told = sim.inbox(FRIEND).iter().filter(|(_, _, t)| t.contains("could not read your last message")).count();
+    eprintln!(
+        "across the switch: {n} sent, {} read by the bridge, {} answered by hermes, {} unreadable (sender told: {told}), \
+         {twice} both",
+        by_bridge.len(),
+        (0..n).map(text).filter(|t| all.contains(t.as_str())).count(),
+        lost.len()
+    );
+    if lost.len() > told {
+        let db = rusqlite::Connection::open(home.path.join("state/hermes.db")).expect("db");
+        let mut q = db.prepare("SELECT msg_id, coalesce(text, '-'), unreadable, state, sender FROM inbox").expect("q");
+        let rows: Vec<String> = q
+            .query_map([], |r| {
+                Ok(format!(
+                    "{} {} {} {} {}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?
+                ))
+            })
+            .expect("rows")
+            .flatten()
+            .collect();
+        let ids = ids.lock().expect("ids").clone();
+        let lost_ids: Vec<&String> =
+            lost.iter().filter_map(|t| t[7..11].parse::<usize>().ok()).map(|i| &ids[i]).collect();
+        let trail: Vec<String> = sim
+            .events()
+            .iter()
+            .filter(|e| match e {
+                SimEvent::Stanza { xml, .. } => lost_ids.iter().any(|id| xml.contains(id.as_str())),
+                SimEvent::MessageDelivered { id, .. } => lost_ids.contains(&id),
+                _ => false,
+            })
+            .map(|e| format!("{e:?}").chars().take(300).collect())
+            .collect();
+        panic!(
+            "lost without a word across the switch: {lost:?} {lost_ids:?}\ntrail: {trail:#?}\njournal: {rows:#?}\n{:#?}",
+            gw.drain_log()
+        );
+    }
+    gw.terminate();
+    assert_eq!(gw.exit().0, 0);
+}

@@ -29,6 +29,8 @@ const { state, saveCreds } = await useMultiFileAuthState(AUTH_DIR)
 
 let sock
 let codeRequested = false
+// Set on `quit`: the connection's end is ours, not one to ride out.
+let quitting = false
 
 const textOf = (m) => m?.conversation ?? m?.extendedTextMessage?.text ?? null
 
@@ -62,7 +64,7 @@ function connect() {
       emit({ event: 'close', code })
       // After linking the server asks for a new connection (515); anything but a logout or a
       // replacement is reconnected, as Hermes' bridge does.
-      if (code !== DisconnectReason.loggedOut && code !== DisconnectReason.connectionReplaced) {
+      if (!quitting && code !== DisconnectReason.loggedOut && code !== DisconnectReason.connectionReplaced) {
         connect()
       }
     }
@@ -101,6 +103,7 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
       emit({ event: 'error', message: String(e?.stack ?? e) })
     }
   } else if (cmd.cmd === 'quit') {
+    quitting = true
     break
   }
 }
