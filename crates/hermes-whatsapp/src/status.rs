@@ -76,7 +76,11 @@ pub async fn status(session_dir: &Path, state_dir: &Path, min_free_bytes: u64) -
     let gateway_running = record.as_ref().is_some_and(|r| in_use_by_pid == Some(r.pid));
     // A full disk may not even let the gateway record that it paused: look for it here too.
     let disk_low = gateway_running && free_space(session_dir, state_dir).iter().any(|(_, free)| *free < min_free_bytes);
-    let verdict = judge(&store, record.as_ref(), gateway_running, disk_low);
+    let mut verdict = judge(&store, record.as_ref(), gateway_running, disk_low);
+    // Not linked, but Hermes' bridge is: taking its session over beats a new QR code.
+    if !verdict.linked && !store.is_linked() && crate::import::bridge_session(session_dir) {
+        verdict.fix = Some(crate::import::IMPORT_FIX.to_owned());
+    }
     LinkStatus {
         state: verdict.state,
         linked: verdict.linked,

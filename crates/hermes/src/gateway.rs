@@ -45,6 +45,13 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         return Ok(exit::USAGE);
     }
     let session_dir = loaded.session_dir().path;
+    // Switching from Hermes: its bridge's session is here and hermes has none yet.
+    if hermes_whatsapp::import::bridge_session(&session_dir)
+        && !hermes_whatsapp::store::inspect_read_only(&session_dir).await.is_linked()
+    {
+        eprintln!("hermes: WhatsApp is not linked for hermes yet; {}", hermes_whatsapp::import::IMPORT_FIX);
+        return Ok(exit::PROBLEM);
+    }
     let _lock = match SessionLock::acquire(&session_dir) {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => {

@@ -49,22 +49,28 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let out = Out { json: args.json };
     let session_dir = loaded.session_dir().path;
     let from = args.from.clone().unwrap_or_else(|| session_dir.clone());
-    if let Some(why) = bridge_running(&from, &session_dir).await {
-        return Ok(out.error("bridge_running", &why));
-    }
-    let state = match baileys::read(&from) {
-        Ok(s) => s,
-        Err(e) => return Ok(out.error(e.kind(), &e.to_string())),
-    };
     // Two processes on one session would both advance its keys: hold the lock throughout.
     let _lock = match SessionLock::acquire(&session_dir) {
         Ok(l) => l,
         Err(e @ LockError::Held { .. }) => return Ok(out.error("session_in_use", &e.to_string())),
         Err(e) => return Err(e.into()),
     };
-    if !args.dry_run
-        && !args.force
-        && let StoreState::Linked(a) = store::inspect(&session_dir).await
+    take_over(&from, &session_dir, args.dry_run, args.force, args.json).await
+}
+
+/// The import itself, for `import` and the wizard. The caller holds the session lock.
+pub async fn take_over(from: &Path, session_dir: &Path, dry_run: bool, force: bool, json: bool) -> anyhow::Result<u8> {
+    let out = Out { json };
+    if let Some(why) = bridge_running(from, session_dir).await {
+        return Ok(out.error("bridge_running", &why));
+    }
+    let state = match baileys::read(from) {
+        Ok(s) => s,
+        Err(e) => return Ok(out.error(e.kind(), &e.to_string())),
+    };
+    if !dry_run
+        && !force
+        && let StoreState::Linked(a) = store::inspect(session_dir).await
     {
         let message = format!(
             "hermes is already linked here (+{}, device {}); `hermes whatsapp import --force` replaces that session with \
@@ -73,7 +79,7 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         );
         return Ok(out.error("already_linked", &message));
     }
-    let staging = import::staging_dir(&session_dir);
+    let staging = import::staging_dir(session_dir);
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }
@@ -84,23 +90,20 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         Ok(i) => i,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
-            return Ok(match e {
-                ImportError::Store(_) => return Err(anyhow::anyhow!("{e}")),
-                other => out.error(other.kind(), &other.to_string()),
-            });
+            return match e {
+                ImportError::Store(_) => Err(anyhow::anyhow!("{e}")),
+                other => Ok(out.error(other.kind(), &other.to_string())),
+            };
         }
     };
     let took = started.elapsed();
-    let (backup, warnings) = if args.dry_run {
+    let (backup, warnings) = if dry_run {
         std::fs::remove_dir_all(&staging)?;
         (None, Vec::new())
     } else {
-        match import::install(&staging, &session_dir, hermes_store::clock::now()) {
-            Ok(r) => r,
-            Err(e) => return Err(anyhow::anyhow!("{e}")),
-        }
+        import::install(&staging, session_dir, hermes_store::clock::now()).map_err(|e| anyhow::anyhow!("{e}"))?
     };
-    report(&out, &imported, &from, &session_dir, args.dry_run, backup.as_deref(), &warnings, took)?;
+    report(&out, &imported, from, session_dir, dry_run, backup.as_deref(), &warnings, took)?;
     Ok(exit::OK)
 }
 

@@ -361,6 +361,23 @@ async fn link_async(
             return Ok(exit::PROBLEM);
         }
     }
+    // Switching from Hermes: its bridge's linked session is here. Taking it over needs no QR
+    // code and keeps the phone's Linked Devices as they are; a new link would add a device.
+    if !args.force && hermes_whatsapp::import::bridge_session(session_dir) {
+        let question = "Hermes' WhatsApp bridge has a linked session here. Take it over (no QR code, the same linked \
+                        device)? Stop the bridge first. [Y/n]";
+        if !interactive {
+            out.error(
+                "bridge_session",
+                "the session of Hermes' WhatsApp bridge is here: stop the bridge and run `hermes whatsapp import` to take \
+                 it over (no QR code), or `hermes whatsapp --force` to link a new device instead",
+            );
+            return Ok(exit::PROBLEM);
+        }
+        if !matches!(prompt(question)?.to_ascii_lowercase().as_str(), "n" | "no") {
+            return crate::import::take_over(session_dir, session_dir, false, false, args.json).await;
+        }
+    }
     run_linking(loaded, args, out, interactive, session_dir, pair_code_phone).await
 }
 

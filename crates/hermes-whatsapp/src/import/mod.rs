@@ -375,3 +375,15 @@ pub fn install(
     warnings.extend(crate::backup::rotate(session_dir));
     Ok((backup, warnings))
 }
+
+/// Whether `dir` holds a linked session of Hermes' bridge (a Baileys `creds.json` with an
+/// account) that `hermes whatsapp import` could take over.
+pub fn bridge_session(dir: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join("creds.json")) else { return false };
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .is_ok_and(|v| v.get("me").is_some_and(|m| !m.is_null()) && v.get("account").is_some_and(|a| !a.is_null()))
+}
+
+/// What to tell someone whose session directory holds such a session and no hermes one.
+pub const IMPORT_FIX: &str = "this directory holds the session of Hermes' WhatsApp bridge: stop the bridge, then run \
+                              `hermes whatsapp import` (no QR code: hermes goes on as the same linked device)";

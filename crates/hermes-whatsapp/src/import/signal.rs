@@ -338,3 +338,43 @@ pub(crate) fn signal_user_jid(user: &str, device: u16) -> Option<Jid> {
 pub(crate) fn protocol_address(jid: &Jid) -> String {
     jid.to_protocol_address_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use wacore::libsignal::protocol::SenderKeyRecord;
+
+    use super::*;
+
+    #[test]
+    fn baileys_addresses_become_whatsapp_rusts() {
+        let addr = |a: &str| address_jid(a).map(|j| protocol_address(&j));
+        assert_eq!(addr("15551234567.0").as_deref(), Some("15551234567@c.us.0"));
+        assert_eq!(addr("15551234567.12").as_deref(), Some("15551234567:12@c.us.0"));
+        assert_eq!(addr("883081073749055_1.0").as_deref(), Some("883081073749055@lid.0"));
+        assert_eq!(addr("883081073749055_1.3").as_deref(), Some("883081073749055:3@lid.0"));
+        assert_eq!(addr("883081073749055_7.0"), None, "an unknown domain is skipped, not guessed");
+        assert_eq!(addr("no-device"), None);
+    }
+
+    /// Baileys keeps the current state last; whatsapp-rust reads the first as current.
+    #[test]
+    fn the_current_sender_key_state_stays_current() {
+        let buf = |b: u8, n: usize| serde_json::json!({"type": "Buffer", "data": vec![b; n]});
+        let mut public = vec![5u8];
+        public.extend([2u8; 32]);
+        let state = |id: u32, seed: u8| {
+            serde_json::json!({
+                "senderKeyId": id,
+                "senderChainKey": {"iteration": id * 10, "seed": buf(seed, 32)},
+                "senderSigningKey": {"public": {"type": "Buffer", "data": public}, "private": buf(0, 0)},
+                "senderMessageKeys": [{"iteration": 1, "seed": buf(9, 32)}],
+            })
+        };
+        let json = serde_json::to_vec(&serde_json::json!([state(1, 1), state(2, 2)])).expect("json");
+        let states = sender_key_states(&json).expect("states");
+        assert_eq!(states.iter().map(|s| s.key_id).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(states[0].signing_key.private, None, "an empty private key is no key");
+        let record = SenderKeyRecord::deserialize(&sender_key_record(states).expect("record")).expect("reads back");
+        assert_eq!(record.sender_key_state().expect("a state").chain_id(), 2);
+    }
+}
