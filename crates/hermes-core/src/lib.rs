@@ -24,3 +24,5 @@ pub mod storage;
 
 #[cfg(test)]
 mod outside_input;
+#[cfg(test)]
+mod testing;

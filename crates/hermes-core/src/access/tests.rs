@@ -1,32 +1,13 @@
 use super::*;
 use crate::allowlist::parse_user;
 use crate::config::{Inputs, resolve};
-use crate::identity::{Lid, PhoneNumber};
+use crate::testing::{config, own};
 
 const ALICE: &str = "15551234567@s.whatsapp.net";
 const ALICE_LID: &str = "98765432109876@lid";
 const BOB: &str = "4915112345678@s.whatsapp.net";
 const GROUP: &str = "120363001234567890@g.us";
 const OTHER_GROUP: &str = "120363009999999999@g.us";
-
-fn config(env: &[(&str, &str)]) -> WhatsAppConfig {
-    let mut inputs = Inputs::default();
-    // Bot mode unless a case says otherwise: self-chat admits only the owner.
-    inputs.env.insert("WHATSAPP_MODE".into(), "bot".into());
-    for (k, v) in env {
-        inputs.env.insert((*k).into(), (*v).into());
-    }
-    let r = resolve(&inputs);
-    assert!(!r.has_errors(), "{:?}", r.diagnostics);
-    r.config.whatsapp
-}
-
-fn own() -> Account {
-    Account {
-        phone: Some(PhoneNumber::from_digits("15550000000").expect("valid")),
-        lid: Some(Lid::from_digits("11111111111111").expect("valid")),
-    }
-}
 
 struct Case<'a> {
     env: &'a [(&'a str, &'a str)],

@@ -2,31 +2,12 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::allowlist::parse_user;
-use crate::config::{Inputs, resolve};
-use crate::identity::{Lid, PhoneNumber};
+use crate::testing::{config, own};
 
 const ALICE: &str = "15551234567@s.whatsapp.net";
 const ALICE_LID: &str = "98765432109876@lid";
 const GROUP: &str = "120363001234567890@g.us";
 const OWN: &str = "15550000000@s.whatsapp.net";
-
-fn config(env: &[(&str, &str)]) -> WhatsAppConfig {
-    let mut inputs = Inputs::default();
-    inputs.env.insert("WHATSAPP_MODE".into(), "bot".into());
-    for (k, v) in env {
-        inputs.env.insert((*k).into(), (*v).into());
-    }
-    let r = resolve(&inputs);
-    assert!(!r.has_errors(), "{:?}", r.diagnostics);
-    r.config.whatsapp
-}
-
-fn own() -> Account {
-    Account {
-        phone: Some(PhoneNumber::from_digits("15550000000").expect("valid")),
-        lid: Some(Lid::from_digits("11111111111111").expect("valid")),
-    }
-}
 
 /// One message and what is known about it; every field a test may change.
 struct Case {

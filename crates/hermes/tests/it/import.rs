@@ -15,6 +15,8 @@ use crate::support::Home;
 
 const ACCOUNT: &str = "15550009999";
 const FRIEND: &str = "4915100009999";
+/// Never talked to the bridge: writes first after the import, on a pre-key.
+const NEWCOMER: &str = "33612349999";
 const SESSION: &str = "platforms/whatsapp/session";
 
 /// Every file of a directory and its bytes: what "never modified" is checked against.
@@ -43,6 +45,20 @@ async fn hermes_user(sim: &Sim, home: &Home) {
     b.quit().await;
 }
 
+/// The simulator with the account and a friend, a model on loopback, and a home in bot mode
+/// that lets the friend in.
+async fn world() -> (Sim, LoopbackLlm, Home) {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone(ACCOUNT);
+    sim.add_phone(FRIEND);
+    sim.add_phone(NEWCOMER);
+    let llm = LoopbackLlm::start(0).await.expect("llm");
+    let home = Home::new()
+        .with_env(&format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND},{NEWCOMER}\n"))
+        .with_yaml(&format!("model:\n  default: test-model\n  base_url: {}\n", llm.base_url()));
+    (sim, llm, home)
+}
+
 fn imported(run: &crate::support::Run) -> Value {
     assert_eq!(run.code, 0, "{run:?}");
     serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"))
@@ -50,13 +66,7 @@ fn imported(run: &crate::support::Run) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hermes_session_is_taken_over_and_the_gateway_goes_on_as_the_same_device() {
-    let sim = Sim::start().await.expect("sim");
-    sim.add_phone(ACCOUNT);
-    sim.add_phone(FRIEND);
-    let llm = LoopbackLlm::start(0).await.expect("llm");
-    let home = Home::new()
-        .with_env(&format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\n"))
-        .with_yaml(&format!("model:\n  default: test-model\n  base_url: {}\n", llm.base_url()));
+    let (sim, _llm, home) = world().await;
     hermes_user(&sim, &home).await;
     let session = home.path.join(SESSION);
     let devices = sim.devices(ACCOUNT);
@@ -128,6 +138,18 @@ async fn a_hermes_session_is_taken_over_and_the_gateway_goes_on_as_the_same_devi
         .filter(|e| matches!(e, SimEvent::Stanza { inbound: true, xml, .. } if xml.contains("type=\"retry\"")))
         .count();
     assert_eq!(retries, 0, "hermes decrypted it without asking again");
+
+    // Someone new writes first, on a pre-key the bridge published: answered too.
+    let cursor = sim.cursor();
+    sim.send_text(NEWCOMER, ACCOUNT, "first time here", false).await.expect("send");
+    let reply = sim
+        .wait_for(cursor, T, |e| matches!(e, SimEvent::MessageReceived { contact, .. } if contact == NEWCOMER))
+        .await;
+    assert!(
+        matches!(&reply, Ok(SimEvent::MessageReceived { text, .. }) if text.contains("first time here")),
+        "{reply:?}\n{:#?}",
+        gw.drain_log()
+    );
     gw.terminate();
     assert_eq!(gw.exit().0, 0);
 }
@@ -149,6 +171,22 @@ async fn an_existing_session_is_replaced_only_with_force_and_kept() {
     // A dry run changes nothing.
     let dry = imported(&home.run(&["whatsapp", "import", "--dry-run", "--force", "--json"]));
     assert_eq!(dry["event"], "checked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_taken_over_while_the_bridge_runs() {
+    let (sim, _llm, home) = world().await;
+    hermes_user(&sim, &home).await;
+    // Hermes' adapter writes the bridge's PID beside its session: a live one refuses.
+    let pid_file = home.path.join(SESSION).join("bridge.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).expect("pid");
+    let run = home.run(&["whatsapp", "import", "--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("bridge_running") && run.stdout.contains("stop it first"), "{run:?}");
+    assert!(!home.path.join(SESSION).join("whatsapp.db").exists());
+    // A PID file left by a bridge that is gone does not stand in the way.
+    std::fs::write(&pid_file, "4194303\n").expect("pid");
+    imported(&home.run(&["whatsapp", "import", "--json"]));
 }
 
 #[test]
@@ -188,13 +226,8 @@ fn a_damaged_directory_is_refused_and_nothing_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_across_the_switch_are_all_received() {
     let n: usize = std::env::var("HERMES_SWITCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
-    let sim = std::sync::Arc::new(Sim::start().await.expect("sim"));
-    sim.add_phone(ACCOUNT);
-    sim.add_phone(FRIEND);
-    let llm = LoopbackLlm::start(0).await.expect("llm");
-    let home = Home::new()
-        .with_env(&format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\n"))
-        .with_yaml(&format!("model:\n  default: test-model\n  base_url: {}\n", llm.base_url()));
+    let (sim, _llm, home) = world().await;
+    let sim = std::sync::Arc::new(sim);
     let session = home.path.join(SESSION);
     std::fs::create_dir_all(&session).expect("session dir");
     let b = Baileys::linked(&sim, ACCOUNT, &session).await;
