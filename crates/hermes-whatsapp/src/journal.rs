@@ -66,7 +66,7 @@ fn record(m: &InboundMessage) -> Inbound {
         id: MessageId::new(m.info.id.to_string()),
         sender_alt: s.sender_alt.as_ref().map(typed),
         timestamp: m.info.timestamp.timestamp(),
-        text: m.message.text_content().filter(|t| *t != UNREADABLE).map(str::to_owned),
+        text: crate::body::body(&m.message).filter(|t| t != UNREADABLE),
         unreadable: m.message.text_content() == Some(UNREADABLE),
         from_me: s.is_from_me,
         mentions: context.map(|c| c.mentioned_jid.iter().map(|j| CoreJid::from_wire(j)).collect()).unwrap_or_default(),

@@ -4,6 +4,7 @@
 //! device by QR code or pairing code, and backups before anything destructive.
 
 pub mod backup;
+pub mod body;
 mod classify;
 mod client;
 pub mod fence;

@@ -182,6 +182,17 @@ impl Sim {
         send_message(&self.inner, from, to, &message, addressing, None, None).await
     }
 
+    /// A contact sends any message (a location, a contact card, a reaction...) to every linked
+    /// device of `to`, end-to-end encrypted, from its phone number. Returns the id.
+    pub async fn send_message(
+        &self,
+        from: &str,
+        to: &str,
+        message: waproto::whatsapp::Message,
+    ) -> anyhow::Result<String> {
+        send_message(&self.inner, from, to, &message, Addressing::Phone, None, None).await
+    }
+
     /// Creates a group of existing phones (the first is its creator and admin); returns its JID.
     pub fn create_group(&self, subject: &str, members: &[&str]) -> anyhow::Result<String> {
         let mut st = self.inner.state();

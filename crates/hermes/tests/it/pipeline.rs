@@ -134,6 +134,39 @@ fn user_texts(request: &[Message]) -> Vec<&str> {
     request.iter().filter(|m| m.role == Speaker::User).map(|m| m.content.as_str()).collect()
 }
 
+/// Issue 14 (first slice): a message without text was dropped at debug level, unanswered and
+/// untraced. A location, a photo, a contact card now reach the agent in Hermes' words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_a_location_or_a_photo_is_answered_not_ignored() {
+    use waproto::whatsapp as wa;
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    let location = wa::Message {
+        location_message: buffa::MessageField::some(wa::message::LocationMessage {
+            degrees_latitude: Some(48.8584),
+            degrees_longitude: Some(2.2945),
+            name: Some("Eiffel Tower".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cursor = s.sim.cursor();
+    s.sim.send_message(FRIEND, ACCOUNT, location).await.expect("send");
+    let answer = s.reply(cursor, FRIEND).await;
+    assert!(answer.contains("[Location: Eiffel Tower 48.8584,2.2945]"), "{answer}");
+    let photo = wa::Message {
+        image_message: buffa::MessageField::some(wa::message::ImageMessage {
+            caption: Some("what is this?".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cursor = s.sim.cursor();
+    s.sim.send_message(FRIEND, ACCOUNT, photo).await.expect("send");
+    let answer = s.reply(cursor, FRIEND).await;
+    assert!(answer.contains("[image received] what is this?"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allowed_contact_is_answered_and_a_stranger_is_dropped_with_the_fix() {
     let s = Setup::new(ACCOUNT, "WHATSAPP_ALLOWED_USERS=+49 151 0000 1111\n").await;
