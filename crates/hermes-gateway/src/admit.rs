@@ -85,7 +85,8 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         hint: Some(r.hint.clone()),
     };
     // Logged once the outcome is written: whoever reads the warning finds the drop.
-    let mut log: Option<(Refusal, &str)> = None;
+    // The refusal, and what the warning says instead of its hint (a pairing code stays out).
+    let mut log: Option<(Refusal, Option<&str>)> = None;
     let (outcome, admitted) = match decided {
         Admission::Ignore => {
             tracing::debug!("journaled message without text for the agent");
@@ -105,12 +106,12 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         }
         Admission::Drop(r) => {
             let outcome = Outcome::Dropped(dropped(&r));
-            log = Some((r, ""));
+            log = Some((r, None));
             (outcome, None)
         }
         Admission::Park(r) => {
             let outcome = Outcome::Parked(dropped(&r));
-            log = Some((r, ""));
+            log = Some((r, None));
             (outcome, None)
         }
         Admission::OfferCode { code, message, refusal } => {
@@ -120,7 +121,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
                 Code { code, sender: row.sender.clone(), chat: row.chat.clone(), created_at: now, approved_at: None };
             let message = (shared.messenger.new_message_id(), message);
             let outcome = Outcome::Offered(Box::new(Offered { code, dropped: dropped(&refusal), message }));
-            log = Some((refusal, says));
+            log = Some((refusal, Some(says)));
             (outcome, None)
         }
     };
@@ -131,7 +132,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         shared.db.call(move |s| s.settle(seq, &settlement)).await?;
     }
     if let Some((refusal, says)) = &log {
-        log_refusal(shared, &row.sender, refusal, if says.is_empty() { &refusal.hint } else { says });
+        log_refusal(shared, &row.sender, refusal, says.unwrap_or(&refusal.hint));
     }
     if parked {
         // A parked row comes back as waiting when its number is learned, maybe before any
