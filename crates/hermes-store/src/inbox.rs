@@ -139,15 +139,6 @@ impl Store {
         Ok(self.conn.query_row("SELECT count(*) FROM inbox WHERE state = ?1", [Waiting.as_str()], |r| r.get(0))?)
     }
 
-    /// Marks journaled messages handled without a reply (a command answered inline, an empty
-    /// message, a message of our own).
-    pub fn mark_done(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        mark(&tx, seqs, Handled)?;
-        tx.commit()?;
-        Ok(())
-    }
-
     /// Records a drop that belongs to no journaled message (or to `seq`, then handled).
     pub fn record_drop(&mut self, seq: Option<i64>, d: &Dropped) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
@@ -240,15 +231,6 @@ impl Store {
             )
             .optional()?
             .is_some())
-    }
-
-    /// Records that a LID and a phone JID are one person (either order), and puts that LID's
-    /// parked messages back in the queue. Returns how many were unparked.
-    pub fn learn_alias(&mut self, a: &Jid, b: &Jid, at: i64) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
-        let n = learn(&tx, a, b, at)?;
-        tx.commit()?;
-        Ok(n)
     }
 
     /// The other form of a sender (the phone JID of a LID, or the LID of a phone JID).

@@ -65,7 +65,7 @@ fn the_journal_survives_reopening_and_done_rows_leave_the_queue() {
         let mut store = open(&dir);
         store.journal(&[msg("A"), msg("B")]).expect("journal");
         let (first, _) = store.pending(1).expect("pending").remove(0);
-        store.mark_done(&[first]).expect("done");
+        store.settle(first, &Settlement { learned: None, outcome: Outcome::Ignored }).expect("done");
     }
     let store = open(&dir);
     assert_eq!(store.schema_version().expect("version"), migrations::LATEST);
@@ -140,11 +140,12 @@ fn a_parked_lid_message_returns_when_its_phone_number_is_learned() {
     assert_eq!(ids, vec!["L1", "L2"], "the parked message is back, in its place");
     assert_eq!(store.alias_of(&j("98765432109876@lid")).expect("alias"), Some(j("15551234567@s.whatsapp.net")));
     assert_eq!(store.alias_of(&j("15551234567@s.whatsapp.net")).expect("alias"), Some(j("98765432109876@lid")));
-    assert_eq!(
-        store.learn_alias(&j("1@s.whatsapp.net"), &j("2@s.whatsapp.net"), 0).expect("learn"),
-        0,
-        "not a mapping"
-    );
+    // Two phone numbers are not a mapping: nothing is learned.
+    store.journal(&[msg("L3")]).expect("journal");
+    let seq = store.pending(10).expect("pending").last().expect("L3").0;
+    let learned = Some((j("1@s.whatsapp.net"), j("2@s.whatsapp.net")));
+    store.settle(seq, &Settlement { learned, outcome: Outcome::Admitted }).expect("settle");
+    assert_eq!(store.alias_of(&j("1@s.whatsapp.net")).expect("alias"), None, "not a mapping");
 }
 
 fn park(store: &mut Store, seq: i64, d: Dropped) {
@@ -265,8 +266,10 @@ fn a_version_3_file_is_migrated_to_states_in_words() {
     assert_eq!(store.delivery(&MessageId::new("SENT")).expect("q"), Some(Delivery::Sent { at: 7 }));
     assert_eq!(store.delivery(&MessageId::new("GIVEN-UP")).expect("q"), Some(Delivery::Abandoned));
     assert_eq!(store.unsent(10).expect("unsent").len(), 1);
-    // The parked row is still parked: learning its number brings it back.
-    store.learn_alias(&j("98765432109876@lid"), &j(ALICE), 2).expect("learn");
+    // The parked row is still parked: learning its number (while deciding another) brings it back.
+    let waiting = store.pending(1).expect("pending")[0].0;
+    let learned = Some((j("98765432109876@lid"), j(ALICE)));
+    store.settle(waiting, &Settlement { learned, outcome: Outcome::Admitted }).expect("learn");
     let ids: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(ids, ["WAITING", "PARKED"]);
 }
