@@ -26,7 +26,11 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/phones/{phone}/unlink", post(unlink))
         .route("/contacts", post(add_phone))
         .route("/contacts/{phone}/send", post(send))
+        .route("/contacts/{phone}/send-media", post(send_media))
+        .route("/contacts/{phone}/send-location", post(send_location))
+        .route("/contacts/{phone}/send-contact", post(send_contact))
         .route("/contacts/{phone}/inbox", get(inbox))
+        .route("/contacts/{phone}/media/{id}", get(media_bytes))
         .route("/faults", post(inject))
         .route("/faults", delete(clear_faults))
         .route("/events", get(events))
@@ -92,11 +96,117 @@ async fn send(
     Ok(Json(json!({ "id": id })))
 }
 
-/// What a contact received: `[{"from", "id", "text"}]`.
+/// What a contact received, in order: texts as `{"from", "id", "text"}`, media as
+/// `{"from", "id", "kind", "mime", "caption", "file_name", "size", "sha256", "seconds", "ptt"}`
+/// (the bytes at `GET /contacts/{phone}/media/{id}`).
 async fn inbox(State(sim): State<Shared>, Path(phone): Path<String>) -> Json<Value> {
     Json(Value::Array(
-        sim.inbox(&phone).into_iter().map(|(from, id, text)| json!({ "from": from, "id": id, "text": text })).collect(),
+        sim.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                SimEvent::MessageReceived { contact, from, id, text } if contact == phone => {
+                    Some(json!({ "from": from, "id": id, "text": text }))
+                }
+                SimEvent::MediaReceived { contact, media } if contact == phone => serde_json::to_value(media).ok(),
+                _ => None,
+            })
+            .collect(),
     ))
+}
+
+/// The decrypted bytes of media a contact received.
+async fn media_bytes(State(sim): State<Shared>, Path((phone, id)): Path<(String, String)>) -> Response {
+    match sim.received_media(&phone).into_iter().find(|m| m.id == id) {
+        Some(m) => ([(axum::http::header::CONTENT_TYPE, m.mime)], m.data).into_response(),
+        None => {
+            (StatusCode::NOT_FOUND, Json(json!({ "error": format!("{phone} received no media {id}") }))).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SendMediaReq {
+    to: String,
+    kind: crate::MediaKind,
+    mime: String,
+    data_base64: String,
+    caption: Option<String>,
+    file_name: Option<String>,
+    seconds: Option<u32>,
+    /// For audio: a voice note (the same as `kind: "voice"`).
+    #[serde(default)]
+    ptt: bool,
+}
+
+/// A contact sends media, uploaded to the CDN first: `{"id"}`.
+async fn send_media(
+    State(sim): State<Shared>,
+    Path(phone): Path<String>,
+    Json(req): Json<SendMediaReq>,
+) -> Result<Json<Value>, ApiError> {
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(req.data_base64.trim())
+        .map_err(|e| anyhow::anyhow!("data_base64 is not base64: {e}"))?;
+    let kind = if req.ptt && req.kind == crate::MediaKind::Audio { crate::MediaKind::Voice } else { req.kind };
+    let media =
+        crate::Media { mime: req.mime, data, caption: req.caption, file_name: req.file_name, seconds: req.seconds };
+    let to: String = req.to.chars().filter(char::is_ascii_digit).collect();
+    Ok(Json(json!({ "id": sim.send_media(&phone, &to, kind, &media).await? })))
+}
+
+#[derive(Deserialize)]
+struct LocationReq {
+    to: String,
+    lat: f64,
+    lng: f64,
+    name: Option<String>,
+}
+
+async fn send_location(
+    State(sim): State<Shared>,
+    Path(phone): Path<String>,
+    Json(req): Json<LocationReq>,
+) -> Result<Json<Value>, ApiError> {
+    use waproto::whatsapp as wa;
+    let message = wa::Message {
+        location_message: buffa::MessageField::some(wa::message::LocationMessage {
+            degrees_latitude: Some(req.lat),
+            degrees_longitude: Some(req.lng),
+            name: req.name,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let to: String = req.to.chars().filter(char::is_ascii_digit).collect();
+    Ok(Json(json!({ "id": sim.send_message(&phone, &to, message).await? })))
+}
+
+#[derive(Deserialize)]
+struct ContactReq {
+    to: String,
+    name: String,
+    phone: String,
+}
+
+async fn send_contact(
+    State(sim): State<Shared>,
+    Path(phone): Path<String>,
+    Json(req): Json<ContactReq>,
+) -> Result<Json<Value>, ApiError> {
+    use waproto::whatsapp as wa;
+    let digits: String = req.phone.chars().filter(char::is_ascii_digit).collect();
+    let vcard = format!("BEGIN:VCARD\nVERSION:3.0\nFN:{}\nTEL;type=CELL;waid={digits}:+{digits}\nEND:VCARD", req.name);
+    let message = wa::Message {
+        contact_message: buffa::MessageField::some(wa::message::ContactMessage {
+            display_name: Some(req.name),
+            vcard: Some(vcard),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let to: String = req.to.chars().filter(char::is_ascii_digit).collect();
+    Ok(Json(json!({ "id": sim.send_message(&phone, &to, message).await? })))
 }
 
 #[derive(Deserialize)]
@@ -154,15 +264,49 @@ async fn unlink(
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum FaultReq {
     DropConnections,
-    RefuseConnections { count: u32 },
-    SlowResponses { delay_ms: u64 },
-    Replaced { phone: String },
-    DeviceRemoved { phone: String, device: u16 },
-    FailLogins { reason: u16 },
-    TemporaryBan { code: u16, expire_secs: u64 },
-    StreamError { code: u16 },
-    RedeliveryStorm { id: String, times: u32 },
-    PhoneOffline { phone: String, days: u32 },
+    RefuseConnections {
+        count: u32,
+    },
+    SlowResponses {
+        delay_ms: u64,
+    },
+    Replaced {
+        phone: String,
+    },
+    DeviceRemoved {
+        phone: String,
+        device: u16,
+    },
+    FailLogins {
+        reason: u16,
+    },
+    TemporaryBan {
+        code: u16,
+        expire_secs: u64,
+    },
+    StreamError {
+        code: u16,
+    },
+    RedeliveryStorm {
+        id: String,
+        times: u32,
+    },
+    PhoneOffline {
+        phone: String,
+        days: u32,
+    },
+    ExpireMedia {
+        id: Option<String>,
+        #[serde(default = "yes")]
+        reupload: bool,
+    },
+    CorruptMedia {
+        id: Option<String>,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn inject(State(sim): State<Shared>, Json(req): Json<FaultReq>) -> Result<Json<Value>, ApiError> {
@@ -179,6 +323,8 @@ async fn inject(State(sim): State<Shared>, Json(req): Json<FaultReq>) -> Result<
         FaultReq::StreamError { code } => Fault::StreamError { code },
         FaultReq::RedeliveryStorm { id, times } => Fault::RedeliveryStorm { id, times },
         FaultReq::PhoneOffline { phone, days } => Fault::PhoneOffline { phone, days },
+        FaultReq::ExpireMedia { id, reupload } => Fault::ExpireMedia { id, reupload },
+        FaultReq::CorruptMedia { id } => Fault::CorruptMedia { id },
     };
     sim.inject(fault)?;
     Ok(Json(json!({ "ok": true })))
@@ -266,6 +412,15 @@ fn event_json(e: &SimEvent) -> Value {
         SimEvent::MessageSent { from, to, id } => json!({ "event": "message_sent", "from": from, "to": to, "id": id }),
         SimEvent::MessageDelivered { phone, device, id } => {
             json!({ "event": "message_delivered", "phone": phone, "device": device, "id": id })
+        }
+        SimEvent::MediaReceived { contact, media } => {
+            let mut v = serde_json::to_value(media).unwrap_or_default();
+            v["event"] = json!("media_received");
+            v["contact"] = json!(contact);
+            v
+        }
+        SimEvent::MediaRejected { contact, from, id, reason } => {
+            json!({ "event": "media_rejected", "contact": contact, "from": from, "id": id, "reason": reason })
         }
         SimEvent::Disconnected { conn } => json!({ "event": "disconnected", "conn": conn }),
         SimEvent::Stanza { conn, inbound, xml } => {

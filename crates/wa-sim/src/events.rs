@@ -35,6 +35,11 @@ pub enum SimEvent {
     MessageSent { from: String, to: String, id: String },
     /// A contact received and decrypted a text from a linked device.
     MessageReceived { contact: String, from: String, id: String, text: String },
+    /// A contact received media from a linked device, fetched from the CDN and checked
+    /// (`text` of a [`SimEvent::MessageReceived`] is not enough to say what a file was).
+    MediaReceived { contact: String, media: crate::media::ReceivedMedia },
+    /// A contact got a media message it could not fetch or check: what was wrong.
+    MediaRejected { contact: String, from: String, id: String, reason: String },
     /// A device acknowledged a message (receipt or ack): it will not be redelivered.
     MessageDelivered { phone: String, device: u16, id: String },
     /// A connection ended, from either side.

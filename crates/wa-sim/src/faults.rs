@@ -34,6 +34,13 @@ pub enum Fault {
     /// working for up to [`COMPANION_LOGOUT_DAYS`]; from then on they are logged out (removed,
     /// `conflict type="device_removed"` on a live connection, 401 at the next login).
     PhoneOffline { phone: String, days: u32 },
+    /// The media a contact sent as message `id` (or every object, with `None`) leaves the CDN:
+    /// downloads get 410 Gone. With `reupload`, the sender's phone uploads it again when a
+    /// device asks (`mediaretry`); without, it answers that it no longer has it.
+    ExpireMedia { id: Option<String>, reupload: bool },
+    /// The CDN serves the media of message `id` (or every object) with a flipped byte, so the
+    /// client's MAC check fails.
+    CorruptMedia { id: Option<String> },
 }
 
 /// How long WhatsApp keeps a phone's linked devices while the phone itself stays offline.

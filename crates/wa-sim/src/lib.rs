@@ -17,8 +17,10 @@ mod contacts;
 pub mod control;
 mod events;
 mod faults;
+pub mod http;
 mod keys;
 mod link;
+mod media;
 mod messages;
 pub mod pairing;
 mod router;
@@ -28,5 +30,6 @@ mod usync;
 
 pub use events::{SimEvent, WaitTimeout};
 pub use faults::{COMPANION_LOGOUT_DAYS, Fault};
+pub use media::{Media, MediaKind, ReceivedMedia};
 pub use sim::{PhoneInfo, Sim};
 pub use state::Addressing;

@@ -61,6 +61,16 @@ pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
             if let Some(list) = child(&node, "list") {
                 ids.extend(list.get_children_by_tag("item").filter_map(|i| attr(i, "id")));
             }
+            // A media re-upload request: the sender's phone uploads the media again (or says it
+            // cannot) and the server passes its answer on. Not a delivery receipt.
+            if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("server-error") {
+                if let Some(id) = attr(&node, "id") {
+                    let to = attr(&node, "to").unwrap_or_default();
+                    let answer = crate::media::retry_notification(&inner.cdn, &id, &to, child(&node, "rmr"));
+                    inner.state().send(conn, answer);
+                }
+                return;
+            }
             // A retry receipt: the device could not decrypt; the sender's phone sends again.
             if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("retry") {
                 for id in &ids {
@@ -233,6 +243,19 @@ fn device_iq(inner: &Inner, conn: u64, phone: &str, device: u16, node: &Node) {
             Some(q) => result(&id, vec![crate::usync::answer(&st, q)]),
             None => error(&id, 400, "bad-request"),
         },
+        // Where media goes: the simulator's CDN on loopback.
+        "w:m" if child(node, "media_conn").is_some() => result(
+            &id,
+            vec![
+                NodeBuilder::new("media_conn")
+                    .attr("auth", inner.cdn.auth())
+                    .attr("ttl", "300")
+                    .attr("auth_ttl", "21600")
+                    .attr("max_buckets", "12")
+                    .children([NodeBuilder::new("host").attr("hostname", inner.cdn.host()).build()])
+                    .build(),
+            ],
+        ),
         // Server-side A/B properties: none are set.
         "abt" => result(&id, vec![NodeBuilder::new("props").attr("protocol", "1").attr("hash", "sim").build()]),
         // Trusted-contact tokens the client issues after writing to someone: accepted.
@@ -428,7 +451,7 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
             // number: a `msg` may arrive on either, so both are tried.
             let lid_name = format!("{phone}.lid");
             let names = if server == "lid" { [lid_name, phone.clone()] } else { [phone.clone(), lid_name] };
-            let text = {
+            let message = {
                 let mut contacts = inner.contacts.lock().await;
                 let mut outcome = Err(anyhow::anyhow!("no session"));
                 for name in &names {
@@ -442,7 +465,7 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
                     }
                 }
                 match outcome {
-                    Ok(message) => crate::contacts::text_of(&message).unwrap_or_default(),
+                    Ok(message) => message,
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "a contact could not decrypt a message");
                         continue;
@@ -452,11 +475,22 @@ fn outgoing_message(inner: Arc<Inner>, conn: u64, phone: String, device: u16, no
             // A contact sees each message once, however often it arrives.
             let first = inner.state().received.insert((owner.clone(), id.clone()));
             if first {
-                inner.events.push(SimEvent::MessageReceived {
-                    contact: owner.clone(),
-                    from: phone.clone(),
-                    id: id.clone(),
-                    text,
+                let carried =
+                    message.device_sent_message.as_option().and_then(|d| d.message.as_option()).unwrap_or(&message);
+                inner.events.push(match crate::media::receive(&inner.cdn, &phone, &id, carried) {
+                    Some(Ok(media)) => SimEvent::MediaReceived { contact: owner.clone(), media },
+                    Some(Err(e)) => SimEvent::MediaRejected {
+                        contact: owner.clone(),
+                        from: phone.clone(),
+                        id: id.clone(),
+                        reason: format!("{e:#}"),
+                    },
+                    None => SimEvent::MessageReceived {
+                        contact: owner.clone(),
+                        from: phone.clone(),
+                        id: id.clone(),
+                        text: crate::contacts::text_of(&message).unwrap_or_default(),
+                    },
                 });
             }
             if is_own_copy {

@@ -41,6 +41,7 @@ pub struct Sim {
     ca: CertAuthority,
     addr: SocketAddr,
     listener: JoinHandle<()>,
+    cdn: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -52,6 +53,7 @@ impl std::fmt::Debug for Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         self.listener.abort();
+        self.cdn.abort();
     }
 }
 
@@ -70,8 +72,9 @@ impl Sim {
         let addr = listener.local_addr()?;
         let ca = CertAuthority::generate();
         let inner = Arc::new(Inner::default());
+        let (_, cdn) = crate::media::serve(inner.cdn.clone()).await?;
         let listener = tokio::spawn(conn::listen(listener, inner.clone(), ServerIdentity::new(&ca)));
-        Ok(Sim { inner, ca, addr, listener })
+        Ok(Sim { inner, ca, addr, listener, cdn })
     }
 
     /// The URL a client connects to: `ws://127.0.0.1:PORT/ws/chat`.
@@ -193,6 +196,38 @@ impl Sim {
         send_message(&self.inner, from, to, &message, Addressing::Phone, None, None).await
     }
 
+    /// A contact sends media to every linked device of `to`: its phone encrypts and uploads the
+    /// bytes to the CDN, then sends the message that points at them. Returns the id.
+    pub async fn send_media(
+        &self,
+        from: &str,
+        to: &str,
+        kind: crate::media::MediaKind,
+        media: &crate::media::Media,
+    ) -> anyhow::Result<String> {
+        let up = self.inner.cdn.upload(kind, &media.data)?;
+        let message = crate::media::message(kind, media, &up, &self.inner.cdn);
+        let id = send_message(&self.inner, from, to, &message, Addressing::Phone, None, None).await?;
+        self.inner.cdn.remember(&id, crate::media::Sent { direct_path: up.direct_path, media_key: up.media_key });
+        Ok(id)
+    }
+
+    /// Media a contact received from linked devices, in order, with their decrypted bytes.
+    pub fn received_media(&self, contact: &str) -> Vec<crate::media::ReceivedMedia> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                SimEvent::MediaReceived { contact: c, media } if c == contact => Some(media),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The CDN's `host:port` on 127.0.0.1, as `media_conn` names it.
+    pub fn media_host(&self) -> String {
+        self.inner.cdn.host()
+    }
+
     /// Creates a group of existing phones (the first is its creator and admin); returns its JID.
     pub fn create_group(&self, subject: &str, members: &[&str]) -> anyhow::Result<String> {
         let mut st = self.inner.state();
@@ -296,6 +331,14 @@ impl Sim {
                 drop(st);
                 self.inner.events.push(SimEvent::PhoneOffline { phone, days });
                 return Ok(());
+            }
+            Fault::ExpireMedia { id, reupload } => {
+                drop(st);
+                return self.inner.cdn.expire(id.as_deref(), reupload);
+            }
+            Fault::CorruptMedia { id } => {
+                drop(st);
+                return self.inner.cdn.corrupt(id.as_deref());
             }
             Fault::DeviceRemoved { phone, device } => {
                 let p = st.phones.get_mut(&phone).ok_or_else(|| anyhow!("no phone {phone}"))?;

@@ -198,6 +198,8 @@ pub(crate) struct Inner {
     pub events: EventLog,
     /// Each contact's Signal state, by phone number. Async: encryption awaits the stores.
     pub contacts: tokio::sync::Mutex<HashMap<String, ContactCrypto>>,
+    /// The media CDN (its own HTTP listener).
+    pub cdn: std::sync::Arc<crate::media::Cdn>,
 }
 
 impl Inner {

@@ -13,6 +13,7 @@ pub const LINK_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct TestClient {
     pub handle: BotHandle,
+    pub client: Arc<Client>,
     pub events: mpsc::UnboundedReceiver<Arc<Event>>,
 }
 
@@ -51,6 +52,7 @@ impl TestClient {
         let bot = builder
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(ws_url))
             .with_version(VERSION)
+            .with_http_client(wa_sim::http::LoopbackMedia(whatsapp_rust::http::UreqHttpClient::new()))
             .with_push_name("wa-sim test")
             .on_event(move |event, _client| {
                 let tx = tx.clone();
@@ -61,7 +63,8 @@ impl TestClient {
             .build()
             .await
             .expect("build client");
-        TestClient { handle: bot.spawn(), events }
+        let client = bot.client();
+        TestClient { handle: bot.spawn(), client, events }
     }
 
     /// The first event that `pick` maps to `Some`, within `timeout`.

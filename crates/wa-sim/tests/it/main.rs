@@ -5,5 +5,6 @@ mod client;
 mod faults;
 mod groups;
 mod link;
+mod media;
 mod messages;
 mod serve;
