@@ -69,15 +69,81 @@ pub enum Speaker {
     Assistant,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One turn of the conversation: its text, and the images that go with it (as `data:` URLs).
+///
+/// On the wire a message without images is `{"role", "content": "text"}`; one with images
+/// carries OpenAI's content parts, `[{"type": "text"}, {"type": "image_url"}...]`, which
+/// every vision-capable chat-completions server reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub role: Speaker,
     pub content: String,
+    pub images: Vec<String>,
 }
 
 impl Message {
     pub fn new(role: Speaker, content: impl Into<String>) -> Message {
-        Message { role, content: content.into() }
+        Message { role, content: content.into(), images: Vec::new() }
+    }
+
+    /// A message with images, each a `data:` (or `https:`) URL.
+    pub fn with_images(role: Speaker, content: impl Into<String>, images: Vec<String>) -> Message {
+        Message { role, content: content.into(), images }
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde_json::json;
+        let content = if self.images.is_empty() {
+            json!(self.content)
+        } else {
+            let mut parts = vec![json!({ "type": "text", "text": self.content })];
+            parts.extend(self.images.iter().map(|url| json!({ "type": "image_url", "image_url": { "url": url } })));
+            serde_json::Value::Array(parts)
+        };
+        json!({ "role": self.role, "content": content }).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Message, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Content {
+            Text(String),
+            Parts(Vec<Part>),
+        }
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Part {
+            Text { text: String },
+            ImageUrl { image_url: ImageUrl },
+        }
+        #[derive(Deserialize)]
+        struct ImageUrl {
+            url: String,
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            role: Speaker,
+            content: Option<Content>,
+        }
+        let wire = Wire::deserialize(d)?;
+        let (mut content, mut images) = (String::new(), Vec::new());
+        match wire.content {
+            Some(Content::Text(t)) => content = t,
+            Some(Content::Parts(parts)) => {
+                for part in parts {
+                    match part {
+                        Part::Text { text } => content.push_str(&text),
+                        Part::ImageUrl { image_url } => images.push(image_url.url),
+                    }
+                }
+            }
+            None => {}
+        }
+        Ok(Message { role: wire.role, content, images })
     }
 }
 
@@ -118,6 +184,23 @@ impl AgentError {
     /// The request never left this machine for want of a local resource (see [`AgentError::Local`]).
     pub fn is_local(&self) -> bool {
         matches!(self, AgentError::Local(_))
+    }
+
+    /// The model refused a request because it carried images: a 4xx whose body names them
+    /// (text-only models, or a provider that does not take image parts).
+    pub fn refuses_images(&self) -> bool {
+        match self {
+            AgentError::Status { status: 400 | 404 | 413 | 415 | 422, body } => {
+                let body = body.to_ascii_lowercase();
+                ["image", "vision", "multimodal", "multi-modal"].iter().any(|w| body.contains(w))
+            }
+            _ => false,
+        }
+    }
+
+    /// What the sender reads when the model refused even the message without its image.
+    pub fn refused_images_reply() -> &'static str {
+        "Sorry, I can't look at images with the AI model this gateway uses. Please describe it in words."
     }
 
     /// One short, honest sentence for the person waiting for an answer.

@@ -10,6 +10,7 @@ mod client;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 mod prompt;
+pub mod speech;
 
 pub use client::{Agent, AgentError, Endpoint, Message, Retry, Speaker};
 pub use hermes_core::redact::redact_url;

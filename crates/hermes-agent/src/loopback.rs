@@ -27,11 +27,25 @@ pub enum Failure {
     Hang,
 }
 
+/// One request to the transcription endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transcription {
+    pub model: String,
+    pub file_name: String,
+    pub mime: String,
+    pub audio: Vec<u8>,
+}
+
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Vec<Message>>>,
     failures: Mutex<VecDeque<Failure>>,
     arrived: Notify,
+    /// Answer chat requests that carry images with 400, as a text-only model does.
+    refuse_images: std::sync::atomic::AtomicBool,
+    transcriptions: Mutex<Vec<Transcription>>,
+    /// What the next transcriptions say, in order; then `transcript of N bytes`.
+    transcripts: Mutex<VecDeque<Result<String, u16>>>,
 }
 
 /// The running server; stops when dropped.
@@ -69,6 +83,7 @@ impl LoopbackLlm {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(complete))
+            .route("/v1/audio/transcriptions", axum::routing::post(transcribe))
             .route("/v1/models", axum::routing::get(|| async { Json(json!({"data": [{"id": "offline"}]})) }))
             .with_state((shared.clone(), held_rx));
         tokio::spawn(async move {
@@ -89,6 +104,21 @@ impl LoopbackLlm {
     /// The next request(s) fail this way, in order.
     pub fn fail_next(&self, failure: Failure) {
         self.shared.failures.lock().expect("not poisoned").push_back(failure);
+    }
+
+    /// From now on, chat requests with images get a 400 naming them, as a text-only model's do.
+    pub fn refuse_images(&self, on: bool) {
+        self.shared.refuse_images.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The next transcription says `text` (`Err(status)`: fails with that HTTP status).
+    pub fn next_transcript(&self, text: Result<&str, u16>) {
+        self.shared.transcripts.lock().expect("not poisoned").push_back(text.map(str::to_owned));
+    }
+
+    /// Every transcription request so far.
+    pub fn transcriptions(&self) -> Vec<Transcription> {
+        self.shared.transcriptions.lock().expect("not poisoned").clone()
     }
 
     /// While held, requests are recorded but not answered until released.
@@ -127,6 +157,12 @@ async fn complete(State((shared, mut held)): State<AppState>, Json(body): Json<V
     let model = body.get("model").and_then(Value::as_str).unwrap_or("offline").to_owned();
     shared.requests.lock().expect("not poisoned").push(messages.clone());
     shared.arrived.notify_waiters();
+    if shared.refuse_images.load(std::sync::atomic::Ordering::Relaxed) && messages.iter().any(|m| !m.images.is_empty())
+    {
+        let error =
+            json!({"error": {"message": "Invalid content type. image_url is only supported by certain models."}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
     let failure = shared.failures.lock().expect("not poisoned").pop_front();
     match failure {
         Some(Failure::Status(code)) => {
@@ -144,4 +180,40 @@ async fn complete(State((shared, mut held)): State<AppState>, Json(body): Json<V
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": offline_answer(&messages)}}],
     }))
     .into_response()
+}
+
+/// OpenAI's `POST /audio/transcriptions`: multipart `file`, `model`, `response_format`.
+async fn transcribe(State((shared, _)): State<AppState>, mut form: axum::extract::Multipart) -> Response {
+    let mut t =
+        Transcription { model: String::new(), file_name: String::new(), mime: String::new(), audio: Vec::new() };
+    let mut format = String::from("json");
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name().unwrap_or_default() {
+            "file" => {
+                t.file_name = field.file_name().unwrap_or_default().to_owned();
+                t.mime = field.content_type().unwrap_or_default().to_owned();
+                t.audio = field.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            }
+            "model" => t.model = field.text().await.unwrap_or_default(),
+            "response_format" => format = field.text().await.unwrap_or_default(),
+            _ => {}
+        }
+    }
+    if t.audio.is_empty() || t.model.is_empty() {
+        let error = json!({"error": {"message": "'file' and 'model' are required"}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    let size = t.audio.len();
+    shared.transcriptions.lock().expect("not poisoned").push(t);
+    shared.arrived.notify_waiters();
+    let next = shared.transcripts.lock().expect("not poisoned").pop_front();
+    let text = match next {
+        Some(Ok(text)) => text,
+        Some(Err(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, Json(json!({"error": {"message": "injected failure"}}))).into_response();
+        }
+        None => format!("transcript of {size} bytes"),
+    };
+    if format == "text" { text.into_response() } else { Json(json!({ "text": text })).into_response() }
 }

@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod format;
 pub mod identity;
 pub mod link;
+pub mod media;
 pub mod mention;
 pub mod pairing;
 pub mod paths;

@@ -16,12 +16,22 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
     let (text, chat) = (batch.texts.join("\n"), &batch.chat);
     let permit = shared.permits.acquire().await.expect("never closed");
     shared.messenger.typing(chat, true).await;
-    let outcome = ask(shared, chat, &text).await;
+    let outcome = match ask(shared, chat, &text, &batch.images).await {
+        // A model that cannot look at images reads that one was sent instead, as in Hermes.
+        Err(Unanswered::RefusedImages) => {
+            tracing::warn!(
+                "the model refused an image; asking again without it (agent.image_input_mode: text stops sending images)"
+            );
+            ask(shared, chat, &batch.without_images, &[]).await
+        }
+        other => other,
+    };
     shared.messenger.typing(chat, false).await;
     crash::point("answered");
     let (reply, exchange) = match outcome {
         Ok(answer) => (answer.clone(), Some((text.clone(), answer))),
         Err(Unanswered::Tell(why)) => (why, None),
+        Err(Unanswered::RefusedImages) => (hermes_agent::AgentError::refused_images_reply().to_owned(), None),
         // Nothing is committed: the messages stay waiting and are asked about again, so a
         // passing shortage here never becomes a final "the model is not reachable".
         Err(Unanswered::Later) => {
@@ -32,7 +42,7 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
             return;
         }
     };
-    commit(shared, chat, &batch.seqs, &reply, exchange).await;
+    commit(shared, chat, &batch.seqs, &batch.notices, &reply, exchange).await;
 }
 
 /// Why there is no answer from the agent.
@@ -41,10 +51,12 @@ enum Unanswered {
     Tell(String),
     /// This machine could not ask (out of descriptors, memory): try again later, tell no one.
     Later,
+    /// The model does not take images (an HTTP 4xx naming them).
+    RefusedImages,
 }
 
 /// The agent's answer, or why there is none.
-async fn ask(shared: &Shared, chat: &Jid, text: &str) -> Result<String, Unanswered> {
+async fn ask(shared: &Shared, chat: &Jid, text: &str, images: &[String]) -> Result<String, Unanswered> {
     let Some(model) = &shared.model else {
         tracing::error!("no AI model is configured: set `model:` in config.yaml (and its API key in .env)");
         return Err(Unanswered::Tell(
@@ -63,8 +75,11 @@ async fn ask(shared: &Shared, chat: &Jid, text: &str) -> Result<String, Unanswer
     messages.extend(history.into_iter().skip(sizes.len() - fit).map(|(role, content)| {
         Message::new(if role == Role::User { Speaker::User } else { Speaker::Assistant }, content)
     }));
-    messages.push(Message::new(Speaker::User, cap(text)));
+    messages.push(Message::with_images(Speaker::User, cap(text), images.to_vec()));
     model.complete(&messages).await.map_err(|e| {
+        if !images.is_empty() && e.refuses_images() {
+            return Unanswered::RefusedImages;
+        }
         if e.is_local() {
             tracing::warn!(error = %e, "cannot ask the model now; the messages wait and are asked about again");
             return Unanswered::Later;
@@ -90,12 +105,12 @@ pub(crate) async fn run_command(shared: &Shared, seq: i64, chat: &Jid, cmd: Comm
         Command::Status => status(shared).await,
         Command::Unknown(name) => command::unknown(&name),
     };
-    commit(shared, chat, &[seq], &reply, None).await;
+    commit(shared, chat, &[seq], &[], &reply, None).await;
 }
 
 /// Answers a message with a fixed sentence, not the agent's.
 pub(crate) async fn tell(shared: &Shared, seq: i64, chat: &Jid, text: &str) {
-    commit(shared, chat, &[seq], text, None).await;
+    commit(shared, chat, &[seq], &[], text, None).await;
 }
 
 async fn status(shared: &Shared) -> String {
@@ -109,15 +124,24 @@ async fn status(shared: &Shared) -> String {
     )
 }
 
-/// Formats, chunks and commits a reply with the messages it answers.
-async fn commit(shared: &Shared, chat: &Jid, answers: &[i64], reply: &str, exchange: Option<(String, String)>) {
+/// Formats, chunks and commits a reply (after its notices) with the messages it answers.
+async fn commit(
+    shared: &Shared,
+    chat: &Jid,
+    answers: &[i64],
+    notices: &[String],
+    reply: &str,
+    exchange: Option<(String, String)>,
+) {
     let prefix = match shared.config.mode.value {
         Mode::SelfChat => shared.config.reply_prefix.value.clone(),
         Mode::Bot => String::new(),
     };
     let formatted = format::to_whatsapp(reply);
-    let messages: Vec<(MessageId, String)> = format::chunk(&formatted, format::budget(&prefix))
-        .into_iter()
+    let messages: Vec<(MessageId, String)> = notices
+        .iter()
+        .flat_map(|n| format::chunk(n, format::budget(&prefix)))
+        .chain(format::chunk(&formatted, format::budget(&prefix)))
         .map(|part| (shared.messenger.new_message_id(), format!("{prefix}{part}")))
         .collect();
     let (c, seqs) = (chat.clone(), answers.to_vec());

@@ -18,6 +18,7 @@ mod admit;
 mod answer;
 mod control;
 mod dispatch;
+mod media;
 mod outbound;
 mod port;
 mod worker;
@@ -26,13 +27,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hermes_core::config::WhatsAppConfig;
+use hermes_core::config::{MediaConfig, WhatsAppConfig};
 use hermes_store::Db;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use control::{ControlInfo, control_file};
-pub use port::{Messenger, Model, SendError};
+pub use port::{Fetch, MediaError, Messenger, Model, SendError, Speech, Transcribe};
 
 /// What the pipeline needs.
 pub struct Options {
@@ -55,6 +56,11 @@ pub struct Options {
     pub max_parallel: usize,
     /// Before each further chunk of a long reply.
     pub chunk_gap: Duration,
+    /// Speech to text, images, the media size cap.
+    pub media: MediaConfig,
+    pub speech: Speech,
+    /// `HERMES_HOME`: media is cached under it, where Hermes keeps it.
+    pub home: PathBuf,
 }
 
 impl std::fmt::Debug for Options {

@@ -2,9 +2,13 @@
 //! model. The running gateway plugs in whatsapp-rust (through `hermes_whatsapp`) and the
 //! chat-completions client; the pipeline's own tests plug in fakes and run with paused time.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use hermes_agent::{AgentError, Message};
 use hermes_core::identity::{Account, Jid, MessageId};
+pub use hermes_whatsapp::media::{Fetch, MediaError};
 use tokio::sync::watch;
 
 /// Why a send did not happen.
@@ -37,6 +41,42 @@ pub trait Messenger: Send + Sync + 'static {
     fn connected(&self) -> watch::Receiver<bool>;
     /// A new message id in the protocol's shape.
     fn new_message_id(&self) -> MessageId;
+    /// Downloads a message's media to `to`, at most `cap` bytes; its size.
+    async fn download(&self, fetch: &Fetch<'_>, to: &Path, cap: u64) -> Result<u64, MediaError>;
+}
+
+/// Speech to text, as the pipeline uses it.
+#[async_trait]
+pub trait Transcribe: Send + Sync + 'static {
+    /// The words in the audio file at `path`.
+    async fn transcribe(&self, path: &Path, mime: &str) -> Result<String, String>;
+}
+
+#[async_trait]
+impl Transcribe for hermes_agent::speech::Transcriber {
+    async fn transcribe(&self, path: &Path, mime: &str) -> Result<String, String> {
+        hermes_agent::speech::Transcriber::transcribe(self, path, mime).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Whether voice notes can be transcribed.
+#[derive(Clone)]
+pub enum Speech {
+    /// `stt.enabled: false`: the agent is told a voice note arrived, and where it is.
+    Off,
+    /// Nothing to transcribe with: why, and how to fix it.
+    Unavailable(String),
+    Ready(Arc<dyn Transcribe>),
+}
+
+impl std::fmt::Debug for Speech {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Speech::Off => f.write_str("Off"),
+            Speech::Unavailable(why) => f.debug_tuple("Unavailable").field(why).finish(),
+            Speech::Ready(_) => f.write_str("Ready"),
+        }
+    }
 }
 
 /// The agent's model.
@@ -84,5 +124,9 @@ impl Messenger for hermes_whatsapp::messenger::Messenger {
 
     fn new_message_id(&self) -> MessageId {
         hermes_whatsapp::messenger::new_message_id()
+    }
+
+    async fn download(&self, fetch: &Fetch<'_>, to: &Path, cap: u64) -> Result<u64, MediaError> {
+        hermes_whatsapp::messenger::Messenger::download(self, fetch, to, cap).await
     }
 }

@@ -109,6 +109,10 @@ impl Messenger for FakeMessenger {
     fn new_message_id(&self) -> MessageId {
         MessageId::new(format!("OUT{}", self.ids.fetch_add(1, Ordering::SeqCst)))
     }
+
+    async fn download(&self, _: &crate::Fetch<'_>, _: &std::path::Path, _: u64) -> Result<u64, crate::MediaError> {
+        Err(crate::MediaError::Failed("the fake messenger has no media".into()))
+    }
 }
 
 /// Answers "re: <the last user message>"; panics on "boom"; can fail locally first; can
@@ -191,6 +195,9 @@ impl Harness {
             history_window: 10,
             max_parallel: 4,
             chunk_gap: Duration::from_millis(300),
+            media: resolved.config.media,
+            speech: crate::Speech::Off,
+            home: dir.path().to_owned(),
         };
         let pipeline = Pipeline::start(opts).await.expect("start");
         Harness { _dir: dir, db, wake, messenger, model, pipeline }
@@ -209,6 +216,7 @@ impl Harness {
             unreadable: false,
             mentions: Vec::new(),
             quoted: None,
+            media: None,
         };
         self.db.call(move |s| s.journal(&[m])).await.expect("journal");
         self.wake.notify_one();

@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hermes_core::config::WhatsAppConfig;
+use std::path::PathBuf;
+
+use hermes_core::config::{MediaConfig, WhatsAppConfig};
 use hermes_core::identity::Jid;
 use hermes_store::{Db, Inbound};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -12,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::admit::{self, Admitted};
 use crate::answer;
-use crate::{Messenger, Model, Options};
+use crate::{Messenger, Model, Options, Speech};
 
 /// Debounce never holds a message longer than this, however chatty the sender.
 const DEBOUNCE_CAP: Duration = Duration::from_secs(2);
@@ -40,6 +42,9 @@ pub(crate) struct Shared {
     in_flight: Mutex<HashSet<i64>>,
     /// When a warning about a sender was last logged.
     pub(crate) warned: Mutex<HashMap<Jid, std::time::Instant>>,
+    pub(crate) media: MediaConfig,
+    pub(crate) speech: Speech,
+    pub(crate) home: PathBuf,
 }
 
 impl Shared {
@@ -60,6 +65,9 @@ impl Shared {
             outbox_wake,
             in_flight: Mutex::new(HashSet::new()),
             warned: Mutex::new(HashMap::new()),
+            media: opts.media.clone(),
+            speech: opts.speech.clone(),
+            home: opts.home.clone(),
         }
     }
 
@@ -87,13 +95,34 @@ impl Shared {
     }
 }
 
-/// Text waiting for the debounce to end.
+/// Text waiting for the debounce to end (or one media message, answered at once).
 pub(crate) struct Batch {
     pub(crate) chat: Jid,
     pub(crate) seqs: Vec<i64>,
     pub(crate) texts: Vec<String>,
+    /// Pictures for the model, and what it reads instead if it refuses them.
+    pub(crate) images: Vec<String>,
+    pub(crate) without_images: String,
+    /// Sent before the answer.
+    pub(crate) notices: Vec<String>,
     first: Instant,
     last: Instant,
+}
+
+impl Batch {
+    fn new(chat: Jid) -> Batch {
+        let now = Instant::now();
+        Batch {
+            chat,
+            seqs: Vec::new(),
+            texts: Vec::new(),
+            images: Vec::new(),
+            without_images: String::new(),
+            notices: Vec::new(),
+            first: now,
+            last: now,
+        }
+    }
 }
 
 impl Batch {
@@ -145,15 +174,34 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
         };
         set_busy(&busy, &[seq]);
         match admit::admit(&shared, seq, &row).await {
+            // Media is answered at once, as Hermes does: after the text before it.
+            Ok(Some(Admitted::Text(text))) if let Some(media) = &row.media => {
+                if let Some(b) = batch.take() {
+                    set_busy(&busy, &b.seqs);
+                    answer::answer(&shared, &b).await;
+                }
+                set_busy(&busy, &[seq]);
+                match crate::media::prepare(&shared, &row, media, &text).await {
+                    Ok(prepared) => {
+                        let mut b = Batch::new(row.chat.clone());
+                        b.seqs.push(seq);
+                        b.texts.push(prepared.text);
+                        b.images = prepared.images;
+                        b.without_images = prepared.without_images;
+                        b.notices = prepared.notices;
+                        answer::answer(&shared, &b).await;
+                    }
+                    // Tried again once connected: nothing was committed.
+                    Err(crate::media::Later::NotConnected) => {
+                        let mut connected = shared.messenger.connected();
+                        let _ = tokio::time::timeout(RETRY_AFTER_ERROR, connected.wait_for(|c| *c)).await;
+                        shared.release(&[seq]);
+                    }
+                }
+            }
             Ok(Some(Admitted::Text(text))) => {
                 let now = Instant::now();
-                let b = batch.get_or_insert_with(|| Batch {
-                    chat: row.chat.clone(),
-                    seqs: Vec::new(),
-                    texts: Vec::new(),
-                    first: now,
-                    last: now,
-                });
+                let b = batch.get_or_insert_with(|| Batch::new(row.chat.clone()));
                 b.seqs.push(seq);
                 b.texts.push(text);
                 b.last = now;

@@ -56,6 +56,18 @@ pub struct Offered {
     pub message: (MessageId, String),
 }
 
+fn media_json(m: &hermes_core::media::MediaRef) -> String {
+    serde_json::to_string(m).unwrap_or_default()
+}
+
+/// A reference written by this version reads back; one that does not (a newer or damaged
+/// row) is logged, and the message goes on as its text alone.
+fn media_from_json(json: &str) -> Option<hermes_core::media::MediaRef> {
+    serde_json::from_str(json)
+        .inspect_err(|e| tracing::warn!(error = %e, "a journaled media reference cannot be read; the message goes on without it"))
+        .ok()
+}
+
 impl Store {
     /// Journals a batch in one transaction: all of it is kept, or none (and the caller must
     /// not acknowledge it). A message already journaled is reported as a duplicate, except that
@@ -67,9 +79,9 @@ impl Store {
         let mut out = Vec::with_capacity(batch.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO inbox (chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (chat, sender, msg_id) DO UPDATE SET text = excluded.text, unreadable = 0
+                "INSERT INTO inbox (chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable, media)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (chat, sender, msg_id) DO UPDATE SET text = excluded.text, media = excluded.media, unreadable = 0
                  WHERE inbox.unreadable = 1 AND excluded.unreadable = 0 AND inbox.state = 'waiting'
                  RETURNING seq",
             )?;
@@ -86,7 +98,8 @@ impl Store {
                             m.from_me,
                             join_jids(&m.mentions),
                             m.quoted.as_ref().map(Jid::to_string),
-                            m.unreadable
+                            m.unreadable,
+                            m.media.as_ref().map(media_json)
                         ],
                         |r| r.get(0),
                     )
@@ -106,7 +119,7 @@ impl Store {
     /// Journaled messages waiting to be handled, oldest first, with their sequence number.
     pub fn pending(&self, limit: usize) -> Result<Vec<(i64, Inbound)>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT seq, chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable
+            "SELECT seq, chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable, media
              FROM inbox WHERE state = ?2 ORDER BY seq LIMIT ?1",
         )?;
         let rows = q.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX), Waiting.as_str()], |r| {
@@ -123,6 +136,7 @@ impl Store {
                     mentions: jids(r.get(8)?),
                     quoted: r.get::<_, Option<String>>(9)?.map(|j| Jid::from_wire(&j)),
                     unreadable: r.get(10)?,
+                    media: r.get::<_, Option<String>>(11)?.as_deref().and_then(media_from_json),
                 },
             ))
         })?;

@@ -69,6 +69,8 @@ pub struct Inbound {
     pub mentions: Vec<Jid>,
     /// The author of the message it quotes, if it quotes one.
     pub quoted: Option<Jid>,
+    /// Its media, to be downloaded when it is handled (never before it is acknowledged).
+    pub media: Option<hermes_core::media::MediaRef>,
 }
 
 /// Whether a journaled message is new or a redelivery of one already kept.

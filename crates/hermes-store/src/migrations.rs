@@ -105,6 +105,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_unsent ON outbox (state, seq);",
     // 5: a message whose text another client of the device took (see `Inbound::unreadable`).
     "ALTER TABLE inbox ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0;",
+    // 6: a message's media reference (JSON), fetched when the message is handled.
+    "ALTER TABLE inbox ADD COLUMN media TEXT;",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -2,6 +2,7 @@
 //! a contact card, a reaction, a poll, and the media whose bytes are not read yet. Nothing a
 //! person sends is dropped for having no text: an allowed sender is always answered.
 
+use hermes_core::media::{MediaKind, MediaRef};
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::waproto::whatsapp as wa;
 
@@ -73,6 +74,94 @@ pub fn body(message: &wa::Message) -> Option<String> {
         return Some(format!("[Poll: {} Options: {}]", p.name.as_deref().unwrap_or(""), options.join(", ")));
     }
     None
+}
+
+/// The media a message carries, as a reference to fetch it later: `None` for a message
+/// without media, or one whose reference is incomplete (nothing could fetch it).
+pub fn media(message: &wa::Message) -> Option<MediaRef> {
+    let m = message.get_base_message();
+    let document = || {
+        m.document_message
+            .as_option()
+            .or_else(|| m.document_with_caption_message.as_option()?.message.as_option()?.document_message.as_option())
+    };
+    let (kind, mime, path, key, sha, enc, len, name, seconds) = if let Some(i) = m.image_message.as_option() {
+        (
+            MediaKind::Image,
+            &i.mimetype,
+            &i.direct_path,
+            &i.media_key,
+            &i.file_sha256,
+            &i.file_enc_sha256,
+            i.file_length,
+            None,
+            None,
+        )
+    } else if let Some(v) = m.video_message.as_option().or(m.ptv_message.as_option()) {
+        let kind = if v.gif_playback == Some(true) { MediaKind::Gif } else { MediaKind::Video };
+        (
+            kind,
+            &v.mimetype,
+            &v.direct_path,
+            &v.media_key,
+            &v.file_sha256,
+            &v.file_enc_sha256,
+            v.file_length,
+            None,
+            v.seconds,
+        )
+    } else if let Some(a) = m.audio_message.as_option() {
+        let kind = if a.ptt == Some(true) { MediaKind::Voice } else { MediaKind::Audio };
+        (
+            kind,
+            &a.mimetype,
+            &a.direct_path,
+            &a.media_key,
+            &a.file_sha256,
+            &a.file_enc_sha256,
+            a.file_length,
+            None,
+            a.seconds,
+        )
+    } else if let Some(d) = document() {
+        let name = d.file_name.clone().or_else(|| d.title.clone());
+        (
+            MediaKind::Document,
+            &d.mimetype,
+            &d.direct_path,
+            &d.media_key,
+            &d.file_sha256,
+            &d.file_enc_sha256,
+            d.file_length,
+            name,
+            None,
+        )
+    } else if let Some(s) = m.sticker_message.as_option() {
+        (
+            MediaKind::Sticker,
+            &s.mimetype,
+            &s.direct_path,
+            &s.media_key,
+            &s.file_sha256,
+            &s.file_enc_sha256,
+            s.file_length,
+            None,
+            None,
+        )
+    } else {
+        return None;
+    };
+    Some(MediaRef {
+        kind,
+        mime: mime.clone().unwrap_or_default(),
+        direct_path: path.clone()?,
+        media_key: key.clone()?,
+        file_sha256: sha.clone()?,
+        file_enc_sha256: enc.clone()?,
+        file_length: len.unwrap_or(0),
+        file_name: name,
+        seconds,
+    })
 }
 
 fn location(name: &str, lat: Option<f64>, lng: Option<f64>) -> String {

@@ -85,6 +85,11 @@ pub(crate) async fn start(opts: Start<'_>) -> Result<Running, String> {
         builder = builder
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url))
             .with_version(SIMULATOR_VERSION);
+        // The simulator's CDN serves plain HTTP on 127.0.0.1; nothing else loses TLS.
+        #[cfg(feature = "simulator")]
+        {
+            builder = builder.with_http_client(wa_sim::http::LoopbackMedia(whatsapp_rust::http::UreqHttpClient::new()));
+        }
     }
     if let Some(phone) = pair_code_phone {
         builder = builder.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {

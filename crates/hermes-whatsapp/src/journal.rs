@@ -71,6 +71,7 @@ fn record(m: &InboundMessage) -> Inbound {
         from_me: s.is_from_me,
         mentions: context.map(|c| c.mentioned_jid.iter().map(|j| CoreJid::from_wire(j)).collect()).unwrap_or_default(),
         quoted: context.and_then(|c| c.participant.as_deref().map(CoreJid::from_wire)),
+        media: crate::body::media(&m.message),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod import;
 pub mod journal;
 pub mod linking;
 pub mod lock;
+pub mod media;
 pub mod messenger;
 pub mod probe;
 pub mod session_dir;

@@ -70,6 +70,11 @@ impl Messenger {
         self.connected.subscribe()
     }
 
+    /// The client, while connected.
+    pub(crate) fn live_client(&self) -> Option<Arc<Client>> {
+        self.client().ok()
+    }
+
     fn client(&self) -> Result<Arc<Client>, SendError> {
         match (self.is_connected(), self.client.lock().unwrap_or_else(PoisonError::into_inner).clone()) {
             (true, Some(c)) => Ok(c),

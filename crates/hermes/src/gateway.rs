@@ -189,6 +189,30 @@ fn pipeline_options(
         history_window: 40,
         max_parallel: 8,
         chunk_gap: std::time::Duration::from_millis(300),
+        media: loaded.resolved.config.media.clone(),
+        speech: speech(&loaded.resolved.config.media),
+        home: home.clone(),
+    }
+}
+
+/// Speech to text as configured, said once at start so a user knows what voice notes get.
+fn speech(media: &hermes_core::config::MediaConfig) -> hermes_gateway::Speech {
+    use hermes_core::media::{SttChoice, choose_stt};
+    let choice = choose_stt(media);
+    match (&choice, hermes_agent::speech::Transcriber::new(&choice)) {
+        (SttChoice::Off, _) => {
+            tracing::info!("speech to text is off (stt.enabled: false): the agent is told a voice message arrived");
+            hermes_gateway::Speech::Off
+        }
+        (_, Some(t)) => {
+            tracing::info!(transcriber = %t.describe(), "voice messages are transcribed");
+            hermes_gateway::Speech::Ready(std::sync::Arc::new(t))
+        }
+        (SttChoice::Unavailable(why), None) => {
+            tracing::warn!("voice messages cannot be transcribed: {why}");
+            hermes_gateway::Speech::Unavailable(why.clone())
+        }
+        (_, None) => hermes_gateway::Speech::Unavailable("no transcriber".to_owned()),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Which keys exist, where each is looked up, and what unknown keys get told.
 
-use super::values::{self, Mode, Policy, Secret, UnauthorizedDm};
+use super::values::{self, ImageInputMode, Mode, Policy, Secret, SttProvider, UnauthorizedDm};
 use super::yaml::Node;
-use super::{Config, Diagnostic, Inputs, ModelConfig, Origin, Setting, Severity, WhatsAppConfig};
+use super::{Config, Diagnostic, Inputs, MediaConfig, ModelConfig, Origin, Setting, Severity, WhatsAppConfig};
 use crate::allowlist::Allowlist;
 use crate::identity::Jid;
 
@@ -31,6 +31,7 @@ pub const KNOWN_ENV_KEYS: &[&str] = &[
     "WHATSAPP_MAX_INPUT_CHARS",
     "WHATSAPP_MAX_HISTORY_CHARS",
     "WHATSAPP_RETENTION_DAYS",
+    "WHATSAPP_MAX_MEDIA_MB",
 ];
 
 /// Hermes variables that only its Node bridge or other platforms read. They are recognised so
@@ -64,6 +65,7 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "max_input_chars",
     "max_history_chars",
     "retention_days",
+    "max_media_mb",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -304,7 +306,39 @@ impl<'a, 'd> Resolver<'a, 'd> {
             ),
             server_url: self.text(&["WHATSAPP_SERVER_URL"], &[]),
         };
-        Config { whatsapp, model: self.model() }
+        Config { whatsapp, model: self.model(), media: self.media() }
+    }
+
+    fn secret(&mut self, env: &[&str], yaml: &[&str]) -> Setting<Option<Secret>> {
+        self.get(env, yaml, None, |r| scalar_text(r).map(|t| Some(t.trim()).filter(|t| !t.is_empty()).map(Secret::new)))
+    }
+
+    fn text_or(&mut self, env: &[&str], yaml: &[&str], default: &str) -> Setting<String> {
+        let s = self.text(env, yaml);
+        Setting { value: s.value.unwrap_or_else(|| default.to_owned()), origin: s.origin }
+    }
+
+    /// Hermes' `stt:` block and variables, `agent.image_input_mode`, and the media size cap.
+    fn media(&mut self) -> MediaConfig {
+        MediaConfig {
+            stt_enabled: self.bool(&[], &["stt_enabled", "stt.enabled"], true),
+            stt_provider: self
+                .get(&[], &["stt.provider"], None, |r| scalar_text(r).and_then(SttProvider::parse).map(Some)),
+            stt_openai_model: self.text_or(&["STT_OPENAI_MODEL"], &["stt.openai.model"], "whisper-1"),
+            stt_openai_base_url: self.text(&["STT_OPENAI_BASE_URL"], &["stt.openai.base_url"]),
+            stt_openai_api_key: self.secret(&["VOICE_TOOLS_OPENAI_KEY", "OPENAI_API_KEY"], &["stt.openai.api_key"]),
+            stt_groq_model: self.text_or(&["STT_GROQ_MODEL"], &["stt.groq.model"], "whisper-large-v3-turbo"),
+            stt_groq_base_url: self.text_or(&["GROQ_BASE_URL"], &[], "https://api.groq.com/openai/v1"),
+            groq_api_key: self.secret(&["GROQ_API_KEY"], &[]),
+            stt_local_command: self.text(&["HERMES_LOCAL_STT_COMMAND"], &[]),
+            stt_local_model: self.text_or(&[], &["stt.local.model"], "base"),
+            stt_language: self.text(&["HERMES_LOCAL_STT_LANGUAGE"], &["stt.local.language", "stt.language"]),
+            stt_echo_transcripts: self.bool(&[], &["stt_echo_transcripts", "stt.echo_transcripts"], true),
+            image_input_mode: self.get(&[], &["agent.image_input_mode"], ImageInputMode::Auto, |r| {
+                scalar_text(r).and_then(ImageInputMode::parse)
+            }),
+            max_media_mb: self.count("WHATSAPP_MAX_MEDIA_MB", "max_media_mb", 100, "MiB, e.g. 100"),
+        }
     }
 
     /// A whole number from the environment or `whatsapp.<key>`; `unit` completes "a whole number of ...".
@@ -392,9 +426,7 @@ impl<'a, 'd> Resolver<'a, 'd> {
             Some("openrouter") => &["OPENROUTER_API_KEY", "OPENAI_API_KEY"],
             _ => &["OPENAI_API_KEY", "OPENROUTER_API_KEY"],
         };
-        let api_key = self.get(key_env, &["model.api_key"], None, |r| {
-            scalar_text(r).map(|t| Some(t.trim()).filter(|t| !t.is_empty()).map(Secret::new))
-        });
+        let api_key = self.secret(key_env, &["model.api_key"]);
         ModelConfig { provider, name, base_url, api_key }
     }
 }

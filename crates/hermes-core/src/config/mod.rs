@@ -21,7 +21,7 @@ use crate::allowlist::Allowlist;
 use crate::identity::Jid;
 
 pub use keys::{KNOWN_ENV_KEYS, nearest_name};
-pub use values::{Mode, Policy, Secret, UnauthorizedDm};
+pub use values::{ImageInputMode, Mode, Policy, Secret, SttProvider, UnauthorizedDm};
 
 /// Where a resolved value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,10 +125,38 @@ pub struct ModelConfig {
     pub api_key: Setting<Option<Secret>>,
 }
 
+/// Media: speech-to-text (Hermes' `stt:` block and its variables), images to the model, and
+/// the size cap on downloads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaConfig {
+    /// `stt.enabled` (or top-level `stt_enabled`): off, voice notes are not transcribed.
+    pub stt_enabled: Setting<bool>,
+    /// `stt.provider`; unset, the first available of a local command, Groq, OpenAI.
+    pub stt_provider: Setting<Option<SttProvider>>,
+    pub stt_openai_model: Setting<String>,
+    pub stt_openai_base_url: Setting<Option<String>>,
+    pub stt_openai_api_key: Setting<Option<Secret>>,
+    pub stt_groq_model: Setting<String>,
+    pub stt_groq_base_url: Setting<String>,
+    pub groq_api_key: Setting<Option<Secret>>,
+    /// `HERMES_LOCAL_STT_COMMAND`: a command line with `{input_path}`, `{output_dir}`,
+    /// `{language}` and `{model}` that writes a `.txt` transcript into `{output_dir}`.
+    pub stt_local_command: Setting<Option<String>>,
+    pub stt_local_model: Setting<String>,
+    pub stt_language: Setting<Option<String>>,
+    /// Each transcript is also sent back to the chat (`🎙️ "..."`), as Hermes does.
+    pub stt_echo_transcripts: Setting<bool>,
+    /// `agent.image_input_mode`: `auto`/`native` send images to the model, `text` does not.
+    pub image_input_mode: Setting<ImageInputMode>,
+    /// Media larger than this (MiB) is not downloaded; the agent is told what it was.
+    pub max_media_mb: Setting<u64>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub whatsapp: WhatsAppConfig,
     pub model: ModelConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -233,6 +261,8 @@ impl Config {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         let w = &self.whatsapp;
         let m = &self.model;
+        let media = &self.media;
+        let secret = |v: &Option<Secret>| v.as_ref().map_or_else(String::new, ToString::to_string);
         vec![
             line("WHATSAPP_ENABLED", &w.enabled, ToString::to_string),
             line("WHATSAPP_MODE", &w.mode, |v| v.as_str().to_owned()),
@@ -264,7 +294,21 @@ impl Config {
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, opt),
-            line("model.api_key", &m.api_key, |v| v.as_ref().map_or_else(String::new, ToString::to_string)),
+            line("model.api_key", &m.api_key, secret),
+            line("stt.enabled", &media.stt_enabled, ToString::to_string),
+            line("stt.provider", &media.stt_provider, |v| {
+                v.map_or("(first available)", SttProvider::as_str).to_owned()
+            }),
+            line("stt.openai.model", &media.stt_openai_model, Clone::clone),
+            line("stt.openai.base_url", &media.stt_openai_base_url, opt),
+            line("stt.openai.api_key", &media.stt_openai_api_key, secret),
+            line("stt.groq.model", &media.stt_groq_model, Clone::clone),
+            line("GROQ_API_KEY", &media.groq_api_key, secret),
+            line("HERMES_LOCAL_STT_COMMAND", &media.stt_local_command, opt),
+            line("stt.language", &media.stt_language, opt),
+            line("stt.echo_transcripts", &media.stt_echo_transcripts, ToString::to_string),
+            line("agent.image_input_mode", &media.image_input_mode, |v| v.as_str().to_owned()),
+            line("WHATSAPP_MAX_MEDIA_MB", &media.max_media_mb, ToString::to_string),
         ]
     }
 }

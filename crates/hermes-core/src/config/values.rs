@@ -33,6 +33,76 @@ impl Mode {
     }
 }
 
+/// `stt.provider`: who transcribes voice notes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SttProvider {
+    /// Hermes' local faster-whisper; hermes runs `HERMES_LOCAL_STT_COMMAND` in its place.
+    Local,
+    /// `HERMES_LOCAL_STT_COMMAND`.
+    LocalCommand,
+    /// Groq's OpenAI-compatible Whisper (`GROQ_API_KEY`).
+    Groq,
+    /// OpenAI, or any server with `POST /audio/transcriptions` at `stt.openai.base_url`.
+    OpenAi,
+}
+
+impl SttProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SttProvider::Local => "local",
+            SttProvider::LocalCommand => "local_command",
+            SttProvider::Groq => "groq",
+            SttProvider::OpenAi => "openai",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<SttProvider, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "local" => Ok(SttProvider::Local),
+            "local_command" | "local-command" => Ok(SttProvider::LocalCommand),
+            "groq" => Ok(SttProvider::Groq),
+            // Hermes routes `nous` through an OpenAI-compatible endpoint too.
+            "openai" | "nous" => Ok(SttProvider::OpenAi),
+            "mistral" | "xai" | "elevenlabs" | "deepinfra" => Err(format!(
+                "'{}' is a Hermes provider hermes does not speak; accepted values: local, local_command, groq, \
+                 openai (any OpenAI-compatible server: set stt.openai.base_url to it)",
+                s.trim()
+            )),
+            _ => Err("accepted values: local, local_command, groq, openai".to_owned()),
+        }
+    }
+}
+
+/// `agent.image_input_mode`: whether images go to the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageInputMode {
+    /// Images go to the model; one that refuses them is asked again without.
+    Auto,
+    /// Images always go to the model.
+    Native,
+    /// Images never go to the model: it reads that one was sent.
+    Text,
+}
+
+impl ImageInputMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageInputMode::Auto => "auto",
+            ImageInputMode::Native => "native",
+            ImageInputMode::Text => "text",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ImageInputMode, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ImageInputMode::Auto),
+            "native" => Ok(ImageInputMode::Native),
+            "text" => Ok(ImageInputMode::Text),
+            _ => Err("accepted values: auto, native, text".to_owned()),
+        }
+    }
+}
+
 /// `WHATSAPP_DM_POLICY` / `WHATSAPP_GROUP_POLICY`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {

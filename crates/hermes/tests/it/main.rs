@@ -14,6 +14,8 @@ mod import;
 #[cfg(feature = "simulator")]
 mod link;
 #[cfg(feature = "simulator")]
+mod media;
+#[cfg(feature = "simulator")]
 mod pipeline;
 mod send;
 mod support;

@@ -13,22 +13,22 @@ use crate::link::link_phone;
 use crate::support::Home;
 
 /// A linked gateway with a model on loopback and `env` in its `.env`.
-struct Setup {
-    sim: Sim,
-    home: Home,
-    llm: LoopbackLlm,
-    gw: Option<Gateway>,
+pub(crate) struct Setup {
+    pub(crate) sim: Sim,
+    pub(crate) home: Home,
+    pub(crate) llm: LoopbackLlm,
+    pub(crate) gw: Option<Gateway>,
     account: String,
 }
 
 impl Setup {
     /// Bot mode, with `env` in `.env`.
-    async fn new(account: &str, env: &str) -> Setup {
+    pub(crate) async fn new(account: &str, env: &str) -> Setup {
         Setup::with(account, &format!("WHATSAPP_MODE=bot\n{env}"), "").await
     }
 
     /// `.env` and extra `whatsapp:` settings for config.yaml as given.
-    async fn with(account: &str, env: &str, whatsapp_yaml: &str) -> Setup {
+    pub(crate) async fn with(account: &str, env: &str, whatsapp_yaml: &str) -> Setup {
         let sim = Sim::start().await.expect("sim");
         sim.add_phone(account);
         let llm = LoopbackLlm::start(0).await.expect("llm");
@@ -40,26 +40,26 @@ impl Setup {
         s
     }
 
-    fn start(&mut self, env: &[(&str, &str)]) {
+    pub(crate) fn start(&mut self, env: &[(&str, &str)]) {
         let gw = Gateway::start_with(&self.home, &self.sim, env);
         gw.wait_state("connected");
         self.gw = Some(gw);
     }
 
-    fn gw(&self) -> &Gateway {
+    pub(crate) fn gw(&self) -> &Gateway {
         self.gw.as_ref().expect("running")
     }
 
-    fn contact(&self, phone: &str) {
+    pub(crate) fn contact(&self, phone: &str) {
         self.sim.add_phone(phone);
     }
 
-    async fn say(&self, from: &str, text: &str) -> String {
+    pub(crate) async fn say(&self, from: &str, text: &str) -> String {
         self.sim.send_text(from, &self.account, text, false).await.expect("send")
     }
 
     /// Waits for the next message `contact` receives after `cursor`; returns its text.
-    async fn reply(&self, cursor: usize, contact: &str) -> String {
+    pub(crate) async fn reply(&self, cursor: usize, contact: &str) -> String {
         match self
             .sim
             .wait_for(cursor, T, |e| matches!(e, SimEvent::MessageReceived { contact: c, .. } if c == contact))
@@ -74,7 +74,7 @@ impl Setup {
     }
 
     /// Waits for a message to `contact` after `cursor` that contains `needle`.
-    async fn reply_containing(&self, cursor: usize, contact: &str, needle: &str) -> String {
+    pub(crate) async fn reply_containing(&self, cursor: usize, contact: &str, needle: &str) -> String {
         let found = self
             .sim
             .wait_for(cursor, T, |e| {
@@ -88,7 +88,7 @@ impl Setup {
     }
 
     /// Stops the gateway with SIGTERM and waits for it.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let gw = self.gw.take().expect("running");
         gw.terminate();
         let (code, log) = gw.exit();
@@ -102,7 +102,7 @@ impl Setup {
         self.reply(cursor, from).await
     }
 
-    fn replies(&self, contact: &str) -> Vec<String> {
+    pub(crate) fn replies(&self, contact: &str) -> Vec<String> {
         self.sim.inbox(contact).into_iter().map(|(_, _, text)| text).collect()
     }
 
@@ -120,7 +120,7 @@ impl Setup {
         }
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let run = self.home.run(args);
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("JSON ({e}): {run:?}"))
     }

@@ -1,0 +1,274 @@
+//! Turning a message's media into what the agent reads: downloaded into Hermes' cache
+//! directories, then transcribed (voice), shown (images), inlined (text and PDF documents) or
+//! described (the rest). A failure is never silent: the agent reads what could not be done,
+//! in Hermes' words, and the log says why.
+
+use std::path::{Path, PathBuf};
+
+use hermes_core::config::ImageInputMode;
+use hermes_core::media::{self as m, DocumentKind, MediaKind, MediaRef};
+use hermes_store::Inbound;
+
+use crate::port::{Fetch, MediaError, Speech};
+use crate::worker::Shared;
+
+/// Images are shrunk to fit this many pixels on their longer side: what vision models use
+/// anyway, and a fraction of a phone photo's size.
+const MAX_IMAGE_SIDE: u32 = 1568;
+/// Images up to this size in a format every model reads are sent as they are.
+const MAX_IMAGE_BYTES: usize = 3 * 1024 * 1024;
+
+/// What a media message becomes for the agent.
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    /// The message as the agent reads it: notes about the media, then its body.
+    pub(crate) text: String,
+    /// `data:` URLs of pictures for the model.
+    pub(crate) images: Vec<String>,
+    /// What the agent reads instead of the pictures if the model refuses them.
+    pub(crate) without_images: String,
+    /// Sent to the chat before the answer (a transcript's echo, a sentence about STT).
+    pub(crate) notices: Vec<String>,
+}
+
+/// Why a message cannot be prepared now.
+pub(crate) enum Later {
+    /// Not connected to WhatsApp: the download waits for the connection.
+    NotConnected,
+}
+
+pub(crate) async fn prepare(shared: &Shared, row: &Inbound, media: &MediaRef, body: &str) -> Result<Prepared, Later> {
+    let cap = shared.media.max_media_mb.value.saturating_mul(1024 * 1024);
+    let path = match cached(shared, row, media, cap).await {
+        Ok(path) => path,
+        Err(MediaError::NotConnected) => return Err(Later::NotConnected),
+        Err(MediaError::TooLarge { size, cap }) => {
+            tracing::warn!(kind = media.kind.word(), size, cap, "media over the size limit was not downloaded");
+            let note = m::too_large(media.kind, size.max(media.file_length), shared.media.max_media_mb.value);
+            return Ok(plain(m::compose(&[note], body)));
+        }
+        Err(e) => {
+            tracing::warn!(kind = media.kind.word(), error = %e, "media could not be downloaded; the agent is told");
+            return Ok(plain(m::compose(&[], &format!("{body}\n{}", m::not_downloaded(media.kind)))));
+        }
+    };
+    let mut out = Prepared::default();
+    let mut notes = Vec::new();
+    match media.kind {
+        MediaKind::Voice | MediaKind::Audio => notes.push(listen(shared, &path, media, &mut out.notices).await),
+        MediaKind::Image | MediaKind::Sticker => {
+            let unseen = m::image_not_shown(&path);
+            if shared.media.image_input_mode.value == ImageInputMode::Text {
+                notes.push(unseen);
+            } else {
+                let (p, mime) = (path.clone(), media.mime.clone());
+                match tokio::task::spawn_blocking(move || data_url(&p, &mime)).await {
+                    Ok(Ok(url)) => {
+                        out.images.push(url);
+                        out.without_images = m::compose(&[unseen], body);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "an image could not be read; the agent is told it was not shown");
+                        notes.push(unseen);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading an image failed");
+                        notes.push(unseen);
+                    }
+                }
+            }
+        }
+        MediaKind::Document => notes.extend(read_document(&path, media).await),
+        MediaKind::Video | MediaKind::Gif => notes.push(m::video_note(&display_name(&path, media), &path)),
+    }
+    out.text = m::compose(&notes, body);
+    Ok(out)
+}
+
+fn plain(text: String) -> Prepared {
+    Prepared { text, ..Prepared::default() }
+}
+
+/// The cached copy of the media, downloaded unless a complete one is there already (a crash
+/// after the download, before the answer): Hermes' directories and file names.
+async fn cached(shared: &Shared, row: &Inbound, media: &MediaRef, cap: u64) -> Result<PathBuf, MediaError> {
+    let (new, old) = m::cache_dirs(media.kind);
+    let dir = if shared.home.join(old).is_dir() { shared.home.join(old) } else { shared.home.join(new) };
+    let io = |error| MediaError::Io { path: dir.display().to_string(), error };
+    private_dir(&dir).map_err(io)?;
+    let path = dir.join(m::cache_file_name(media, &m::cache_tag(row.id.as_str())));
+    if let Ok(meta) = std::fs::metadata(&path)
+        && meta.is_file()
+        && (media.file_length == 0 || meta.len() == media.file_length)
+    {
+        return Ok(path);
+    }
+    let fetch = Fetch { media, chat: &row.chat, sender: &row.sender, id: &row.id, from_me: row.from_me };
+    let size = shared.messenger.download(&fetch, &path, cap).await?;
+    tracing::debug!(kind = media.kind.word(), size, "media downloaded");
+    Ok(path)
+}
+
+/// A directory only its owner reads: media is personal data.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// The note about a voice note or audio: its transcript, or what stood in the way.
+async fn listen(shared: &Shared, path: &Path, media: &MediaRef, notices: &mut Vec<String>) -> String {
+    match &shared.speech {
+        Speech::Off => m::voice_stt_off(path, media.seconds),
+        Speech::Unavailable(why) => {
+            tracing::warn!("a voice message arrived but cannot be transcribed: {why}");
+            notices.push(m::no_stt_reply().to_owned());
+            m::voice_without_stt().to_owned()
+        }
+        Speech::Ready(stt) => match stt.transcribe(path, &media.mime).await {
+            Ok(t) if t.trim().is_empty() => m::voice_empty().to_owned(),
+            Ok(t) => {
+                if shared.media.stt_echo_transcripts.value {
+                    notices.push(m::echo(&t));
+                }
+                m::voice_transcript(&t)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a voice message could not be transcribed; the agent is told");
+                m::voice_failed(path)
+            }
+        },
+    }
+}
+
+/// The name a person gave the file, or its cached name.
+fn display_name(path: &Path, media: &MediaRef) -> String {
+    media
+        .file_name
+        .as_deref()
+        .map(m::sanitize_file_name)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned())
+}
+
+/// Text inlined, a PDF's text extracted and inlined, anything else described.
+async fn read_document(path: &Path, media: &MediaRef) -> Vec<String> {
+    let name = display_name(path, media);
+    let size = std::fs::metadata(path).map(|md| md.len()).unwrap_or(media.file_length);
+    let described = || vec![m::document_not_inlined(&name, path, &media.mime, size)];
+    match m::document_kind(media.file_name.as_deref(), &media.mime) {
+        DocumentKind::Text if size <= m::MAX_INLINE_BYTES => match std::fs::read(path) {
+            Ok(bytes) => {
+                vec![m::text_document_note(&name, path), m::content_of(&name, &String::from_utf8_lossy(&bytes))]
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a cached document cannot be read");
+                described()
+            }
+        },
+        DocumentKind::Pdf => {
+            let p = path.to_owned();
+            // pdf-extract can panic on malformed files; a panic in the blocking task is an error here.
+            match tokio::task::spawn_blocking(move || pdf_extract::extract_text(&p)).await {
+                Ok(Ok(text)) if !text.trim().is_empty() => {
+                    vec![m::pdf_note(&name, path), m::content_of(&name, &cap_text(text.trim(), m::MAX_INLINE_BYTES))]
+                }
+                Ok(Ok(_)) => {
+                    tracing::info!("a PDF has no text layer (scanned?); the agent gets its description");
+                    described()
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the text of a PDF could not be extracted; the agent gets its description");
+                    described()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "extracting a PDF's text failed; the agent gets its description");
+                    described()
+                }
+            }
+        }
+        DocumentKind::Text | DocumentKind::Other => described(),
+    }
+}
+
+/// At most `max` bytes of text, cut at a character boundary, saying so.
+fn cap_text(text: &str, max: u64) -> String {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[… the rest of the document is cut: it is longer than {} KB]", &text[..end], max / 1024)
+}
+
+/// A picture as a `data:` URL a vision model reads: JPEG or PNG as it is when small enough,
+/// otherwise (or for WebP stickers and GIFs) decoded, shrunk to fit and re-encoded.
+fn data_url(path: &Path, _declared_mime: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let format = image::guess_format(&bytes).map_err(|e| format!("not an image: {e}"))?;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let img = image::load_from_memory_with_format(&bytes, format).map_err(|e| format!("cannot decode: {e}"))?;
+    let fits = img.width().max(img.height()) <= MAX_IMAGE_SIDE && bytes.len() <= MAX_IMAGE_BYTES;
+    match format {
+        image::ImageFormat::Jpeg if fits => return Ok(format!("data:image/jpeg;base64,{}", b64(&bytes))),
+        image::ImageFormat::Png if fits => return Ok(format!("data:image/png;base64,{}", b64(&bytes))),
+        _ => {}
+    }
+    let img = if img.width().max(img.height()) > MAX_IMAGE_SIDE {
+        img.resize(MAX_IMAGE_SIDE, MAX_IMAGE_SIDE, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Transparency (stickers) survives as PNG; photos are smaller as JPEG.
+    let (format, mime) = if img.color().has_alpha() {
+        (image::ImageFormat::Png, "image/png")
+    } else {
+        (image::ImageFormat::Jpeg, "image/jpeg")
+    };
+    let img = if format == image::ImageFormat::Jpeg { image::DynamicImage::ImageRgb8(img.to_rgb8()) } else { img };
+    img.write_to(&mut out, format).map_err(|e| format!("cannot encode: {e}"))?;
+    Ok(format!("data:{mime};base64,{}", b64(out.get_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_photo_is_shrunk_and_a_transparent_sticker_stays_png() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("big.png");
+        image::RgbImage::from_fn(3000, 1000, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]))
+            .save(&big)
+            .expect("save");
+        let url = data_url(&big, "image/png").expect("url");
+        assert!(url.starts_with("data:image/jpeg;base64,"), "{}", &url[..40]);
+        use base64::Engine as _;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(&url["data:image/jpeg;base64,".len()..]).expect("b64");
+        let small = image::load_from_memory(&bytes).expect("decodes");
+        assert_eq!((small.width(), small.height()), (MAX_IMAGE_SIDE, 523));
+
+        let sticker = dir.path().join("s.webp");
+        image::RgbaImage::from_fn(64, 64, |x, _| image::Rgba([0, 0, 0, (x * 4) as u8]))
+            .save(&sticker)
+            .expect("save webp");
+        assert!(data_url(&sticker, "image/webp").expect("url").starts_with("data:image/png;base64,"));
+
+        let junk = dir.path().join("junk.jpg");
+        std::fs::write(&junk, b"not an image").expect("write");
+        assert!(data_url(&junk, "image/jpeg").is_err());
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_character_and_says_so() {
+        let text = "é".repeat(100);
+        let cut = cap_text(&text, 51);
+        assert!(cut.starts_with(&"é".repeat(25)) && cut.contains("is cut"), "{cut}");
+        assert_eq!(cap_text("short", 51), "short");
+    }
+}

@@ -1,0 +1,190 @@
+//! Fetching a message's media from WhatsApp's CDN into a file: streamed (memory stays flat
+//! whatever the size), capped, checked, and written under a temporary name that becomes the
+//! final one only once the MAC and hashes are verified, so a crash mid-download leaves
+//! nothing that looks complete and the next attempt starts again.
+//!
+//! An expired object (404/410 after a fresh `media_conn`) is asked for again from the
+//! sender's phone (`mediaretry`), as WhatsApp's own clients do, then fetched from its new path.
+
+use std::io::{Seek, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use hermes_core::identity::{Jid as CoreJid, MessageId};
+use hermes_core::media::{MediaKind, MediaRef};
+use whatsapp_rust::download::{DownloadParams, MediaDecryptionError, MediaType};
+use whatsapp_rust::http::HttpStatusError;
+use whatsapp_rust::prelude::*;
+use whatsapp_rust::{MediaRetryResult, MediaReuploadRequest};
+
+use crate::messenger::Messenger;
+
+/// Which message's media to fetch.
+#[derive(Clone, Copy, Debug)]
+pub struct Fetch<'a> {
+    pub media: &'a MediaRef,
+    pub chat: &'a CoreJid,
+    pub sender: &'a CoreJid,
+    pub id: &'a MessageId,
+    pub from_me: bool,
+}
+
+/// Why media was not fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    #[error("not connected to WhatsApp")]
+    NotConnected,
+    /// Larger than the cap (bytes): declared so, or found so while streaming.
+    #[error("the media is larger than the {cap} byte limit")]
+    TooLarge { size: u64, cap: u64 },
+    /// The CDN no longer has it and the sender's phone did not upload it again.
+    #[error("the media has expired from WhatsApp's servers and the sender's phone did not upload it again: {0}")]
+    Gone(String),
+    /// The bytes did not verify (MAC or hash mismatch): damaged or not what the message said.
+    #[error("the downloaded media failed its integrity check: {0}")]
+    Corrupt(String),
+    #[error("the media could not be downloaded: {0}")]
+    Failed(String),
+    #[error("the media could not be written to {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+}
+
+fn media_type(kind: MediaKind) -> MediaType {
+    match kind {
+        MediaKind::Image => MediaType::Image,
+        MediaKind::Sticker => MediaType::Sticker,
+        MediaKind::Video | MediaKind::Gif => MediaType::Video,
+        MediaKind::Audio | MediaKind::Voice => MediaType::Audio,
+        MediaKind::Document => MediaType::Document,
+    }
+}
+
+/// A file that refuses to grow past a cap, so a sender that declared less than it sends
+/// cannot fill the disk.
+struct Capped {
+    file: std::fs::File,
+    cap: u64,
+    over: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let at = self.file.stream_position()?;
+        if at + buf.len() as u64 > self.cap {
+            self.over.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(std::io::Error::other("the media is larger than the configured limit"));
+        }
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for Capped {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+impl whatsapp_rust::download::DownloadWriter for Capped {
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+/// A new file only its owner reads (media is personal data), emptied if it was there.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
+fn http_status(e: &anyhow::Error) -> Option<u16> {
+    e.chain().find_map(|c| c.downcast_ref::<HttpStatusError>()).map(|s| s.status)
+}
+
+fn is_integrity(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<MediaDecryptionError>().is_some())
+        || format!("{e:#}").to_ascii_lowercase().contains("mac")
+}
+
+impl Messenger {
+    /// Downloads a message's media to `to` (at most `cap` bytes); returns its size.
+    pub async fn download(&self, f: &Fetch<'_>, to: &Path, cap: u64) -> Result<u64, MediaError> {
+        if f.media.file_length > cap {
+            return Err(MediaError::TooLarge { size: f.media.file_length, cap });
+        }
+        let client = self.live_client().ok_or(MediaError::NotConnected)?;
+        let io = |error| MediaError::Io { path: to.display().to_string(), error };
+        let part = to.with_extension("part");
+        let mut params = DownloadParams::encrypted(
+            f.media.direct_path.clone(),
+            &f.media.media_key,
+            &f.media.file_sha256,
+            &f.media.file_enc_sha256,
+            f.media.file_length,
+            media_type(f.media.kind),
+        );
+        let mut asked_again = false;
+        loop {
+            let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let file = private_file(&part).map_err(io)?;
+            let sink = Capped { file, cap, over: over.clone() };
+            match client.download_from_params_to_writer(&params, sink).await {
+                Ok(sink) => {
+                    // Downloaded, not yet in place: a crash here must download again.
+                    hermes_store::crash::point("media_downloaded");
+                    sink.file.sync_all().map_err(io)?;
+                    let size = sink.file.metadata().map_err(io)?.len();
+                    drop(sink);
+                    std::fs::rename(&part, to).map_err(io)?;
+                    return Ok(size);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&part);
+                    if over.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(MediaError::TooLarge { size: cap + 1, cap });
+                    }
+                    if matches!(http_status(&e), Some(404 | 410)) && !asked_again {
+                        asked_again = true;
+                        let path = self.ask_again(&client, f).await?;
+                        tracing::info!("the sender's phone uploaded expired media again; downloading it");
+                        params.direct_path = path;
+                        continue;
+                    }
+                    if !client.is_connected() {
+                        return Err(MediaError::NotConnected);
+                    }
+                    return Err(if is_integrity(&e) {
+                        MediaError::Corrupt(format!("{e:#}"))
+                    } else if matches!(http_status(&e), Some(404 | 410)) {
+                        MediaError::Gone(format!("{e:#}"))
+                    } else {
+                        MediaError::Failed(format!("{e:#}"))
+                    });
+                }
+            }
+        }
+    }
+
+    /// Asks the sender's phone to upload expired media again; its new direct path.
+    async fn ask_again(&self, client: &Client, f: &Fetch<'_>) -> Result<String, MediaError> {
+        let wire = |j: &CoreJid| j.to_string().parse::<Jid>().map_err(|e| MediaError::Failed(e.to_string()));
+        let chat = wire(f.chat)?;
+        let participant = if f.chat.is_group() { Some(wire(f.sender)?) } else { None };
+        let request = MediaReuploadRequest {
+            msg_id: f.id.as_str(),
+            chat_jid: &chat,
+            media_key: &f.media.media_key,
+            is_from_me: f.from_me,
+            participant: participant.as_ref(),
+        };
+        match client.media_reupload().request(&request).await {
+            Ok(MediaRetryResult::Success { direct_path }) => Ok(direct_path),
+            Ok(other) => Err(MediaError::Gone(format!("the phone answered {other:?}"))),
+            Err(e) => Err(MediaError::Gone(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Issue 14: media in, end to end. A contact on wa-sim sends a voice note, a photo, documents;
+//! the real gateway downloads them from wa-sim's CDN (WhatsApp's media crypto), transcribes
+//! through an OpenAI-compatible server on 127.0.0.1, shows pictures to the model, inlines
+//! text and PDFs, and says what went wrong when a download cannot be done.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use wa_sim::{Fault, Media, MediaKind};
+
+use crate::pipeline::Setup;
+
+const ACCOUNT: &str = "15550002000";
+const FRIEND: &str = "4915100003333";
+
+/// A linked gateway whose STT server is the loopback LLM's `/v1/audio/transcriptions`.
+async fn setup(env: &str) -> Setup {
+    let mut s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n{env}")).await;
+    // The STT server is on the same loopback server as the model.
+    if !env.contains("STT_OPENAI_BASE_URL") && !env.contains("NO_STT") {
+        s.stop();
+        let mut lines = std::fs::read_to_string(s.home.path.join(".env")).expect(".env");
+        lines.push_str(&format!("STT_OPENAI_BASE_URL={}\n", s.llm.base_url()));
+        std::fs::write(s.home.path.join(".env"), lines).expect("write .env");
+        s.start(&[]);
+    }
+    s.contact(FRIEND);
+    s
+}
+
+fn voice(data: &[u8]) -> Media {
+    Media { mime: "audio/ogg; codecs=opus".into(), data: data.to_vec(), seconds: Some(3), ..Default::default() }
+}
+
+fn document(name: &str, mime: &str, data: Vec<u8>) -> Media {
+    Media { mime: mime.into(), data, file_name: Some(name.into()), ..Default::default() }
+}
+
+/// A one-page PDF whose page shows `text` in Helvetica, with a correct cross-reference table.
+fn pdf(text: &str) -> Vec<u8> {
+    let content = format!("BT /F1 24 Tf 72 720 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+    );
+    out
+}
+
+/// A 1x1 red PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xfc, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x05, 0x02, 0x00, 0x5f, 0xc8, 0xf1,
+    0xd2, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+impl Setup {
+    async fn send_media(&self, kind: MediaKind, media: &Media) -> String {
+        self.sim.send_media(FRIEND, ACCOUNT, kind, media).await.expect("send media")
+    }
+
+    /// Sends media and waits for the answer that contains `needle`.
+    async fn media_answer(&self, kind: MediaKind, media: &Media, needle: &str) -> String {
+        let cursor = self.sim.cursor();
+        self.send_media(kind, media).await;
+        self.reply_containing(cursor, FRIEND, needle).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_note_is_transcribed_echoed_and_read_by_the_agent() {
+    let s = setup("").await;
+    let audio = b"OggS\0fake opus pages, as the phone recorded them".repeat(40);
+    s.llm.next_transcript(Ok("book a table for two at eight"));
+    let cursor = s.sim.cursor();
+    s.send_media(MediaKind::Voice, &voice(&audio)).await;
+    let echo = s.reply_containing(cursor, FRIEND, "🎙️").await;
+    assert_eq!(echo, "🎙️ \"book a table for two at eight\"");
+    let answer = s.reply_containing(cursor, FRIEND, "You wrote").await;
+    assert!(
+        answer.contains("[The user sent a voice message~ Here's what they said: \"book a table for two at eight\"]"),
+        "{answer}"
+    );
+    // The server got the very bytes the contact recorded, as a file, with Hermes' default model.
+    let t = s.llm.transcriptions();
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        (t[0].audio.as_slice(), t[0].model.as_str(), t[0].mime.as_str()),
+        (&audio[..], "whisper-1", "audio/ogg")
+    );
+    // Kept where Hermes keeps audio, readable by its owner only.
+    let cached: Vec<_> = std::fs::read_dir(s.home.path.join("cache/audio")).expect("cache/audio").flatten().collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let name = cached[0].file_name().into_string().expect("utf-8");
+    assert!(name.starts_with("aud_") && name.ends_with(".ogg"), "{name}");
+    assert_eq!(cached[0].metadata().expect("meta").permissions().mode() & 0o777, 0o600);
+
+    // STT down: the agent is told, nothing is invented, the log says why.
+    s.llm.next_transcript(Err(503));
+    let answer = s.media_answer(MediaKind::Voice, &voice(b"OggS second"), "You wrote").await;
+    assert!(
+        answer.contains("[voice message could not be transcribed automatically; the audio is available at: "),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_speech_to_text_the_sender_gets_one_honest_sentence() {
+    let s = setup("NO_STT=1\n").await;
+    let cursor = s.sim.cursor();
+    s.send_media(MediaKind::Voice, &voice(b"OggS hello")).await;
+    let sentence = s.reply_containing(cursor, FRIEND, "🎤").await;
+    assert!(sentence.contains("no speech-to-text provider is configured"), "{sentence}");
+    let answer = s.reply_containing(cursor, FRIEND, "You wrote").await;
+    assert!(answer.contains("no STT provider is configured"), "{answer}");
+    let log = s.gw.as_ref().expect("running").wait_log("cannot be transcribed");
+    assert!(log.last().expect("line").contains("HERMES_LOCAL_STT_COMMAND"), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_reaches_the_model_as_an_image_and_a_text_only_model_reads_words_instead() {
+    let s = setup("").await;
+    let photo = Media {
+        mime: "image/png".into(),
+        data: PNG.to_vec(),
+        caption: Some("what colour?".into()),
+        ..Default::default()
+    };
+    let answer = s.media_answer(MediaKind::Image, &photo, "You wrote").await;
+    assert!(answer.contains("[image received] what colour?"), "{answer}");
+    let request = s.llm.requests().last().cloned().expect("a request");
+    let user = request.last().expect("the user's message");
+    use base64::Engine as _;
+    let url = user.images.first().expect("an image part");
+    let b64 = url.strip_prefix("data:image/png;base64,").expect("a PNG data URL");
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(b64).expect("base64"), PNG);
+
+    // A model that refuses image parts is asked again without them.
+    s.llm.refuse_images(true);
+    let answer = s.media_answer(MediaKind::Image, &photo, "You wrote").await;
+    assert!(answer.contains("it cannot be shown to you here") && answer.contains("what colour?"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_inlined_as_text_extracted_from_pdf_or_described() {
+    let s = setup("").await;
+    let notes = document("notes.md", "text/markdown", b"# Shopping\n- milk\n- bread\n".to_vec());
+    s.media_answer(MediaKind::Document, &notes, "You wrote").await;
+    // (What the model read: the reply itself is reformatted for WhatsApp.)
+    let asked = s.llm.requests().last().and_then(|r| r.last().cloned()).expect("a request").content;
+    assert!(asked.contains("[Content of notes.md]:\n# Shopping\n- milk"), "{asked}");
+    assert!(asked.starts_with("[The user sent a text document: 'notes.md'."), "{asked}");
+
+    let paper = document("invoice.pdf", "application/pdf", pdf("Total due 42 EUR"));
+    let answer = s.media_answer(MediaKind::Document, &paper, "You wrote").await;
+    assert!(answer.contains("[Content of invoice.pdf]:") && answer.contains("Total due 42 EUR"), "{answer}");
+
+    let sheet =
+        document("budget.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", vec![7; 2048]);
+    let answer = s.media_answer(MediaKind::Document, &sheet, "You wrote").await;
+    assert!(answer.contains("[The user sent a document: 'budget.xlsx'") && answer.contains("2.0 KB"), "{answer}");
+    assert!(std::fs::read_dir(s.home.path.join("cache/documents")).expect("dir").count() >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_media_is_fetched_again_and_what_cannot_be_fetched_is_said() {
+    let mut s = setup("WHATSAPP_MAX_MEDIA_MB=1\n").await;
+    // Sent while the gateway is down, then expired on the CDN before it comes back: the
+    // sender's phone uploads it again when asked.
+    s.stop();
+    let notes = document("plan.txt", "text/plain", b"step one, step two".to_vec());
+    let id = s.send_media(MediaKind::Document, &notes).await;
+    s.sim.inject(Fault::ExpireMedia { id: Some(id), reupload: true }).expect("expire");
+    let cursor = s.sim.cursor();
+    s.start(&[]);
+    let answer = s.reply_containing(cursor, FRIEND, "You wrote").await;
+    assert!(answer.contains("[Content of plan.txt]:\nstep one, step two"), "{answer}");
+
+    // Expired for good: the agent reads Hermes' words and answers anyway.
+    s.stop();
+    let id = s.send_media(MediaKind::Document, &document("gone.txt", "text/plain", b"x".to_vec())).await;
+    s.sim.inject(Fault::ExpireMedia { id: Some(id), reupload: false }).expect("expire");
+    let cursor = s.sim.cursor();
+    s.start(&[]);
+    let answer = s.reply_containing(cursor, FRIEND, "You wrote").await;
+    assert!(answer.contains("[document could not be downloaded]"), "{answer}");
+
+    // Damaged on the CDN: the MAC check refuses it.
+    s.stop();
+    let id = s.send_media(MediaKind::Document, &document("bad.txt", "text/plain", b"y".to_vec())).await;
+    s.sim.inject(Fault::CorruptMedia { id: Some(id) }).expect("corrupt");
+    let cursor = s.sim.cursor();
+    s.start(&[]);
+    let answer = s.reply_containing(cursor, FRIEND, "You wrote").await;
+    assert!(answer.contains("[document could not be downloaded]"), "{answer}");
+    let log = s.gw.as_ref().expect("running").wait_log("could not be downloaded");
+    assert!(log.last().expect("line").contains("integrity"), "{log:?}");
+
+    // Over WHATSAPP_MAX_MEDIA_MB: not downloaded at all, and the agent is told the size.
+    let big = document("big.txt", "text/plain", vec![b'a'; 1_500_000]);
+    let answer = s.media_answer(MediaKind::Document, &big, "You wrote").await;
+    assert!(answer.contains("over this gateway's 1 MB limit"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_download_downloads_again_and_answers_once() {
+    let mut s = setup("").await;
+    s.stop();
+    s.start(&[("HERMES_CRASH_AT", "media_downloaded")]);
+    let notes = document("once.txt", "text/plain", b"only once".to_vec());
+    s.send_media(MediaKind::Document, &notes).await;
+    let (code, log) = s.gw.take().expect("running").exit();
+    assert_eq!(code, -1, "killed after the download: {log}");
+    let cursor = s.sim.cursor();
+    s.start(&[]);
+    let answer = s.reply_containing(cursor, FRIEND, "You wrote").await;
+    assert!(answer.contains("[Content of once.txt]:\nonly once"), "{answer}");
+    // Nothing half-written is left, and the document was answered once.
+    let leftovers: Vec<_> = std::fs::read_dir(s.home.path.join("cache/documents"))
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    s.say(FRIEND, "flush").await;
+    s.reply_containing(cursor, FRIEND, "flush").await;
+    assert_eq!(s.replies(FRIEND).iter().filter(|r| r.contains("only once")).count(), 1);
+}
