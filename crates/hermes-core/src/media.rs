@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{MediaConfig, Secret, SttProvider};
 
+pub mod ogg;
+pub mod outbound;
+
 /// What kind of media a message carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,7 +74,7 @@ pub struct MediaRef {
     pub seconds: Option<u32>,
 }
 
-mod hex_bytes {
+pub(crate) mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -7,6 +7,7 @@ use hermes_core::command::{self, Command};
 use hermes_core::config::Mode;
 use hermes_core::format;
 use hermes_core::identity::{Jid, MessageId};
+use hermes_core::media::outbound::OutMedia;
 use hermes_store::{Reply, Role, crash};
 
 use crate::worker::{Batch, RETRY_AFTER_ERROR, Shared};
@@ -28,8 +29,14 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
     };
     shared.messenger.typing(chat, false).await;
     crash::point("answered");
+    let mut files = Vec::new();
     let (reply, exchange) = match outcome {
-        Ok(answer) => (answer.clone(), Some((text.clone(), answer))),
+        Ok(answer) => {
+            // Files the agent attached (`MEDIA:` lines) go after the text.
+            let (said, attached) = crate::media::attachments(shared, &answer);
+            files = attached;
+            (said, Some((text.clone(), answer)))
+        }
         Err(Unanswered::Tell(why)) => (why, None),
         Err(Unanswered::RefusedImages) => (hermes_agent::AgentError::refused_images_reply().to_owned(), None),
         // Nothing is committed: the messages stay waiting and are asked about again, so a
@@ -42,7 +49,7 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
             return;
         }
     };
-    commit(shared, chat, &batch.seqs, &batch.notices, &reply, exchange).await;
+    commit(shared, chat, &batch.seqs, &batch.notices, &reply, &files, exchange).await;
 }
 
 /// Why there is no answer from the agent.
@@ -105,12 +112,12 @@ pub(crate) async fn run_command(shared: &Shared, seq: i64, chat: &Jid, cmd: Comm
         Command::Status => status(shared).await,
         Command::Unknown(name) => command::unknown(&name),
     };
-    commit(shared, chat, &[seq], &[], &reply, None).await;
+    commit(shared, chat, &[seq], &[], &reply, &[], None).await;
 }
 
 /// Answers a message with a fixed sentence, not the agent's.
 pub(crate) async fn tell(shared: &Shared, seq: i64, chat: &Jid, text: &str) {
-    commit(shared, chat, &[seq], &[], text, None).await;
+    commit(shared, chat, &[seq], &[], text, &[], None).await;
 }
 
 async fn status(shared: &Shared) -> String {
@@ -131,6 +138,7 @@ async fn commit(
     answers: &[i64],
     notices: &[String],
     reply: &str,
+    files: &[OutMedia],
     exchange: Option<(String, String)>,
 ) {
     let prefix = match shared.config.mode.value {
@@ -144,13 +152,15 @@ async fn commit(
         .chain(format::chunk(&formatted, format::budget(&prefix)))
         .map(|part| (shared.messenger.new_message_id(), format!("{prefix}{part}")))
         .collect();
+    let files: Vec<(MessageId, OutMedia)> =
+        files.iter().map(|f| (shared.messenger.new_message_id(), f.clone())).collect();
     let (c, seqs) = (chat.clone(), answers.to_vec());
     let result = shared
         .db
         .call(move |s| {
             let exchange = exchange.as_ref().map(|(u, a)| (u.as_str(), a.as_str()));
             let at = hermes_store::clock::now();
-            s.commit_reply(&Reply { chat: &c, answers: &seqs, exchange, messages: &messages, at })
+            s.commit_reply(&Reply { chat: &c, answers: &seqs, exchange, messages: &messages, files: &files, at })
         })
         .await;
     match result {

@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hermes_core::format;
+use hermes_core::media::outbound::OutMedia;
 use hermes_core::identity::{Jid, MessageId};
 use hermes_store::clock::now as now_secs;
 use hermes_store::{Db, Delivery};
@@ -49,13 +50,21 @@ struct App {
     messenger: Arc<dyn Messenger>,
     token: String,
     home: Option<String>,
+    /// Where a file to send is copied, so it goes out even if the original is removed.
+    outgoing: std::path::PathBuf,
 }
 
 #[derive(Deserialize)]
 struct SendRequest {
     /// A chat as people write it; the home channel when absent.
     to: Option<String>,
+    #[serde(default)]
     text: String,
+    /// An absolute path to a file to send, with `text` as its caption.
+    file: Option<String>,
+    /// Audio as a voice note (Ogg Opus), as Hermes' `[[audio_as_voice]]`.
+    #[serde(default)]
+    voice: bool,
 }
 
 /// Longest socket path the kernel takes (`sun_path` is 108 bytes with its NUL), kept short of.
@@ -91,6 +100,7 @@ pub(crate) async fn start(
         messenger: opts.messenger.clone(),
         token,
         home: opts.config.home_channel.value.clone(),
+        outgoing: opts.home.join("cache/outgoing"),
     };
     let router = axum::Router::new()
         .route("/send", axum::routing::post(send))
@@ -148,18 +158,36 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
         Ok(j) => j,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let messages: Vec<(MessageId, String)> = format::chunk(&format::to_whatsapp(&req.text), format::MAX_MESSAGE_CHARS)
-        .into_iter()
-        .map(|part| (app.messenger.new_message_id(), part))
-        .collect();
-    if messages.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "the message is empty");
-    }
-    let ids: Vec<MessageId> = messages.iter().map(|(id, _)| id.clone()).collect();
-    let c = chat.clone();
-    if let Err(e) = app.db.call(move |s| s.enqueue(&c, &messages, now_secs())).await {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
+    let ids = match &req.file {
+        None => {
+            let messages: Vec<(MessageId, String)> =
+                format::chunk(&format::to_whatsapp(&req.text), format::MAX_MESSAGE_CHARS)
+                    .into_iter()
+                    .map(|part| (app.messenger.new_message_id(), part))
+                    .collect();
+            if messages.is_empty() {
+                return error(StatusCode::BAD_REQUEST, "the message is empty");
+            }
+            let ids: Vec<MessageId> = messages.iter().map(|(id, _)| id.clone()).collect();
+            let c = chat.clone();
+            if let Err(e) = app.db.call(move |s| s.enqueue(&c, &messages, now_secs())).await {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+            ids
+        }
+        Some(file) => {
+            let id = app.messenger.new_message_id();
+            let media = match outgoing_file(&app.outgoing, file, &req.text, req.voice, &id) {
+                Ok(m) => m,
+                Err(why) => return error(StatusCode::BAD_REQUEST, why),
+            };
+            let (c, item) = (chat.clone(), [(id.clone(), media)]);
+            if let Err(e) = app.db.call(move |s| s.enqueue_files(&c, &item, now_secs())).await {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+            vec![id]
+        }
+    };
     app.wake.notify_one();
     // Wait a little for the sender, so the caller learns whether it went out.
     let outcome = tokio::time::timeout(Duration::from_secs(20), async {
@@ -192,6 +220,36 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
             (StatusCode::ACCEPTED, Json(json!({"chat": chat.to_string(), "ids": ids.iter().map(MessageId::as_str).collect::<Vec<_>>(), "sent": false}))).into_response()
         }
     }
+}
+
+/// A file to send, copied into the gateway's outgoing cache first (the copy is what is sent,
+/// once, whatever happens to the original).
+fn outgoing_file(dir: &std::path::Path, file: &str, caption: &str, voice: bool, id: &MessageId) -> Result<OutMedia, String> {
+    let path = std::path::Path::new(file);
+    if !path.is_absolute() {
+        return Err(format!("--file '{file}' must be an absolute path"));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("--file '{file}': {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("--file '{file}' is not a regular file"));
+    }
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let name = hermes_core::media::sanitize_file_name(&path.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
+    let copy = dir.join(format!("{}_{name}", id.as_str()));
+    std::fs::copy(path, &copy).map_err(|e| format!("cannot copy '{file}': {e}"))?;
+    let caption = Some(caption.trim().to_owned()).filter(|c| !c.is_empty());
+    let mut media = OutMedia::for_path(&copy, caption, voice, false);
+    media.file_name = media.file_name.map(|_| path.file_name().and_then(|n| n.to_str()).unwrap_or(&name).to_owned());
+    if media.kind == hermes_core::media::MediaKind::Voice {
+        match std::fs::read(&copy).ok().as_deref().and_then(hermes_core::media::ogg::voice_facts) {
+            Some((seconds, wave)) => (media.seconds, media.waveform) = (Some(seconds), Some(wave)),
+            None => return Err(format!("--voice needs an Ogg Opus file; '{file}' is not one (send it without --voice)")),
+        }
+    }
+    Ok(media)
 }
 
 async fn health(State(app): State<App>, headers: HeaderMap) -> Response {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use hermes_core::config::ImageInputMode;
+use hermes_core::media::outbound::{self, OutMedia};
 use hermes_core::media::{self as m, DocumentKind, MediaKind, MediaRef};
 use hermes_store::Inbound;
 
@@ -83,6 +84,47 @@ pub(crate) async fn prepare(shared: &Shared, row: &Inbound, media: &MediaRef, bo
     }
     out.text = m::compose(&notes, body);
     Ok(out)
+}
+
+/// The files a reply attaches (`MEDIA:` lines), each checked against where files may be sent
+/// from; the reply's text without them, and a sentence for each file that cannot go.
+pub(crate) fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia>) {
+    let found = outbound::extract(reply);
+    if found.files.is_empty() {
+        return (reply.to_owned(), Vec::new());
+    }
+    let allowed = outbound::Allowed::new(&shared.home, shared.media.media_allow_dirs.value.as_deref());
+    let mut text = found.text.clone();
+    let mut files = Vec::new();
+    for written in &found.files {
+        let expanded = match written.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME").map_or_else(|| PathBuf::from(written), |h| PathBuf::from(h).join(rest)),
+            None => PathBuf::from(written),
+        };
+        let checked = std::fs::canonicalize(&expanded)
+            .map_err(|e| format!("'{}' cannot be read: {e}", expanded.display()))
+            .and_then(|p| if p.is_file() { Ok(p) } else { Err(format!("'{}' is not a file", p.display())) })
+            .and_then(|p| allowed.check(&p).map(|()| p));
+        match checked {
+            Ok(path) => {
+                let mut media = OutMedia::for_path(&path, None, found.as_voice, found.as_document);
+                if media.kind == MediaKind::Voice {
+                    match std::fs::read(&path).ok().as_deref().and_then(m::ogg::voice_facts) {
+                        Some((seconds, wave)) => (media.seconds, media.waveform) = (Some(seconds), Some(wave)),
+                        // Not Ogg Opus after all: WhatsApp plays it as an audio file.
+                        None => media.kind = MediaKind::Audio,
+                    }
+                }
+                files.push(media);
+            }
+            Err(why) => {
+                tracing::warn!("the agent attached a file that is not sent: {why}");
+                let name = Path::new(written).file_name().and_then(|n| n.to_str()).unwrap_or(written);
+                text.push_str(&format!("\n\n(The file {name} could not be attached.)"));
+            }
+        }
+    }
+    (text.trim().to_owned(), files)
 }
 
 fn plain(text: String) -> Prepared {

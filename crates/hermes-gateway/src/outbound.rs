@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hermes_core::backoff::Backoff;
-use hermes_core::identity::Jid;
+use hermes_core::identity::{Jid, MessageId};
+use hermes_core::media::outbound::OutMedia;
 use hermes_store::{Db, crash};
 use tokio::sync::Notify;
 
@@ -22,6 +23,8 @@ const BACKOFF: Backoff = Backoff { base: Duration::from_millis(500), cap: Durati
 const POLL: Duration = Duration::from_secs(5);
 /// A send that takes longer is counted as failed and tried again (under the same id).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Uploads of large files take longer than a message.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(crate) async fn send_loop(db: Db, messenger: Arc<dyn Messenger>, wake: Arc<Notify>, gap: Duration) {
     let mut connected = messenger.connected();
@@ -54,7 +57,10 @@ pub(crate) async fn send_loop(db: Db, messenger: Arc<dyn Messenger>, wake: Arc<N
             if row.part > 0 && last_chat.as_ref() == Some(&row.chat) {
                 tokio::time::sleep(gap).await;
             }
-            let sent = tokio::time::timeout(SEND_TIMEOUT, messenger.send_text(&row.chat, &row.text, &row.id)).await;
+            let sent = match &row.media {
+                None => tokio::time::timeout(SEND_TIMEOUT, messenger.send_text(&row.chat, &row.text, &row.id)).await,
+                Some(media) => send_file(&db, &*messenger, row.seq, &row.chat, media, &row.id).await,
+            };
             let sent = sent.unwrap_or_else(|_| Err(SendError::Failed("no answer from WhatsApp in time".to_owned())));
             match sent {
                 Ok(()) => {
@@ -86,4 +92,31 @@ pub(crate) async fn send_loop(db: Db, messenger: Arc<dyn Messenger>, wake: Arc<N
             }
         }
     }
+}
+
+/// Uploads a file once (the upload is kept with its row before the message is sent, so a
+/// crash after it does not upload again), then sends the message under its chosen id.
+async fn send_file(
+    db: &Db,
+    messenger: &dyn Messenger,
+    seq: i64,
+    chat: &Jid,
+    media: &OutMedia,
+    id: &MessageId,
+) -> Result<Result<(), SendError>, tokio::time::error::Elapsed> {
+    let mut media = media.clone();
+    if media.uploaded.is_none() {
+        let uploaded = match tokio::time::timeout(UPLOAD_TIMEOUT, messenger.upload(&media)).await? {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(e)),
+        };
+        media.uploaded = Some(uploaded);
+        crash::point("uploaded");
+        let kept = media.clone();
+        if let Err(e) = db.call(move |s| s.set_uploaded(seq, &kept)).await {
+            // Not kept: after a crash it is uploaded again, which costs only bandwidth.
+            tracing::warn!(error = %e, "cannot keep a file's upload with its outbox row");
+        }
+    }
+    tokio::time::timeout(SEND_TIMEOUT, messenger.send_media(chat, &media, id)).await
 }

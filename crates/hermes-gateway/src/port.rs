@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hermes_agent::{AgentError, Message};
 use hermes_core::identity::{Account, Jid, MessageId};
+use hermes_core::media::outbound::{OutMedia, Uploaded};
 pub use hermes_whatsapp::media::{Fetch, MediaError};
 use tokio::sync::watch;
 
@@ -43,6 +44,10 @@ pub trait Messenger: Send + Sync + 'static {
     fn new_message_id(&self) -> MessageId;
     /// Downloads a message's media to `to`, at most `cap` bytes; its size.
     async fn download(&self, fetch: &Fetch<'_>, to: &Path, cap: u64) -> Result<u64, MediaError>;
+    /// Uploads a file to send; what its message carries.
+    async fn upload(&self, media: &OutMedia) -> Result<Uploaded, SendError>;
+    /// Sends an uploaded file under `id`.
+    async fn send_media(&self, chat: &Jid, media: &OutMedia, id: &MessageId) -> Result<(), SendError>;
 }
 
 /// Speech to text, as the pipeline uses it.
@@ -92,14 +97,17 @@ impl Model for hermes_agent::Agent {
     }
 }
 
+fn wa_error(e: hermes_whatsapp::messenger::SendError) -> SendError {
+    match e {
+        hermes_whatsapp::messenger::SendError::NotConnected => SendError::NotConnected,
+        other => SendError::Failed(other.to_string()),
+    }
+}
+
 #[async_trait]
 impl Messenger for hermes_whatsapp::messenger::Messenger {
     async fn send_text(&self, chat: &Jid, text: &str, id: &MessageId) -> Result<(), SendError> {
-        use hermes_whatsapp::messenger::SendError as Wa;
-        hermes_whatsapp::messenger::Messenger::send_text(self, chat, text, id).await.map_err(|e| match e {
-            Wa::NotConnected => SendError::NotConnected,
-            other => SendError::Failed(other.to_string()),
-        })
+        hermes_whatsapp::messenger::Messenger::send_text(self, chat, text, id).await.map_err(wa_error)
     }
 
     async fn typing(&self, chat: &Jid, on: bool) {
@@ -128,5 +136,13 @@ impl Messenger for hermes_whatsapp::messenger::Messenger {
 
     async fn download(&self, fetch: &Fetch<'_>, to: &Path, cap: u64) -> Result<u64, MediaError> {
         hermes_whatsapp::messenger::Messenger::download(self, fetch, to, cap).await
+    }
+
+    async fn upload(&self, media: &OutMedia) -> Result<Uploaded, SendError> {
+        hermes_whatsapp::messenger::Messenger::upload(self, media).await.map_err(wa_error)
+    }
+
+    async fn send_media(&self, chat: &Jid, media: &OutMedia, id: &MessageId) -> Result<(), SendError> {
+        hermes_whatsapp::messenger::Messenger::send_media(self, chat, media, id).await.map_err(wa_error)
     }
 }

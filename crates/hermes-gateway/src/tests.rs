@@ -12,6 +12,7 @@ use hermes_agent::{AgentError, Message, Speaker};
 use hermes_core::admission::DropRule;
 use hermes_core::config::{Inputs, resolve};
 use hermes_core::identity::{Account, Jid, MessageId, PhoneNumber};
+use hermes_core::media::outbound::{OutMedia, Uploaded};
 use hermes_store::{Db, Inbound, Store};
 use tokio::sync::{Notify, watch};
 
@@ -112,6 +113,14 @@ impl Messenger for FakeMessenger {
 
     async fn download(&self, _: &crate::Fetch<'_>, _: &std::path::Path, _: u64) -> Result<u64, crate::MediaError> {
         Err(crate::MediaError::Failed("the fake messenger has no media".into()))
+    }
+
+    async fn upload(&self, _: &OutMedia) -> Result<Uploaded, SendError> {
+        Err(SendError::Failed("the fake messenger has no media".into()))
+    }
+
+    async fn send_media(&self, _: &Jid, _: &OutMedia, _: &MessageId) -> Result<(), SendError> {
+        Err(SendError::Failed("the fake messenger has no media".into()))
     }
 }
 

@@ -107,6 +107,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE inbox ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0;",
     // 6: a message's media reference (JSON), fetched when the message is handled.
     "ALTER TABLE inbox ADD COLUMN media TEXT;",
+    // 7: a file to send (JSON: where it is, and its upload once done); `text` is its caption.
+    "ALTER TABLE outbox ADD COLUMN media TEXT;",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -9,6 +9,7 @@
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use hermes_core::identity::{Jid, MessageId};
+use hermes_core::media::outbound::OutMedia;
 
 use crate::{Store, StoreError, jid_at};
 
@@ -39,6 +40,8 @@ pub struct Outgoing {
     pub part: i64,
     /// Send attempts that failed so far.
     pub attempts: i64,
+    /// A file to send, with `text` as its caption.
+    pub media: Option<OutMedia>,
 }
 
 /// Who said something in a chat's history.
@@ -68,6 +71,8 @@ pub struct Reply<'a> {
     pub exchange: Option<(&'a str, &'a str)>,
     /// The messages to send: (id chosen now, text).
     pub messages: &'a [(MessageId, String)],
+    /// Files to send after them (`MEDIA:` lines, a spoken reply).
+    pub files: &'a [(MessageId, OutMedia)],
     /// Unix seconds.
     pub at: i64,
 }
@@ -83,6 +88,7 @@ impl Store {
             q.execute(params![chat, Role::Assistant.as_str(), assistant, r.at])?;
         }
         enqueue(&tx, r.chat, r.messages, r.at)?;
+        enqueue_files(&tx, r.chat, r.files, r.at)?;
         crate::inbox::mark_handled(&tx, r.answers)?;
         tx.commit()?;
         Ok(())
@@ -96,10 +102,25 @@ impl Store {
         Ok(())
     }
 
+    /// Queues files that answer nothing (`hermes send --file`).
+    pub fn enqueue_files(&mut self, chat: &Jid, files: &[(MessageId, OutMedia)], at: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        enqueue_files(&tx, chat, files, at)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Keeps a file's upload with its outbox row, before the message that carries it is sent.
+    pub fn set_uploaded(&mut self, seq: i64, media: &OutMedia) -> Result<(), StoreError> {
+        let json = serde_json::to_string(media).unwrap_or_default();
+        self.conn.execute("UPDATE outbox SET media = ?2 WHERE seq = ?1", params![seq, json])?;
+        Ok(())
+    }
+
     /// Unsent messages, oldest first.
     pub fn unsent(&self, limit: usize) -> Result<Vec<Outgoing>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT seq, chat, msg_id, text, part, attempts FROM outbox WHERE state = ?2 ORDER BY seq LIMIT ?1",
+            "SELECT seq, chat, msg_id, text, part, attempts, media FROM outbox WHERE state = ?2 ORDER BY seq LIMIT ?1",
         )?;
         let rows = q.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX), QUEUED], |r| {
             Ok(Outgoing {
@@ -109,6 +130,7 @@ impl Store {
                 text: r.get(3)?,
                 part: r.get(4)?,
                 attempts: r.get(5)?,
+                media: r.get::<_, Option<String>>(6)?.and_then(|j| serde_json::from_str(&j).ok()),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -176,6 +198,23 @@ pub(crate) fn enqueue(
         tx.prepare_cached("INSERT INTO outbox (chat, msg_id, text, part, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     for (part, (id, text)) in messages.iter().enumerate() {
         q.execute(params![chat.to_string(), id.as_str(), text, i64::try_from(part).unwrap_or(i64::MAX), at])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn enqueue_files(
+    tx: &Transaction<'_>,
+    chat: &Jid,
+    files: &[(MessageId, OutMedia)],
+    at: i64,
+) -> Result<(), StoreError> {
+    let mut q = tx.prepare_cached(
+        "INSERT INTO outbox (chat, msg_id, text, part, created_at, media) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (part, (id, media)) in files.iter().enumerate() {
+        let caption = media.caption.clone().unwrap_or_default();
+        let json = serde_json::to_string(media).unwrap_or_default();
+        q.execute(params![chat.to_string(), id.as_str(), caption, i64::try_from(part).unwrap_or(i64::MAX), at, json])?;
     }
     Ok(())
 }

@@ -224,10 +224,10 @@ fn a_message_already_handled_cannot_be_answered_again() {
     let chat = j(ALICE);
     let first = [(MessageId::new("OUT1"), "one".to_owned())];
     store
-        .commit_reply(&Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &first, at: 1 })
+        .commit_reply(&Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &first, files: &[], at: 1 })
         .expect("first answer");
     let second = [(MessageId::new("OUT2"), "two".to_owned())];
-    let again = Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &second, at: 2 };
+    let again = Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &second, files: &[], at: 2 };
     assert!(matches!(store.commit_reply(&again), Err(StoreError::NotWaiting(s)) if s == seq));
     assert_eq!(store.unsent(10).expect("unsent").len(), 1, "no second reply queued");
     assert_eq!(store.history(&chat, 10).expect("history").len(), 2, "no second exchange");
@@ -284,7 +284,7 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
     let chat = &j("15551234567@s.whatsapp.net");
     let messages = vec![(MessageId::new("OUT1"), "part 1".to_owned()), (MessageId::new("OUT2"), "part 2".to_owned())];
     let reply =
-        Reply { chat, answers: &seqs, exchange: Some(("hello\nhello", "part 1 part 2")), messages: &messages, at: 5 };
+        Reply { chat, answers: &seqs, exchange: Some(("hello\nhello", "part 1 part 2")), messages: &messages, files: &[], at: 5 };
     store.commit_reply(&reply).expect("commit");
     assert!(store.pending(10).expect("pending").is_empty(), "both messages are answered");
     let unsent = store.unsent(10).expect("unsent");
@@ -314,7 +314,7 @@ fn history_is_a_window_and_reset_forgets_it() {
     let chat = &j("c@s.whatsapp.net");
     for i in 0..5 {
         let (u, a) = (format!("q{i}"), format!("a{i}"));
-        let r = Reply { chat, answers: &[], exchange: Some((&u, &a)), messages: &[], at: i };
+        let r = Reply { chat, answers: &[], exchange: Some((&u, &a)), messages: &[], files: &[], at: i };
         store.commit_reply(&r).expect("commit");
     }
     let window = store.history(chat, 4).expect("history");
@@ -421,6 +421,7 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
             answers: &[seq_of("OLD-HANDLED")],
             exchange: Some(("q", "a")),
             messages: &reply,
+            files: &[],
             at: old,
         })
         .expect("reply");

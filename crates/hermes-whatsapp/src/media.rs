@@ -17,7 +17,9 @@ use whatsapp_rust::http::HttpStatusError;
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::{MediaRetryResult, MediaReuploadRequest};
 
-use crate::messenger::Messenger;
+use crate::messenger::{Messenger, SendError};
+use hermes_core::media::outbound::{OutMedia, Uploaded};
+use whatsapp_rust::waproto::whatsapp as wa;
 
 /// Which message's media to fetch.
 #[derive(Clone, Copy, Debug)]
@@ -187,4 +189,120 @@ impl Messenger {
             Err(e) => Err(MediaError::Gone(e.to_string())),
         }
     }
+}
+
+impl Messenger {
+    /// Encrypts and uploads a file to WhatsApp's CDN; what its message must carry.
+    pub async fn upload(&self, media: &OutMedia) -> Result<Uploaded, SendError> {
+        let client = self.live_client().ok_or(SendError::NotConnected)?;
+        let data = tokio::fs::read(&media.path)
+            .await
+            .map_err(|e| SendError::Failed(format!("cannot read {}: {e}", media.path)))?;
+        match client.upload(data, media_type(media.kind), Default::default()).await {
+            Ok(up) => Ok(Uploaded {
+                url: up.url,
+                direct_path: up.direct_path,
+                media_key: up.media_key.to_vec(),
+                file_sha256: up.file_sha256.to_vec(),
+                file_enc_sha256: up.file_enc_sha256.to_vec(),
+                file_length: up.file_length,
+                media_key_timestamp: up.media_key_timestamp,
+            }),
+            Err(_) if !client.is_connected() => Err(SendError::NotConnected),
+            Err(e) => Err(SendError::Failed(format!("upload refused: {e:#}"))),
+        }
+    }
+
+    /// Sends an uploaded file under `id`, as the message its kind calls for.
+    pub async fn send_media(&self, chat: &CoreJid, media: &OutMedia, id: &MessageId) -> Result<(), SendError> {
+        let up = media.uploaded.as_ref().ok_or_else(|| SendError::Failed("the file is not uploaded yet".into()))?;
+        self.send(chat, media_message(media, up), id).await
+    }
+}
+
+/// The message that carries an uploaded file.
+fn media_message(media: &OutMedia, up: &Uploaded) -> wa::Message {
+    let (url, path) = (Some(up.url.clone()), Some(up.direct_path.clone()));
+    let (key, sha, enc) = (Some(up.media_key.clone()), Some(up.file_sha256.clone()), Some(up.file_enc_sha256.clone()));
+    let (mime, len, ts) = (Some(media.mime.clone()), Some(up.file_length), Some(up.media_key_timestamp));
+    let caption = media.caption.clone().filter(|c| !c.trim().is_empty());
+    let mut m = wa::Message::default();
+    match media.kind {
+        MediaKind::Image => {
+            m.image_message = buffa::MessageField::some(wa::message::ImageMessage {
+                url,
+                direct_path: path,
+                media_key: key,
+                file_sha256: sha,
+                file_enc_sha256: enc,
+                file_length: len,
+                media_key_timestamp: ts,
+                mimetype: mime,
+                caption,
+                ..Default::default()
+            });
+        }
+        MediaKind::Sticker => {
+            m.sticker_message = buffa::MessageField::some(wa::message::StickerMessage {
+                url,
+                direct_path: path,
+                media_key: key,
+                file_sha256: sha,
+                file_enc_sha256: enc,
+                file_length: len,
+                media_key_timestamp: ts,
+                mimetype: mime,
+                ..Default::default()
+            });
+        }
+        MediaKind::Video | MediaKind::Gif => {
+            m.video_message = buffa::MessageField::some(wa::message::VideoMessage {
+                url,
+                direct_path: path,
+                media_key: key,
+                file_sha256: sha,
+                file_enc_sha256: enc,
+                file_length: len,
+                media_key_timestamp: ts,
+                mimetype: mime,
+                caption,
+                seconds: media.seconds,
+                gif_playback: Some(media.kind == MediaKind::Gif),
+                ..Default::default()
+            });
+        }
+        MediaKind::Audio | MediaKind::Voice => {
+            m.audio_message = buffa::MessageField::some(wa::message::AudioMessage {
+                url,
+                direct_path: path,
+                media_key: key,
+                file_sha256: sha,
+                file_enc_sha256: enc,
+                file_length: len,
+                media_key_timestamp: ts,
+                mimetype: mime,
+                seconds: media.seconds,
+                ptt: Some(media.kind == MediaKind::Voice),
+                waveform: media.waveform.clone(),
+                ..Default::default()
+            });
+        }
+        MediaKind::Document => {
+            m.document_message = buffa::MessageField::some(wa::message::DocumentMessage {
+                url,
+                direct_path: path,
+                media_key: key,
+                file_sha256: sha,
+                file_enc_sha256: enc,
+                file_length: len,
+                media_key_timestamp: ts,
+                mimetype: mime,
+                title: media.file_name.clone(),
+                file_name: media.file_name.clone(),
+                caption,
+                ..Default::default()
+            });
+        }
+    }
+    m
 }

@@ -86,10 +86,20 @@ impl Messenger {
     /// again after a crash, the same id makes it the same message for WhatsApp and the
     /// recipient.
     pub async fn send_text(&self, chat: &CoreJid, text: &str, id: &MessageId) -> Result<(), SendError> {
-        let client = self.client()?;
-        let to = wire(chat).ok_or_else(|| SendError::BadChat(chat.clone()))?;
         let message =
             whatsapp_rust::waproto::whatsapp::Message { conversation: Some(text.to_owned()), ..Default::default() };
+        self.send(chat, message, id).await
+    }
+
+    /// Sends a message under `id`.
+    pub(crate) async fn send(
+        &self,
+        chat: &CoreJid,
+        message: whatsapp_rust::waproto::whatsapp::Message,
+        id: &MessageId,
+    ) -> Result<(), SendError> {
+        let client = self.client()?;
+        let to = wire(chat).ok_or_else(|| SendError::BadChat(chat.clone()))?;
         match client.send_message_with_options(to, message, SendOptions::default().with_message_id(id.as_str())).await {
             Ok(_) => Ok(()),
             Err(_) if !client.is_connected() => Err(SendError::NotConnected),

@@ -13,9 +13,19 @@ pub struct Args {
     /// `whatsapp` (the home channel) or `whatsapp:CHAT` (a phone number or a JID).
     #[arg(long, default_value = "whatsapp")]
     to: String,
-    /// The message (words are joined with spaces).
-    #[arg(required = true)]
+    /// The message (words are joined with spaces); with --file, its caption.
+    #[arg(required_unless_present = "file")]
     text: Vec<String>,
+    /// Send this file: images as images, audio and video as such, anything else as a
+    /// document with its name.
+    #[arg(long, value_name = "PATH")]
+    file: Option<std::path::PathBuf>,
+    /// The file's caption (the same as giving TEXT).
+    #[arg(long, requires = "file")]
+    caption: Option<String>,
+    /// Send an Ogg Opus file as a voice note.
+    #[arg(long, requires = "file")]
+    voice: bool,
 }
 
 pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
@@ -66,7 +76,18 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let Some(info) = info.filter(|i| hermes_whatsapp::lock::process_alive(i.pid)) else {
         return not_running();
     };
-    let body = serde_json::json!({"to": chat, "text": args.text.join(" ")});
+    let file = match &args.file {
+        Some(f) => match std::path::absolute(f) {
+            Ok(p) => Some(p.display().to_string()),
+            Err(e) => {
+                eprintln!("hermes: --file '{}': {e}", f.display());
+                return Ok(exit::USAGE);
+            }
+        },
+        None => None,
+    };
+    let text = args.caption.clone().unwrap_or_else(|| args.text.join(" "));
+    let body = serde_json::json!({"to": chat, "text": text, "file": file, "voice": args.voice});
     let answer = async {
         let client = reqwest::Client::builder()
             .unix_socket(info.socket.as_path())

@@ -193,6 +193,7 @@ fn fill_history(home: &HermesHome, chats: usize) -> anyhow::Result<()> {
                 answers: &[],
                 exchange: Some((&q, &a)),
                 messages: &[],
+                files: &[],
                 at: 1_790_000_000,
             })?;
         }

@@ -338,6 +338,7 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 scalar_text(r).and_then(ImageInputMode::parse)
             }),
             max_media_mb: self.count("WHATSAPP_MAX_MEDIA_MB", "max_media_mb", 100, "MiB, e.g. 100"),
+            media_allow_dirs: self.text(&["HERMES_MEDIA_ALLOW_DIRS"], &[]),
         }
     }
 

@@ -150,6 +150,9 @@ pub struct MediaConfig {
     pub image_input_mode: Setting<ImageInputMode>,
     /// Media larger than this (MiB) is not downloaded; the agent is told what it was.
     pub max_media_mb: Setting<u64>,
+    /// `HERMES_MEDIA_ALLOW_DIRS`: directories (besides `HERMES_HOME/cache`) the agent's
+    /// `MEDIA:` files may be sent from, separated by `:` or `,`.
+    pub media_allow_dirs: Setting<Option<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -309,6 +312,7 @@ impl Config {
             line("stt.echo_transcripts", &media.stt_echo_transcripts, ToString::to_string),
             line("agent.image_input_mode", &media.image_input_mode, |v| v.as_str().to_owned()),
             line("WHATSAPP_MAX_MEDIA_MB", &media.max_media_mb, ToString::to_string),
+            line("HERMES_MEDIA_ALLOW_DIRS", &media.media_allow_dirs, opt),
         ]
     }
 }
