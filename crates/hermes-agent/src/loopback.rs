@@ -41,9 +41,13 @@ struct Shared {
     requests: Mutex<Vec<Vec<Message>>>,
     failures: Mutex<VecDeque<Failure>>,
     arrived: Notify,
+    /// The next answers, in order, instead of the offline responder's.
+    scripted: Mutex<VecDeque<String>>,
     /// Answer chat requests that carry images with 400, as a text-only model does.
     refuse_images: std::sync::atomic::AtomicBool,
     transcriptions: Mutex<Vec<Transcription>>,
+    /// The texts asked to be spoken.
+    spoken: Mutex<Vec<String>>,
     /// What the next transcriptions say, in order; then `transcript of N bytes`.
     transcripts: Mutex<VecDeque<Result<String, u16>>>,
 }
@@ -84,6 +88,7 @@ impl LoopbackLlm {
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(complete))
             .route("/v1/audio/transcriptions", axum::routing::post(transcribe))
+            .route("/v1/audio/speech", axum::routing::post(speak))
             .route("/v1/models", axum::routing::get(|| async { Json(json!({"data": [{"id": "offline"}]})) }))
             .with_state((shared.clone(), held_rx));
         tokio::spawn(async move {
@@ -106,6 +111,11 @@ impl LoopbackLlm {
         self.shared.failures.lock().expect("not poisoned").push_back(failure);
     }
 
+    /// The next chat request is answered with `text`.
+    pub fn answer_next(&self, text: &str) {
+        self.shared.scripted.lock().expect("not poisoned").push_back(text.to_owned());
+    }
+
     /// From now on, chat requests with images get a 400 naming them, as a text-only model's do.
     pub fn refuse_images(&self, on: bool) {
         self.shared.refuse_images.store(on, std::sync::atomic::Ordering::Relaxed);
@@ -114,6 +124,11 @@ impl LoopbackLlm {
     /// The next transcription says `text` (`Err(status)`: fails with that HTTP status).
     pub fn next_transcript(&self, text: Result<&str, u16>) {
         self.shared.transcripts.lock().expect("not poisoned").push_back(text.map(str::to_owned));
+    }
+
+    /// Every text asked to be spoken so far.
+    pub fn spoken(&self) -> Vec<String> {
+        self.shared.spoken.lock().expect("not poisoned").clone()
     }
 
     /// Every transcription request so far.
@@ -173,11 +188,13 @@ async fn complete(State((shared, mut held)): State<AppState>, Json(body): Json<V
         None => {}
     }
     let _ = held.wait_for(|h| !*h).await;
+    let content =
+        shared.scripted.lock().expect("not poisoned").pop_front().unwrap_or_else(|| offline_answer(&messages));
     Json(json!({
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
         "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": offline_answer(&messages)}}],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
     }))
     .into_response()
 }
@@ -216,4 +233,62 @@ async fn transcribe(State((shared, _)): State<AppState>, mut form: axum::extract
         None => format!("transcript of {size} bytes"),
     };
     if format == "text" { text.into_response() } else { Json(json!({ "text": text })).into_response() }
+}
+
+/// OpenAI's `POST /audio/speech`, answered with an Ogg Opus container: real Ogg framing and
+/// Opus headers, one packet per character whose size follows the character (a space is a
+/// pause), so a client can read its length and shape. The packets are not decodable speech:
+/// nothing here synthesises a voice.
+async fn speak(State((shared, _)): State<AppState>, Json(body): Json<Value>) -> Response {
+    let Some(input) = body.get("input").and_then(Value::as_str) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "'input' is required"}}))).into_response();
+    };
+    if body.get("response_format").and_then(Value::as_str) != Some("opus") {
+        let error = json!({"error": {"message": "this loopback server speaks response_format \"opus\" only"}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    shared.spoken.lock().expect("not poisoned").push(input.to_owned());
+    shared.arrived.notify_waiters();
+    let packets: Vec<Vec<u8>> =
+        input.chars().map(|c| vec![0xfc; if c.is_whitespace() { 3 } else { 40 + (c as usize % 60) }]).collect();
+    ([(axum::http::header::CONTENT_TYPE, "audio/ogg")], ogg_opus(&packets)).into_response()
+}
+
+/// An Ogg Opus stream of 20 ms packets: `OpusHead`, `OpusTags`, then the packets.
+fn ogg_opus(packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut head = b"OpusHead".to_vec();
+    head.extend_from_slice(&[1, 1, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, 0]);
+    let mut out = ogg_page(0, 0, 2, &[head]);
+    out.extend(ogg_page(1, 0, 0, &[b"OpusTags\x08\0\0\0loopback\0\0\0\0".to_vec()]));
+    for (i, chunk) in packets.chunks(50).enumerate() {
+        let done = (i * 50 + chunk.len()) as u64;
+        let last = (i + 1) * 50 >= packets.len();
+        out.extend(ogg_page(i as u32 + 2, 312 + done * 960, if last { 4 } else { 0 }, chunk));
+    }
+    out
+}
+
+fn ogg_page(seq: u32, granule: u64, flags: u8, packets: &[Vec<u8>]) -> Vec<u8> {
+    let (mut table, mut body) = (Vec::new(), Vec::new());
+    for p in packets {
+        table.extend(std::iter::repeat_n(255u8, p.len() / 255));
+        table.push((p.len() % 255) as u8);
+        body.extend_from_slice(p);
+    }
+    let mut page = b"OggS\0".to_vec();
+    page.push(flags);
+    page.extend_from_slice(&granule.to_le_bytes());
+    page.extend_from_slice(&1u32.to_le_bytes());
+    page.extend_from_slice(&seq.to_le_bytes());
+    page.extend_from_slice(&[0; 4]);
+    page.push(table.len() as u8);
+    page.extend_from_slice(&table);
+    page.extend_from_slice(&body);
+    // The CRC (polynomial 0x04c11db7, over the page with its CRC field zeroed).
+    let crc = page.iter().fold(0u32, |crc, &b| {
+        (0..8)
+            .fold(crc ^ (u32::from(b) << 24), |c, _| if c & 0x8000_0000 != 0 { (c << 1) ^ 0x04c1_1db7 } else { c << 1 })
+    });
+    page[22..26].copy_from_slice(&crc.to_le_bytes());
+    page
 }

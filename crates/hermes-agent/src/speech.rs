@@ -130,6 +130,70 @@ impl Transcriber {
     }
 }
 
+/// Spoken replies: OpenAI's `POST {base_url}/audio/speech`, asked for Ogg Opus, which is
+/// what a WhatsApp voice note is.
+#[derive(Clone)]
+pub struct Synthesizer {
+    url: String,
+    key: Option<Secret>,
+    model: String,
+    voice: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Synthesizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// OpenAI's input limit for one request.
+const MAX_SPEECH_CHARS: usize = 4096;
+
+impl Synthesizer {
+    pub fn new(choice: &hermes_core::media::TtsChoice) -> Option<Synthesizer> {
+        let hermes_core::media::TtsChoice::Api { base_url, api_key, model, voice } = choice.clone() else {
+            return None;
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hermes/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Some(Synthesizer {
+            url: format!("{}/audio/speech", base_url.trim_end_matches('/')),
+            key: api_key,
+            model,
+            voice,
+            http,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} voice {} at {}", self.model, self.voice, crate::redact_url(&self.url))
+    }
+
+    /// `text` spoken, as an Ogg Opus file's bytes.
+    pub async fn speak(&self, text: &str) -> Result<Vec<u8>, SpeechError> {
+        let input: String = text.chars().take(MAX_SPEECH_CHARS).collect();
+        let body = serde_json::json!({
+            "model": self.model, "input": input, "voice": self.voice, "response_format": "opus",
+        });
+        let mut request = self.http.post(&self.url).json(&body);
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key.expose());
+        }
+        let response = request.send().await.map_err(|e| SpeechError::Unreachable(e.without_url().to_string()))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| SpeechError::Unreachable(e.without_url().to_string()))?;
+        if !status.is_success() {
+            let body = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+            return Err(SpeechError::Status { status: status.as_u16(), body });
+        }
+        Ok(bytes.to_vec())
+    }
+}
+
 /// The command line of a template, split like a shell would but run without one, with the
 /// four placeholders Hermes defines filled in; any other `{name}` is refused as Hermes does.
 pub fn render(

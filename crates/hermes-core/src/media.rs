@@ -400,6 +400,49 @@ pub fn choose_stt(c: &MediaConfig) -> SttChoice {
     }
 }
 
+/// How spoken replies are made: `None` with the reason when `voice.auto_tts` is on but no
+/// provider hermes speaks is configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TtsChoice {
+    /// `voice.auto_tts` is off (Hermes' default).
+    Off,
+    Unavailable(String),
+    /// `POST {base_url}/audio/speech`.
+    Api {
+        base_url: String,
+        api_key: Option<Secret>,
+        model: String,
+        voice: String,
+    },
+}
+
+pub fn choose_tts(c: &MediaConfig) -> TtsChoice {
+    if !c.auto_tts.value {
+        return TtsChoice::Off;
+    }
+    if c.tts_provider.value != "openai" {
+        return TtsChoice::Unavailable(format!(
+            "voice.auto_tts is on, but tts.provider is '{}', which hermes does not speak: set tts.provider: openai \
+             (OpenAI, or any server with POST /audio/speech at tts.openai.base_url)",
+            c.tts_provider.value
+        ));
+    }
+    let base_url = c.tts_openai_base_url.value.clone().unwrap_or_else(|| "https://api.openai.com/v1".to_owned());
+    let api_key = c.stt_openai_api_key.value.clone();
+    if api_key.is_none() && !is_private_url(&base_url) {
+        return TtsChoice::Unavailable(
+            "voice.auto_tts is on, but neither VOICE_TOOLS_OPENAI_KEY nor OPENAI_API_KEY is set for tts.provider: openai"
+                .to_owned(),
+        );
+    }
+    TtsChoice::Api {
+        base_url,
+        api_key,
+        model: c.tts_openai_model.value.clone(),
+        voice: c.tts_openai_voice.value.clone(),
+    }
+}
+
 /// Whether a URL points at this machine or a private network.
 pub fn is_private_url(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);

@@ -35,6 +35,11 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
             // Files the agent attached (`MEDIA:` lines) go after the text.
             let (said, attached) = crate::media::attachments(shared, &answer);
             files = attached;
+            // A voice note is answered by voice too when it is on, as in Hermes (not when the
+            // agent sent files of its own).
+            if batch.spoken && files.is_empty() {
+                files.extend(crate::media::spoken_reply(shared, &said).await);
+            }
             (said, Some((text.clone(), answer)))
         }
         Err(Unanswered::Tell(why)) => (why, None),

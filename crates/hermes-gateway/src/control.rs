@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hermes_core::format;
-use hermes_core::media::outbound::OutMedia;
 use hermes_core::identity::{Jid, MessageId};
+use hermes_core::media::outbound::OutMedia;
 use hermes_store::clock::now as now_secs;
 use hermes_store::{Db, Delivery};
 use serde::{Deserialize, Serialize};
@@ -224,7 +224,13 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
 
 /// A file to send, copied into the gateway's outgoing cache first (the copy is what is sent,
 /// once, whatever happens to the original).
-fn outgoing_file(dir: &std::path::Path, file: &str, caption: &str, voice: bool, id: &MessageId) -> Result<OutMedia, String> {
+fn outgoing_file(
+    dir: &std::path::Path,
+    file: &str,
+    caption: &str,
+    voice: bool,
+    id: &MessageId,
+) -> Result<OutMedia, String> {
     let path = std::path::Path::new(file);
     if !path.is_absolute() {
         return Err(format!("--file '{file}' must be an absolute path"));
@@ -235,9 +241,13 @@ fn outgoing_file(dir: &std::path::Path, file: &str, caption: &str, voice: bool, 
     }
     {
         use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let name = hermes_core::media::sanitize_file_name(&path.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
+    let name = hermes_core::media::sanitize_file_name(path.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
     let copy = dir.join(format!("{}_{name}", id.as_str()));
     std::fs::copy(path, &copy).map_err(|e| format!("cannot copy '{file}': {e}"))?;
     let caption = Some(caption.trim().to_owned()).filter(|c| !c.is_empty());
@@ -246,7 +256,9 @@ fn outgoing_file(dir: &std::path::Path, file: &str, caption: &str, voice: bool, 
     if media.kind == hermes_core::media::MediaKind::Voice {
         match std::fs::read(&copy).ok().as_deref().and_then(hermes_core::media::ogg::voice_facts) {
             Some((seconds, wave)) => (media.seconds, media.waveform) = (Some(seconds), Some(wave)),
-            None => return Err(format!("--voice needs an Ogg Opus file; '{file}' is not one (send it without --voice)")),
+            None => {
+                return Err(format!("--voice needs an Ogg Opus file; '{file}' is not one (send it without --voice)"));
+            }
         }
     }
     Ok(media)

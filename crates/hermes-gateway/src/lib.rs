@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use control::{ControlInfo, control_file};
-pub use port::{Fetch, MediaError, Messenger, Model, SendError, Speech, Transcribe};
+pub use port::{Fetch, MediaError, Messenger, Model, SendError, Speak, Speech, Transcribe};
 
 /// What the pipeline needs.
 pub struct Options {
@@ -59,6 +59,8 @@ pub struct Options {
     /// Speech to text, images, the media size cap.
     pub media: MediaConfig,
     pub speech: Speech,
+    /// Spoken replies to voice notes (`voice.auto_tts`), when a provider is configured.
+    pub voice: Option<Arc<dyn Speak>>,
     /// `HERMES_HOME`: media is cached under it, where Hermes keeps it.
     pub home: PathBuf,
 }

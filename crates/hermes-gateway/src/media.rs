@@ -98,7 +98,9 @@ pub(crate) fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia
     let mut files = Vec::new();
     for written in &found.files {
         let expanded = match written.strip_prefix("~/") {
-            Some(rest) => std::env::var_os("HOME").map_or_else(|| PathBuf::from(written), |h| PathBuf::from(h).join(rest)),
+            Some(rest) => {
+                std::env::var_os("HOME").map_or_else(|| PathBuf::from(written), |h| PathBuf::from(h).join(rest))
+            }
             None => PathBuf::from(written),
         };
         let checked = std::fs::canonicalize(&expanded)
@@ -125,6 +127,34 @@ pub(crate) fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia
         }
     }
     (text.trim().to_owned(), files)
+}
+
+/// The reply spoken, kept in the audio cache until sent: `None` when spoken replies are off
+/// or the speech server failed (the text goes alone; the log says why).
+pub(crate) async fn spoken_reply(shared: &Shared, text: &str) -> Option<OutMedia> {
+    let voice = shared.voice.as_ref()?;
+    let audio = match voice.speak(&hermes_core::format::to_whatsapp(text).replace(['*', '_', '~', '`'], "")).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "the reply could not be spoken; it is sent as text only");
+            return None;
+        }
+    };
+    let dir = shared.home.join(m::cache_dirs(MediaKind::Voice).0);
+    let path = dir.join(format!("tts_reply_{:012x}.ogg", rand::random::<u64>() & 0xffff_ffff_ffff));
+    if let Err(e) = private_dir(&dir).and_then(|()| std::fs::write(&path, &audio)) {
+        tracing::warn!(error = %e, "the spoken reply could not be kept; it is sent as text only");
+        return None;
+    }
+    let mut media = OutMedia::for_path(&path, None, true, false);
+    match m::ogg::voice_facts(&audio) {
+        Some((seconds, wave)) => (media.seconds, media.waveform) = (Some(seconds), Some(wave)),
+        None => {
+            tracing::warn!("the speech server did not answer with Ogg Opus; the reply goes as an audio file");
+            media.kind = MediaKind::Audio;
+        }
+    }
+    Some(media)
 }
 
 fn plain(text: String) -> Prepared {

@@ -111,12 +111,12 @@ async fn send_file(
             Err(e) => return Ok(Err(e)),
         };
         media.uploaded = Some(uploaded);
-        crash::point("uploaded");
         let kept = media.clone();
         if let Err(e) = db.call(move |s| s.set_uploaded(seq, &kept)).await {
             // Not kept: after a crash it is uploaded again, which costs only bandwidth.
             tracing::warn!(error = %e, "cannot keep a file's upload with its outbox row");
         }
+        crash::point("uploaded");
     }
     tokio::time::timeout(SEND_TIMEOUT, messenger.send_media(chat, &media, id)).await
 }

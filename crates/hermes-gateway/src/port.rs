@@ -64,6 +64,20 @@ impl Transcribe for hermes_agent::speech::Transcriber {
     }
 }
 
+/// Text to speech, for spoken replies.
+#[async_trait]
+pub trait Speak: Send + Sync + 'static {
+    /// `text` spoken, as an Ogg Opus file.
+    async fn speak(&self, text: &str) -> Result<Vec<u8>, String>;
+}
+
+#[async_trait]
+impl Speak for hermes_agent::speech::Synthesizer {
+    async fn speak(&self, text: &str) -> Result<Vec<u8>, String> {
+        hermes_agent::speech::Synthesizer::speak(self, text).await.map_err(|e| e.to_string())
+    }
+}
+
 /// Whether voice notes can be transcribed.
 #[derive(Clone)]
 pub enum Speech {

@@ -206,6 +206,7 @@ impl Harness {
             chunk_gap: Duration::from_millis(300),
             media: resolved.config.media,
             speech: crate::Speech::Off,
+            voice: None,
             home: dir.path().to_owned(),
         };
         let pipeline = Pipeline::start(opts).await.expect("start");

@@ -44,6 +44,7 @@ pub(crate) struct Shared {
     pub(crate) warned: Mutex<HashMap<Jid, std::time::Instant>>,
     pub(crate) media: MediaConfig,
     pub(crate) speech: Speech,
+    pub(crate) voice: Option<Arc<dyn crate::Speak>>,
     pub(crate) home: PathBuf,
 }
 
@@ -67,6 +68,7 @@ impl Shared {
             warned: Mutex::new(HashMap::new()),
             media: opts.media.clone(),
             speech: opts.speech.clone(),
+            voice: opts.voice.clone(),
             home: opts.home.clone(),
         }
     }
@@ -105,6 +107,8 @@ pub(crate) struct Batch {
     pub(crate) without_images: String,
     /// Sent before the answer.
     pub(crate) notices: Vec<String>,
+    /// The question was a voice note: the answer may be spoken too.
+    pub(crate) spoken: bool,
     first: Instant,
     last: Instant,
 }
@@ -119,6 +123,7 @@ impl Batch {
             images: Vec::new(),
             without_images: String::new(),
             notices: Vec::new(),
+            spoken: false,
             first: now,
             last: now,
         }
@@ -189,6 +194,7 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                         b.images = prepared.images;
                         b.without_images = prepared.without_images;
                         b.notices = prepared.notices;
+                        b.spoken = media.kind.is_speech();
                         answer::answer(&shared, &b).await;
                     }
                     // Tried again once connected: nothing was committed.

@@ -224,10 +224,18 @@ fn a_message_already_handled_cannot_be_answered_again() {
     let chat = j(ALICE);
     let first = [(MessageId::new("OUT1"), "one".to_owned())];
     store
-        .commit_reply(&Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &first, files: &[], at: 1 })
+        .commit_reply(&Reply {
+            chat: &chat,
+            answers: &[seq],
+            exchange: Some(("q", "a")),
+            messages: &first,
+            files: &[],
+            at: 1,
+        })
         .expect("first answer");
     let second = [(MessageId::new("OUT2"), "two".to_owned())];
-    let again = Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &second, files: &[], at: 2 };
+    let again =
+        Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &second, files: &[], at: 2 };
     assert!(matches!(store.commit_reply(&again), Err(StoreError::NotWaiting(s)) if s == seq));
     assert_eq!(store.unsent(10).expect("unsent").len(), 1, "no second reply queued");
     assert_eq!(store.history(&chat, 10).expect("history").len(), 2, "no second exchange");
@@ -283,8 +291,14 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
     let seqs: Vec<i64> = store.pending(10).expect("pending").into_iter().map(|(s, _)| s).collect();
     let chat = &j("15551234567@s.whatsapp.net");
     let messages = vec![(MessageId::new("OUT1"), "part 1".to_owned()), (MessageId::new("OUT2"), "part 2".to_owned())];
-    let reply =
-        Reply { chat, answers: &seqs, exchange: Some(("hello\nhello", "part 1 part 2")), messages: &messages, files: &[], at: 5 };
+    let reply = Reply {
+        chat,
+        answers: &seqs,
+        exchange: Some(("hello\nhello", "part 1 part 2")),
+        messages: &messages,
+        files: &[],
+        at: 5,
+    };
     store.commit_reply(&reply).expect("commit");
     assert!(store.pending(10).expect("pending").is_empty(), "both messages are answered");
     let unsent = store.unsent(10).expect("unsent");

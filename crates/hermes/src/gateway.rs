@@ -191,8 +191,21 @@ fn pipeline_options(
         chunk_gap: std::time::Duration::from_millis(300),
         media: loaded.resolved.config.media.clone(),
         speech: speech(&loaded.resolved.config.media),
+        voice: voice(&loaded.resolved.config.media),
         home: home.clone(),
     }
+}
+
+/// Spoken replies to voice notes, when `voice.auto_tts` is on and a provider is set.
+fn voice(media: &hermes_core::config::MediaConfig) -> Option<std::sync::Arc<dyn hermes_gateway::Speak>> {
+    use hermes_core::media::{TtsChoice, choose_tts};
+    let choice = choose_tts(media);
+    if let TtsChoice::Unavailable(why) = &choice {
+        tracing::warn!("voice notes are answered in text only: {why}");
+    }
+    let s = hermes_agent::speech::Synthesizer::new(&choice)?;
+    tracing::info!(voice = %s.describe(), "voice notes are answered by voice too");
+    Some(std::sync::Arc::new(s))
 }
 
 /// Speech to text as configured, said once at start so a user knows what voice notes get.

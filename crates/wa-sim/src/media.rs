@@ -148,6 +148,8 @@ pub(crate) struct Cdn {
     auth: OnceLock<String>,
     /// Whether phones answer `mediaretry` requests by uploading again (on unless a fault says).
     no_reupload: std::sync::atomic::AtomicBool,
+    /// Uploads clients made (not counting the phones' own).
+    uploads: std::sync::atomic::AtomicUsize,
 }
 
 impl Cdn {
@@ -186,6 +188,11 @@ impl Cdn {
         let file_enc_sha256 = sha256(&file);
         let direct_path = self.store(kind, file);
         Ok(Uploaded { media_key: media_key.to_vec(), file_enc_sha256, direct_path, file_sha256: sha256(plain) })
+    }
+
+    /// How many uploads clients made.
+    pub fn uploads(&self) -> usize {
+        self.uploads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn remember(&self, id: &str, sent: Sent) {
@@ -301,6 +308,7 @@ async fn upload(
         return refuse(StatusCode::BAD_REQUEST, "the body's SHA-256 is not the token (fileEncSha256)");
     }
     let direct_path = cdn.store(kind, body.to_vec());
+    cdn.uploads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let url = format!("https://{}{direct_path}", cdn.host());
     axum::Json(serde_json::json!({ "url": url, "direct_path": direct_path })).into_response()
 }

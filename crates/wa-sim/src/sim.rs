@@ -223,6 +223,11 @@ impl Sim {
             .collect()
     }
 
+    /// How many files clients uploaded to the CDN.
+    pub fn media_uploads(&self) -> usize {
+        self.inner.cdn.uploads()
+    }
+
     /// The CDN's `host:port` on 127.0.0.1, as `media_conn` names it.
     pub fn media_host(&self) -> String {
         self.inner.cdn.host()

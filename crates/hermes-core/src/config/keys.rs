@@ -339,6 +339,11 @@ impl<'a, 'd> Resolver<'a, 'd> {
             }),
             max_media_mb: self.count("WHATSAPP_MAX_MEDIA_MB", "max_media_mb", 100, "MiB, e.g. 100"),
             media_allow_dirs: self.text(&["HERMES_MEDIA_ALLOW_DIRS"], &[]),
+            auto_tts: self.bool(&[], &["voice.auto_tts"], false),
+            tts_provider: self.text_or(&[], &["tts.provider"], "edge"),
+            tts_openai_model: self.text_or(&[], &["tts.openai.model"], "gpt-4o-mini-tts"),
+            tts_openai_voice: self.text_or(&[], &["tts.openai.voice"], "alloy"),
+            tts_openai_base_url: self.text(&[], &["tts.openai.base_url"]),
         }
     }
 

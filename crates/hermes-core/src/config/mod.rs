@@ -153,6 +153,14 @@ pub struct MediaConfig {
     /// `HERMES_MEDIA_ALLOW_DIRS`: directories (besides `HERMES_HOME/cache`) the agent's
     /// `MEDIA:` files may be sent from, separated by `:` or `,`.
     pub media_allow_dirs: Setting<Option<String>>,
+    /// `voice.auto_tts`: a voice note is answered with a voice note too (and the text).
+    pub auto_tts: Setting<bool>,
+    /// `tts.provider` (Hermes' default is `edge`, which hermes cannot speak: `openai` works
+    /// with OpenAI and any server with `POST /audio/speech`).
+    pub tts_provider: Setting<String>,
+    pub tts_openai_model: Setting<String>,
+    pub tts_openai_voice: Setting<String>,
+    pub tts_openai_base_url: Setting<Option<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -313,6 +321,11 @@ impl Config {
             line("agent.image_input_mode", &media.image_input_mode, |v| v.as_str().to_owned()),
             line("WHATSAPP_MAX_MEDIA_MB", &media.max_media_mb, ToString::to_string),
             line("HERMES_MEDIA_ALLOW_DIRS", &media.media_allow_dirs, opt),
+            line("voice.auto_tts", &media.auto_tts, ToString::to_string),
+            line("tts.provider", &media.tts_provider, Clone::clone),
+            line("tts.openai.model", &media.tts_openai_model, Clone::clone),
+            line("tts.openai.voice", &media.tts_openai_voice, Clone::clone),
+            line("tts.openai.base_url", &media.tts_openai_base_url, opt),
         ]
     }
 }

@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(e.files, ["/home/u/.hermes/cache/images/chart.png"]);
         assert_eq!(e.text, "Here is the chart.\nEnjoy!");
         let e = extract("[[audio_as_voice]]\nMEDIA:`/tmp/my voice.ogg`");
-        assert_eq!((e.files.as_slice(), e.text.as_str(), e.as_voice), (&["/tmp/my voice.ogg".to_owned()][..], "", true));
+        assert_eq!(
+            (e.files.as_slice(), e.text.as_str(), e.as_voice),
+            (&["/tmp/my voice.ogg".to_owned()][..], "", true)
+        );
         let e = extract("See \"MEDIA:/srv/a.pdf\", and MEDIA: ~/b.txt.");
         assert_eq!(e.files, ["/srv/a.pdf", "~/b.txt"]);
         assert_eq!(e.text, "See , and .");
@@ -274,9 +277,11 @@ mod tests {
         assert!(a.check(Path::new("/h/cache/images/x.png")).is_ok());
         assert!(a.check(Path::new("/srv/out/r.pdf")).is_ok());
         assert!(a.check(Path::new("/data/d.csv")).is_ok());
-        assert!(a.check(Path::new("/etc/passwd")).unwrap_err().contains("HERMES_MEDIA_ALLOW_DIRS"));
-        assert!(a.check(Path::new("/h/.env")).unwrap_err().contains("never sent"));
-        assert!(Allowed::new(Path::new("/h"), Some("/h")).check(Path::new("/h/platforms/whatsapp/session/s.db")).is_err());
+        assert!(a.check(Path::new("/etc/passwd")).expect_err("outside").contains("HERMES_MEDIA_ALLOW_DIRS"));
+        assert!(a.check(Path::new("/h/.env")).expect_err("secret").contains("never sent"));
+        assert!(
+            Allowed::new(Path::new("/h"), Some("/h")).check(Path::new("/h/platforms/whatsapp/session/s.db")).is_err()
+        );
         assert!(a.check(Path::new("rel/x.png")).is_err());
     }
 }

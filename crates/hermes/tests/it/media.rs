@@ -243,3 +243,114 @@ async fn a_crash_after_the_download_downloads_again_and_answers_once() {
     s.reply_containing(cursor, FRIEND, "flush").await;
     assert_eq!(s.replies(FRIEND).iter().filter(|r| r.contains("only once")).count(), 1);
 }
+
+/// The media `FRIEND` received from the gateway, waiting for the `n`th.
+async fn received(s: &Setup, n: usize) -> Vec<wa_sim::ReceivedMedia> {
+    let deadline = std::time::Instant::now() + crate::gateway::T;
+    loop {
+        let got = s.sim.received_media(FRIEND);
+        if got.len() >= n {
+            return got;
+        }
+        let rejected: Vec<_> =
+            s.sim.events().into_iter().filter(|e| matches!(e, wa_sim::SimEvent::MediaRejected { .. })).collect();
+        assert!(rejected.is_empty(), "the contact could not check media: {rejected:?}");
+        assert!(std::time::Instant::now() < deadline, "no {n} media for {FRIEND}: {got:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_the_agent_attaches_are_sent_and_files_outside_the_allowed_places_are_not() {
+    let s = setup("").await;
+    let dir = s.home.path.join("cache/documents");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let report = dir.join("report.pdf");
+    std::fs::write(&report, pdf("Quarterly report")).expect("write");
+    s.llm.answer_next(&format!("Here it is.\nMEDIA:{}", report.display()));
+    let cursor = s.sim.cursor();
+    s.say(FRIEND, "send me the report").await;
+    assert_eq!(s.reply_containing(cursor, FRIEND, "Here it is").await, "Here it is.");
+    let got = received(&s, 1).await;
+    assert_eq!((got[0].kind, got[0].file_name.as_deref()), (MediaKind::Document, Some("report.pdf")));
+    assert_eq!(got[0].data, std::fs::read(&report).expect("read"));
+
+    // Outside HERMES_HOME/cache and HERMES_MEDIA_ALLOW_DIRS: not sent, and the reply says so.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "do not send").expect("write");
+    s.llm.answer_next(&format!("Done. MEDIA:{}", secret.display()));
+    let cursor = s.sim.cursor();
+    s.say(FRIEND, "and the other one").await;
+    let reply = s.reply_containing(cursor, FRIEND, "Done.").await;
+    assert!(reply.contains("(The file secret.txt could not be attached.)"), "{reply}");
+    let log = s.gw.as_ref().expect("running").wait_log("not sent");
+    assert!(log.last().expect("line").contains("HERMES_MEDIA_ALLOW_DIRS"), "{log:?}");
+    assert_eq!(s.sim.received_media(FRIEND).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hermes_send_file_sends_an_image_with_its_caption_once_even_across_a_crash_after_the_upload() {
+    let mut s = setup("").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let photo = dir.path().join("sunset.png");
+    std::fs::write(&photo, PNG).expect("write");
+    let to = format!("--to=whatsapp:{FRIEND}");
+    let file = format!("--file={}", photo.display());
+    let run = s.home.run(&["send", &to, &file, "--caption", "tonight"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let got = received(&s, 1).await;
+    assert_eq!(
+        (got[0].kind, got[0].caption.as_deref(), got[0].mime.as_str()),
+        (MediaKind::Image, Some("tonight"), "image/png")
+    );
+    assert_eq!(got[0].data, PNG);
+    assert_eq!(s.sim.media_uploads(), 1);
+
+    // Killed right after the upload was kept: the restart sends it once, without uploading again.
+    s.stop();
+    s.start(&[("HERMES_CRASH_AT", "uploaded")]);
+    let doc = dir.path().join("notes.txt");
+    std::fs::write(&doc, "one upload").expect("write");
+    let file = format!("--file={}", doc.display());
+    let _ = s.home.run(&["send", &to, &file]);
+    let (code, log) = s.gw.take().expect("running").exit();
+    assert_eq!(code, -1, "killed after the upload: {log}");
+    // The original may go: what is sent is the gateway's own copy.
+    std::fs::remove_file(&doc).expect("remove");
+    s.start(&[]);
+    let got = received(&s, 2).await;
+    assert_eq!((got[1].file_name.as_deref(), got[1].data.as_slice()), (Some("notes.txt"), &b"one upload"[..]));
+    assert_eq!(s.sim.media_uploads(), 2, "uploaded once before the crash, not again after it");
+    // The outbox goes in order: once the answer to a later message is in, a second copy would be too.
+    let cursor = s.sim.cursor();
+    s.say(FRIEND, "flush").await;
+    s.reply_containing(cursor, FRIEND, "flush").await;
+    assert_eq!(s.sim.received_media(FRIEND).len(), 2, "sent once");
+
+    let bad = s.home.run(&["send", &to, "--file=relative/x.png"]);
+    assert_ne!(bad.code, 0, "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_note_is_answered_by_voice_when_auto_tts_is_on() {
+    let top = "voice:\n  auto_tts: true\ntts:\n  provider: openai\n  openai:\n    base_url: {llm}\nstt:\n  openai:\n    base_url: {llm}\n";
+    let env = format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\n");
+    let mut s = Setup::with_top(ACCOUNT, &env, top, "").await;
+    s.contact(FRIEND);
+    s.llm.next_transcript(Ok("what time is it"));
+    s.llm.answer_next("It is half past eight.");
+    let cursor = s.sim.cursor();
+    s.send_media(MediaKind::Voice, &voice(b"OggS question")).await;
+    assert_eq!(s.reply_containing(cursor, FRIEND, "half past").await, "It is half past eight.");
+    let got = received(&s, 1).await;
+    let spoken = &got[0];
+    assert_eq!(
+        (spoken.kind, spoken.ptt, spoken.mime.as_str()),
+        (MediaKind::Voice, Some(true), "audio/ogg; codecs=opus")
+    );
+    assert_eq!(spoken.seconds, Some(1), "22 packets of 20 ms");
+    assert_eq!(spoken.waveform.as_ref().map(Vec::len), Some(64));
+    assert_eq!(s.llm.spoken(), ["It is half past eight."]);
+    s.stop();
+}

@@ -29,10 +29,17 @@ impl Setup {
 
     /// `.env` and extra `whatsapp:` settings for config.yaml as given.
     pub(crate) async fn with(account: &str, env: &str, whatsapp_yaml: &str) -> Setup {
+        Setup::with_top(account, env, "", whatsapp_yaml).await
+    }
+
+    /// With top-level config.yaml blocks too; `{llm}` in them is the loopback server's URL.
+    pub(crate) async fn with_top(account: &str, env: &str, top_yaml: &str, whatsapp_yaml: &str) -> Setup {
         let sim = Sim::start().await.expect("sim");
         sim.add_phone(account);
         let llm = LoopbackLlm::start(0).await.expect("llm");
-        let yaml = format!("model:\n  default: test-model\n  base_url: {}\nwhatsapp:\n{whatsapp_yaml}", llm.base_url());
+        let top = top_yaml.replace("{llm}", &llm.base_url());
+        let yaml =
+            format!("model:\n  default: test-model\n  base_url: {}\n{top}whatsapp:\n{whatsapp_yaml}", llm.base_url());
         let home = Home::new().with_env(env).with_yaml(&yaml);
         link_phone(&home, &sim, account);
         let mut s = Setup { sim, home, llm, gw: None, account: account.to_owned() };
