@@ -227,6 +227,7 @@ impl Harness {
             mentions: Vec::new(),
             quoted: None,
             media: None,
+            change: None,
         };
         self.db.call(move |s| s.journal(&[m])).await.expect("journal");
         self.wake.notify_one();

@@ -9,7 +9,7 @@ use hermes_core::identity::{Jid, MessageId};
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
 use crate::MessageState::{Handled, Parked, Waiting};
-use crate::{Code, Dropped, Inbound, Journaled, MessageState, Store, StoreError, jid_at, jids, join_jids};
+use crate::{Change, Code, Dropped, Inbound, Journaled, MessageState, Store, StoreError, jid_at, jids, join_jids};
 
 /// What the store knows about a message's sender, read in one call before deciding.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,6 +54,35 @@ pub struct Offered {
     pub dropped: Dropped,
     /// The message carrying the code: (id chosen now, text).
     pub message: (MessageId, String),
+}
+
+/// An edit replaces the text of a message still waiting (the edit itself then says nothing
+/// more); a delete settles it unanswered. A message answered already is not touched: the
+/// edit reaches the agent as its own message.
+fn apply_change(tx: &Transaction<'_>, m: &Inbound, seq: i64, change: &Change) -> Result<(), StoreError> {
+    let target = (m.chat.to_string(), m.sender.to_string());
+    match change {
+        Change::Edit { of, text } => {
+            let updated = tx.execute(
+                "UPDATE inbox SET text = ?4 WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3 AND state = ?5",
+                params![target.0, target.1, of.as_str(), text, Waiting.as_str()],
+            )?;
+            if updated > 0 {
+                tx.execute("UPDATE inbox SET text = NULL WHERE seq = ?1", [seq])?;
+                tracing::info!("a message was edited before it was answered; the agent reads the new text");
+            }
+        }
+        Change::Revoke { of } => {
+            let updated = tx.execute(
+                "UPDATE inbox SET state = ?4 WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3 AND state = ?5",
+                params![target.0, target.1, of.as_str(), Handled.as_str(), Waiting.as_str()],
+            )?;
+            if updated > 0 {
+                tracing::info!("a message was deleted by its sender before it was answered; it is not answered");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn media_json(m: &hermes_core::media::MediaRef) -> String {
@@ -112,6 +141,11 @@ impl Store {
                 learn(&tx, &m.sender, alt, m.timestamp)?;
             }
         }
+        for (m, kept) in batch.iter().zip(&out) {
+            if let (Some(change), Journaled::New(seq)) = (&m.change, kept) {
+                apply_change(&tx, m, *seq, change)?;
+            }
+        }
         tx.commit()?;
         Ok(out)
     }
@@ -137,6 +171,7 @@ impl Store {
                     quoted: r.get::<_, Option<String>>(9)?.map(|j| Jid::from_wire(&j)),
                     unreadable: r.get(10)?,
                     media: r.get::<_, Option<String>>(11)?.as_deref().and_then(media_from_json),
+                    change: None,
                 },
             ))
         })?;

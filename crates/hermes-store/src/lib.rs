@@ -71,6 +71,18 @@ pub struct Inbound {
     pub quoted: Option<Jid>,
     /// Its media, to be downloaded when it is handled (never before it is acknowledged).
     pub media: Option<hermes_core::media::MediaRef>,
+    /// It edits or deletes an earlier message of the same sender in the same chat.
+    pub change: Option<Change>,
+}
+
+/// What a message does to an earlier one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The sender edited message `of` to say `text`: what the agent reads if it has not
+    /// answered yet. The edit's own text says what changed, for when it has.
+    Edit { of: MessageId, text: String },
+    /// The sender deleted message `of` for everyone: not answered if it is still waiting.
+    Revoke { of: MessageId },
 }
 
 /// Whether a journaled message is new or a redelivery of one already kept.

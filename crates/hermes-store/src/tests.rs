@@ -21,6 +21,7 @@ fn msg(id: &str) -> Inbound {
         mentions: Vec::new(),
         quoted: None,
         media: None,
+        change: None,
     }
 }
 

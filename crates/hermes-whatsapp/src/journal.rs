@@ -66,13 +66,40 @@ fn record(m: &InboundMessage) -> Inbound {
         id: MessageId::new(m.info.id.to_string()),
         sender_alt: s.sender_alt.as_ref().map(typed),
         timestamp: m.info.timestamp.timestamp(),
-        text: crate::body::body(&m.message).filter(|t| t != UNREADABLE),
+        text: crate::body::body(&m.message).filter(|t| t != UNREADABLE).or_else(|| edited(&m.message)),
         unreadable: m.message.text_content() == Some(UNREADABLE),
         from_me: s.is_from_me,
         mentions: context.map(|c| c.mentioned_jid.iter().map(|j| CoreJid::from_wire(j)).collect()).unwrap_or_default(),
         quoted: context.and_then(|c| c.participant.as_deref().map(CoreJid::from_wire)),
         media: crate::body::media(&m.message),
+        change: change(&m.message),
     }
+}
+
+/// What an edit says when its message was answered already.
+fn edited(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<String> {
+    match change(message)? {
+        hermes_store::Change::Edit { text, .. } => {
+            Some(format!("[The user edited an earlier message; it now says: \"{text}\"]"))
+        }
+        hermes_store::Change::Revoke { .. } => None,
+    }
+}
+
+/// An edit or a delete of an earlier message, as whatsapp-rust hands them over (a newer
+/// client's encrypted edit is already unwrapped into this legacy shape).
+fn change(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<hermes_store::Change> {
+    use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type;
+    let pm = message.get_base_message().protocol_message.as_option()?;
+    let of = MessageId::new(pm.key.as_option()?.id.clone()?);
+    if pm.r#type == Some(Type::REVOKE) {
+        return Some(hermes_store::Change::Revoke { of });
+    }
+    if pm.r#type == Some(Type::MESSAGE_EDIT) {
+        let text = crate::body::body(pm.edited_message.as_option()?)?;
+        return Some(hermes_store::Change::Edit { of, text });
+    }
+    None
 }
 
 #[async_trait::async_trait]

@@ -354,3 +354,64 @@ async fn a_voice_note_is_answered_by_voice_when_auto_tts_is_on() {
     assert_eq!(s.llm.spoken(), ["It is half past eight."]);
     s.stop();
 }
+
+fn protocol(
+    kind: waproto::whatsapp::message::protocol_message::Type,
+    of: &str,
+    edit: Option<&str>,
+) -> waproto::whatsapp::Message {
+    use waproto::whatsapp as wa;
+    wa::Message {
+        protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+            key: buffa::MessageField::some(wa::MessageKey {
+                remote_jid: Some(format!("{ACCOUNT}@s.whatsapp.net")),
+                from_me: Some(true),
+                id: Some(of.to_owned()),
+                ..Default::default()
+            }),
+            r#type: Some(kind),
+            edited_message: match edit {
+                Some(text) => {
+                    buffa::MessageField::some(wa::Message { conversation: Some(text.to_owned()), ..Default::default() })
+                }
+                None => buffa::MessageField::none(),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_before_the_answer_is_what_the_agent_reads_and_a_deleted_message_is_not_answered() {
+    use waproto::whatsapp::message::protocol_message::Type;
+    let mut s = setup("").await;
+    s.stop();
+    let typo = s.sim.send_text(FRIEND, ACCOUNT, "meet at the stattion", false).await.expect("send");
+    s.sim
+        .send_message(FRIEND, ACCOUNT, protocol(Type::MESSAGE_EDIT, &typo, Some("meet at the station")))
+        .await
+        .expect("edit");
+    let oops = s.sim.send_text(FRIEND, ACCOUNT, "my PIN is 1234", false).await.expect("send");
+    s.sim.send_message(FRIEND, ACCOUNT, protocol(Type::REVOKE, &oops, None)).await.expect("revoke");
+    let cursor = s.sim.cursor();
+    s.start(&[]);
+    let answer = s.reply_containing(cursor, FRIEND, "station").await;
+    assert!(answer.contains("meet at the station") && !answer.contains("stattion"), "{answer}");
+    // Answered after everything before it: the deleted message never reached the model.
+    s.say(FRIEND, "flush").await;
+    s.reply_containing(cursor, FRIEND, "flush").await;
+    let asked: Vec<String> = s.llm.requests().iter().filter_map(|r| r.last().map(|m| m.content.clone())).collect();
+    assert!(asked.iter().all(|t| !t.contains("PIN")), "{asked:?}");
+    // The old text was never asked about, and the edit was not a message of its own.
+    assert!(asked.iter().all(|t| !t.contains("stattion") && !t.contains("edited an earlier")), "{asked:?}");
+
+    // Edited after it was answered: the agent is told what it says now.
+    let cursor = s.sim.cursor();
+    s.sim
+        .send_message(FRIEND, ACCOUNT, protocol(Type::MESSAGE_EDIT, &typo, Some("meet at the old station")))
+        .await
+        .expect("edit");
+    let answer = s.reply_containing(cursor, FRIEND, "edited an earlier message").await;
+    assert!(answer.contains("it now says: \"meet at the old station\""), "{answer}");
+}
