@@ -14,7 +14,8 @@ use crate::worker::{Batch, RETRY_AFTER_ERROR, Shared};
 
 /// Asks the agent about a batch and commits the answer.
 pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
-    let (text, chat) = (batch.texts.join("\n"), &batch.chat);
+    let Some((text, seqs)) = fresh(shared, batch).await else { return };
+    let chat = &batch.chat;
     let permit = shared.permits.acquire().await.expect("never closed");
     shared.messenger.typing(chat, true).await;
     let outcome = match ask(shared, chat, &text, &batch.images).await {
@@ -50,11 +51,52 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
             // Other chats may ask meanwhile.
             drop(permit);
             tokio::time::sleep(RETRY_AFTER_ERROR).await;
-            shared.release(&batch.seqs);
+            shared.release(&seqs);
             return;
         }
     };
-    commit(shared, chat, &batch.seqs, &batch.notices, &reply, &files, exchange).await;
+    commit(shared, chat, &seqs, &batch.notices, &reply, &files, exchange).await;
+}
+
+/// The batch as the journal has it now: messages deleted meanwhile left out, edits in, and an
+/// edit whose text one of them took settled with it. `None` when nothing is left to answer.
+async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec<i64>)> {
+    let as_read = || Some((batch.texts.join("\n"), batch.seqs.clone()));
+    if !batch.refresh {
+        return as_read();
+    }
+    let seqs = batch.seqs.clone();
+    let now = match shared.db.call(move |s| s.current(&seqs)).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a batch again before answering; answering it as first read");
+            return as_read();
+        }
+    };
+    let taken_by_batch = |seq: i64| now.iter().any(|t| t.waiting && t.absorbed_by == Some(seq));
+    let mut seqs: Vec<i64> = now.iter().filter(|c| c.waiting).map(|c| c.seq).collect();
+    let texts: Vec<String> = now
+        .iter()
+        .filter(|c| c.waiting && !taken_by_batch(c.seq))
+        .filter_map(|c| c.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned))
+        .collect();
+    // Edits taken by these messages that are not in the batch: settled with this answer.
+    let extra: Vec<i64> =
+        now.iter().filter(|c| c.waiting).filter_map(|c| c.absorbed_by).filter(|e| !seqs.contains(e)).collect();
+    if !extra.is_empty()
+        && let Ok(edits) = shared.db.call(move |s| s.current(&extra)).await
+    {
+        seqs.extend(edits.iter().filter(|e| e.waiting).map(|e| e.seq));
+    }
+    if texts.is_empty() {
+        // All deleted meanwhile, or edits of them: nothing to say.
+        for seq in seqs {
+            let settled = hermes_store::Settlement { learned: None, outcome: hermes_store::Outcome::Ignored };
+            let _ = shared.db.call(move |s| s.settle(seq, &settled)).await;
+        }
+        return None;
+    }
+    Some((texts.join("\n"), seqs))
 }
 
 /// Why there is no answer from the agent.

@@ -109,6 +109,9 @@ pub(crate) struct Batch {
     pub(crate) notices: Vec<String>,
     /// The question was a voice note: the answer may be spoken too.
     pub(crate) spoken: bool,
+    /// Text read from the journal, read again just before asking (edits, deletes); media
+    /// batches carry what was prepared from the download instead.
+    pub(crate) refresh: bool,
     first: Instant,
     last: Instant,
 }
@@ -124,6 +127,7 @@ impl Batch {
             without_images: String::new(),
             notices: Vec::new(),
             spoken: false,
+            refresh: true,
             first: now,
             last: now,
         }
@@ -195,6 +199,7 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                         b.without_images = prepared.without_images;
                         b.notices = prepared.notices;
                         b.spoken = media.kind.is_speech();
+                        b.refresh = false;
                         answer::answer(&shared, &b).await;
                     }
                     // Tried again once connected: nothing was committed.

@@ -24,6 +24,17 @@ pub struct Facts {
     pub offers: Vec<Code>,
 }
 
+/// A journaled message as it is now (see [`Store::current`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Current {
+    pub seq: i64,
+    pub text: Option<String>,
+    /// Not deleted (or otherwise settled) meanwhile.
+    pub waiting: bool,
+    /// The edit whose text it took.
+    pub absorbed_by: Option<i64>,
+}
+
 /// What becomes of a decided message, written in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settlement {
@@ -62,13 +73,16 @@ pub struct Offered {
 fn apply_change(tx: &Transaction<'_>, m: &Inbound, seq: i64, change: &Change) -> Result<(), StoreError> {
     let target = (m.chat.to_string(), m.sender.to_string());
     match change {
+        // The edit keeps its own text: if the agent reads the old one after all (it was
+        // being answered already), the edit reaches it as a note; if it reads the new one,
+        // the edit is settled with that answer (see `Store::current`).
         Change::Edit { of, text } => {
             let updated = tx.execute(
-                "UPDATE inbox SET text = ?4 WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3 AND state = ?5",
-                params![target.0, target.1, of.as_str(), text, Waiting.as_str()],
+                "UPDATE inbox SET text = ?4, absorbed_by = ?6
+                 WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3 AND state = ?5",
+                params![target.0, target.1, of.as_str(), text, Waiting.as_str(), seq],
             )?;
             if updated > 0 {
-                tx.execute("UPDATE inbox SET text = NULL WHERE seq = ?1", [seq])?;
                 tracing::info!("a message was edited before it was answered; the agent reads the new text");
             }
         }
@@ -176,6 +190,21 @@ impl Store {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The messages of a batch as they are now, just before the agent is asked: edits and
+    /// deletes that arrived since they were read.
+    pub fn current(&self, seqs: &[i64]) -> Result<Vec<Current>, StoreError> {
+        let mut q = self.conn.prepare_cached("SELECT text, state, absorbed_by FROM inbox WHERE seq = ?1")?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let row: Option<(Option<String>, String, Option<i64>)> =
+                q.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+            if let Some((text, state, absorbed_by)) = row {
+                out.push(Current { seq, text, waiting: state == Waiting.as_str(), absorbed_by });
+            }
+        }
+        Ok(out)
     }
 
     /// When the last message from someone else arrived (its own timestamp, unix seconds).

@@ -18,7 +18,7 @@ mod retention;
 pub use db::Db;
 /// The schema version this hermes writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = migrations::LATEST;
-pub use inbox::{Facts, Offered, Outcome, PREVIEW_CHARS, Settlement};
+pub use inbox::{Current, Facts, Offered, Outcome, PREVIEW_CHARS, Settlement};
 pub use outbox::{Delivery, Outgoing, Reply, Role};
 pub use pairing::{Approval, Code};
 pub use retention::Pruned;

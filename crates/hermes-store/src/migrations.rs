@@ -105,8 +105,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_unsent ON outbox (state, seq);",
     // 5: a message whose text another client of the device took (see `Inbound::unreadable`).
     "ALTER TABLE inbox ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0;",
-    // 6: a message's media reference (JSON), fetched when the message is handled.
-    "ALTER TABLE inbox ADD COLUMN media TEXT;",
+    // 6: a message's media reference (JSON), fetched when the message is handled; and the
+    // edit whose text a waiting message took (the edit is then answered with it).
+    "ALTER TABLE inbox ADD COLUMN media TEXT;
+    ALTER TABLE inbox ADD COLUMN absorbed_by INTEGER;",
     // 7: a file to send (JSON: where it is, and its upload once done); `text` is its caption.
     "ALTER TABLE outbox ADD COLUMN media TEXT;",
 ];

@@ -2,7 +2,7 @@ use hermes_core::access::Rule;
 use hermes_core::identity::MessageId;
 
 use super::*;
-use crate::{Code, Delivery, Offered, Reply, Role};
+use crate::{Change, Code, Delivery, Offered, Reply, Role};
 
 fn j(s: &str) -> Jid {
     Jid::parse(s).expect("a JID")
@@ -480,4 +480,40 @@ fn an_abandoned_message_is_not_sent() {
     let seq = store.unsent(10).expect("unsent")[0].seq;
     store.abandon(seq, "refused eight times").expect("abandon");
     assert_eq!(store.delivery(&MessageId::new("GIVEN-UP")).expect("q"), Some(Delivery::Abandoned));
+}
+
+#[test]
+fn an_edit_is_taken_by_its_waiting_message_and_a_delete_settles_it_unanswered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    let edit = |id: &str, of: &str, text: &str| Inbound {
+        text: Some(format!("[edited] {text}")),
+        change: Some(Change::Edit { of: MessageId::new(of), text: text.into() }),
+        ..msg(id)
+    };
+    let seqs = |o: Vec<Journaled>| {
+        o.into_iter()
+            .map(|j| match j {
+                Journaled::New(s) => s,
+                other => panic!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let s = seqs(store.journal(&[msg("A"), msg("B")]).expect("journal"));
+    let e = seqs(store.journal(&[edit("E1", "A", "hello again")]).expect("journal"));
+    let now = store.current(&[s[0], e[0]]).expect("current");
+    assert_eq!((now[0].text.as_deref(), now[0].absorbed_by, now[0].waiting), (Some("hello again"), Some(e[0]), true));
+    assert_eq!(now[1].text.as_deref(), Some("[edited] hello again"), "the edit keeps its note");
+    let r = seqs(
+        store
+            .journal(&[Inbound { text: None, change: Some(Change::Revoke { of: MessageId::new("B") }), ..msg("R1") }])
+            .expect("journal"),
+    );
+    assert!(!store.current(&[s[1]]).expect("current")[0].waiting, "deleted before it was answered");
+    // A redelivered edit changes nothing again; an edit of a settled message is only a note.
+    assert_eq!(store.journal(&[edit("E1", "A", "hello again")]).expect("journal"), [Journaled::Duplicate]);
+    let late = seqs(store.journal(&[edit("E2", "B", "too late")]).expect("journal"));
+    let b = store.current(&[s[1], late[0], r[0]]).expect("current");
+    assert_eq!((b[0].text.as_deref(), b[0].absorbed_by), (Some("hello"), None));
+    assert_eq!(b[1].text.as_deref(), Some("[edited] too late"));
 }
