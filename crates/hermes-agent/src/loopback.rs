@@ -251,44 +251,6 @@ async fn speak(State((shared, _)): State<AppState>, Json(body): Json<Value>) -> 
     shared.arrived.notify_waiters();
     let packets: Vec<Vec<u8>> =
         input.chars().map(|c| vec![0xfc; if c.is_whitespace() { 3 } else { 40 + (c as usize % 60) }]).collect();
-    ([(axum::http::header::CONTENT_TYPE, "audio/ogg")], ogg_opus(&packets)).into_response()
-}
-
-/// An Ogg Opus stream of 20 ms packets: `OpusHead`, `OpusTags`, then the packets.
-fn ogg_opus(packets: &[Vec<u8>]) -> Vec<u8> {
-    let mut head = b"OpusHead".to_vec();
-    head.extend_from_slice(&[1, 1, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, 0]);
-    let mut out = ogg_page(0, 0, 2, &[head]);
-    out.extend(ogg_page(1, 0, 0, &[b"OpusTags\x08\0\0\0loopback\0\0\0\0".to_vec()]));
-    for (i, chunk) in packets.chunks(50).enumerate() {
-        let done = (i * 50 + chunk.len()) as u64;
-        let last = (i + 1) * 50 >= packets.len();
-        out.extend(ogg_page(i as u32 + 2, 312 + done * 960, if last { 4 } else { 0 }, chunk));
-    }
-    out
-}
-
-fn ogg_page(seq: u32, granule: u64, flags: u8, packets: &[Vec<u8>]) -> Vec<u8> {
-    let (mut table, mut body) = (Vec::new(), Vec::new());
-    for p in packets {
-        table.extend(std::iter::repeat_n(255u8, p.len() / 255));
-        table.push((p.len() % 255) as u8);
-        body.extend_from_slice(p);
-    }
-    let mut page = b"OggS\0".to_vec();
-    page.push(flags);
-    page.extend_from_slice(&granule.to_le_bytes());
-    page.extend_from_slice(&1u32.to_le_bytes());
-    page.extend_from_slice(&seq.to_le_bytes());
-    page.extend_from_slice(&[0; 4]);
-    page.push(table.len() as u8);
-    page.extend_from_slice(&table);
-    page.extend_from_slice(&body);
-    // The CRC (polynomial 0x04c11db7, over the page with its CRC field zeroed).
-    let crc = page.iter().fold(0u32, |crc, &b| {
-        (0..8)
-            .fold(crc ^ (u32::from(b) << 24), |c, _| if c & 0x8000_0000 != 0 { (c << 1) ^ 0x04c1_1db7 } else { c << 1 })
-    });
-    page[22..26].copy_from_slice(&crc.to_le_bytes());
-    page
+    let file = hermes_core::media::ogg::write_opus(&packets, 312, "hermes loopback");
+    ([(axum::http::header::CONTENT_TYPE, "audio/ogg")], file).into_response()
 }

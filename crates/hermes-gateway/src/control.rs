@@ -52,6 +52,7 @@ struct App {
     home: Option<String>,
     /// Where a file to send is copied, so it goes out even if the original is removed.
     outgoing: std::path::PathBuf,
+    hermes_home: std::path::PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +102,7 @@ pub(crate) async fn start(
         token,
         home: opts.config.home_channel.value.clone(),
         outgoing: opts.home.join("cache/outgoing"),
+        hermes_home: opts.home.clone(),
     };
     let router = axum::Router::new()
         .route("/send", axum::routing::post(send))
@@ -177,7 +179,7 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
         }
         Some(file) => {
             let id = app.messenger.new_message_id();
-            let media = match outgoing_file(&app.outgoing, file, &req.text, req.voice, &id) {
+            let media = match outgoing_file(&app.hermes_home, &app.outgoing, file, &req.text, req.voice, &id) {
                 Ok(m) => m,
                 Err(why) => return error(StatusCode::BAD_REQUEST, why),
             };
@@ -225,6 +227,7 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
 /// A file to send, copied into the gateway's outgoing cache first (the copy is what is sent,
 /// once, whatever happens to the original).
 fn outgoing_file(
+    home: &std::path::Path,
     dir: &std::path::Path,
     file: &str,
     caption: &str,
@@ -253,13 +256,11 @@ fn outgoing_file(
     let caption = Some(caption.trim().to_owned()).filter(|c| !c.is_empty());
     let mut media = OutMedia::for_path(&copy, caption, voice, false);
     media.file_name = media.file_name.map(|_| path.file_name().and_then(|n| n.to_str()).unwrap_or(&name).to_owned());
-    if media.kind == hermes_core::media::MediaKind::Voice {
-        match std::fs::read(&copy).ok().as_deref().and_then(hermes_core::media::ogg::voice_facts) {
-            Some((seconds, wave)) => (media.seconds, media.waveform) = (Some(seconds), Some(wave)),
-            None => {
-                return Err(format!("--voice needs an Ogg Opus file; '{file}' is not one (send it without --voice)"));
-            }
+    if voice {
+        if media.kind != hermes_core::media::MediaKind::Voice {
+            return Err(format!("--voice needs an audio file (.ogg .opus .mp3 .wav .m4a .flac); '{file}' is not one"));
         }
+        crate::media::make_voice_note(home, &mut media).map_err(|why| format!("--voice: '{file}': {why}"))?;
     }
     Ok(media)
 }

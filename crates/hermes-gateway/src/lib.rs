@@ -21,6 +21,7 @@ mod dispatch;
 mod media;
 mod outbound;
 mod port;
+mod voice;
 mod worker;
 
 use std::path::PathBuf;

@@ -110,12 +110,11 @@ pub(crate) fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia
         match checked {
             Ok(path) => {
                 let mut media = OutMedia::for_path(&path, None, found.as_voice, found.as_document);
-                if media.kind == MediaKind::Voice {
-                    match std::fs::read(&path).ok().as_deref().and_then(m::ogg::voice_facts) {
-                        Some((seconds, wave)) => (media.seconds, media.waveform) = (Some(seconds), Some(wave)),
-                        // Not Ogg Opus after all: WhatsApp plays it as an audio file.
-                        None => media.kind = MediaKind::Audio,
-                    }
+                if media.kind == MediaKind::Voice
+                    && let Err(why) = make_voice_note(&shared.home, &mut media)
+                {
+                    tracing::warn!("an attached file goes as an audio file, not a voice note: {why}");
+                    media.kind = MediaKind::Audio;
                 }
                 files.push(media);
             }
@@ -147,14 +146,28 @@ pub(crate) async fn spoken_reply(shared: &Shared, text: &str) -> Option<OutMedia
         return None;
     }
     let mut media = OutMedia::for_path(&path, None, true, false);
-    match m::ogg::voice_facts(&audio) {
-        Some((seconds, wave)) => (media.seconds, media.waveform) = (Some(seconds), Some(wave)),
-        None => {
-            tracing::warn!("the speech server did not answer with Ogg Opus; the reply goes as an audio file");
-            media.kind = MediaKind::Audio;
-        }
+    if let Err(why) = make_voice_note(&shared.home, &mut media) {
+        tracing::warn!("the spoken reply goes as an audio file, not a voice note: {why}");
+        media.kind = MediaKind::Audio;
     }
     Some(media)
+}
+
+/// Makes a file a voice note: Ogg Opus as it is, other audio encoded into the audio cache;
+/// its length and waveform filled in.
+pub(crate) fn make_voice_note(home: &Path, media: &mut OutMedia) -> Result<(), String> {
+    let note = crate::voice::voice_note(Path::new(&media.path))?;
+    if note.transcoded {
+        let dir = home.join(m::cache_dirs(MediaKind::Voice).0);
+        let path = dir.join(format!("voice_{:012x}.ogg", rand::random::<u64>() & 0xffff_ffff_ffff));
+        private_dir(&dir)
+            .and_then(|()| std::fs::write(&path, &note.ogg))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        media.path = path.display().to_string();
+    }
+    media.mime = "audio/ogg; codecs=opus".to_owned();
+    (media.seconds, media.waveform) = (Some(note.seconds), Some(note.waveform));
+    Ok(())
 }
 
 fn plain(text: String) -> Prepared {

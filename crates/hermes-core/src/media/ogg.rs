@@ -7,15 +7,28 @@
 //! bytes). 64 bars of average packet size, scaled to 0-100, give the shape of speech and
 //! pauses, which is what the bubble shows.
 
-/// Length in seconds (rounded up) and 64 waveform bars, or `None` if this is not Ogg Opus.
-pub fn voice_facts(file: &[u8]) -> Option<(u32, Vec<u8>)> {
-    let mut packets: Vec<usize> = Vec::new();
-    let mut current = 0usize;
-    let mut last_granule = 0u64;
-    let mut pre_skip = 0u64;
-    let mut seen_head = false;
+/// An Ogg Opus stream's packets (headers left out) and what its header and last page say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpusStream {
+    pub pre_skip: u64,
+    /// 48 kHz samples up to the end of the last page, before the pre-skip is taken off.
+    pub last_granule: u64,
+    pub packets: Vec<Vec<u8>>,
+}
+
+impl OpusStream {
+    /// The length in seconds, rounded up (at least 1).
+    pub fn seconds(&self) -> u32 {
+        u32::try_from(self.last_granule.saturating_sub(self.pre_skip).div_ceil(48_000)).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+/// Reads an Ogg Opus file; `None` if it is not one, or is cut short.
+pub fn read_opus(file: &[u8]) -> Option<OpusStream> {
+    let mut packets: Vec<Vec<u8>> = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let (mut last_granule, mut pre_skip, mut index) = (0u64, 0u64, 0usize);
     let mut at = 0usize;
-    let mut index = 0usize;
     while at + 27 <= file.len() {
         if &file[at..at + 4] != b"OggS" {
             return None;
@@ -25,25 +38,20 @@ pub fn voice_facts(file: &[u8]) -> Option<(u32, Vec<u8>)> {
         let table = file.get(at + 27..at + 27 + count)?;
         let mut body = at + 27 + count;
         for &lace in table {
-            let segment = file.get(body..body + usize::from(lace))?;
-            if index == 0 && !seen_head {
-                // The first packet is `OpusHead`; its pre-skip is at bytes 10-11.
-                if segment.len() >= 12 && &segment[..8] == b"OpusHead" {
-                    pre_skip = u64::from(u16::from_le_bytes([segment[10], segment[11]]));
-                    seen_head = true;
-                } else if current == 0 && segment.len() >= 8 && &segment[..8] != b"OpusHead" {
-                    return None;
-                }
-            }
-            current += usize::from(lace);
+            current.extend_from_slice(file.get(body..body + usize::from(lace))?);
             body += usize::from(lace);
             if lace < 255 {
-                // The first two packets are the headers (OpusHead, OpusTags).
-                if index >= 2 {
-                    packets.push(current);
+                let packet = std::mem::take(&mut current);
+                match index {
+                    // `OpusHead`: its pre-skip is at bytes 10-11.
+                    0 if packet.len() >= 12 && packet.starts_with(b"OpusHead") => {
+                        pre_skip = u64::from(u16::from_le_bytes([packet[10], packet[11]]));
+                    }
+                    0 => return None,
+                    1 => {} // `OpusTags`
+                    _ => packets.push(packet),
                 }
                 index += 1;
-                current = 0;
             }
         }
         if granule != u64::MAX {
@@ -51,21 +59,83 @@ pub fn voice_facts(file: &[u8]) -> Option<(u32, Vec<u8>)> {
         }
         at = body;
     }
-    if !seen_head || packets.is_empty() {
-        return None;
-    }
-    let samples = last_granule.saturating_sub(pre_skip);
-    let seconds = u32::try_from(samples.div_ceil(48_000)).unwrap_or(u32::MAX).max(1);
-    Some((seconds, bars(&packets, 64)))
+    (index >= 2 && !packets.is_empty()).then_some(OpusStream { pre_skip, last_granule, packets })
 }
 
-/// `n` bars: the average of each slice of `sizes`, scaled so the largest is 100.
-fn bars(sizes: &[usize], n: usize) -> Vec<u8> {
+/// Length in seconds (rounded up) and 64 waveform bars from packet sizes, or `None` if this is
+/// not Ogg Opus (for a waveform from the sound itself, decode it: see the gateway's `voice`).
+pub fn voice_facts(file: &[u8]) -> Option<(u32, Vec<u8>)> {
+    let stream = read_opus(file)?;
+    let sizes: Vec<f64> = stream.packets.iter().map(|p| p.len() as f64).collect();
+    Some((stream.seconds(), bars(&sizes, 64)))
+}
+
+/// An Ogg Opus file of mono 48 kHz packets of 20 ms: `OpusHead`, `OpusTags`, then the packets,
+/// 50 to a page, with correct granule positions and page checksums.
+pub fn write_opus(packets: &[Vec<u8>], pre_skip: u16, vendor: &str) -> Vec<u8> {
+    let serial: u32 = 0x6865_726d; // "herm"
+    let mut head = b"OpusHead".to_vec();
+    head.push(1); // version
+    head.push(1); // channels
+    head.extend_from_slice(&pre_skip.to_le_bytes());
+    head.extend_from_slice(&48_000u32.to_le_bytes());
+    head.extend_from_slice(&[0, 0, 0]); // gain, mapping family
+    let mut tags = b"OpusTags".to_vec();
+    tags.extend_from_slice(&u32::try_from(vendor.len()).unwrap_or(0).to_le_bytes());
+    tags.extend_from_slice(vendor.as_bytes());
+    tags.extend_from_slice(&0u32.to_le_bytes());
+    let mut out = page(serial, 0, 0, 2, &[head]);
+    out.extend(page(serial, 1, 0, 0, &[tags]));
+    let chunks: Vec<&[Vec<u8>]> = packets.chunks(50).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let done = (i * 50 + chunk.len()) as u64;
+        let flags = if i + 1 == chunks.len() { 4 } else { 0 };
+        out.extend(page(
+            serial,
+            u32::try_from(i + 2).unwrap_or(u32::MAX),
+            u64::from(pre_skip) + done * 960,
+            flags,
+            chunk,
+        ));
+    }
+    out
+}
+
+fn page(serial: u32, seq: u32, granule: u64, flags: u8, packets: &[Vec<u8>]) -> Vec<u8> {
+    let (mut table, mut body) = (Vec::new(), Vec::new());
+    for p in packets {
+        table.extend(std::iter::repeat_n(255u8, p.len() / 255));
+        table.push((p.len() % 255) as u8);
+        body.extend_from_slice(p);
+    }
+    let mut page = b"OggS\0".to_vec();
+    page.push(flags);
+    page.extend_from_slice(&granule.to_le_bytes());
+    page.extend_from_slice(&serial.to_le_bytes());
+    page.extend_from_slice(&seq.to_le_bytes());
+    page.extend_from_slice(&[0; 4]);
+    page.push(u8::try_from(table.len()).unwrap_or(u8::MAX));
+    page.extend_from_slice(&table);
+    page.extend_from_slice(&body);
+    // Ogg's CRC-32 (polynomial 0x04c11db7, no reflection), over the page with its field zeroed.
+    let crc = page.iter().fold(0u32, |crc, &b| {
+        (0..8)
+            .fold(crc ^ (u32::from(b) << 24), |c, _| if c & 0x8000_0000 != 0 { (c << 1) ^ 0x04c1_1db7 } else { c << 1 })
+    });
+    page[22..26].copy_from_slice(&crc.to_le_bytes());
+    page
+}
+
+/// `n` bars: the average of each slice of `values`, scaled so the largest is 100.
+pub fn bars(values: &[f64], n: usize) -> Vec<u8> {
+    if values.is_empty() {
+        return vec![0; n];
+    }
     let avg: Vec<f64> = (0..n)
         .map(|i| {
-            let (from, to) = (i * sizes.len() / n, ((i + 1) * sizes.len() / n).max(i * sizes.len() / n + 1));
-            let slice = &sizes[from.min(sizes.len() - 1)..to.min(sizes.len())];
-            slice.iter().sum::<usize>() as f64 / slice.len().max(1) as f64
+            let (from, to) = (i * values.len() / n, ((i + 1) * values.len() / n).max(i * values.len() / n + 1));
+            let slice = &values[from.min(values.len() - 1)..to.min(values.len())];
+            slice.iter().sum::<f64>() / slice.len().max(1) as f64
         })
         .collect();
     let max = avg.iter().copied().fold(0.0, f64::max);
@@ -118,5 +188,15 @@ mod tests {
         assert!(voice_facts(b"ID3 an mp3").is_none());
         assert!(voice_facts(&page(0, &[b"not opus".to_vec()])).is_none());
         assert!(voice_facts(&file[..file.len() - 10]).is_none(), "a truncated file is not guessed at");
+    }
+
+    #[test]
+    fn what_is_written_reads_back() {
+        let packets: Vec<Vec<u8>> = (0..120).map(|i| vec![i as u8; 10 + i % 300]).collect();
+        let file = write_opus(&packets, 312, "hermes");
+        let stream = read_opus(&file).expect("reads back");
+        assert_eq!((stream.pre_skip, stream.packets.len(), stream.seconds()), (312, 120, 3));
+        assert_eq!(stream.packets, packets);
+        assert_eq!(stream.last_granule, 312 + 120 * 960);
     }
 }

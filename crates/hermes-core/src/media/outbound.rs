@@ -157,7 +157,7 @@ pub fn kind_for(path: &Path, as_voice: bool, as_document: bool) -> MediaKind {
     match ext.as_str() {
         "jpg" | "jpeg" | "png" | "webp" | "gif" if !as_document => MediaKind::Image,
         "mp4" | "mov" | "avi" | "mkv" | "webm" | "3gp" if !as_document => MediaKind::Video,
-        "ogg" | "opus" if as_voice => MediaKind::Voice,
+        "ogg" | "opus" | "mp3" | "wav" | "m4a" | "flac" if as_voice => MediaKind::Voice,
         "ogg" | "opus" | "mp3" | "wav" | "m4a" | "flac" if !as_document => MediaKind::Audio,
         _ => MediaKind::Document,
     }
@@ -266,7 +266,8 @@ mod tests {
         assert_eq!(kind_for(Path::new("/a/b.JPG"), false, false), MediaKind::Image);
         assert_eq!(kind_for(Path::new("/a/b.png"), false, true), MediaKind::Document);
         assert_eq!(kind_for(Path::new("/a/b.ogg"), true, false), MediaKind::Voice);
-        assert_eq!(kind_for(Path::new("/a/b.mp3"), true, false), MediaKind::Audio);
+        assert_eq!(kind_for(Path::new("/a/b.mp3"), true, false), MediaKind::Voice);
+        assert_eq!(kind_for(Path::new("/a/b.mp3"), false, false), MediaKind::Audio);
         assert_eq!(kind_for(Path::new("/a/b.pdf"), false, false), MediaKind::Document);
         assert_eq!(mime_for(Path::new("x.ogg")), "audio/ogg; codecs=opus");
     }

@@ -421,3 +421,56 @@ async fn an_edit_before_the_answer_is_what_the_agent_reads_and_a_deleted_message
     let answer = s.reply_containing(cursor, FRIEND, "edited an earlier message").await;
     assert!(answer.contains("it now says: \"meet at the old station\""), "{answer}");
 }
+
+/// Two seconds of a 16 kHz mono WAV: a tone, then silence.
+fn tone_then_silence() -> Vec<u8> {
+    let pcm: Vec<u8> = (0..32_000u32)
+        .map(|i| {
+            if i < 16_000 { ((i as f32 / 16_000.0 * 300.0 * std::f32::consts::TAU).sin() * 9_000.0) as i16 } else { 0 }
+        })
+        .flat_map(i16::to_le_bytes)
+        .collect();
+    let mut wav = Vec::new();
+    for chunk in [&b"RIFF"[..], &(36 + pcm.len() as u32).to_le_bytes(), b"WAVEfmt ", &16u32.to_le_bytes()] {
+        wav.extend_from_slice(chunk);
+    }
+    for field in [1u16, 1] {
+        wav.extend_from_slice(&field.to_le_bytes());
+    }
+    for field in [16_000u32, 32_000] {
+        wav.extend_from_slice(&field.to_le_bytes());
+    }
+    for field in [2u16, 16] {
+        wav.extend_from_slice(&field.to_le_bytes());
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
+    wav.extend(pcm);
+    wav
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wav_sent_as_a_voice_note_arrives_as_ogg_opus_with_its_length_and_waveform() {
+    let s = setup("").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("reminder.wav");
+    std::fs::write(&wav, tone_then_silence()).expect("write");
+    let (to, file) = (format!("--to=whatsapp:{FRIEND}"), format!("--file={}", wav.display()));
+    let run = s.home.run(&["send", &to, &file, "--voice"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let got = received(&s, 1).await;
+    let note = &got[0];
+    assert_eq!(
+        (note.kind, note.ptt, note.mime.as_str(), note.seconds),
+        (MediaKind::Voice, Some(true), "audio/ogg; codecs=opus", Some(2))
+    );
+    assert!(note.data.starts_with(b"OggS") && note.data.windows(8).any(|w| w == b"OpusHead"), "Ogg Opus");
+    let wave = note.waveform.clone().expect("a waveform");
+    assert!(wave[..28].iter().all(|b| *b > 40) && wave[36..].iter().all(|b| *b < 10), "tone then silence: {wave:?}");
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not audio").expect("write");
+    let refused = s.home.run(&["send", &to, &format!("--file={}", text.display()), "--voice"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("--voice needs an audio file"), "{refused:?}");
+}
