@@ -75,11 +75,26 @@ async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec<i64>)> {
     };
     let taken_by_batch = |seq: i64| now.iter().any(|t| t.waiting && t.absorbed_by == Some(seq));
     let mut seqs: Vec<i64> = now.iter().filter(|c| c.waiting).map(|c| c.seq).collect();
-    let texts: Vec<String> = now
-        .iter()
-        .filter(|c| c.waiting && !taken_by_batch(c.seq))
-        .filter_map(|c| c.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned))
-        .collect();
+    let own = shared.messenger.account();
+    let mut texts = Vec::new();
+    for (i, seq) in batch.seqs.iter().enumerate() {
+        let Some(c) = now.iter().find(|c| c.seq == *seq).filter(|c| c.waiting && !taken_by_batch(c.seq)) else {
+            continue;
+        };
+        // Unchanged: what admission made of it; edited: the new text, made the same way.
+        let text = if batch.raw.get(i) == Some(&c.text) {
+            batch.texts.get(i).cloned()
+        } else {
+            c.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| {
+                if batch.chat.is_group() {
+                    hermes_core::mention::strip_own_mention(t, own.as_ref())
+                } else {
+                    t.to_owned()
+                }
+            })
+        };
+        texts.extend(text);
+    }
     // Edits taken by these messages that are not in the batch: settled with this answer.
     let extra: Vec<i64> =
         now.iter().filter(|c| c.waiting).filter_map(|c| c.absorbed_by).filter(|e| !seqs.contains(e)).collect();

@@ -101,7 +101,10 @@ impl Shared {
 pub(crate) struct Batch {
     pub(crate) chat: Jid,
     pub(crate) seqs: Vec<i64>,
+    /// What admission made of each message (its mention stripped...), in `seqs` order.
     pub(crate) texts: Vec<String>,
+    /// Each message's text as journaled, to see whether an edit changed it since.
+    pub(crate) raw: Vec<Option<String>>,
     /// Pictures for the model, and what it reads instead if it refuses them.
     pub(crate) images: Vec<String>,
     pub(crate) without_images: String,
@@ -123,6 +126,7 @@ impl Batch {
             chat,
             seqs: Vec::new(),
             texts: Vec::new(),
+            raw: Vec::new(),
             images: Vec::new(),
             without_images: String::new(),
             notices: Vec::new(),
@@ -215,6 +219,7 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 let b = batch.get_or_insert_with(|| Batch::new(row.chat.clone()));
                 b.seqs.push(seq);
                 b.texts.push(text);
+                b.raw.push(row.text.clone());
                 b.last = now;
                 if shared.debounce.is_zero() {
                     let b = batch.take().expect("just filled");
