@@ -83,8 +83,8 @@ pub(crate) mod hex_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
-        if text.len() % 2 != 0 {
-            return Err(serde::de::Error::custom("odd number of hex digits"));
+        if !text.is_ascii() || text.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("not an even number of hex digits"));
         }
         (0..text.len())
             .step_by(2)

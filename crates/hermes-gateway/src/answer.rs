@@ -34,7 +34,7 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
     let (reply, exchange) = match outcome {
         Ok(answer) => {
             // Files the agent attached (`MEDIA:` lines) go after the text.
-            let (said, attached) = crate::media::attachments(shared, &answer);
+            let (said, attached) = crate::media::attachments(shared, &answer).await;
             files = attached;
             // A voice note is answered by voice too when it is on, as in Hermes (not when the
             // agent sent files of its own).
@@ -230,9 +230,12 @@ async fn commit(
             crash::point("committed");
             shared.outbox_wake.notify_one();
         }
-        // Answered already by another handling: this answer is not sent, nothing is lost.
+        // One of the messages was settled meanwhile (answered by another handling, or deleted
+        // by its sender while the agent was asked): this answer is not sent, and the others,
+        // still waiting, are released to be asked about again.
         Err(hermes_store::StoreError::NotWaiting(seq)) => {
-            tracing::warn!(seq, "an answer was not sent: its message had been answered already");
+            tracing::warn!(seq, "an answer was not sent: one of its messages was settled meanwhile");
+            shared.release(answers);
         }
         // Not committed: the messages are still waiting and will be asked about again.
         Err(e) => {

@@ -50,9 +50,9 @@ struct App {
     messenger: Arc<dyn Messenger>,
     token: String,
     home: Option<String>,
-    /// Where a file to send is copied, so it goes out even if the original is removed.
-    outgoing: std::path::PathBuf,
     hermes_home: std::path::PathBuf,
+    /// Files larger than this are not sent.
+    max_media_bytes: u64,
 }
 
 #[derive(Deserialize)]
@@ -101,8 +101,8 @@ pub(crate) async fn start(
         messenger: opts.messenger.clone(),
         token,
         home: opts.config.home_channel.value.clone(),
-        outgoing: opts.home.join("cache/outgoing"),
         hermes_home: opts.home.clone(),
+        max_media_bytes: opts.media.max_media_mb.value.saturating_mul(1024 * 1024),
     };
     let router = axum::Router::new()
         .route("/send", axum::routing::post(send))
@@ -179,9 +179,13 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
         }
         Some(file) => {
             let id = app.messenger.new_message_id();
-            let media = match outgoing_file(&app.hermes_home, &app.outgoing, file, &req.text, req.voice, &id) {
-                Ok(m) => m,
-                Err(why) => return error(StatusCode::BAD_REQUEST, why),
+            let (home, file, text, voice, cap) =
+                (app.hermes_home.clone(), file.clone(), req.text.clone(), req.voice, app.max_media_bytes);
+            let made = tokio::task::spawn_blocking(move || outgoing_file(&home, &file, &text, voice, cap)).await;
+            let media = match made {
+                Ok(Ok(m)) => m,
+                Ok(Err(why)) => return error(StatusCode::BAD_REQUEST, why),
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             };
             let (c, item) = (chat.clone(), [(id.clone(), media)]);
             if let Err(e) = app.db.call(move |s| s.enqueue_files(&c, &item, now_secs())).await {
@@ -225,37 +229,16 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
 }
 
 /// A file to send, copied into the gateway's outgoing cache first (the copy is what is sent,
-/// once, whatever happens to the original).
-fn outgoing_file(
-    home: &std::path::Path,
-    dir: &std::path::Path,
-    file: &str,
-    caption: &str,
-    voice: bool,
-    id: &MessageId,
-) -> Result<OutMedia, String> {
+/// once, whatever happens to the original); audio made a voice note with `voice`.
+fn outgoing_file(home: &std::path::Path, file: &str, caption: &str, voice: bool, cap: u64) -> Result<OutMedia, String> {
     let path = std::path::Path::new(file);
     if !path.is_absolute() {
         return Err(format!("--file '{file}' must be an absolute path"));
     }
-    let meta = std::fs::metadata(path).map_err(|e| format!("--file '{file}': {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("--file '{file}' is not a regular file"));
-    }
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let name = hermes_core::media::sanitize_file_name(path.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
-    let copy = dir.join(format!("{}_{name}", id.as_str()));
-    std::fs::copy(path, &copy).map_err(|e| format!("cannot copy '{file}': {e}"))?;
+    let copy = crate::media::outgoing_copy(home, path, cap).map_err(|why| format!("--file {why}"))?;
     let caption = Some(caption.trim().to_owned()).filter(|c| !c.is_empty());
     let mut media = OutMedia::for_path(&copy, caption, voice, false);
-    media.file_name = media.file_name.map(|_| path.file_name().and_then(|n| n.to_str()).unwrap_or(&name).to_owned());
+    media.file_name = media.file_name.map(|_| path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned());
     if voice {
         if media.kind != hermes_core::media::MediaKind::Voice {
             return Err(format!("--voice needs an audio file (.ogg .opus .mp3 .wav .m4a .flac); '{file}' is not one"));

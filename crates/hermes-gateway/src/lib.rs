@@ -101,7 +101,7 @@ impl Pipeline {
         let mut tasks = JoinSet::new();
         tasks.spawn(dispatch::dispatch(shared, opts.wake.clone()));
         tasks.spawn(outbound::send_loop(opts.db.clone(), opts.messenger.clone(), outbox_wake.clone(), opts.chunk_gap));
-        tasks.spawn(retention(opts.db.clone(), opts.config.retention_days.value));
+        tasks.spawn(retention(opts.db.clone(), opts.config.retention_days.value, opts.home.clone()));
         let (control, server) = control::start(&opts, outbox_wake).await?;
         tasks.spawn(server);
         Ok(Pipeline { tasks, control })
@@ -140,7 +140,7 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Prunes what is older than the retention, at start and every hour after.
-async fn retention(db: Db, days: u64) {
+async fn retention(db: Db, days: u64, home: PathBuf) {
     if days == 0 {
         return std::future::pending().await;
     }
@@ -162,7 +162,49 @@ async fn retention(db: Db, days: u64) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot prune old rows; will try again in an hour"),
         }
+        let home = home.clone();
+        let files =
+            tokio::task::spawn_blocking(move || prune_cache(&home, std::time::Duration::from_secs(keep as u64)))
+                .await
+                .unwrap_or(0);
+        if files > 0 {
+            tracing::info!(files, days, "removed cached media older than the retention");
+        }
     }
+}
+
+/// Removes cached media (downloads, copies of files sent, spoken replies) older than `age`.
+fn prune_cache(home: &std::path::Path, age: Duration) -> usize {
+    let dirs = [
+        "cache/images",
+        "cache/audio",
+        "cache/videos",
+        "cache/documents",
+        "cache/outgoing",
+        // Hermes' older names, used when they exist.
+        "image_cache",
+        "audio_cache",
+        "video_cache",
+        "document_cache",
+    ];
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for dir in dirs.iter().map(|d| home.join(d)) {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|a| a > age);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

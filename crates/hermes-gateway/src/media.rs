@@ -16,6 +16,9 @@ use crate::worker::Shared;
 /// Images are shrunk to fit this many pixels on their longer side: what vision models use
 /// anyway, and a fraction of a phone photo's size.
 const MAX_IMAGE_SIDE: u32 = 1568;
+/// PDFs larger than this are described, not read: their text would be cut to 100 KB anyway,
+/// and reading them costs memory and time a shared gateway has not got.
+const MAX_PDF_BYTES: u64 = 20 * 1024 * 1024;
 /// Images up to this size in a format every model reads are sent as they are.
 const MAX_IMAGE_BYTES: usize = 3 * 1024 * 1024;
 
@@ -36,11 +39,33 @@ pub(crate) struct Prepared {
 pub(crate) enum Later {
     /// Not connected to WhatsApp: the download waits for the connection.
     NotConnected,
+    /// A failure that may pass (the CDN, the disk): tried again after a pause, a few times.
+    Transient,
 }
 
-pub(crate) async fn prepare(shared: &Shared, row: &Inbound, media: &MediaRef, body: &str) -> Result<Prepared, Later> {
+/// Downloads that failed for a reason that may pass are tried this many times in all.
+const DOWNLOAD_ATTEMPTS: u32 = 3;
+
+pub(crate) async fn prepare(
+    shared: &Shared,
+    seq: i64,
+    row: &Inbound,
+    media: &MediaRef,
+    body: &str,
+) -> Result<Prepared, Later> {
+    // Downloads, decoding and transcription are heavy: a few at a time, across chats.
+    let _permit = shared.media_permits.acquire().await.expect("never closed");
     let cap = shared.media.max_media_mb.value.saturating_mul(1024 * 1024);
-    let path = match cached(shared, row, media, cap).await {
+    let downloaded = cached(shared, row, media, cap).await;
+    let transient = matches!(&downloaded, Err(MediaError::Failed(_) | MediaError::Io { .. }));
+    if transient && shared.attempt(seq) < DOWNLOAD_ATTEMPTS {
+        if let Err(e) = &downloaded {
+            tracing::warn!(kind = media.kind.word(), error = %e, "media could not be downloaded; trying again");
+        }
+        return Err(Later::Transient);
+    }
+    shared.forget_attempts(seq);
+    let path = match downloaded {
         Ok(path) => path,
         Err(MediaError::NotConnected) => return Err(Later::NotConnected),
         Err(MediaError::TooLarge { size, cap }) => {
@@ -87,13 +112,26 @@ pub(crate) async fn prepare(shared: &Shared, row: &Inbound, media: &MediaRef, bo
 }
 
 /// The files a reply attaches (`MEDIA:` lines), each checked against where files may be sent
-/// from; the reply's text without them, and a sentence for each file that cannot go.
-pub(crate) fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia>) {
+/// from and copied into the outgoing cache (the copy is what is uploaded, whatever happens to
+/// the original meanwhile); the reply's text without them, and a sentence for each file that
+/// cannot go.
+pub(crate) async fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia>) {
     let found = outbound::extract(reply);
     if found.files.is_empty() {
         return (reply.to_owned(), Vec::new());
     }
-    let allowed = outbound::Allowed::new(&shared.home, shared.media.media_allow_dirs.value.as_deref());
+    let (home, allow) = (shared.home.clone(), shared.media.media_allow_dirs.value.clone());
+    let cap = shared.media.max_media_mb.value.saturating_mul(1024 * 1024);
+    let work = tokio::task::spawn_blocking(move || attach(&home, allow.as_deref(), cap, &found));
+    work.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "attaching files failed; the reply goes without them");
+        (outbound::extract(reply).text, Vec::new())
+    })
+}
+
+fn attach(home: &Path, allow: Option<&str>, cap: u64, found: &outbound::Extracted) -> (String, Vec<OutMedia>) {
+    let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let allowed = outbound::Allowed::resolved(home, allow, resolve);
     let mut text = found.text.clone();
     let mut files = Vec::new();
     for written in &found.files {
@@ -103,21 +141,24 @@ pub(crate) fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia
             }
             None => PathBuf::from(written),
         };
-        let checked = std::fs::canonicalize(&expanded)
+        let attached = std::fs::canonicalize(&expanded)
             .map_err(|e| format!("'{}' cannot be read: {e}", expanded.display()))
-            .and_then(|p| if p.is_file() { Ok(p) } else { Err(format!("'{}' is not a file", p.display())) })
-            .and_then(|p| allowed.check(&p).map(|()| p));
-        match checked {
-            Ok(path) => {
-                let mut media = OutMedia::for_path(&path, None, found.as_voice, found.as_document);
+            .and_then(|p| allowed.check(&p).map(|()| p))
+            .and_then(|p| outgoing_copy(home, &p, cap))
+            .map(|copy| {
+                let mut media = OutMedia::for_path(&copy, None, found.as_voice, found.as_document);
+                media.file_name =
+                    media.file_name.map(|_| expanded.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned());
                 if media.kind == MediaKind::Voice
-                    && let Err(why) = make_voice_note(&shared.home, &mut media)
+                    && let Err(why) = make_voice_note(home, &mut media)
                 {
                     tracing::warn!("an attached file goes as an audio file, not a voice note: {why}");
                     media.kind = MediaKind::Audio;
                 }
-                files.push(media);
-            }
+                media
+            });
+        match attached {
+            Ok(media) => files.push(media),
             Err(why) => {
                 tracing::warn!("the agent attached a file that is not sent: {why}");
                 let name = Path::new(written).file_name().and_then(|n| n.to_str()).unwrap_or(written);
@@ -126,6 +167,29 @@ pub(crate) fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia
         }
     }
     (text.trim().to_owned(), files)
+}
+
+/// A private copy of a file to send, in `cache/outgoing`: a regular file no larger than the cap.
+pub(crate) fn outgoing_copy(home: &Path, file: &Path, cap: u64) -> Result<PathBuf, String> {
+    let meta = std::fs::metadata(file).map_err(|e| format!("'{}': {e}", file.display()))?;
+    if !meta.is_file() {
+        return Err(format!("'{}' is not a regular file", file.display()));
+    }
+    if meta.len() > cap {
+        return Err(format!(
+            "'{}' is {}, over the {} limit (WHATSAPP_MAX_MEDIA_MB)",
+            file.display(),
+            m::human_size(meta.len()),
+            m::human_size(cap)
+        ));
+    }
+    let dir = home.join("cache/outgoing");
+    private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let name = m::sanitize_file_name(file.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
+    let copy = dir.join(format!("{:012x}_{name}", rand::random::<u64>() & 0xffff_ffff_ffff));
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read '{}': {e}", file.display()))?;
+    write_private(&copy, &bytes).map_err(|e| format!("cannot copy '{}': {e}", file.display()))?;
+    Ok(copy)
 }
 
 /// The reply spoken, kept in the audio cache until sent: `None` when spoken replies are off
@@ -141,16 +205,21 @@ pub(crate) async fn spoken_reply(shared: &Shared, text: &str) -> Option<OutMedia
     };
     let dir = shared.home.join(m::cache_dirs(MediaKind::Voice).0);
     let path = dir.join(format!("tts_reply_{:012x}.ogg", rand::random::<u64>() & 0xffff_ffff_ffff));
-    if let Err(e) = private_dir(&dir).and_then(|()| std::fs::write(&path, &audio)) {
+    if let Err(e) = private_dir(&dir).and_then(|()| write_private(&path, &audio)) {
         tracing::warn!(error = %e, "the spoken reply could not be kept; it is sent as text only");
         return None;
     }
     let mut media = OutMedia::for_path(&path, None, true, false);
-    if let Err(why) = make_voice_note(&shared.home, &mut media) {
-        tracing::warn!("the spoken reply goes as an audio file, not a voice note: {why}");
-        media.kind = MediaKind::Audio;
+    let home = shared.home.clone();
+    let made = tokio::task::spawn_blocking(move || make_voice_note(&home, &mut media).map(|()| media)).await;
+    let made = made.unwrap_or_else(|e| Err(format!("encoding failed: {e}")));
+    match made {
+        Ok(m) => Some(m),
+        Err(why) => {
+            tracing::warn!("the spoken reply goes as an audio file, not a voice note: {why}");
+            Some(OutMedia::for_path(&path, None, false, false))
+        }
     }
-    Some(media)
 }
 
 /// Makes a file a voice note: Ogg Opus as it is, other audio encoded into the audio cache;
@@ -195,9 +264,24 @@ async fn cached(shared: &Shared, row: &Inbound, media: &MediaRef, cap: u64) -> R
 }
 
 /// A directory only its owner reads: media is personal data.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+/// A directory only its owner reads: media is personal data. One left wider (by Hermes, or an
+/// older copy) is narrowed.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner reads.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
 }
 
 /// The note about a voice note or audio: its transcript, or what stood in the way.
@@ -250,10 +334,33 @@ async fn read_document(path: &Path, media: &MediaRef) -> Vec<String> {
                 described()
             }
         },
+        DocumentKind::Pdf if size > MAX_PDF_BYTES => {
+            tracing::info!(size, "a PDF too large to read here; the agent gets its description");
+            described()
+        }
         DocumentKind::Pdf => {
+            // A PDF that brought the process down (parsers can overflow the stack on hostile
+            // files) is not read again: its marker is still there after the restart.
+            let marker = path.with_extension("pdf-reading");
+            if marker.exists() {
+                tracing::warn!("reading this PDF ended the gateway before; the agent gets its description instead");
+                return described();
+            }
+            let _ = write_private(&marker, b"");
             let p = path.to_owned();
-            // pdf-extract can panic on malformed files; a panic in the blocking task is an error here.
-            match tokio::task::spawn_blocking(move || pdf_extract::extract_text(&p)).await {
+            // A thread of its own with a large stack; a panic in it is an error here.
+            let read = tokio::task::spawn_blocking(move || {
+                std::thread::Builder::new()
+                    .name("pdf-text".into())
+                    .stack_size(64 * 1024 * 1024)
+                    .spawn(move || pdf_extract::extract_text(&p).map_err(|e| e.to_string()))
+                    .map_err(|e| e.to_string())?
+                    .join()
+                    .map_err(|_| "the PDF reader failed on this file".to_owned())?
+            })
+            .await;
+            let _ = std::fs::remove_file(&marker);
+            match read {
                 Ok(Ok(text)) if !text.trim().is_empty() => {
                     vec![m::pdf_note(&name, path), m::content_of(&name, &cap_text(text.trim(), m::MAX_INLINE_BYTES))]
                 }

@@ -54,6 +54,14 @@ pub(crate) async fn send_loop(db: Db, messenger: Arc<dyn Messenger>, wake: Arc<N
             continue;
         }
         for row in rows {
+            if row.media_unreadable {
+                let seq = row.seq;
+                tracing::error!(
+                    "an outbox row names a file whose reference cannot be read; it is given up, not sent as text"
+                );
+                let _ = db.call(move |s| s.abandon(seq, "unreadable file reference")).await;
+                continue;
+            }
             if row.part > 0 && last_chat.as_ref() == Some(&row.chat) {
                 tokio::time::sleep(gap).await;
             }

@@ -19,6 +19,8 @@ const FRAME: usize = 960;
 const BITRATE: i32 = 32_000;
 /// The encoder's look-ahead, taken off the start by the player (RFC 7845's usual value).
 const PRE_SKIP: u16 = 312;
+/// Longer audio is not made a voice note (decoded whole, an hour would take gigabytes).
+const MAX_SECONDS: usize = 30 * 60;
 
 /// A voice note ready to upload.
 #[derive(Debug)]
@@ -58,7 +60,11 @@ fn decode(bytes: Vec<u8>, ext: Option<&str>) -> Result<Vec<f32>, String> {
     let mut format = probed.format;
     let track = format.default_track().ok_or("the file has no audio track")?;
     let (track_id, params) = (track.id, track.codec_params.clone());
-    let rate = params.sample_rate.ok_or("the audio does not say its sample rate")?;
+    let rate = params
+        .sample_rate
+        .filter(|r| (1_000..=384_000).contains(r))
+        .ok_or("the audio's sample rate is missing or not one audio uses")?;
+    let limit = MAX_SECONDS * rate as usize;
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
         .map_err(|e| format!("cannot decode this audio: {e}"))?;
@@ -82,6 +88,9 @@ fn decode(bytes: Vec<u8>, ext: Option<&str>) -> Result<Vec<f32>, String> {
         let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, *decoded.spec());
         buf.copy_interleaved_ref(decoded);
         mono.extend(buf.samples().chunks(channels).map(|frame| frame.iter().sum::<f32>() / channels as f32));
+        if mono.len() > limit {
+            return Err(format!("the audio is longer than {} minutes; send it as an audio file", MAX_SECONDS / 60));
+        }
     }
     if mono.is_empty() {
         return Err("the audio is empty".to_owned());

@@ -46,6 +46,10 @@ pub(crate) struct Shared {
     pub(crate) speech: Speech,
     pub(crate) voice: Option<Arc<dyn crate::Speak>>,
     pub(crate) home: PathBuf,
+    /// Media work (download, decode, transcription) at once, across chats.
+    pub(crate) media_permits: Semaphore,
+    /// Failed download attempts of a message, for the few a passing failure gets.
+    attempts: Mutex<HashMap<i64, u32>>,
 }
 
 impl Shared {
@@ -70,7 +74,21 @@ impl Shared {
             speech: opts.speech.clone(),
             voice: opts.voice.clone(),
             home: opts.home.clone(),
+            media_permits: Semaphore::new(2),
+            attempts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts a failed attempt at a message's media; how many so far.
+    pub(crate) fn attempt(&self, seq: i64) -> u32 {
+        let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = attempts.entry(seq).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    pub(crate) fn forget_attempts(&self, seq: i64) {
+        self.attempts.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
     }
 
     /// Takes a row for a worker; `false` when one already has it.
@@ -194,25 +212,28 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                     answer::answer(&shared, &b).await;
                 }
                 set_busy(&busy, &[seq]);
-                match crate::media::prepare(&shared, &row, media, &text).await {
-                    Ok(prepared) => {
-                        let mut b = Batch::new(row.chat.clone());
-                        b.seqs.push(seq);
-                        b.texts.push(prepared.text);
-                        b.images = prepared.images;
-                        b.without_images = prepared.without_images;
-                        b.notices = prepared.notices;
-                        b.spoken = media.kind.is_speech();
-                        b.refresh = false;
-                        answer::answer(&shared, &b).await;
+                // Waited for here, so the chat's later messages stay behind it, in order.
+                let prepared = loop {
+                    match crate::media::prepare(&shared, seq, &row, media, &text).await {
+                        Ok(p) => break p,
+                        Err(crate::media::Later::NotConnected) => {
+                            let mut connected = shared.messenger.connected();
+                            if connected.wait_for(|c| *c).await.is_err() {
+                                tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                            }
+                        }
+                        Err(crate::media::Later::Transient) => tokio::time::sleep(RETRY_AFTER_ERROR).await,
                     }
-                    // Tried again once connected: nothing was committed.
-                    Err(crate::media::Later::NotConnected) => {
-                        let mut connected = shared.messenger.connected();
-                        let _ = tokio::time::timeout(RETRY_AFTER_ERROR, connected.wait_for(|c| *c)).await;
-                        shared.release(&[seq]);
-                    }
-                }
+                };
+                let mut b = Batch::new(row.chat.clone());
+                b.seqs.push(seq);
+                b.texts.push(prepared.text);
+                b.images = prepared.images;
+                b.without_images = prepared.without_images;
+                b.notices = prepared.notices;
+                b.spoken = media.kind.is_speech();
+                b.refresh = false;
+                answer::answer(&shared, &b).await;
             }
             Ok(Some(Admitted::Text(text))) => {
                 let now = Instant::now();

@@ -77,24 +77,49 @@ fn apply_change(tx: &Transaction<'_>, m: &Inbound, seq: i64, change: &Change) ->
         // being answered already), the edit reaches it as a note; if it reads the new one,
         // the edit is settled with that answer (see `Store::current`).
         Change::Edit { of, text } => {
-            let updated = tx.execute(
+            // A second edit replaces the first: the first is settled, never read as a note.
+            let earlier: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT absorbed_by FROM inbox WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3 AND state = ?4",
+                    params![target.0, target.1, of.as_str(), Waiting.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(earlier) = earlier else { return Ok(()) };
+            tx.execute(
                 "UPDATE inbox SET text = ?4, absorbed_by = ?6
                  WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3 AND state = ?5",
                 params![target.0, target.1, of.as_str(), text, Waiting.as_str(), seq],
             )?;
-            if updated > 0 {
-                tracing::info!("a message was edited before it was answered; the agent reads the new text");
-            }
+            settle_edit(tx, earlier)?;
+            tracing::info!("a message was edited before it was answered; the agent reads the new text");
         }
         Change::Revoke { of } => {
-            let updated = tx.execute(
-                "UPDATE inbox SET state = ?4 WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3 AND state = ?5",
-                params![target.0, target.1, of.as_str(), Handled.as_str(), Waiting.as_str()],
-            )?;
-            if updated > 0 {
+            let absorbed: Option<Option<i64>> = tx
+                .query_row(
+                    "UPDATE inbox SET state = ?4 WHERE chat = ?1 AND sender = ?2 AND msg_id = ?3 AND state = ?5
+                     RETURNING absorbed_by",
+                    params![target.0, target.1, of.as_str(), Handled.as_str(), Waiting.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(edit) = absorbed {
+                // Its edit carried the deleted words too.
+                settle_edit(tx, edit)?;
                 tracing::info!("a message was deleted by its sender before it was answered; it is not answered");
             }
         }
+    }
+    Ok(())
+}
+
+/// Settles an edit whose text a message took, if it is still waiting.
+fn settle_edit(tx: &Transaction<'_>, edit: Option<i64>) -> Result<(), StoreError> {
+    if let Some(edit) = edit {
+        tx.execute(
+            "UPDATE inbox SET state = ?2 WHERE seq = ?1 AND state = ?3",
+            params![edit, Handled.as_str(), Waiting.as_str()],
+        )?;
     }
     Ok(())
 }

@@ -42,6 +42,9 @@ pub struct Outgoing {
     pub attempts: i64,
     /// A file to send, with `text` as its caption.
     pub media: Option<OutMedia>,
+    /// The row names a file, but its reference cannot be read (written by a newer version, or
+    /// damaged): it must not go out as its caption alone.
+    pub media_unreadable: bool,
 }
 
 /// Who said something in a chat's history.
@@ -131,6 +134,9 @@ impl Store {
                 part: r.get(4)?,
                 attempts: r.get(5)?,
                 media: r.get::<_, Option<String>>(6)?.and_then(|j| serde_json::from_str(&j).ok()),
+                media_unreadable: r
+                    .get::<_, Option<String>>(6)?
+                    .is_some_and(|j| serde_json::from_str::<OutMedia>(&j).is_err()),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

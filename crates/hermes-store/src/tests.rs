@@ -516,4 +516,16 @@ fn an_edit_is_taken_by_its_waiting_message_and_a_delete_settles_it_unanswered() 
     let b = store.current(&[s[1], late[0], r[0]]).expect("current");
     assert_eq!((b[0].text.as_deref(), b[0].absorbed_by), (Some("hello"), None));
     assert_eq!(b[1].text.as_deref(), Some("[edited] too late"));
+
+    // Edited twice, then deleted: neither edit is left to be read.
+    let s2 = seqs(store.journal(&[msg("C")]).expect("journal"));
+    let e1 = seqs(store.journal(&[edit("C1", "C", "first")]).expect("journal"));
+    let e2 = seqs(store.journal(&[edit("C2", "C", "second")]).expect("journal"));
+    let now = store.current(&[s2[0], e1[0], e2[0]]).expect("current");
+    assert_eq!((now[0].text.as_deref(), now[0].absorbed_by), (Some("second"), Some(e2[0])));
+    assert!(!now[1].waiting, "the first edit is settled by the second");
+    store
+        .journal(&[Inbound { text: None, change: Some(Change::Revoke { of: MessageId::new("C") }), ..msg("R2") }])
+        .expect("journal");
+    assert!(store.current(&[s2[0], e2[0]]).expect("current").iter().all(|c| !c.waiting), "deleted with its edit");
 }

@@ -151,10 +151,21 @@ pub fn media(message: &wa::Message) -> Option<MediaRef> {
     } else {
         return None;
     };
+    // The sender chooses the direct path, and the client appends it to a CDN host name: only a
+    // path (`/...`, no `@`, no `//`, nothing a URL would read as another host) may be used.
+    let direct_path = path.clone().filter(|p| {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.contains(['@', '\\', ' ', '#'])
+            && !p.chars().any(char::is_control)
+    });
+    if direct_path.is_none() && path.is_some() {
+        tracing::warn!("a media message names an invalid CDN path; its media is not fetched");
+    }
     Some(MediaRef {
         kind,
         mime: mime.clone().unwrap_or_default(),
-        direct_path: path.clone()?,
+        direct_path: direct_path?,
         media_key: key.clone()?,
         file_sha256: sha.clone()?,
         file_enc_sha256: enc.clone()?,

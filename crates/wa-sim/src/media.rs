@@ -588,21 +588,23 @@ pub(crate) fn receive(cdn: &Cdn, from: &str, id: &str, m: &wa::Message) -> Optio
 
 /// The `mediaretry` notification answering a device's re-upload request for message `id`:
 /// the new direct path encrypted under the media key, or error 2 when the phone cannot.
-pub(crate) fn retry_notification(
-    cdn: &Cdn,
-    id: &str,
-    to: &str,
-    rmr: Option<&wacore_binary::Node>,
-) -> wacore_binary::Node {
+pub(crate) fn retry_notification(cdn: &Cdn, id: &str, to: &str, receipt: &wacore_binary::Node) -> wacore_binary::Node {
+    let rmr = receipt.get_optional_child("rmr");
     use wacore_binary::builder::NodeBuilder;
     let base = NodeBuilder::new("notification")
         .attr("type", "mediaretry")
         .attr("id", id.to_owned())
         .attr("from", to.to_owned())
         .attr("t", crate::state::now().to_string());
+    // The phone reads the request first: a receipt it cannot decrypt with the media's key, or
+    // one about another message, gets error 3 (a decryption error), as WhatsApp answers.
+    let readable = cdn.sent(id).is_some_and(|sent| request_names(receipt, &sent.media_key, id));
+    if cdn.sent(id).is_some() && !readable {
+        let error = NodeBuilder::new("error").attr("code", "3").build();
+        return base.children(std::iter::once(error).chain(rmr.cloned())).build();
+    }
     let answer = cdn.sent(id).zip(cdn.reupload(id)).and_then(|(sent, path)| {
-        let mut key = [0u8; 32];
-        wacore::crypto::hkdf_sha256_into(&sent.media_key, None, b"WhatsApp Media Retry Notification", &mut key).ok()?;
+        let key = retry_key(&sent.media_key)?;
         let note = wa::MediaRetryNotification {
             stanza_id: Some(id.to_owned()),
             direct_path: Some(path),
@@ -631,4 +633,26 @@ pub(crate) fn retry_notification(
     let mut children = vec![answer.unwrap_or_else(|| NodeBuilder::new("error").attr("code", "2").build())];
     children.extend(rmr.cloned());
     base.children(children).build()
+}
+
+fn retry_key(media_key: &[u8]) -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    wacore::crypto::hkdf_sha256_into(media_key, None, b"WhatsApp Media Retry Notification", &mut key).ok()?;
+    Some(key)
+}
+
+/// Whether a `server-error` receipt's `<encrypt>` opens with the media key and names `id`.
+fn request_names(receipt: &wacore_binary::Node, media_key: &[u8], id: &str) -> bool {
+    let bytes = |tag: &str| match &receipt.get_optional_child("encrypt")?.get_optional_child(tag)?.content {
+        Some(wacore_binary::NodeContent::Bytes(b)) => Some(b.clone()),
+        _ => None,
+    };
+    let (Some(ct), Some(iv), Some(key)) = (bytes("enc_p"), bytes("enc_iv"), retry_key(media_key)) else { return false };
+    let Ok(iv) = <[u8; 12]>::try_from(iv.as_slice()) else { return false };
+    let mut plain = Vec::new();
+    if wacore_libsignal::crypto::aes_256_gcm_decrypt(&key, &iv, id.as_bytes(), &ct, &mut plain).is_err() {
+        return false;
+    }
+    <wa::ServerErrorReceipt as buffa::Message>::decode_from_slice(&plain)
+        .is_ok_and(|r| r.stanza_id.as_deref() == Some(id))
 }

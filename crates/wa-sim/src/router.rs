@@ -66,7 +66,7 @@ pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
             if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("server-error") {
                 if let Some(id) = attr(&node, "id") {
                     let to = attr(&node, "to").unwrap_or_default();
-                    let answer = crate::media::retry_notification(&inner.cdn, &id, &to, child(&node, "rmr"));
+                    let answer = crate::media::retry_notification(&inner.cdn, &id, &to, &node);
                     inner.state().send(conn, answer);
                 }
                 return;

@@ -86,9 +86,23 @@ pub fn write_opus(packets: &[Vec<u8>], pre_skip: u16, vendor: &str) -> Vec<u8> {
     tags.extend_from_slice(&0u32.to_le_bytes());
     let mut out = page(serial, 0, 0, 2, &[head]);
     out.extend(page(serial, 1, 0, 0, &[tags]));
-    let chunks: Vec<&[Vec<u8>]> = packets.chunks(50).collect();
+    // 50 packets of 20 ms to a page; fewer when large packets would need more than the 255
+    // lacing values a page holds.
+    let mut chunks: Vec<&[Vec<u8>]> = Vec::new();
+    let mut rest = packets;
+    while !rest.is_empty() {
+        let (mut n, mut lacing) = (0, 0);
+        while n < rest.len().min(50) && lacing + rest[n].len() / 255 < 255 {
+            lacing += rest[n].len() / 255 + 1;
+            n += 1;
+        }
+        let n = n.max(1);
+        chunks.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    let mut done = 0u64;
     for (i, chunk) in chunks.iter().enumerate() {
-        let done = (i * 50 + chunk.len()) as u64;
+        done += chunk.len() as u64;
         let flags = if i + 1 == chunks.len() { 4 } else { 0 };
         out.extend(page(
             serial,
@@ -192,7 +206,7 @@ mod tests {
 
     #[test]
     fn what_is_written_reads_back() {
-        let packets: Vec<Vec<u8>> = (0..120).map(|i| vec![i as u8; 10 + i % 300]).collect();
+        let packets: Vec<Vec<u8>> = (0..120).map(|i| vec![i as u8; 10 + (i * 37) % 1200]).collect();
         let file = write_opus(&packets, 312, "hermes");
         let stream = read_opus(&file).expect("reads back");
         assert_eq!((stream.pre_skip, stream.packets.len(), stream.seconds()), (312, 120, 3));

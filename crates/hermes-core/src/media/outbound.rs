@@ -205,13 +205,20 @@ pub struct Allowed {
 
 impl Allowed {
     pub fn new(home: &Path, allow_dirs: Option<&str>) -> Allowed {
-        let mut dirs = vec![home.join("cache")];
+        Allowed::resolved(home, allow_dirs, Path::to_path_buf)
+    }
+
+    /// With every directory passed through `resolve` (the caller's `canonicalize`), so that a
+    /// file's resolved path is compared with resolved directories: a HERMES_HOME reached
+    /// through a symlink neither refuses its own cache nor lets its secrets through.
+    pub fn resolved(home: &Path, allow_dirs: Option<&str>, resolve: impl Fn(&Path) -> PathBuf) -> Allowed {
+        let mut dirs = vec![resolve(&home.join("cache"))];
         for d in allow_dirs.unwrap_or_default().split([':', ',']).map(str::trim).filter(|d| !d.is_empty()) {
-            dirs.push(PathBuf::from(d));
+            dirs.push(resolve(Path::new(d)));
         }
-        let denied = [".env", "auth.json", "credentials", "config.yaml", "state", "platforms"]
+        let denied = [".env", "auth.json", "credentials", "config.yaml", "state", "platforms", "whatsapp", "logs"]
             .iter()
-            .map(|p| home.join(p))
+            .map(|p| resolve(&home.join(p)))
             .collect();
         Allowed { dirs, denied }
     }

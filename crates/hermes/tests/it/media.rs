@@ -474,3 +474,26 @@ async fn a_wav_sent_as_a_voice_note_arrives_as_ogg_opus_with_its_length_and_wave
     assert_eq!(refused.code, 2, "{refused:?}");
     assert!(refused.stderr.contains("--voice needs an audio file"), "{refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_deleted_while_the_agent_is_asked_is_not_answered_and_the_rest_of_its_batch_is() {
+    use waproto::whatsapp::message::protocol_message::Type;
+    let s = setup("").await;
+    s.llm.hold(true);
+    let before = s.llm.requests().len();
+    let oops = s.sim.send_text(FRIEND, ACCOUNT, "my PIN is 1234", false).await.expect("send");
+    s.sim.send_text(FRIEND, ACCOUNT, "and what about lunch", false).await.expect("send");
+    // Both in one question (sent within the debounce), which the model is thinking about.
+    assert!(s.llm.wait_for_requests(before + 1, crate::gateway::T).await, "asked");
+    let cursor = s.sim.cursor();
+    s.sim.send_message(FRIEND, ACCOUNT, protocol(Type::REVOKE, &oops, None)).await.expect("revoke");
+    s.sim
+        .wait_for(cursor, crate::gateway::T, |e| matches!(e, wa_sim::SimEvent::MessageDelivered { .. }))
+        .await
+        .expect("the delete is journaled");
+    s.llm.hold(false);
+    // The question with the deleted message is not answered; the other message is, alone.
+    let answer = s.reply_containing(cursor, FRIEND, "lunch").await;
+    assert!(!answer.contains("PIN"), "{answer}");
+    assert!(s.replies(FRIEND).iter().all(|r| !r.contains("PIN")), "{:#?}", s.replies(FRIEND));
+}
