@@ -181,6 +181,20 @@ impl AgentError {
         }
     }
 
+    /// A short stable name for the kind of failure (metrics, logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentError::Status { status: 429, .. } => "rate_limited",
+            AgentError::Status { status: 401 | 403, .. } => "unauthorized",
+            AgentError::Status { status, .. } if *status >= 500 => "server_error",
+            AgentError::Status { .. } => "refused",
+            AgentError::Timeout(_) => "timeout",
+            AgentError::Unreachable(_) => "unreachable",
+            AgentError::BadResponse(_) => "bad_response",
+            AgentError::Local(_) => "local",
+        }
+    }
+
     /// The request never left this machine for want of a local resource (see [`AgentError::Local`]).
     pub fn is_local(&self) -> bool {
         matches!(self, AgentError::Local(_))

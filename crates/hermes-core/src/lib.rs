@@ -14,6 +14,7 @@ pub mod command;
 pub mod config;
 pub mod doctor;
 pub mod format;
+pub mod health;
 pub mod identity;
 pub mod link;
 pub mod media;

@@ -132,6 +132,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         shared.db.call(move |s| s.settle(seq, &settlement)).await?;
     }
     if let Some((refusal, says)) = &log {
+        shared.service.metrics.drop(refusal.rule.as_str());
         log_refusal(shared, &row.sender, refusal, says.unwrap_or(&refusal.hint));
     }
     if parked {

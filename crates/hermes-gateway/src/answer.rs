@@ -145,7 +145,12 @@ async fn ask(shared: &Shared, chat: &Jid, text: &str, images: &[String]) -> Resu
         Message::new(if role == Role::User { Speaker::User } else { Speaker::Assistant }, content)
     }));
     messages.push(Message::with_images(Speaker::User, cap(text), images.to_vec()));
-    model.complete(&messages).await.map_err(|e| {
+    let asked = tokio::time::Instant::now();
+    let answer = model.complete(&messages).await;
+    let metrics = &shared.service.metrics;
+    metrics.model_latency.observe(asked.elapsed().as_secs_f64());
+    answer.map_err(|e| {
+        metrics.model_errors.get_or_create(&crate::metrics::Kind { kind: e.kind().to_owned() }).inc();
         if !images.is_empty() && e.refuses_images() {
             return Unanswered::RefusedImages;
         }
@@ -228,6 +233,7 @@ async fn commit(
     match result {
         Ok(()) => {
             crash::point("committed");
+            shared.service.metrics.answered.inc_by(answers.len() as u64);
             shared.outbox_wake.notify_one();
         }
         // One of the messages was settled meanwhile (answered by another handling, or deleted

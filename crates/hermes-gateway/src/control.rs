@@ -34,6 +34,9 @@ pub struct ControlInfo {
     /// The Unix socket the endpoint listens on.
     pub socket: PathBuf,
     pub token: String,
+    /// The HTTP listener (health, metrics, status page), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_url: Option<String>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -74,6 +77,7 @@ const MAX_SOCKET_PATH: usize = 100;
 pub(crate) async fn start(
     opts: &Options,
     wake: Arc<Notify>,
+    http_url: Option<String>,
 ) -> std::io::Result<(ControlInfo, impl Future<Output = ()> + Send + 'static)> {
     hermes_store::files::create_private_dir_all(&opts.state_dir)?;
     let mut socket = opts.state_dir.join("gateway.sock");
@@ -92,8 +96,13 @@ pub(crate) async fn start(
     }
     let listener = tokio::net::UnixListener::bind(&socket)?;
     let token = format!("{:032x}", rand::random::<u128>());
-    let info =
-        ControlInfo { pid: std::process::id(), socket, token: token.clone(), path: control_file(&opts.state_dir) };
+    let info = ControlInfo {
+        pid: std::process::id(),
+        socket,
+        token: token.clone(),
+        http_url,
+        path: control_file(&opts.state_dir),
+    };
     hermes_store::files::write_private(&info.path, &serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;
     let app = App {
         db: opts.db.clone(),

@@ -19,8 +19,10 @@ mod answer;
 mod control;
 mod dispatch;
 mod media;
+pub mod metrics;
 mod outbound;
 mod port;
+pub mod service;
 mod voice;
 mod worker;
 
@@ -64,6 +66,10 @@ pub struct Options {
     pub voice: Option<Arc<dyn Speak>>,
     /// `HERMES_HOME`: media is cached under it, where Hermes keeps it.
     pub home: PathBuf,
+    /// The HTTP listener (health, metrics, status page), already bound, when asked for.
+    pub listen: Option<service::Bound>,
+    /// The link state and the metrics, shared with whoever reports them.
+    pub service: Arc<service::ServiceState>,
 }
 
 impl std::fmt::Debug for Options {
@@ -95,14 +101,24 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub async fn start(opts: Options) -> Result<Pipeline, GatewayError> {
+    pub async fn start(mut opts: Options) -> Result<Pipeline, GatewayError> {
         let outbox_wake = Arc::new(Notify::new());
         let shared = Arc::new(worker::Shared::new(&opts, outbox_wake.clone()));
         let mut tasks = JoinSet::new();
         tasks.spawn(dispatch::dispatch(shared, opts.wake.clone()));
-        tasks.spawn(outbound::send_loop(opts.db.clone(), opts.messenger.clone(), outbox_wake.clone(), opts.chunk_gap));
+        tasks.spawn(outbound::send_loop(
+            opts.db.clone(),
+            opts.messenger.clone(),
+            outbox_wake.clone(),
+            opts.chunk_gap,
+            opts.service.clone(),
+        ));
         tasks.spawn(retention(opts.db.clone(), opts.config.retention_days.value, opts.home.clone()));
-        let (control, server) = control::start(&opts, outbox_wake).await?;
+        let http_url = opts.listen.as_ref().map(|b| format!("http://{}", b.addr));
+        if let Some(bound) = opts.listen.take() {
+            tasks.spawn(service::serve(bound, opts.db.clone(), opts.messenger.clone(), opts.service.clone()));
+        }
+        let (control, server) = control::start(&opts, outbox_wake, http_url).await?;
         tasks.spawn(server);
         Ok(Pipeline { tasks, control })
     }

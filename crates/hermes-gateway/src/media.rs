@@ -65,6 +65,15 @@ pub(crate) async fn prepare(
         return Err(Later::Transient);
     }
     shared.forget_attempts(seq);
+    let outcome = match &downloaded {
+        Ok(_) => "downloaded",
+        Err(MediaError::NotConnected) => "waiting",
+        Err(MediaError::TooLarge { .. }) => "too_large",
+        Err(MediaError::Corrupt(_)) => "corrupt",
+        Err(MediaError::Gone(_)) => "expired",
+        Err(_) => "failed",
+    };
+    shared.service.metrics.media(media.kind.word(), outcome);
     let path = match downloaded {
         Ok(path) => path,
         Err(MediaError::NotConnected) => return Err(Later::NotConnected),
@@ -289,19 +298,25 @@ async fn listen(shared: &Shared, path: &Path, media: &MediaRef, notices: &mut Ve
     match &shared.speech {
         Speech::Off => m::voice_stt_off(path, media.seconds),
         Speech::Unavailable(why) => {
+            shared.service.metrics.transcription("unavailable");
             tracing::warn!("a voice message arrived but cannot be transcribed: {why}");
             notices.push(m::no_stt_reply().to_owned());
             m::voice_without_stt().to_owned()
         }
         Speech::Ready(stt) => match stt.transcribe(path, &media.mime).await {
-            Ok(t) if t.trim().is_empty() => m::voice_empty().to_owned(),
+            Ok(t) if t.trim().is_empty() => {
+                shared.service.metrics.transcription("empty");
+                m::voice_empty().to_owned()
+            }
             Ok(t) => {
+                shared.service.metrics.transcription("ok");
                 if shared.media.stt_echo_transcripts.value {
                     notices.push(m::echo(&t));
                 }
                 m::voice_transcript(&t)
             }
             Err(e) => {
+                shared.service.metrics.transcription("failed");
                 tracing::warn!(error = %e, "a voice message could not be transcribed; the agent is told");
                 m::voice_failed(path)
             }

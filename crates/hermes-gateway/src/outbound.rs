@@ -26,7 +26,13 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Uploads of large files take longer than a message.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub(crate) async fn send_loop(db: Db, messenger: Arc<dyn Messenger>, wake: Arc<Notify>, gap: Duration) {
+pub(crate) async fn send_loop(
+    db: Db,
+    messenger: Arc<dyn Messenger>,
+    wake: Arc<Notify>,
+    gap: Duration,
+    service: Arc<crate::service::ServiceState>,
+) {
     let mut connected = messenger.connected();
     let mut last_chat: Option<Jid> = None;
     loop {
@@ -73,6 +79,7 @@ pub(crate) async fn send_loop(db: Db, messenger: Arc<dyn Messenger>, wake: Arc<N
             match sent {
                 Ok(()) => {
                     crash::point("sent");
+                    service.metrics.sent.inc();
                     let seq = row.seq;
                     if let Err(e) = db.call(move |s| s.mark_sent(seq, hermes_store::clock::now())).await {
                         // Sent but not marked: it will be sent again under the same id,
@@ -84,6 +91,7 @@ pub(crate) async fn send_loop(db: Db, messenger: Arc<dyn Messenger>, wake: Arc<N
                 }
                 Err(SendError::NotConnected) => break,
                 Err(e) => {
+                    service.metrics.send_failures.inc();
                     let (seq, why) = (row.seq, e.to_string());
                     let attempts = row.attempts + 1;
                     if attempts >= GIVE_UP_AFTER {

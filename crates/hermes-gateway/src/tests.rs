@@ -207,6 +207,8 @@ impl Harness {
             media: resolved.config.media,
             speech: crate::Speech::Off,
             voice: None,
+            listen: None,
+            service: Arc::new(crate::service::ServiceState::new()),
             home: dir.path().to_owned(),
         };
         let pipeline = Pipeline::start(opts).await.expect("start");

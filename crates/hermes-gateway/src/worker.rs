@@ -46,6 +46,7 @@ pub(crate) struct Shared {
     pub(crate) speech: Speech,
     pub(crate) voice: Option<Arc<dyn crate::Speak>>,
     pub(crate) home: PathBuf,
+    pub(crate) service: Arc<crate::service::ServiceState>,
     /// Media work (download, decode, transcription) at once, across chats.
     pub(crate) media_permits: Semaphore,
     /// Failed download attempts of a message, for the few a passing failure gets.
@@ -74,6 +75,7 @@ impl Shared {
             speech: opts.speech.clone(),
             voice: opts.voice.clone(),
             home: opts.home.clone(),
+            service: opts.service.clone(),
             media_permits: Semaphore::new(2),
             attempts: Mutex::new(HashMap::new()),
         }

@@ -232,6 +232,14 @@ impl Store {
         Ok(out)
     }
 
+    /// The own timestamp of the oldest message still waiting (unix seconds).
+    pub fn oldest_waiting(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT ts FROM inbox WHERE state = ?1 ORDER BY seq LIMIT 1", [Waiting.as_str()], |r| r.get(0))
+            .optional()?)
+    }
+
     /// When the last message from someone else arrived (its own timestamp, unix seconds).
     pub fn last_received(&self) -> Result<Option<i64>, StoreError> {
         Ok(self.conn.query_row("SELECT max(ts) FROM inbox WHERE from_me = 0", [], |r| r.get(0))?)

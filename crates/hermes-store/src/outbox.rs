@@ -142,6 +142,14 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// When the oldest message still to be sent was queued (unix seconds).
+    pub fn oldest_unsent(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT created_at FROM outbox WHERE state = ?1 ORDER BY seq LIMIT 1", [QUEUED], |r| r.get(0))
+            .optional()?)
+    }
+
     pub fn unsent_count(&self) -> Result<i64, StoreError> {
         Ok(self.conn.query_row("SELECT count(*) FROM outbox WHERE state = ?1", [QUEUED], |r| r.get(0))?)
     }

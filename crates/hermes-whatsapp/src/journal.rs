@@ -16,6 +16,8 @@ pub struct JournalHook {
     wake: Arc<tokio::sync::Notify>,
     /// Woken when a batch could not be kept, for the supervisor to stop receiving.
     trouble: Arc<tokio::sync::Notify>,
+    /// Told how many new messages each batch kept (the gateway's metrics).
+    counter: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for JournalHook {
@@ -26,7 +28,13 @@ impl std::fmt::Debug for JournalHook {
 
 impl JournalHook {
     pub fn new(db: Db, wake: Arc<tokio::sync::Notify>, trouble: Arc<tokio::sync::Notify>) -> JournalHook {
-        JournalHook { db, wake, trouble }
+        JournalHook { db, wake, trouble, counter: None }
+    }
+
+    /// Also tells `counter` how many new messages each batch kept.
+    pub fn counting(mut self, counter: impl Fn(u64) + Send + Sync + 'static) -> JournalHook {
+        self.counter = Some(Arc::new(counter));
+        self
     }
 }
 
@@ -120,6 +128,9 @@ impl whatsapp_rust::InboundDurabilityHook for JournalHook {
         // Kept, not yet acknowledged: a crash here must not lose the message.
         hermes_store::crash::point("journaled");
         if new > 0 {
+            if let Some(count) = &self.counter {
+                count(new as u64);
+            }
             self.wake.notify_one();
         }
         Ok(())

@@ -17,7 +17,7 @@ use hermes_whatsapp::supervisor::{self, SupervisorOptions};
 use crate::exit;
 use crate::load;
 
-pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
+pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<u8> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,whatsapp_rust=warn".into()),
@@ -37,6 +37,16 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         }
         return Ok(exit::USAGE);
     }
+    let listen = match listen {
+        Some(a) => match a.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                eprintln!("hermes: --listen '{a}': write an address and port, e.g. 127.0.0.1:8080 (port 0 picks one)");
+                return Ok(exit::USAGE);
+            }
+        },
+        None => loaded.resolved.config.whatsapp.listen.value,
+    };
     let server_url = loaded.resolved.config.whatsapp.server_url.value.clone();
     if let Some(url) = &server_url
         && let Err(e) = hermes_whatsapp::linking::check_server_url(url)
@@ -69,7 +79,12 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
     let db = open_db(&home)?;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let trouble = std::sync::Arc::new(tokio::sync::Notify::new());
-    let journal = hermes_whatsapp::journal::JournalHook::new(db.clone(), wake.clone(), trouble.clone());
+    let service = std::sync::Arc::new(hermes_gateway::service::ServiceState::new());
+    let counted = service.clone();
+    let journal =
+        hermes_whatsapp::journal::JournalHook::new(db.clone(), wake.clone(), trouble.clone()).counting(move |n| {
+            counted.metrics.received.inc_by(n);
+        });
     let storage = hermes_whatsapp::supervisor::StorageGuard {
         watch: vec![session_dir.clone(), home.join("state")],
         probe_dir: Some(home.join("state")),
@@ -90,12 +105,25 @@ pub async fn run(profile: Option<&str>) -> anyhow::Result<u8> {
         messenger: Some(messenger.clone()),
         storage,
     };
-    let pipeline_opts = pipeline_options(&loaded, db, messenger, wake);
+    let mut pipeline_opts = pipeline_options(&loaded, db, messenger, wake, service.clone());
+    if let Some(addr) = listen {
+        let bound = hermes_gateway::service::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
+        match &bound.token {
+            // Printed once, for the person starting it; never logged.
+            Some(token) => eprintln!(
+                "hermes: listening on http://{}/ (not loopback: add ?token={token} to / and /metrics)",
+                bound.addr
+            ),
+            None => tracing::info!(url = %format!("http://{}/", bound.addr), "health, metrics and status page"),
+        }
+        pipeline_opts.listen = Some(bound);
+    }
     let mut pipeline = hermes_gateway::Pipeline::start(pipeline_opts).await.context("start the pipeline")?;
     let mut failure = None;
     let last = {
         // Each state goes to state/link.json, for `hermes whatsapp status`.
         let on_state = |state: &LinkState| {
+            service.set_link(state, hermes_store::clock::now());
             if let Err(e) = recorder.record(state, hermes_store::clock::now()) {
                 tracing::warn!(error = %e, "cannot record the link state");
             }
@@ -172,6 +200,7 @@ fn pipeline_options(
     db: hermes_store::Db,
     messenger: hermes_whatsapp::messenger::Messenger,
     wake: std::sync::Arc<tokio::sync::Notify>,
+    service: std::sync::Arc<hermes_gateway::service::ServiceState>,
 ) -> hermes_gateway::Options {
     let home = &loaded.home.path;
     let (agent, model_label) = agent(&loaded.resolved.config.model);
@@ -193,6 +222,8 @@ fn pipeline_options(
         speech: speech(&loaded.resolved.config.media),
         voice: voice(&loaded.resolved.config.media),
         home: home.clone(),
+        listen: None,
+        service,
     }
 }
 

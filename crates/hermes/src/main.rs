@@ -50,7 +50,13 @@ enum Command {
     ///
     /// Exit status: 0 stopped on request, 1 WhatsApp ended the session (the fix is printed),
     /// 2 usage or configuration error, 70 internal error (I/O, the state database, a bug).
-    Gateway,
+    Gateway {
+        /// Serve /healthz, /readyz, /metrics and a status page on ADDR (e.g. 127.0.0.1:8080;
+        /// port 0 picks one, written to state/gateway.json). Also HERMES_GATEWAY_LISTEN or
+        /// `gateway.listen` in config.yaml. Beyond loopback a token (printed at start) is needed.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Approve or refuse strangers who were sent a pairing code.
     Pairing {
         #[command(subcommand)]
@@ -81,7 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         #[cfg(feature = "simulator")]
         Command::Demo(args) => demo::run(profile, &args).await,
         Command::Doctor { json } => doctor::run(profile, json).await,
-        Command::Gateway => gateway::run(profile).await,
+        Command::Gateway { listen } => gateway::run(profile, listen.as_deref()).await,
         Command::Pairing { command } => pairing::run(profile, &command),
         Command::Send(args) => send::run(profile, &args).await,
         Command::Whatsapp { command: Some(WhatsappCommand::Drops(args)), .. } => drops::run(profile, &args),

@@ -305,6 +305,13 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 "days, e.g. 30 (0: keep forever)",
             ),
             server_url: self.text(&["WHATSAPP_SERVER_URL"], &[]),
+            listen: self.get(&["HERMES_GATEWAY_LISTEN"], &["gateway.listen"], None, |r| {
+                scalar_text(r).and_then(|t| {
+                    t.trim().parse::<std::net::SocketAddr>().map(Some).map_err(|_| {
+                        "accepted values: an address and port, e.g. 127.0.0.1:8080 (port 0 picks one)".to_owned()
+                    })
+                })
+            }),
         };
         Config { whatsapp, model: self.model(), media: self.media() }
     }

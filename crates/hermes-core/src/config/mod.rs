@@ -114,6 +114,8 @@ pub struct WhatsAppConfig {
     pub retention_days: Setting<u64>,
     /// Where to reach WhatsApp's servers; only the simulator build honours it.
     pub server_url: Setting<Option<String>>,
+    /// `HERMES_GATEWAY_LISTEN` / `gateway.listen`: the HTTP listener's address (off when unset).
+    pub listen: Setting<Option<std::net::SocketAddr>>,
 }
 
 /// The `model:` block: which LLM answers.
@@ -302,6 +304,7 @@ impl Config {
             line("WHATSAPP_MAX_INPUT_CHARS", &w.max_input_chars, ToString::to_string),
             line("WHATSAPP_MAX_HISTORY_CHARS", &w.max_history_chars, ToString::to_string),
             line("WHATSAPP_RETENTION_DAYS", &w.retention_days, ToString::to_string),
+            line("HERMES_GATEWAY_LISTEN", &w.listen, |v| v.map(|a| a.to_string()).unwrap_or_default()),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, opt),

@@ -18,5 +18,7 @@ mod media;
 #[cfg(feature = "simulator")]
 mod pipeline;
 mod send;
+#[cfg(feature = "simulator")]
+mod service;
 mod support;
 mod usage;

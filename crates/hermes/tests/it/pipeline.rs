@@ -114,7 +114,7 @@ impl Setup {
     }
 
     /// Waits until `drops` lists `n` drops of `sender`; returns that sender's entry.
-    fn wait_drops(&self, sender: &str, n: u64) -> Value {
+    pub(crate) fn wait_drops(&self, sender: &str, n: u64) -> Value {
         let deadline = std::time::Instant::now() + T;
         loop {
             let drops = self.json(&["whatsapp", "drops", "--json"]);
