@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod alert;
 pub mod allowlist;
 pub mod backoff;
 pub mod budget;

@@ -105,6 +105,16 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
         messenger: Some(messenger.clone()),
         storage,
     };
+    let account_of = messenger.clone();
+    let cfg = &loaded.resolved.config.whatsapp;
+    let mut alerts =
+        match crate::alerts::Alerts::new(cfg.alert_webhook.value.clone(), cfg.alert_command.value.as_deref()) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("hermes: {e}");
+                return Ok(exit::USAGE);
+            }
+        };
     let mut pipeline_opts = pipeline_options(&loaded, db, messenger, wake, service.clone());
     if let Some(addr) = listen {
         let bound = hermes_gateway::service::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
@@ -124,6 +134,8 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
         // Each state goes to state/link.json, for `hermes whatsapp status`.
         let on_state = |state: &LinkState| {
             service.set_link(state, hermes_store::clock::now());
+            let account = account_of.account().and_then(|a| a.phone).map(|p| p.to_string());
+            alerts.on_state(state, hermes_store::clock::now(), account);
             if let Err(e) = recorder.record(state, hermes_store::clock::now()) {
                 tracing::warn!(error = %e, "cannot record the link state");
             }
@@ -139,6 +151,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
         supervisor::supervise(&opts, on_state, stop).await
     };
     pipeline.stop().await;
+    alerts.flush().await;
     if let Some(why) = failure {
         tracing::error!("{why}");
         anyhow::bail!("{why}; the gateway stopped (a bug: please report it with the log above)");

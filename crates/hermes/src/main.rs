@@ -3,6 +3,8 @@
 //! shapes and exit codes.
 
 #[cfg(feature = "simulator")]
+mod alerts;
+#[cfg(feature = "simulator")]
 mod demo;
 mod doctor;
 mod drops;

@@ -305,6 +305,8 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 "days, e.g. 30 (0: keep forever)",
             ),
             server_url: self.text(&["WHATSAPP_SERVER_URL"], &[]),
+            alert_webhook: self.text(&["HERMES_ALERT_WEBHOOK"], &["alerts.webhook"]),
+            alert_command: self.text(&["HERMES_ALERT_COMMAND"], &["alerts.command"]),
             listen: self.get(&["HERMES_GATEWAY_LISTEN"], &["gateway.listen"], None, |r| {
                 scalar_text(r).and_then(|t| {
                     t.trim().parse::<std::net::SocketAddr>().map(Some).map_err(|_| {

@@ -116,6 +116,10 @@ pub struct WhatsAppConfig {
     pub server_url: Setting<Option<String>>,
     /// `HERMES_GATEWAY_LISTEN` / `gateway.listen`: the HTTP listener's address (off when unset).
     pub listen: Setting<Option<std::net::SocketAddr>>,
+    /// `HERMES_ALERT_WEBHOOK` / `alerts.webhook`: POSTed a JSON alert when the link needs a person.
+    pub alert_webhook: Setting<Option<String>>,
+    /// `HERMES_ALERT_COMMAND` / `alerts.command`: run with the JSON alert on stdin (no shell).
+    pub alert_command: Setting<Option<String>>,
 }
 
 /// The `model:` block: which LLM answers.
@@ -305,6 +309,10 @@ impl Config {
             line("WHATSAPP_MAX_HISTORY_CHARS", &w.max_history_chars, ToString::to_string),
             line("WHATSAPP_RETENTION_DAYS", &w.retention_days, ToString::to_string),
             line("HERMES_GATEWAY_LISTEN", &w.listen, |v| v.map(|a| a.to_string()).unwrap_or_default()),
+            line("HERMES_ALERT_WEBHOOK", &w.alert_webhook, |v| {
+                v.as_deref().map(crate::redact::redact_url).unwrap_or_default()
+            }),
+            line("HERMES_ALERT_COMMAND", &w.alert_command, opt),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, opt),

@@ -85,9 +85,17 @@ async fn health_ready_metrics_and_the_status_page_tell_what_the_gateway_is_doing
     // Down: not ready, with the state and what to do; running all the same.
     s.sim.inject(Fault::RefuseConnections(1000)).expect("refuse");
     s.sim.inject(Fault::DropConnections).expect("drop");
-    let down: Value = serde_json::from_str(&until(&format!("{url}/readyz"), 503).await).expect("json");
+    // (Not ready at once; the link's state follows as the supervisor sees the loss.)
+    let deadline = Instant::now() + crate::gateway::T;
+    let down = loop {
+        let down: Value = serde_json::from_str(&until(&format!("{url}/readyz"), 503).await).expect("json");
+        if ["reconnecting", "connecting"].contains(&down["state"].as_str().unwrap_or_default()) {
+            break down;
+        }
+        assert!(Instant::now() < deadline, "{down}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(down["ready"], false);
-    assert!(["reconnecting", "connecting"].contains(&down["state"].as_str().unwrap_or_default()), "{down}");
     assert!(down["fix"].as_str().is_some_and(|f| f.contains("reconnects")), "{down}");
     assert_eq!(get(&format!("{url}/healthz")).await.0, 200);
     s.sim.clear_faults();
@@ -95,4 +103,47 @@ async fn health_ready_metrics_and_the_status_page_tell_what_the_gateway_is_doing
     let text = get(&format!("{url}/metrics")).await.1;
     assert!(text.lines().any(|l| l.starts_with("hermes_reconnects_total{cause=") && !l.ends_with(" 0")), "{text}");
     s.stop();
+}
+
+/// A webhook on 127.0.0.1 that keeps what it is sent.
+async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/alert",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().expect("lock").push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/alert", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_alerts_a_person_once_by_webhook_and_by_command() {
+    let (url, got) = webhook().await;
+    let out = tempfile::tempdir().expect("tempdir");
+    let file = out.path().join("alert.json");
+    let env = format!(
+        "WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_ALERT_WEBHOOK={url}\nHERMES_ALERT_COMMAND=sh -c 'cat > \"$0\"' {}\n",
+        file.display()
+    );
+    let mut s = Setup::new(ACCOUNT, &env).await;
+    let device = s.sim.devices(ACCOUNT)[0];
+    s.sim.inject(Fault::DeviceRemoved { phone: ACCOUNT.to_owned(), device }).expect("remove");
+    let (code, log) = s.gw.take().expect("running").exit();
+    assert_eq!(code, 1, "{log}");
+    let alerts = got.lock().expect("lock").clone();
+    assert_eq!(alerts.len(), 1, "once: {alerts:?}");
+    assert_eq!(alerts[0]["state"], "device_removed");
+    assert!(alerts[0]["fix"].as_str().is_some_and(|f| f.contains("hermes whatsapp repair")), "{alerts:?}");
+    assert_eq!(alerts[0]["account"], ACCOUNT);
+    let by_command: Value = serde_json::from_slice(&std::fs::read(&file).expect("the command ran")).expect("json");
+    assert_eq!(by_command, alerts[0]);
 }

@@ -1,0 +1,79 @@
+//! Delivering alerts (`hermes_core::alert` decides when): a webhook gets the alert POSTed as
+//! JSON, a command gets it on stdin (run without a shell). Each runs in the background; the
+//! gateway waits for them, briefly, before it exits, so the alert about why it stopped is out.
+
+use std::time::Duration;
+
+use hermes_core::alert::Alerter;
+use hermes_core::link::LinkState;
+use tokio::task::JoinSet;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct Alerts {
+    alerter: Alerter,
+    webhook: Option<String>,
+    command: Option<Vec<String>>,
+    sending: JoinSet<()>,
+}
+
+impl Alerts {
+    /// From the configuration; a command that cannot be split into words is reported now.
+    pub fn new(webhook: Option<String>, command: Option<&str>) -> anyhow::Result<Alerts> {
+        let command = match command {
+            Some(c) => Some(shell_words::split(c).map_err(|e| {
+                anyhow::anyhow!("HERMES_ALERT_COMMAND '{c}' cannot be split into words ({e}): check its quotes")
+            })?)
+            .filter(|w: &Vec<String>| !w.is_empty()),
+            None => None,
+        };
+        Ok(Alerts { alerter: Alerter::default(), webhook, command, sending: JoinSet::new() })
+    }
+
+    /// The link entered `state`: alerts if it needs a person (once per change).
+    pub fn on_state(&mut self, state: &LinkState, now: i64, account: Option<String>) {
+        let Some(alert) = self.alerter.on_state(state) else { return };
+        tracing::warn!(state = alert.state, "the WhatsApp link needs you: {}; {}", alert.reason, alert.fix);
+        let body = serde_json::json!({
+            "state": alert.state, "reason": alert.reason, "fix": alert.fix, "account": account, "since": now,
+        });
+        if let Some(url) = self.webhook.clone() {
+            let body = body.clone();
+            self.sending.spawn(async move {
+                let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
+                match client.post(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => tracing::info!("alert delivered to the webhook"),
+                    Ok(r) => tracing::error!(status = r.status().as_u16(), url = %hermes_core::redact::redact_url(&url), "the alert webhook refused the alert"),
+                    Err(e) => tracing::error!(error = %e.without_url(), url = %hermes_core::redact::redact_url(&url), "the alert webhook cannot be reached"),
+                }
+            });
+        }
+        if let Some(argv) = self.command.clone() {
+            self.sending.spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                let run = async {
+                    let mut child = tokio::process::Command::new(&argv[0])
+                        .args(&argv[1..])
+                        .stdin(std::process::Stdio::piped())
+                        .kill_on_drop(true)
+                        .spawn()?;
+                    if let Some(mut stdin) = child.stdin.take() {
+                        stdin.write_all(body.to_string().as_bytes()).await?;
+                    }
+                    child.wait().await
+                };
+                match tokio::time::timeout(TIMEOUT, run).await {
+                    Ok(Ok(status)) if status.success() => tracing::info!("alert command ran"),
+                    Ok(Ok(status)) => tracing::error!(%status, "the alert command failed"),
+                    Ok(Err(e)) => tracing::error!(error = %e, command = %argv[0], "the alert command cannot be run"),
+                    Err(_) => tracing::error!(command = %argv[0], "the alert command did not finish in time"),
+                }
+            });
+        }
+    }
+
+    /// Waits (a little) for alerts still on their way.
+    pub async fn flush(mut self) {
+        let _ = tokio::time::timeout(TIMEOUT, async { while self.sending.join_next().await.is_some() {} }).await;
+    }
+}
