@@ -2,7 +2,6 @@
 //! libraries and prints. Decisions live in `hermes-core`; this crate only knows clap, JSON
 //! shapes and exit codes.
 
-#[cfg(feature = "simulator")]
 mod alerts;
 #[cfg(feature = "simulator")]
 mod demo;
