@@ -222,85 +222,47 @@ impl Messenger {
 
 /// The message that carries an uploaded file.
 fn media_message(media: &OutMedia, up: &Uploaded) -> wa::Message {
-    let (url, path) = (Some(up.url.clone()), Some(up.direct_path.clone()));
-    let (key, sha, enc) = (Some(up.media_key.clone()), Some(up.file_sha256.clone()), Some(up.file_enc_sha256.clone()));
-    let (mime, len, ts) = (Some(media.mime.clone()), Some(up.file_length), Some(up.media_key_timestamp));
+    // Every media message type has the same CDN fields under the same names.
+    macro_rules! uploaded {
+        ($ty:ident { $($field:ident : $value:expr),* $(,)? }) => {
+            buffa::MessageField::some(wa::message::$ty {
+                url: Some(up.url.clone()),
+                direct_path: Some(up.direct_path.clone()),
+                media_key: Some(up.media_key.clone()),
+                file_sha256: Some(up.file_sha256.clone()),
+                file_enc_sha256: Some(up.file_enc_sha256.clone()),
+                file_length: Some(up.file_length),
+                media_key_timestamp: Some(up.media_key_timestamp),
+                mimetype: Some(media.mime.clone()),
+                $($field: $value,)*
+                ..Default::default()
+            })
+        };
+    }
     let caption = media.caption.clone().filter(|c| !c.trim().is_empty());
     let mut m = wa::Message::default();
     match media.kind {
-        MediaKind::Image => {
-            m.image_message = buffa::MessageField::some(wa::message::ImageMessage {
-                url,
-                direct_path: path,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc,
-                file_length: len,
-                media_key_timestamp: ts,
-                mimetype: mime,
-                caption,
-                ..Default::default()
-            });
-        }
-        MediaKind::Sticker => {
-            m.sticker_message = buffa::MessageField::some(wa::message::StickerMessage {
-                url,
-                direct_path: path,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc,
-                file_length: len,
-                media_key_timestamp: ts,
-                mimetype: mime,
-                ..Default::default()
-            });
-        }
+        MediaKind::Image => m.image_message = uploaded!(ImageMessage { caption: caption }),
+        MediaKind::Sticker => m.sticker_message = uploaded!(StickerMessage {}),
         MediaKind::Video | MediaKind::Gif => {
-            m.video_message = buffa::MessageField::some(wa::message::VideoMessage {
-                url,
-                direct_path: path,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc,
-                file_length: len,
-                media_key_timestamp: ts,
-                mimetype: mime,
-                caption,
+            m.video_message = uploaded!(VideoMessage {
+                caption: caption,
                 seconds: media.seconds,
                 gif_playback: Some(media.kind == MediaKind::Gif),
-                ..Default::default()
             });
         }
         MediaKind::Audio | MediaKind::Voice => {
-            m.audio_message = buffa::MessageField::some(wa::message::AudioMessage {
-                url,
-                direct_path: path,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc,
-                file_length: len,
-                media_key_timestamp: ts,
-                mimetype: mime,
+            m.audio_message = uploaded!(AudioMessage {
                 seconds: media.seconds,
                 ptt: Some(media.kind == MediaKind::Voice),
                 waveform: media.waveform.clone(),
-                ..Default::default()
             });
         }
         MediaKind::Document => {
-            m.document_message = buffa::MessageField::some(wa::message::DocumentMessage {
-                url,
-                direct_path: path,
-                media_key: key,
-                file_sha256: sha,
-                file_enc_sha256: enc,
-                file_length: len,
-                media_key_timestamp: ts,
-                mimetype: mime,
+            m.document_message = uploaded!(DocumentMessage {
                 title: media.file_name.clone(),
                 file_name: media.file_name.clone(),
-                caption,
-                ..Default::default()
+                caption: caption,
             });
         }
     }

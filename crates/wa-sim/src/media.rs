@@ -350,89 +350,39 @@ pub struct Media {
 
 /// The message carrying uploaded media, as a phone builds it.
 pub(crate) fn message(kind: MediaKind, media: &Media, up: &Uploaded, cdn: &Cdn) -> wa::Message {
-    let url = Some(format!("https://{}{}", cdn.host(), up.direct_path));
-    let (key, sha, enc, path) = (
-        Some(up.media_key.clone()),
-        Some(up.file_sha256.to_vec()),
-        Some(up.file_enc_sha256.to_vec()),
-        Some(up.direct_path.clone()),
-    );
-    let (mime, length, ts) =
-        (Some(media.mime.clone()), Some(media.data.len() as u64), Some(crate::state::now() as i64));
+    // Every media message type has the same CDN fields under the same names.
+    macro_rules! uploaded {
+        ($ty:ident { $($field:ident : $value:expr),* $(,)? }) => {
+            buffa::MessageField::some(wa::message::$ty {
+                url: Some(format!("https://{}{}", cdn.host(), up.direct_path)),
+                direct_path: Some(up.direct_path.clone()),
+                media_key: Some(up.media_key.clone()),
+                file_sha256: Some(up.file_sha256.to_vec()),
+                file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+                file_length: Some(media.data.len() as u64),
+                media_key_timestamp: Some(crate::state::now() as i64),
+                mimetype: Some(media.mime.clone()),
+                $($field: $value,)*
+                ..Default::default()
+            })
+        };
+    }
     let mut m = wa::Message::default();
     match kind {
-        MediaKind::Image => {
-            m.image_message = buffa::MessageField::some(wa::message::ImageMessage {
-                url,
-                mimetype: mime,
-                caption: media.caption.clone(),
-                file_sha256: sha,
-                file_length: length,
-                media_key: key,
-                file_enc_sha256: enc,
-                direct_path: path,
-                media_key_timestamp: ts,
-                ..Default::default()
-            });
-        }
-        MediaKind::Sticker => {
-            m.sticker_message = buffa::MessageField::some(wa::message::StickerMessage {
-                url,
-                mimetype: mime,
-                file_sha256: sha,
-                file_length: length,
-                media_key: key,
-                file_enc_sha256: enc,
-                direct_path: path,
-                media_key_timestamp: ts,
-                ..Default::default()
-            });
-        }
+        MediaKind::Image => m.image_message = uploaded!(ImageMessage { caption: media.caption.clone() }),
+        MediaKind::Sticker => m.sticker_message = uploaded!(StickerMessage {}),
         MediaKind::Video => {
-            m.video_message = buffa::MessageField::some(wa::message::VideoMessage {
-                url,
-                mimetype: mime,
-                caption: media.caption.clone(),
-                file_sha256: sha,
-                file_length: length,
-                media_key: key,
-                file_enc_sha256: enc,
-                direct_path: path,
-                media_key_timestamp: ts,
-                seconds: media.seconds,
-                ..Default::default()
-            });
+            m.video_message = uploaded!(VideoMessage { caption: media.caption.clone(), seconds: media.seconds })
         }
         MediaKind::Audio | MediaKind::Voice => {
-            m.audio_message = buffa::MessageField::some(wa::message::AudioMessage {
-                url,
-                mimetype: mime,
-                file_sha256: sha,
-                file_length: length,
-                media_key: key,
-                file_enc_sha256: enc,
-                direct_path: path,
-                media_key_timestamp: ts,
-                seconds: media.seconds,
-                ptt: Some(kind == MediaKind::Voice),
-                ..Default::default()
-            });
+            m.audio_message = uploaded!(AudioMessage { seconds: media.seconds, ptt: Some(kind == MediaKind::Voice) })
         }
         MediaKind::Document => {
-            m.document_message = buffa::MessageField::some(wa::message::DocumentMessage {
-                url,
-                mimetype: mime,
+            m.document_message = uploaded!(DocumentMessage {
                 caption: media.caption.clone(),
                 file_name: media.file_name.clone(),
                 title: media.file_name.clone(),
-                file_sha256: sha,
-                file_length: length,
-                media_key: key,
-                file_enc_sha256: enc,
-                direct_path: path,
-                media_key_timestamp: ts,
-                ..Default::default()
-            });
+            })
         }
     }
     m
@@ -474,83 +424,52 @@ struct Fields<'a> {
 }
 
 fn fields(m: &wa::Message) -> Option<Fields<'_>> {
+    // The CDN fields have the same names in every media message type.
+    macro_rules! fields {
+        ($x:expr, $kind:expr, caption: $caption:expr, file_name: $name:expr, seconds: $secs:expr, ptt: $ptt:expr, waveform: $wave:expr) => {
+            Fields {
+                kind: $kind,
+                mime: $x.mimetype.as_deref(),
+                caption: $caption,
+                file_name: $name,
+                direct_path: $x.direct_path.as_deref(),
+                media_key: $x.media_key.as_deref(),
+                file_sha256: $x.file_sha256.as_deref(),
+                file_enc_sha256: $x.file_enc_sha256.as_deref(),
+                seconds: $secs,
+                ptt: $ptt,
+                waveform: $wave,
+            }
+        };
+    }
     if let Some(i) = m.image_message.as_option() {
-        return Some(Fields {
-            kind: MediaKind::Image,
-            mime: i.mimetype.as_deref(),
-            caption: i.caption.as_deref(),
-            file_name: None,
-            direct_path: i.direct_path.as_deref(),
-            media_key: i.media_key.as_deref(),
-            file_sha256: i.file_sha256.as_deref(),
-            file_enc_sha256: i.file_enc_sha256.as_deref(),
-            seconds: None,
-            ptt: None,
-            waveform: None,
-        });
+        return Some(
+            fields!(i, MediaKind::Image, caption: i.caption.as_deref(), file_name: None, seconds: None, ptt: None, waveform: None),
+        );
     }
     if let Some(s) = m.sticker_message.as_option() {
-        return Some(Fields {
-            kind: MediaKind::Sticker,
-            mime: s.mimetype.as_deref(),
-            caption: None,
-            file_name: None,
-            direct_path: s.direct_path.as_deref(),
-            media_key: s.media_key.as_deref(),
-            file_sha256: s.file_sha256.as_deref(),
-            file_enc_sha256: s.file_enc_sha256.as_deref(),
-            seconds: None,
-            ptt: None,
-            waveform: None,
-        });
+        return Some(
+            fields!(s, MediaKind::Sticker, caption: None, file_name: None, seconds: None, ptt: None, waveform: None),
+        );
     }
     if let Some(v) = m.video_message.as_option() {
-        return Some(Fields {
-            kind: MediaKind::Video,
-            mime: v.mimetype.as_deref(),
-            caption: v.caption.as_deref(),
-            file_name: None,
-            direct_path: v.direct_path.as_deref(),
-            media_key: v.media_key.as_deref(),
-            file_sha256: v.file_sha256.as_deref(),
-            file_enc_sha256: v.file_enc_sha256.as_deref(),
-            seconds: v.seconds,
-            ptt: None,
-            waveform: None,
-        });
+        return Some(
+            fields!(v, MediaKind::Video, caption: v.caption.as_deref(), file_name: None, seconds: v.seconds, ptt: None, waveform: None),
+        );
     }
     if let Some(a) = m.audio_message.as_option() {
-        return Some(Fields {
-            kind: if a.ptt == Some(true) { MediaKind::Voice } else { MediaKind::Audio },
-            mime: a.mimetype.as_deref(),
-            caption: None,
-            file_name: None,
-            direct_path: a.direct_path.as_deref(),
-            media_key: a.media_key.as_deref(),
-            file_sha256: a.file_sha256.as_deref(),
-            file_enc_sha256: a.file_enc_sha256.as_deref(),
-            seconds: a.seconds,
-            ptt: a.ptt,
-            waveform: a.waveform.as_deref(),
-        });
+        let kind = if a.ptt == Some(true) { MediaKind::Voice } else { MediaKind::Audio };
+        return Some(
+            fields!(a, kind, caption: None, file_name: None, seconds: a.seconds, ptt: a.ptt, waveform: a.waveform.as_deref()),
+        );
     }
     let d = m
         .document_message
         .as_option()
         .or_else(|| m.document_with_caption_message.as_option()?.message.as_option()?.document_message.as_option())?;
-    Some(Fields {
-        kind: MediaKind::Document,
-        mime: d.mimetype.as_deref(),
-        caption: d.caption.as_deref(),
-        file_name: d.file_name.as_deref(),
-        direct_path: d.direct_path.as_deref(),
-        media_key: d.media_key.as_deref(),
-        file_sha256: d.file_sha256.as_deref(),
-        file_enc_sha256: d.file_enc_sha256.as_deref(),
-        seconds: None,
-        ptt: None,
-        waveform: None,
-    })
+    Some(
+        fields!(d, MediaKind::Document, caption: d.caption.as_deref(), file_name: d.file_name.as_deref(), seconds: None, ptt: None, waveform: None),
+    )
 }
 
 /// A contact's phone fetches and checks the media of a message a device sent: `None` when the
