@@ -37,6 +37,9 @@ pub struct ControlInfo {
     /// The HTTP listener (health, metrics, status page), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_url: Option<String>,
+    /// The token it asks for (bound beyond loopback only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_token: Option<String>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -77,7 +80,7 @@ const MAX_SOCKET_PATH: usize = 100;
 pub(crate) async fn start(
     opts: &Options,
     wake: Arc<Notify>,
-    http_url: Option<String>,
+    http: Option<(String, Option<String>)>,
 ) -> std::io::Result<(ControlInfo, impl Future<Output = ()> + Send + 'static)> {
     hermes_store::files::create_private_dir_all(&opts.state_dir)?;
     let mut socket = opts.state_dir.join("gateway.sock");
@@ -100,7 +103,8 @@ pub(crate) async fn start(
         pid: std::process::id(),
         socket,
         token: token.clone(),
-        http_url,
+        http_url: http.as_ref().map(|h| h.0.clone()),
+        http_token: http.and_then(|h| h.1),
         path: control_file(&opts.state_dir),
     };
     hermes_store::files::write_private(&info.path, &serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;

@@ -114,11 +114,11 @@ impl Pipeline {
             opts.service.clone(),
         ));
         tasks.spawn(retention(opts.db.clone(), opts.config.retention_days.value, opts.home.clone()));
-        let http_url = opts.listen.as_ref().map(|b| format!("http://{}", b.addr));
+        let http = opts.listen.as_ref().map(|b| (format!("http://{}", b.addr), b.token.clone()));
         if let Some(bound) = opts.listen.take() {
             tasks.spawn(service::serve(bound, opts.db.clone(), opts.messenger.clone(), opts.service.clone()));
         }
-        let (control, server) = control::start(&opts, outbox_wake, http_url).await?;
+        let (control, server) = control::start(&opts, outbox_wake, http).await?;
         tasks.spawn(server);
         Ok(Pipeline { tasks, control })
     }

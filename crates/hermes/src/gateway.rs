@@ -119,10 +119,14 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
     if let Some(addr) = listen {
         let bound = hermes_gateway::service::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
         match &bound.token {
-            // Printed once, for the person starting it; never logged.
-            Some(token) => eprintln!(
+            // Shown to the person at the terminal; a log (a service's stderr) only says where it is.
+            Some(token) if std::io::stderr().is_terminal() => eprintln!(
                 "hermes: listening on http://{}/ (not loopback: add ?token={token} to / and /metrics)",
                 bound.addr
+            ),
+            Some(_) => tracing::info!(
+                url = %format!("http://{}/", bound.addr),
+                "health, metrics and status page; not loopback: / and /metrics need the token in state/gateway.json (http_token)"
             ),
             None => tracing::info!(url = %format!("http://{}/", bound.addr), "health, metrics and status page"),
         }
