@@ -186,6 +186,8 @@ impl Messenger {
         match client.media_reupload().request(&request).await {
             Ok(MediaRetryResult::Success { direct_path }) => Ok(direct_path),
             Ok(other) => Err(MediaError::Gone(format!("the phone answered {other:?}"))),
+            // The connection went while asking: asked again once it is back, not given up.
+            Err(_) if !client.is_connected() => Err(MediaError::NotConnected),
             Err(e) => Err(MediaError::Gone(e.to_string())),
         }
     }
