@@ -103,28 +103,43 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
 
 pub(crate) async fn serve(bound: Bound, db: Db, messenger: Arc<dyn Messenger>, service: Arc<ServiceState>) {
     let app = App { db, messenger, service, token: bound.token };
+    // The probes answer anyone; the rest asks for the token beyond loopback.
+    let guarded = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/", get(page))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), guard));
     let router = axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/", get(page))
+        .merge(guarded)
         .with_state(app);
     if let Err(e) = axum::serve(bound.listener, router).await {
         tracing::error!(error = %e, "the HTTP listener stopped");
     }
 }
 
-fn allowed(app: &App, headers: &HeaderMap, query: &std::collections::HashMap<String, String>) -> bool {
+/// Lets a request through when there is no token, or it carries the token (compared in
+/// constant time) as `?token=` or a bearer header.
+async fn guard(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     use subtle::ConstantTimeEq as _;
-    let Some(token) = &app.token else { return true };
-    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let given = query.get("token").map(String::as_str).or(bearer).unwrap_or_default();
-    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
-
-fn refused() -> Response {
-    (StatusCode::UNAUTHORIZED, "this gateway's listener is not on loopback: add ?token= (printed when it started)\n")
-        .into_response()
+    if let Some(token) = &app.token {
+        let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given = q.get("token").map(String::as_str).or(bearer).unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "this gateway's listener is not on loopback: add ?token= (in state/gateway.json, http_token)\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn healthz() -> Response {
@@ -181,14 +196,7 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn metrics(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    if !allowed(&app, &headers, &q) {
-        return refused();
-    }
+async fn metrics(State(app): State<App>) -> Response {
     if let Some(c) = counts(&app.db).await {
         let m = &app.service.metrics;
         m.journal_waiting.set(c.waiting);
@@ -217,14 +225,7 @@ fn when(t: i64) -> String {
 }
 
 /// The status page: plain HTML, nothing fetched from anywhere.
-async fn page(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    if !allowed(&app, &headers, &q) {
-        return refused();
-    }
+async fn page(State(app): State<App>) -> Response {
     let link = app.service.link();
     let account =
         app.messenger.account().and_then(|a| a.phone).map_or_else(|| "(not known yet)".to_owned(), |p| format!("+{p}"));

@@ -398,3 +398,35 @@ async fn a_pipeline_whose_loop_dies_says_so() {
     assert!(why.contains("a loop broke"), "{why}");
     h.pipeline.stop().await;
 }
+
+/// The status line of a plain HTTP/1.1 GET.
+async fn http_status(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: gw\r\n{auth}Connection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn beyond_loopback_the_page_and_metrics_need_the_token_and_the_probes_do_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::new(Store::open(&dir.path().join("hermes.db")).expect("open"));
+    let mut bound = crate::service::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    assert_eq!(bound.token, None, "loopback needs none");
+    // As if bound beyond loopback (tests listen on 127.0.0.1 only).
+    bound.token = Some("s3cret".into());
+    let addr = bound.addr;
+    let service = Arc::new(crate::service::ServiceState::new());
+    tokio::spawn(crate::service::serve(bound, db, FakeMessenger::new(), service));
+    assert!(http_status(addr, "/", None).await.contains(" 401 "));
+    assert!(http_status(addr, "/metrics?token=wrong", None).await.contains(" 401 "));
+    assert!(http_status(addr, "/metrics?token=s3cret", None).await.contains(" 200 "));
+    assert!(http_status(addr, "/", Some("s3cret")).await.contains(" 200 "));
+    assert!(http_status(addr, "/healthz", None).await.contains(" 200 "));
+    assert!(http_status(addr, "/readyz", None).await.contains(" 503 "), "not linked yet");
+}
