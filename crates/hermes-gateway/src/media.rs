@@ -197,7 +197,7 @@ pub(crate) fn outgoing_copy(home: &Path, file: &Path, cap: u64) -> Result<PathBu
     let name = m::sanitize_file_name(file.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
     let copy = dir.join(format!("{:012x}_{name}", rand::random::<u64>() & 0xffff_ffff_ffff));
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read '{}': {e}", file.display()))?;
-    write_private(&copy, &bytes).map_err(|e| format!("cannot copy '{}': {e}", file.display()))?;
+    hermes_store::files::write_private(&copy, &bytes).map_err(|e| format!("cannot copy '{}': {e}", file.display()))?;
     Ok(copy)
 }
 
@@ -214,7 +214,7 @@ pub(crate) async fn spoken_reply(shared: &Shared, text: &str) -> Option<OutMedia
     };
     let dir = shared.home.join(m::cache_dirs(MediaKind::Voice).0);
     let path = dir.join(format!("tts_reply_{:012x}.ogg", rand::random::<u64>() & 0xffff_ffff_ffff));
-    if let Err(e) = private_dir(&dir).and_then(|()| write_private(&path, &audio)) {
+    if let Err(e) = private_dir(&dir).and_then(|()| hermes_store::files::write_private(&path, &audio)) {
         tracing::warn!(error = %e, "the spoken reply could not be kept; it is sent as text only");
         return None;
     }
@@ -276,21 +276,13 @@ async fn cached(shared: &Shared, row: &Inbound, media: &MediaRef, cap: u64) -> R
 /// A directory only its owner reads: media is personal data. One left wider (by Hermes, or an
 /// older copy) is narrowed.
 pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    hermes_store::files::create_private_dir_all(dir)?;
     let meta = std::fs::symlink_metadata(dir)?;
     if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
-}
-
-/// Writes a file only its owner reads.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.write_all(bytes)
 }
 
 /// The note about a voice note or audio: its transcript, or what stood in the way.
@@ -361,7 +353,7 @@ async fn read_document(path: &Path, media: &MediaRef) -> Vec<String> {
                 tracing::warn!("reading this PDF ended the gateway before; the agent gets its description instead");
                 return described();
             }
-            let _ = write_private(&marker, b"");
+            let _ = hermes_store::files::write_private(&marker, b"");
             let p = path.to_owned();
             // A thread of its own with a large stack; a panic in it is an error here.
             let read = tokio::task::spawn_blocking(move || {

@@ -36,10 +36,7 @@ pub(crate) struct VoiceNote {
 pub(crate) fn voice_note(path: &Path) -> Result<VoiceNote, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if let Some(stream) = ogg::read_opus(&bytes) {
-        let waveform = decoded_waveform(&stream.packets).unwrap_or_else(|| {
-            let sizes: Vec<f64> = stream.packets.iter().map(|p| p.len() as f64).collect();
-            ogg::bars(&sizes, 64)
-        });
+        let waveform = decoded_waveform(&stream.packets).unwrap_or_else(|| stream.size_waveform());
         return Ok(VoiceNote { seconds: stream.seconds(), ogg: bytes, waveform, transcoded: false });
     }
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);

@@ -126,6 +126,7 @@ impl Store {
             "SELECT seq, chat, msg_id, text, part, attempts, media FROM outbox WHERE state = ?2 ORDER BY seq LIMIT ?1",
         )?;
         let rows = q.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX), QUEUED], |r| {
+            let media = r.get::<_, Option<String>>(6)?.map(|j| serde_json::from_str::<OutMedia>(&j));
             Ok(Outgoing {
                 seq: r.get(0)?,
                 chat: jid_at(r, 1)?,
@@ -133,10 +134,8 @@ impl Store {
                 text: r.get(3)?,
                 part: r.get(4)?,
                 attempts: r.get(5)?,
-                media: r.get::<_, Option<String>>(6)?.and_then(|j| serde_json::from_str(&j).ok()),
-                media_unreadable: r
-                    .get::<_, Option<String>>(6)?
-                    .is_some_and(|j| serde_json::from_str::<OutMedia>(&j).is_err()),
+                media_unreadable: media.as_ref().is_some_and(Result::is_err),
+                media: media.and_then(Result::ok),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -21,6 +21,13 @@ impl OpusStream {
     pub fn seconds(&self) -> u32 {
         u32::try_from(self.last_granule.saturating_sub(self.pre_skip).div_ceil(48_000)).unwrap_or(u32::MAX).max(1)
     }
+
+    /// 64 waveform bars estimated from packet sizes, without decoding (for the sound itself,
+    /// decode it: see the gateway's `voice`).
+    pub fn size_waveform(&self) -> Vec<u8> {
+        let sizes: Vec<f64> = self.packets.iter().map(|p| p.len() as f64).collect();
+        bars(&sizes, 64)
+    }
 }
 
 /// Reads an Ogg Opus file; `None` if it is not one, or is cut short.
@@ -60,14 +67,6 @@ pub fn read_opus(file: &[u8]) -> Option<OpusStream> {
         at = body;
     }
     (index >= 2 && !packets.is_empty()).then_some(OpusStream { pre_skip, last_granule, packets })
-}
-
-/// Length in seconds (rounded up) and 64 waveform bars from packet sizes, or `None` if this is
-/// not Ogg Opus (for a waveform from the sound itself, decode it: see the gateway's `voice`).
-pub fn voice_facts(file: &[u8]) -> Option<(u32, Vec<u8>)> {
-    let stream = read_opus(file)?;
-    let sizes: Vec<f64> = stream.packets.iter().map(|p| p.len() as f64).collect();
-    Some((stream.seconds(), bars(&sizes, 64)))
 }
 
 /// An Ogg Opus file of mono 48 kHz packets of 20 ms: `OpusHead`, `OpusTags`, then the packets,
@@ -195,13 +194,14 @@ mod tests {
         file.extend(page(40 * 960, &loud));
         file.extend(page(85 * 960, &quiet));
         file.extend(page(125 * 960 + 312, &loud));
-        let (seconds, wave) = voice_facts(&file).expect("ogg opus");
+        let stream = read_opus(&file).expect("ogg opus");
+        let (seconds, wave) = (stream.seconds(), stream.size_waveform());
         assert_eq!(seconds, 3);
         assert_eq!(wave.len(), 64);
         assert_eq!((wave[0], wave[32], wave[63]), (100, 1, 100));
-        assert!(voice_facts(b"ID3 an mp3").is_none());
-        assert!(voice_facts(&page(0, &[b"not opus".to_vec()])).is_none());
-        assert!(voice_facts(&file[..file.len() - 10]).is_none(), "a truncated file is not guessed at");
+        assert!(read_opus(b"ID3 an mp3").is_none());
+        assert!(read_opus(&page(0, &[b"not opus".to_vec()])).is_none());
+        assert!(read_opus(&file[..file.len() - 10]).is_none(), "a truncated file is not guessed at");
     }
 
     #[test]
