@@ -192,6 +192,16 @@ pub async fn supervise(
         let event = tokio::select! {
             () = &mut cancel => LinkEvent::Stop,
             e = async { events.as_mut().expect("guarded").recv().await }, if events.is_some() => {
+                if let Some(Event::UndecryptableMessage(u)) = e.as_deref() {
+                    // Not lost yet: the client asked the sender's phone to send it again, and
+                    // its readable copy is journaled when it comes. Said, so that one that never
+                    // comes leaves a trace.
+                    tracing::warn!(
+                        id = %u.info.id,
+                        group = u.info.source.is_group,
+                        "a message could not be decrypted; WhatsApp was asked to have the sender's phone send it again"
+                    );
+                }
                 match e.as_deref().map(link_event) {
                     Some(Some(event)) => event,
                     Some(None) => continue,

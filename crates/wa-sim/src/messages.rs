@@ -138,12 +138,17 @@ pub(crate) async fn send_group_message(
     Ok(id)
 }
 
-/// A device could not decrypt message `id` and asked for a retry: the contact's phone drops
-/// its session with that device, starts a new one from the device's published keys and sends
-/// the message again under the same id, as WhatsApp phones do. Without this, a retry receipt
-/// would end the message's life in the simulator while WhatsApp would deliver it.
-pub(crate) async fn resend_after_retry(inner: Arc<Inner>, phone: String, device: u16, id: String) {
-    let Some(plain) = inner.state().plain.get(&id).cloned() else { return };
+/// A device could not decrypt message `id` and asked for a retry (the `count`th time): the
+/// contact's phone sends the message again under the same id, as WhatsApp phones do. The first
+/// retry keeps the session (the device usually has it and only lost the race to it, and
+/// replies it already encrypted under it stay readable); a later one starts a new session from
+/// the device's published keys. Without this, a retry receipt would end the message's life in
+/// the simulator while WhatsApp would deliver it.
+pub(crate) async fn resend_after_retry(inner: Arc<Inner>, phone: String, device: u16, id: String, count: u32) {
+    let Some(plain) = inner.state().plain.get(&id).cloned() else {
+        tracing::warn!(id, "a retry receipt for a message the simulator never sent");
+        return;
+    };
     if plain.to != phone {
         return;
     }
@@ -151,11 +156,16 @@ pub(crate) async fn resend_after_retry(inner: Arc<Inner>, phone: String, device:
     let mut contacts = inner.contacts.lock().await;
     let Ok(crypto) = crypto_for(&inner, &mut contacts, &plain.from) else { return };
     let address = device_address(&plain, device);
-    crypto.forget_session(&address);
-    let bundle = take_bundle(&inner, &plain.to, device);
-    if let Ok((kind, ciphertext)) = crate::contacts::encrypt_message(crypto, &address, bundle, &plain.message).await {
-        let node = contact_stanza(&plain, &lid, &id, kind, ciphertext);
-        inner.state().deliver(&plain.to, device, &id, node);
+    if count >= 2 {
+        crypto.forget_session(&address);
+    }
+    let bundle = if crypto.has_session(&address) { None } else { take_bundle(&inner, &plain.to, device) };
+    match crate::contacts::encrypt_message(crypto, &address, bundle, &plain.message).await {
+        Ok((kind, ciphertext)) => {
+            let node = contact_stanza(&plain, &lid, &id, kind, ciphertext);
+            inner.state().deliver(&plain.to, device, &id, node);
+        }
+        Err(e) => tracing::warn!(id, error = %format!("{e:#}"), "a contact cannot send a message again after a retry"),
     }
 }
 

@@ -73,8 +73,10 @@ pub(crate) fn handle(inner: &Arc<Inner>, conn: u64, node: Node) {
             }
             // A retry receipt: the device could not decrypt; the sender's phone sends again.
             if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("retry") {
+                let count =
+                    child(&node, "retry").and_then(|r| attr(r, "count")).and_then(|c| c.parse().ok()).unwrap_or(1);
                 for id in &ids {
-                    tokio::spawn(resend_after_retry(inner.clone(), phone.clone(), *device, id.clone()));
+                    tokio::spawn(resend_after_retry(inner.clone(), phone.clone(), *device, id.clone(), count));
                 }
             }
             for id in ids.into_iter().filter(|_| is_message) {

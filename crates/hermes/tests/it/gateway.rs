@@ -26,7 +26,9 @@ impl Gateway {
 
     pub fn start_with(home: &Home, sim: &Sim, env: &[(&str, &str)]) -> Gateway {
         let mut cmd = home.command(&["gateway"]);
-        cmd.env("RUST_LOG", "info,whatsapp_rust=warn").envs(env.iter().copied());
+        // HERMES_IT_RUST_LOG turns the gateway's log up when a rare failure needs reading.
+        let filter = std::env::var("HERMES_IT_RUST_LOG").unwrap_or_else(|_| "info,whatsapp_rust=warn".to_owned());
+        cmd.env("RUST_LOG", filter).envs(env.iter().copied());
         Gateway::spawn(cmd, sim)
     }
 
@@ -40,8 +42,16 @@ impl Gateway {
             .expect("start hermes gateway");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, log) = mpsc::channel();
+        // HERMES_IT_LOG_DIR keeps every gateway's whole log, for failures seen once in many runs.
+        let mut keep = std::env::var_os("HERMES_IT_LOG_DIR").and_then(|dir| {
+            let path = std::path::Path::new(&dir).join(format!("gateway-{}.log", child.id()));
+            std::fs::File::create(path).ok()
+        });
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(file) = keep.as_mut() {
+                    let _ = std::io::Write::write_all(file, format!("{line}\n").as_bytes());
+                }
                 if tx.send(line).is_err() {
                     return;
                 }
