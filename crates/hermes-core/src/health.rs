@@ -65,6 +65,20 @@ pub fn needs_token(addr: &SocketAddr) -> bool {
     !addr.ip().is_loopback()
 }
 
+/// Whether a request's `Host` header names this machine's loopback (`localhost`, `127.0.0.1`,
+/// `[::1]`, with or without a port). A listener without a token answers only such requests:
+/// a web page elsewhere that resolves its own name to 127.0.0.1 (DNS rebinding) must not be
+/// able to read the pairing page or ask for a pairing code.
+pub fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(inside, _)| inside),
+        None => {
+            host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(n, _)| n)
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +107,26 @@ mod tests {
             [("127.0.0.1:8080", false), ("[::1]:1", false), ("0.0.0.0:80", true), ("192.168.1.2:80", true)]
         {
             assert_eq!(needs_token(&addr.parse().expect("addr")), token, "{addr}");
+        }
+    }
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for (host, ok) in [
+            ("127.0.0.1:8080", true),
+            ("127.0.0.1", true),
+            ("localhost:80", true),
+            ("LOCALHOST", true),
+            ("[::1]:9000", true),
+            ("[::1]", true),
+            ("127.1.2.3:1", true),
+            ("evil.example:8080", false),
+            ("localhost.evil.example", false),
+            ("192.168.1.2:80", false),
+            ("[::2]:80", false),
+            ("", false),
+        ] {
+            assert_eq!(loopback_host(host), ok, "{host}");
         }
     }
 }

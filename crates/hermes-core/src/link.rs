@@ -229,6 +229,13 @@ impl StateName {
         }
     }
 
+    /// Whether only a new link (a QR code or a pairing code) gets the gateway going again:
+    /// there is no session, or WhatsApp ended it. An outdated client or a second client on
+    /// the session is not fixed by linking, and re-linking them would cost a device for nothing.
+    pub fn needs_link(self) -> bool {
+        matches!(self, StateName::NotLinked | StateName::LoggedOut | StateName::DeviceRemoved)
+    }
+
     /// Reads the written form back; `None` for a name this version does not know.
     pub fn parse(s: &str) -> Option<StateName> {
         StateName::ALL.into_iter().find(|n| n.as_str() == s)

@@ -4,6 +4,9 @@
 //! page: the account, the state, the last message, recent drops with their fix). Off unless
 //! asked for (`--listen`, `HERMES_GATEWAY_LISTEN`, `gateway.listen`); bound beyond loopback,
 //! everything but the two probes needs the token printed at start (`?token=` or a bearer).
+//! While the link needs a person, `GET /` is the pairing page instead ([`pairing`]).
+
+mod pairing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::Messenger;
 use crate::metrics::Metrics;
+pub use pairing::{PairRequest, Pairing};
 
 /// The link as the listener shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,12 +32,17 @@ pub struct LinkView {
     /// Unix seconds.
     pub since: i64,
     pub fix: Option<String>,
+    /// Only a new link gets it going again: the page offers one.
+    pub needs_link: bool,
+    /// Changes with every state, so an open page knows to reload.
+    pub version: u64,
 }
 
 /// What the gateway tells the listener, and the counters its parts share.
 #[derive(Debug)]
 pub struct ServiceState {
     link: watch::Sender<LinkView>,
+    pairing: pairing::PairingState,
     pub metrics: Metrics,
 }
 
@@ -45,8 +54,8 @@ impl Default for ServiceState {
 
 impl ServiceState {
     pub fn new() -> ServiceState {
-        let (link, _) = watch::channel(LinkView { state: "connecting".to_owned(), since: 0, fix: None });
-        ServiceState { link, metrics: Metrics::new() }
+        let start = LinkView { state: "connecting".to_owned(), ..LinkView::default() };
+        ServiceState { link: watch::channel(start).0, pairing: pairing::PairingState::new(), metrics: Metrics::new() }
     }
 
     /// The link entered a state (what the supervisor reports).
@@ -64,11 +73,29 @@ impl ServiceState {
             };
             self.metrics.reconnects.get_or_create(&crate::metrics::Cause { cause: cause.to_owned() }).inc();
         }
-        self.link.send_replace(LinkView { state: name.to_owned(), since: now, fix: state.fix().map(str::to_owned) });
+        self.link.send_modify(|view| {
+            *view = LinkView {
+                state: name.to_owned(),
+                since: now,
+                fix: state.fix().map(str::to_owned),
+                needs_link: state.kind().needs_link(),
+                version: view.version + 1,
+            };
+        });
     }
 
     pub fn link(&self) -> LinkView {
         self.link.borrow().clone()
+    }
+
+    /// What the pairing page shows now.
+    pub fn set_pairing(&self, pairing: Pairing) {
+        self.pairing.set(pairing);
+    }
+
+    /// The pairing page's requests, for the one that links (once; `None` after).
+    pub fn take_pair_requests(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<PairRequest>> {
+        self.pairing.take_requests()
     }
 }
 
@@ -107,6 +134,8 @@ pub(crate) async fn serve(bound: Bound, db: Db, messenger: Arc<dyn Messenger>, s
     let guarded = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/", get(page))
+        .route("/pairing.json", get(pairing::status))
+        .route("/pair", axum::routing::post(pairing::request))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), guard));
     let router = axum::Router::new()
         .route("/healthz", get(healthz))
@@ -128,6 +157,13 @@ async fn guard(
     next: axum::middleware::Next,
 ) -> Response {
     use subtle::ConstantTimeEq as _;
+    if app.token.is_none() && !headers.get("host").and_then(|h| h.to_str().ok()).is_some_and(health::loopback_host) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this gateway's listener answers its own machine only: open it as http://127.0.0.1:PORT/\n",
+        )
+            .into_response();
+    }
     if let Some(token) = &app.token {
         let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let given = q.get("token").map(String::as_str).or(bearer).unwrap_or_default();
@@ -232,10 +268,13 @@ async fn page(State(app): State<App>) -> Response {
     let counts = counts(&app.db).await;
     let since = hermes_store::clock::now() - 86_400;
     let drops = app.db.call(move |s| s.drops_since(since)).await.unwrap_or_default();
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\">\
-         <title>hermes</title><style>body{font:15px system-ui,sans-serif;margin:2em;max-width:50em}\
-         td,th{padding:.2em .8em;text-align:left;vertical-align:top}.bad{color:#a00}</style></head><body>",
+    // The status page refreshes its counts; the pairing page reloads only when the code changes.
+    let refresh = if link.needs_link { "" } else { "<meta http-equiv=\"refresh\" content=\"10\">" };
+    let mut html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">{refresh}\
+         <title>hermes</title><style>body{{font:15px system-ui,sans-serif;margin:2em;max-width:50em}}\
+         td,th{{padding:.2em .8em;text-align:left;vertical-align:top}}.bad{{color:#a00}}\
+         .code{{font:bold 2em monospace;letter-spacing:.1em}}</style></head><body>",
     );
     html.push_str("<h1>hermes WhatsApp gateway</h1><table>");
     let state_class = if link.state == "connected" { "" } else { " class=\"bad\"" };
@@ -257,7 +296,14 @@ async fn page(State(app): State<App>) -> Response {
             c.unsent
         ));
     }
-    html.push_str("</table><h2>Dropped in the last 24 hours</h2>");
+    html.push_str("</table>");
+    if link.needs_link {
+        html.push_str(&pairing::section(&app, link.version).await);
+    } else {
+        let token = app.token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
+        html.push_str(&pairing::reload_script(&token, app.service.pairing.get().0, link.version));
+    }
+    html.push_str("<h2>Dropped in the last 24 hours</h2>");
     if drops.is_empty() {
         html.push_str("<p>None.</p>");
     } else {

@@ -132,27 +132,60 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
         }
         pipeline_opts.listen = Some(bound);
     }
+    // With a listener, a link that needs a person waits for one on the pairing page.
+    let mut page_requests = pipeline_opts.listen.is_some().then(|| service.take_pair_requests()).flatten();
     let mut pipeline = hermes_gateway::Pipeline::start(pipeline_opts).await.context("start the pipeline")?;
     let mut failure = None;
-    let last = {
-        // Each state goes to state/link.json, for `hermes whatsapp status`.
-        let on_state = |state: &LinkState| {
-            service.set_link(state, hermes_store::clock::now());
-            let account = account_of.account().and_then(|a| a.phone).map(|p| p.to_string());
-            alerts.on_state(state, hermes_store::clock::now(), account);
-            if let Err(e) = recorder.record(state, hermes_store::clock::now()) {
-                tracing::warn!(error = %e, "cannot record the link state");
-            }
+    let mut stopping = false;
+    let last = loop {
+        let last = {
+            // Each state goes to state/link.json, for `hermes whatsapp status`.
+            let on_state = |state: &LinkState| {
+                service.set_link(state, hermes_store::clock::now());
+                let account = account_of.account().and_then(|a| a.phone).map(|p| p.to_string());
+                alerts.on_state(state, hermes_store::clock::now(), account);
+                if let Err(e) = recorder.record(state, hermes_store::clock::now()) {
+                    tracing::warn!(error = %e, "cannot record the link state");
+                }
+            };
+            // A pipeline that stopped answering stops the gateway: journaling on while answering
+            // nothing would be the silent failure this must never be.
+            let stop = async {
+                tokio::select! {
+                    () = shutdown() => {}
+                    why = pipeline.failed() => failure = Some(why),
+                }
+                stopping = true;
+            };
+            supervisor::supervise(&opts, on_state, stop).await
         };
-        // A pipeline that stopped answering stops the gateway: journaling on while answering
-        // nothing would be the silent failure this must never be.
+        let state = match &last {
+            Ok(state) if !stopping && state.is_terminal() => state,
+            _ => break last,
+        };
+        let Some(requests) = page_requests.as_mut() else { break last };
+        // Staying up: /readyz says what is wrong, the alert is on its way, and the page offers
+        // a new link when one helps; otherwise this waits for the person's restart.
+        if !state.kind().needs_link() {
+            tracing::error!(
+                state = state.name(),
+                fix = state.fix().unwrap_or_default(),
+                "the WhatsApp link stopped; the listener stays up"
+            );
+            shutdown().await;
+            break last;
+        }
+        tracing::warn!(state = state.name(), "the WhatsApp link needs a person: link it on the listener's page");
         let stop = async {
             tokio::select! {
                 () = shutdown() => {}
                 why = pipeline.failed() => failure = Some(why),
             }
         };
-        supervisor::supervise(&opts, on_state, stop).await
+        match crate::relink::wait_for_link(&loaded, requests, &service, stop).await? {
+            crate::relink::Outcome::Linked => {}
+            crate::relink::Outcome::Stopped => break last,
+        }
     };
     pipeline.stop().await;
     alerts.flush().await;

@@ -14,6 +14,7 @@ mod import;
 mod load;
 mod pairing;
 mod qr;
+mod relink;
 mod send;
 mod whatsapp;
 

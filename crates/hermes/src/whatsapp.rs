@@ -89,7 +89,7 @@ fn prompt(question: &str) -> anyhow::Result<String> {
 }
 
 /// Writes settings to `HERMES_HOME/.env`, keeping everything else in it; the file is 0600.
-fn save_env(loaded: &Loaded, updates: &[(&str, &str)]) -> anyhow::Result<()> {
+pub(crate) fn save_env(loaded: &Loaded, updates: &[(&str, &str)]) -> anyhow::Result<()> {
     hermes_store::files::create_private_dir_all(&loaded.home.path)
         .with_context(|| format!("create {}", loaded.home.path.display()))?;
     let path = loaded.env_file();

@@ -26,26 +26,30 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 pub fn harness_dir() -> PathBuf {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("baileys");
-    let installed = INSTALLED.get_or_init(|| {
-        let stamp = dir.join("node_modules").join(".installed-from.json");
-        let lock = std::fs::read(dir.join("package-lock.json")).map_err(|e| e.to_string())?;
-        if std::fs::read(&stamp).is_ok_and(|s| s == lock) {
-            return Ok(());
-        }
-        let out = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| format!("npm: {e} (Baileys needs Node.js 20 or later, with npm)"))?;
-        if !out.status.success() {
-            return Err(format!("npm ci failed: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-        std::fs::write(&stamp, lock).map_err(|e| e.to_string())
-    });
+    let installed = INSTALLED.get_or_init(|| npm_ci(&dir));
     if let Err(e) = installed {
         panic!("cannot install Baileys in {}: {e}", dir.display());
     }
     dir
+}
+
+/// Installs the npm packages of a test harness in `dir` (`npm ci`, pinned by its
+/// `package-lock.json`) unless what is installed came from the same lock file.
+pub fn npm_ci(dir: &Path) -> Result<(), String> {
+    let stamp = dir.join("node_modules").join(".installed-from.json");
+    let lock = std::fs::read(dir.join("package-lock.json")).map_err(|e| e.to_string())?;
+    if std::fs::read(&stamp).is_ok_and(|s| s == lock) {
+        return Ok(());
+    }
+    let out = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("npm: {e} (the test harnesses need Node.js 20 or later, with npm)"))?;
+    if !out.status.success() {
+        return Err(format!("npm ci failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    std::fs::write(&stamp, lock).map_err(|e| e.to_string())
 }
 
 /// A running Baileys client.

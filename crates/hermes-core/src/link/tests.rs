@@ -336,3 +336,17 @@ fn state_names_read_back_as_written() {
     assert_eq!(StateName::parse("Connected"), None);
     assert_eq!(connected(0).state().kind(), StateName::Connected);
 }
+
+#[test]
+fn only_a_missing_or_ended_session_needs_a_new_link() {
+    let needs: Vec<&str> = StateName::ALL.into_iter().filter(|n| n.needs_link()).map(StateName::as_str).collect();
+    assert_eq!(needs, ["not_linked", "logged_out", "device_removed"]);
+    // Each one is terminal: the supervisor stops there and the page takes over.
+    for state in [
+        LinkState::NotLinked,
+        LinkState::LoggedOut { reason: LogoutReason::Locked, at: 0 },
+        LinkState::DeviceRemoved { at: 0 },
+    ] {
+        assert!(state.is_terminal() && state.kind().needs_link(), "{state:?}");
+    }
+}

@@ -47,6 +47,18 @@ impl Setup {
         s
     }
 
+    /// A gateway started without a session (bot mode, `env` in `.env`): it waits for a link.
+    pub(crate) async fn unlinked(account: &str, env: &str) -> Setup {
+        let sim = Sim::start().await.expect("sim");
+        sim.add_phone(account);
+        let llm = LoopbackLlm::start(0).await.expect("llm");
+        let yaml = format!("model:\n  default: test-model\n  base_url: {}\n", llm.base_url());
+        let home = Home::new().with_env(&format!("WHATSAPP_MODE=bot\n{env}")).with_yaml(&yaml);
+        let gw = Gateway::start(&home, &sim);
+        gw.wait_state("not_linked");
+        Setup { sim, home, llm, gw: Some(gw), account: account.to_owned() }
+    }
+
     pub(crate) fn start(&mut self, env: &[(&str, &str)]) {
         let gw = Gateway::start_with(&self.home, &self.sim, env);
         gw.wait_state("connected");
@@ -103,7 +115,7 @@ impl Setup {
     }
 
     /// Says `text` and waits for the answer.
-    async fn ask(&self, from: &str, text: &str) -> String {
+    pub(crate) async fn ask(&self, from: &str, text: &str) -> String {
         let cursor = self.sim.cursor();
         self.say(from, text).await;
         self.reply(cursor, from).await

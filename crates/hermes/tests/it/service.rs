@@ -147,3 +147,117 @@ async fn a_removed_device_alerts_a_person_once_by_webhook_and_by_command() {
     let by_command: Value = serde_json::from_slice(&std::fs::read(&file).expect("the command ran")).expect("json");
     assert_eq!(by_command, alerts[0]);
 }
+
+/// Debian's Chromium and the pinned playwright-core that drives it (`.ci/run` installs the
+/// browser; the packages install themselves on the first run, as Baileys' do).
+fn browser_harness() -> std::path::PathBuf {
+    let chromium = std::env::var("HERMES_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: install Debian's chromium (apt-get install chromium), as .ci/run does, or set HERMES_CHROMIUM"
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("browser");
+    wa_sim::baileys::npm_ci(&dir).unwrap_or_else(|e| panic!("cannot install the browser harness: {e}"));
+    dir
+}
+
+/// The QR code in a screenshot, read as a phone's camera would.
+fn read_qr(png: &std::path::Path) -> String {
+    let picture = image::open(png).unwrap_or_else(|e| panic!("{}: {e}", png.display())).to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(picture);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the screenshot {}", png.display());
+    grids[0].decode().expect("a readable QR code").1
+}
+
+/// A gateway started with no session and a listener is linked from its page in a real
+/// browser: the QR code is read off a screenshot and scanned by wa-sim's phone, the page turns
+/// to "connected" by itself, and the gateway answers without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_gateway_is_linked_from_its_page_in_a_browser_and_answers() {
+    let harness = browser_harness();
+    let mut s =
+        Setup::unlinked(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_GATEWAY_LISTEN=127.0.0.1:0\n"))
+            .await;
+    s.contact(FRIEND);
+    let url = http_url(&s);
+    let ready: Value = serde_json::from_str(&until(&format!("{url}/readyz"), 503).await).expect("json");
+    assert_eq!(ready["state"], "not_linked", "{ready}");
+
+    let shots = tempfile::tempdir().expect("tempdir");
+    let shot = shots.path().join("page.png");
+    let mut browser = tokio::process::Command::new("node")
+        .arg(harness.join("pair.mjs"))
+        .arg(format!("{url}/"))
+        .arg(&shot)
+        .current_dir(&harness)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(browser.stdout.take().expect("out")));
+    let mut next = async || tokio::time::timeout(crate::gateway::T, lines.next_line()).await.expect("in time");
+    assert_eq!(next().await.expect("read").as_deref(), Some("screenshot"), "the page showed a QR code");
+    let code = read_qr(&shot);
+    s.sim.link_qr(ACCOUNT, &code).expect("scan");
+    assert_eq!(next().await.expect("read").as_deref(), Some("connected"), "the page turned to connected");
+    assert!(browser.wait().await.expect("node").success());
+
+    until(&format!("{url}/readyz"), 200).await;
+    let reply = s.ask(FRIEND, "hello after linking").await;
+    assert!(reply.contains("hello after linking"), "{reply}");
+    assert_eq!(s.llm.requests().len(), 1);
+    s.stop();
+}
+
+/// With a listener, a removed device does not end the gateway: it is not ready, says why,
+/// and is linked again from the page by a pairing code, then answers, with no restart. The
+/// old session is kept as a backup; forms from other sites and other host names are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_is_linked_again_by_pairing_code_from_the_page() {
+    let mut s =
+        Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_GATEWAY_LISTEN=127.0.0.1:0\n")).await;
+    s.contact(FRIEND);
+    let url = http_url(&s);
+    let device = s.sim.devices(ACCOUNT)[0];
+    s.sim.inject(Fault::DeviceRemoved { phone: ACCOUNT.to_owned(), device }).expect("remove");
+    s.gw().wait_log("link it on the listener's page");
+    let down: Value = serde_json::from_str(&until(&format!("{url}/readyz"), 503).await).expect("json");
+    assert_eq!(down["state"], "device_removed", "{down}");
+    assert!(down["fix"].as_str().is_some_and(|f| f.contains("link it again")), "{down}");
+    let page = get(&format!("{url}/")).await.1;
+    assert!(page.contains("Link this gateway to WhatsApp") && page.contains("<svg"), "{page}");
+
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let pair = |origin: Option<&str>, host: Option<&str>| {
+        let mut r = client.post(format!("{url}/pair")).form(&[("kind", "code"), ("phone", &format!("+{ACCOUNT}"))]);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(h) = host {
+            r = r.header("host", h);
+        }
+        r.send()
+    };
+    assert_eq!(pair(Some("http://evil.example"), None).await.expect("post").status().as_u16(), 403);
+    assert_eq!(pair(None, Some("evil.example")).await.expect("post").status().as_u16(), 403);
+    assert_eq!(pair(Some(&url), None).await.expect("post").status().as_u16(), 303);
+
+    let deadline = Instant::now() + crate::gateway::T;
+    let code = loop {
+        let page = get(&format!("{url}/")).await.1;
+        if let Some(code) = page.split("id=\"code\" class=\"code\">").nth(1).and_then(|r| r.split('<').next()) {
+            break code.replace('-', "");
+        }
+        assert!(Instant::now() < deadline, "no pairing code on the page: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    s.sim.link_code(ACCOUNT, &code).expect("type the code");
+    until(&format!("{url}/readyz"), 200).await;
+    let reply = s.ask(FRIEND, "still there?").await;
+    assert!(reply.contains("still there?"), "{reply}");
+    assert_eq!(s.llm.requests().len(), 1);
+    let backups = std::fs::read_dir(s.home.path.join("platforms/whatsapp/session.bak")).map_or(0, |d| d.count());
+    assert_eq!(backups, 1, "the removed session is kept as a backup");
+    s.stop();
+}
