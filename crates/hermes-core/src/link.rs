@@ -178,6 +178,13 @@ impl LinkState {
     }
 }
 
+/// The fix of a state that [needs a link](StateName::needs_link) when the gateway stays up with
+/// its pairing page at `url`: `hermes whatsapp repair` cannot run beside it (the session is in
+/// use), the page is where it is done.
+pub fn relink_on_page(url: &str) -> String {
+    format!("open {url} to link WhatsApp again (or stop the gateway and run `hermes whatsapp repair`)")
+}
+
 /// The name of a [`LinkState`] without its data: what `state/link.json` records and
 /// `hermes whatsapp status` shows. Compare these, never the strings; the strings are the
 /// stable form written to files and JSON.

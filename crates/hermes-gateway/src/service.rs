@@ -43,6 +43,8 @@ pub struct LinkView {
 pub struct ServiceState {
     link: watch::Sender<LinkView>,
     pairing: pairing::PairingState,
+    /// The listener's page, once bound: where a link that needs a person is made again.
+    page: std::sync::OnceLock<String>,
     pub metrics: Metrics,
 }
 
@@ -55,7 +57,12 @@ impl Default for ServiceState {
 impl ServiceState {
     pub fn new() -> ServiceState {
         let start = LinkView { state: "connecting".to_owned(), ..LinkView::default() };
-        ServiceState { link: watch::channel(start).0, pairing: pairing::PairingState::new(), metrics: Metrics::new() }
+        ServiceState {
+            link: watch::channel(start).0,
+            pairing: pairing::PairingState::new(),
+            page: std::sync::OnceLock::new(),
+            metrics: Metrics::new(),
+        }
     }
 
     /// The link entered a state (what the supervisor reports).
@@ -73,19 +80,23 @@ impl ServiceState {
             };
             self.metrics.reconnects.get_or_create(&crate::metrics::Cause { cause: cause.to_owned() }).inc();
         }
+        let needs_link = state.kind().needs_link();
+        let fix = match self.page.get() {
+            Some(url) if needs_link => Some(hermes_core::link::relink_on_page(url)),
+            _ => state.fix().map(str::to_owned),
+        };
         self.link.send_modify(|view| {
-            *view = LinkView {
-                state: name.to_owned(),
-                since: now,
-                fix: state.fix().map(str::to_owned),
-                needs_link: state.kind().needs_link(),
-                version: view.version + 1,
-            };
+            *view = LinkView { state: name.to_owned(), since: now, fix, needs_link, version: view.version + 1 };
         });
     }
 
     pub fn link(&self) -> LinkView {
         self.link.borrow().clone()
+    }
+
+    /// The listener's page is at `url`: the fix of a link that needs a person points there.
+    pub fn set_page_url(&self, url: String) {
+        let _ = self.page.set(url);
     }
 
     /// What the pairing page shows now.
@@ -175,7 +186,15 @@ async fn guard(
                 .into_response();
         }
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // The page may show a QR code or a token-bearing link: never cached, framed or referred.
+    let headers = response.headers_mut();
+    for (name, value) in
+        [("cache-control", "no-store"), ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer")]
+    {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 async fn healthz() -> Response {
@@ -263,8 +282,8 @@ fn when(t: i64) -> String {
 /// The status page: plain HTML, nothing fetched from anywhere.
 async fn page(State(app): State<App>) -> Response {
     let link = app.service.link();
-    let account =
-        app.messenger.account().and_then(|a| a.phone).map_or_else(|| "(not known yet)".to_owned(), |p| format!("+{p}"));
+    let unknown = if link.needs_link { "(not linked)" } else { "(not known yet)" };
+    let account = app.messenger.account().and_then(|a| a.phone).map_or_else(|| unknown.to_owned(), |p| format!("+{p}"));
     let counts = counts(&app.db).await;
     let since = hermes_store::clock::now() - 86_400;
     let drops = app.db.call(move |s| s.drops_since(since)).await.unwrap_or_default();

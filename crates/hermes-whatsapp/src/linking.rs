@@ -182,7 +182,9 @@ pub async fn link(
     let tmp = parent.join(format!("{name}.linking-{}", std::process::id()));
     private_dir(&tmp, &mut warnings)?;
 
+    // Biased: a link that finished wins over a cancel that came at the same moment.
     let result = tokio::select! {
+        biased;
         r = run_link(opts, &tmp, &mut progress) => r,
         () = cancel => Err(LinkError::Interrupted),
         () = tokio::time::sleep(opts.timeout) => Err(LinkError::Timeout(opts.timeout)),

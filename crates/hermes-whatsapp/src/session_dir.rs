@@ -30,7 +30,17 @@ pub fn inspect(dir: &Path, container_var: Option<String>) -> SessionDirFacts {
         }
         Err(e) => DirState::Inaccessible { error: e.to_string() },
     };
-    let mounts = fs::read_to_string("/proc/self/mountinfo").map(|t| storage::parse_mountinfo(&t)).unwrap_or_default();
+    SessionDirFacts { state, persistence: persistence(dir, container_var, None) }
+}
+
+/// Whether what is written under `dir` survives: a disk or a volume, memory, or a container's
+/// writable layer. `mountinfo` is a mount table's text; `None` reads this process's.
+pub fn persistence(dir: &Path, container_var: Option<String>, mountinfo: Option<&str>) -> storage::Persistence {
+    let text = match mountinfo {
+        Some(t) => t.to_owned(),
+        None => fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+    };
+    let mounts = storage::parse_mountinfo(&text);
     let container = ContainerFacts {
         dockerenv: Path::new("/.dockerenv").exists(),
         containerenv: Path::new("/run/.containerenv").exists(),
@@ -39,7 +49,7 @@ pub fn inspect(dir: &Path, container_var: Option<String>) -> SessionDirFacts {
     };
     // Mount points are canonical paths; so must ours be, through symlinks (macOS-style /var).
     let real = canonical_prefix(dir);
-    SessionDirFacts { state, persistence: storage::persistence(&real, &mounts, &container) }
+    storage::persistence(&real, &mounts, &container)
 }
 
 fn kind_of(t: &fs::FileType) -> &'static str {

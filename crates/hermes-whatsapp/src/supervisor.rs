@@ -276,7 +276,7 @@ pub async fn supervise(
         }
     }
     if let Some(m) = &opts.messenger {
-        m.set_connected(false);
+        m.detach();
     }
     if let Some(c) = conn {
         c.client.disconnect().await;

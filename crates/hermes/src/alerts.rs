@@ -14,6 +14,8 @@ pub struct Alerts {
     alerter: Alerter,
     webhook: Option<String>,
     command: Option<Vec<String>>,
+    /// The listener's page, where a link that needs a person is made again.
+    page: Option<String>,
     sending: JoinSet<()>,
 }
 
@@ -27,15 +29,24 @@ impl Alerts {
             .filter(|w: &Vec<String>| !w.is_empty()),
             None => None,
         };
-        Ok(Alerts { alerter: Alerter::default(), webhook, command, sending: JoinSet::new() })
+        Ok(Alerts { alerter: Alerter::default(), webhook, command, page: None, sending: JoinSet::new() })
+    }
+
+    /// With a listener, a session that needs a new link is linked on its page, at this URL.
+    pub fn set_page_url(&mut self, url: String) {
+        self.page = Some(url);
     }
 
     /// The link entered `state`: alerts if it needs a person (once per change).
     pub fn on_state(&mut self, state: &LinkState, now: i64, account: Option<String>) {
         let Some(alert) = self.alerter.on_state(state) else { return };
-        tracing::warn!(state = alert.state, "the WhatsApp link needs you: {}; {}", alert.reason, alert.fix);
+        let fix = match &self.page {
+            Some(url) if state.kind().needs_link() => hermes_core::link::relink_on_page(url),
+            _ => alert.fix.to_string(),
+        };
+        tracing::warn!(state = alert.state, "the WhatsApp link needs you: {}; {fix}", alert.reason);
         let body = serde_json::json!({
-            "state": alert.state, "reason": alert.reason, "fix": alert.fix, "account": account, "since": now,
+            "state": alert.state, "reason": alert.reason, "fix": fix, "account": account, "since": now,
         });
         if let Some(url) = self.webhook.clone() {
             let body = body.clone();

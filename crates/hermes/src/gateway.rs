@@ -17,7 +17,7 @@ use hermes_whatsapp::supervisor::{self, SupervisorOptions};
 use crate::exit;
 use crate::load;
 
-pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<u8> {
+pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -> anyhow::Result<u8> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,whatsapp_rust=warn".into()),
@@ -55,6 +55,10 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
         return Ok(exit::USAGE);
     }
     let session_dir = loaded.session_dir().path;
+    if !ephemeral && let Some(refusal) = on_container_layer(&loaded, &session_dir) {
+        eprintln!("hermes: {refusal}");
+        return Ok(exit::USAGE);
+    }
     // Switching from Hermes: its bridge's session is here and hermes has none yet.
     if hermes_whatsapp::import::bridge_session(&session_dir)
         && !hermes_whatsapp::store::inspect_read_only(&session_dir).await.is_linked()
@@ -130,13 +134,31 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
             ),
             None => tracing::info!(url = %format!("http://{}/", bound.addr), "health, metrics and status page"),
         }
+        service.set_page_url(format!("http://{}/", bound.addr));
+        alerts.set_page_url(format!("http://{}/", bound.addr));
         pipeline_opts.listen = Some(bound);
     }
     // With a listener, a link that needs a person waits for one on the pairing page.
     let mut page_requests = pipeline_opts.listen.is_some().then(|| service.take_pair_requests()).flatten();
     let mut pipeline = hermes_gateway::Pipeline::start(pipeline_opts).await.context("start the pipeline")?;
+    // One listener for Ctrl-C and SIGTERM for the whole run: a signal that comes between two
+    // waits (a supervisor ending, a link being installed) is not lost.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        let _ = stop_tx.send(true);
+    });
+    let requested = || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
     let mut failure = None;
+    // Ended by a request or a failure, not by WhatsApp.
     let mut stopping = false;
+    // Stayed up in a state that needs a person; a stop then is a stop on request.
+    let mut waited = false;
     let last = loop {
         let last = {
             // Each state goes to state/link.json, for `hermes whatsapp status`.
@@ -152,7 +174,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
             // nothing would be the silent failure this must never be.
             let stop = async {
                 tokio::select! {
-                    () = shutdown() => {}
+                    () = requested() => {}
                     why = pipeline.failed() => failure = Some(why),
                 }
                 stopping = true;
@@ -166,24 +188,28 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
         let Some(requests) = page_requests.as_mut() else { break last };
         // Staying up: /readyz says what is wrong, the alert is on its way, and the page offers
         // a new link when one helps; otherwise this waits for the person's restart.
+        waited = true;
+        let stop = async {
+            tokio::select! {
+                () = requested() => {}
+                why = pipeline.failed() => failure = Some(why),
+            }
+        };
         if !state.kind().needs_link() {
             tracing::error!(
                 state = state.name(),
                 fix = state.fix().unwrap_or_default(),
                 "the WhatsApp link stopped; the listener stays up"
             );
-            shutdown().await;
+            stop.await;
             break last;
         }
         tracing::warn!(state = state.name(), "the WhatsApp link needs a person: link it on the listener's page");
-        let stop = async {
-            tokio::select! {
-                () = shutdown() => {}
-                why = pipeline.failed() => failure = Some(why),
-            }
-        };
         match crate::relink::wait_for_link(&loaded, requests, &service, stop).await? {
-            crate::relink::Outcome::Linked => {}
+            crate::relink::Outcome::Linked => {
+                // A new account's history starts here.
+                recorder = Recorder::resume(&home.join("state"), std::process::id());
+            }
             crate::relink::Outcome::Stopped => break last,
         }
     };
@@ -192,6 +218,10 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
     if let Some(why) = failure {
         tracing::error!("{why}");
         anyhow::bail!("{why}; the gateway stopped (a bug: please report it with the log above)");
+    }
+    if waited {
+        // The person was told (page, /readyz, alert) and stopped it: a stop on request.
+        return Ok(exit::OK);
     }
     let last = last.map_err(anyhow::Error::msg)?;
     let mut stderr = std::io::stderr().lock();
@@ -203,6 +233,31 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>) -> anyhow::Result<
         }
         _ => Ok(exit::OK),
     }
+}
+
+/// Why the gateway must not start on a container's writable layer, if HERMES_HOME or the
+/// session is there: the session would be gone when the container is re-created (an update,
+/// `docker compose up` after a pull) and WhatsApp would ask for a new scan, the first
+/// complaint of Hermes' users in containers.
+fn on_container_layer(loaded: &load::Loaded, session_dir: &Path) -> Option<String> {
+    use hermes_core::storage::Persistence;
+    let table = load::mountinfo();
+    [("HERMES_HOME", loaded.home.path.as_path()), ("the WhatsApp session", session_dir)].into_iter().find_map(
+        |(what, dir)| match hermes_whatsapp::session_dir::persistence(
+            dir,
+            loaded.container_var.clone(),
+            table.as_deref(),
+        ) {
+            Persistence::ContainerLayer { runtime } => Some(format!(
+                "{what} ({}) is on this {runtime} container's writable layer: the session would be lost when the \
+                 container is re-created, and the phone would have to scan a QR code again. Mount a volume there \
+                 (e.g. `-v hermes-data:/data` with HERMES_HOME=/data), or start with `hermes gateway --ephemeral` if \
+                 losing it is what you want",
+                dir.display()
+            )),
+            _ => None,
+        },
+    )
 }
 
 /// The gateway's database, `HERMES_HOME/state/hermes.db`, opened (created, migrated) for

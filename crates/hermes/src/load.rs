@@ -152,3 +152,15 @@ pub fn crash_at() -> Option<String> {
 pub fn time_scale() -> Option<f64> {
     std::env::var("HERMES_TEST_TIME_SCALE").ok()?.parse().ok()
 }
+
+/// `HERMES_TEST_MOUNTINFO`: a file read as the mount table instead of this process's
+/// (simulator build only), so that a test can put HERMES_HOME on a container's writable layer.
+#[cfg(feature = "simulator")]
+pub fn mountinfo() -> Option<String> {
+    std::fs::read_to_string(std::env::var_os("HERMES_TEST_MOUNTINFO")?).ok()
+}
+
+#[cfg(not(feature = "simulator"))]
+pub fn mountinfo() -> Option<String> {
+    None
+}

@@ -10,7 +10,9 @@ mod drops;
 mod exit;
 mod explain;
 mod gateway;
+mod health;
 mod import;
+mod install;
 mod load;
 mod pairing;
 mod qr;
@@ -49,15 +51,16 @@ enum Command {
     },
     /// Run the gateway in the foreground: keep the WhatsApp link up and answer messages
     /// (Ctrl-C or SIGTERM stops; what is not answered yet is answered at the next start).
+    /// `install` and `uninstall` make it a systemd service.
     ///
     /// Exit status: 0 stopped on request, 1 WhatsApp ended the session (the fix is printed),
     /// 2 usage or configuration error, 70 internal error (I/O, the state database, a bug).
+    #[command(args_conflicts_with_subcommands = true)]
     Gateway {
-        /// Serve /healthz, /readyz, /metrics and a status page on ADDR (e.g. 127.0.0.1:8080;
-        /// port 0 picks one, written to state/gateway.json). Also HERMES_GATEWAY_LISTEN or
-        /// `gateway.listen` in config.yaml. Beyond loopback a token (printed at start) is needed.
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<String>,
+        #[command(subcommand)]
+        command: Option<GatewayCommand>,
+        #[command(flatten)]
+        run: GatewayArgs,
     },
     /// Approve or refuse strangers who were sent a pairing code.
     Pairing {
@@ -89,7 +92,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         #[cfg(feature = "simulator")]
         Command::Demo(args) => demo::run(profile, &args).await,
         Command::Doctor { json } => doctor::run(profile, json).await,
-        Command::Gateway { listen } => gateway::run(profile, listen.as_deref()).await,
+        Command::Gateway { command: None, run } | Command::Gateway { command: Some(GatewayCommand::Run(run)), .. } => {
+            gateway::run(profile, run.listen.as_deref(), run.ephemeral).await
+        }
+        Command::Gateway { command: Some(GatewayCommand::Install(args)), .. } => install::install(profile, &args),
+        Command::Gateway { command: Some(GatewayCommand::Uninstall(args)), .. } => install::uninstall(profile, &args),
+        Command::Gateway { command: Some(GatewayCommand::Health(args)), .. } => health::run(profile, &args).await,
         Command::Pairing { command } => pairing::run(profile, &command),
         Command::Send(args) => send::run(profile, &args).await,
         Command::Whatsapp { command: Some(WhatsappCommand::Drops(args)), .. } => drops::run(profile, &args),
@@ -106,6 +114,40 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Whatsapp { command: None, link } => whatsapp::link(profile, &link).await,
     }
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct GatewayArgs {
+    /// Serve /healthz, /readyz, /metrics and a status (or pairing) page on ADDR (e.g.
+    /// 127.0.0.1:8080; port 0 picks one, written to state/gateway.json). Also
+    /// HERMES_GATEWAY_LISTEN or `gateway.listen` in config.yaml. Beyond loopback a token
+    /// (printed at start) is needed. With a listener, a link that needs a person waits for one
+    /// on the page instead of ending the gateway.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Start even though HERMES_HOME is on a container's writable layer (the session is then
+    /// lost when the container is re-created).
+    #[arg(long)]
+    ephemeral: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewayCommand {
+    /// The same as `hermes gateway` (Hermes' name for it).
+    Run(GatewayArgs),
+    /// Install the gateway as a systemd service (hermes-gateway), enabled, not started.
+    ///
+    /// Restarted after a crash, never after exit 1 (WhatsApp ended the session) or 2 (a
+    /// configuration error). Exit status: 0 installed (or already), 1 not done (a different unit
+    /// is there, systemctl failed), 2 usage or configuration error, 70 internal error.
+    Install(install::Args),
+    /// Stop, disable and remove the service.
+    Uninstall(install::UninstallArgs),
+    /// Ask the running gateway's listener whether it is ready (a container's HEALTHCHECK).
+    ///
+    /// Exit status: 0 ready (with --live: running), 1 not (the reason and the fix are printed),
+    /// 2 usage or configuration error.
+    Health(health::Args),
 }
 
 #[derive(Debug, Subcommand)]

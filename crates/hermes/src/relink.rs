@@ -29,13 +29,17 @@ pub async fn wait_for_link(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     tokio::pin!(stop);
-    // What was asked before this wait (another state, an older page) is not an answer to it;
-    // Idle makes open pages reload and ask again.
-    while requests.try_recv().is_ok() {}
-    service.set_pairing(Pairing::Idle);
+    // A page open when the link ended may have asked already: its last request is the one
+    // to answer. Otherwise Idle, and the next page load asks.
+    let mut next = None;
+    while let Ok(r) = requests.try_recv() {
+        next = Some(r);
+    }
+    if next.is_none() {
+        service.set_pairing(Pairing::Idle);
+    }
     let session_dir = loaded.session_dir().path;
     tracing::info!("waiting for a link through the pairing page");
-    let mut next = None;
     loop {
         let request = match next.take() {
             Some(r) => r,
@@ -59,6 +63,8 @@ pub async fn wait_for_link(
             server_url: loaded.resolved.config.whatsapp.server_url.value.clone(),
             push_name: linking::PUSH_NAME.to_owned(),
         };
+        // Once the phone accepted, a new request from the page must not throw the link away.
+        let paired = std::cell::Cell::new(false);
         let progress = |p: LinkProgress| match p {
             LinkProgress::Qr { code, expires_in } => {
                 service.set_pairing(Pairing::Qr { code, expires_at: deadline(expires_in) });
@@ -68,15 +74,26 @@ pub async fn wait_for_link(
                 phone: phone.clone().unwrap_or_default(),
                 expires_at: deadline(expires_in),
             }),
-            LinkProgress::Paired { .. } => service.set_pairing(Pairing::Paired),
+            LinkProgress::Paired { .. } => {
+                paired.set(true);
+                service.set_pairing(Pairing::Paired);
+            }
             _ => {}
         };
         let mut stopping = false;
         // A new request from the page replaces this attempt; a shutdown ends it.
         let cancel = async {
-            tokio::select! {
-                r = requests.recv() => next = r,
-                () = &mut stop => stopping = true,
+            loop {
+                tokio::select! {
+                    r = requests.recv() => {
+                        if paired.get() {
+                            continue;
+                        }
+                        next = r;
+                    }
+                    () = &mut stop => stopping = true,
+                }
+                break;
             }
         };
         match linking::link(&opts, progress, cancel, hermes_store::clock::now()).await {
@@ -84,20 +101,22 @@ pub async fn wait_for_link(
                 for w in &linked.warnings {
                     tracing::warn!("{w}");
                 }
-                crate::whatsapp::save_env(loaded, &[("WHATSAPP_ENABLED", "true")])?;
+                if let Err(e) = crate::whatsapp::save_env(loaded, &[("WHATSAPP_ENABLED", "true")]) {
+                    tracing::warn!(error = %format!("{e:#}"), "linked, but WHATSAPP_ENABLED=true could not be saved to .env");
+                }
                 hermes_whatsapp::status::forget_record(&loaded.home.path.join("state"));
                 if let Some(b) = &linked.backup {
                     tracing::info!(backup = %b.display(), "the previous session was kept as a backup");
                 }
                 tracing::info!(phone = %linked.account.phone, "linked through the pairing page");
-                service.set_pairing(Pairing::Idle);
+                // The page stays at "logging in" until the link reports its next state.
                 return Ok(Outcome::Linked);
             }
             Err(LinkError::Interrupted) if stopping => return Ok(Outcome::Stopped),
             Err(LinkError::Interrupted) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "linking through the pairing page did not finish");
-                service.set_pairing(Pairing::Failed { why: e.to_string() });
+                service.set_pairing(Pairing::Failed { why: page_reason(&e) });
             }
         }
     }
@@ -106,4 +125,15 @@ pub async fn wait_for_link(
 /// When a code shown now for `expires_in` expires, in unix milliseconds.
 fn deadline(expires_in: Duration) -> i64 {
     hermes_store::clock::now_millis().saturating_add(i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Why an attempt ended, in the page's words (the terminal's say "run the command again").
+fn page_reason(e: &LinkError) -> String {
+    match e {
+        LinkError::Timeout(_) | LinkError::QrExpired => {
+            "nobody scanned a code in time; ask for a new one when the phone is at hand".to_owned()
+        }
+        LinkError::Refused(why) => format!("WhatsApp refused the link ({why}); try again, or with the other way below"),
+        other => other.to_string(),
+    }
 }

@@ -49,6 +49,8 @@ pub(super) struct PairingState {
     view: watch::Sender<(u64, Pairing)>,
     requests: mpsc::UnboundedSender<PairRequest>,
     receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PairRequest>>>,
+    /// The last request passed on.
+    asked: std::sync::Mutex<Option<PairRequest>>,
 }
 
 impl PairingState {
@@ -58,6 +60,7 @@ impl PairingState {
             view: watch::channel((0, Pairing::Idle)).0,
             requests,
             receiver: std::sync::Mutex::new(Some(receiver)),
+            asked: std::sync::Mutex::new(None),
         }
     }
 
@@ -78,13 +81,29 @@ impl PairingState {
         self.receiver.lock().expect("not poisoned").take()
     }
 
+    /// Passes `request` on, unless the same one is already starting or the phone already
+    /// accepted: a double click starts one attempt, and nothing throws an accepted link away.
+    fn ask(&self, request: PairRequest) {
+        let mut asked = self.asked.lock().expect("not poisoned");
+        let (_, view) = self.get();
+        if view == Pairing::Paired || (view == Pairing::Starting && asked.as_ref() == Some(&request)) {
+            return;
+        }
+        *asked = Some(request.clone());
+        self.set(Pairing::Starting);
+        if self.requests.send(request).is_err() {
+            self.set(Pairing::Failed { why: "this gateway cannot link from the page".to_owned() });
+        }
+    }
+
     /// Asks for a QR code when nothing runs yet (a page load), and waits a little for it, so
     /// the first page shown already has the code.
     async fn want_qr(&self) {
         let mut changes = self.view.subscribe();
-        if !matches!(changes.borrow_and_update().1, Pairing::Idle) || self.requests.send(PairRequest::Qr).is_err() {
+        if !matches!(changes.borrow_and_update().1, Pairing::Idle) {
             return;
         }
+        self.ask(PairRequest::Qr);
         let _ = tokio::time::timeout(
             FIRST_CODE_WAIT,
             changes.wait_for(|(_, p)| !matches!(p, Pairing::Idle | Pairing::Starting)),
@@ -121,7 +140,12 @@ pub(super) async fn section(app: &App, link_version: u64) -> String {
             ));
             html.push_str(&countdown(*expires_at, ""));
         }
-        Pairing::Paired => html.push_str("<p id=\"step\">The phone accepted this device; logging in&hellip;</p>"),
+        Pairing::Paired => {
+            // Nothing to click: a new request now would throw away a link the phone accepted.
+            html.push_str("<p id=\"step\">The phone accepted this device; logging in&hellip;</p></div>");
+            html.push_str(&reload_script(&token, version, link_version));
+            return html;
+        }
         Pairing::Failed { why } => {
             html.push_str(&format!(
                 "<p id=\"step\" class=\"bad\">No link: {}</p><form method=\"post\" action=\"/pair{token}\">{}\
@@ -199,8 +223,10 @@ pub(super) struct PairForm {
 
 /// `POST /pair`: a new QR code, or a pairing code for a phone number.
 pub(super) async fn request(State(app): State<App>, headers: HeaderMap, Form(form): Form<PairForm>) -> Response {
-    // A form posted from another site's page is refused: only this page asks for codes.
-    if let (Some(origin), Some(host)) = (header(&headers, "origin"), header(&headers, "host"))
+    // Without a token, a form posted from another site's page is refused: only this page asks
+    // for codes. (With one, the token in the form is what proves it, behind any proxy.)
+    if app.token.is_none()
+        && let (Some(origin), Some(host)) = (header(&headers, "origin"), header(&headers, "host"))
         && origin.split_once("://").map(|(_, rest)| rest) != Some(host)
     {
         return (StatusCode::FORBIDDEN, "this form only works from the gateway's own page\n").into_response();
@@ -226,10 +252,7 @@ pub(super) async fn request(State(app): State<App>, headers: HeaderMap, Form(for
         },
         other => return (StatusCode::BAD_REQUEST, format!("unknown request '{}'\n", esc(other))).into_response(),
     };
-    app.service.pairing.set(Pairing::Starting);
-    if app.service.pairing.requests.send(request).is_err() {
-        app.service.pairing.set(Pairing::Failed { why: "this gateway cannot link from the page".to_owned() });
-    }
+    app.service.pairing.ask(request);
     let back = app.token.as_deref().map_or_else(|| "/".to_owned(), |t| format!("/?token={t}"));
     Redirect::to(&back).into_response()
 }

@@ -11,6 +11,7 @@ mod gateway;
 mod hostile;
 #[cfg(feature = "simulator")]
 mod import;
+mod install;
 #[cfg(feature = "simulator")]
 mod link;
 #[cfg(feature = "simulator")]

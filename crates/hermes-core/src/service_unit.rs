@@ -1,0 +1,204 @@
+//! The systemd unit `hermes gateway install` writes: restarted after a crash or a lost
+//! network, never after a verdict that needs a person (WhatsApp ended the session, exit 1; the
+//! configuration is wrong, exit 2), where a restart loop would only hammer WhatsApp with dead
+//! credentials. Hardened so that the gateway can write HERMES_HOME and nothing else.
+
+use std::path::Path;
+
+/// Hermes' own unit name, so `systemctl --user status hermes-gateway` works after switching.
+pub const NAME: &str = "hermes-gateway";
+
+/// Where the unit runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A user unit (`~/.config/systemd/user`), running while the user is logged in, or
+    /// always with lingering on.
+    User,
+    /// A system unit (`/etc/systemd/system`), running at boot as the owner of HERMES_HOME.
+    System,
+}
+
+/// What the unit is made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec<'a> {
+    pub scope: Scope,
+    /// The hermes binary, absolute.
+    pub exec: &'a Path,
+    /// HERMES_HOME, absolute (a profile's own folder: the same as `--profile NAME`).
+    pub home: &'a Path,
+    /// What the gateway writes besides HERMES_HOME: the folder of a session kept elsewhere
+    /// (linking writes beside the session, backups too).
+    pub also_writes: Option<&'a Path>,
+    /// A system unit's user and group (numeric ids, which systemd takes as they are).
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// The unit's name for a profile: `hermes-gateway`, or `hermes-gateway-NAME`.
+pub fn unit_name(profile: Option<&str>) -> String {
+    match profile {
+        Some(p) => format!("{NAME}-{p}.service"),
+        None => format!("{NAME}.service"),
+    }
+}
+
+/// Why a path cannot go into a unit file as it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("{0} is not an absolute path; a service starts from /, so give the full path")]
+    Relative(String),
+    #[error(
+        "{0} contains a character a unit file cannot hold as it is (a newline, a quote, a backslash, % or $); \
+         move it to a plain path"
+    )]
+    Unquotable(String),
+}
+
+/// A path as a unit-file word: absolute, and without what systemd would read as syntax.
+fn word(path: &Path) -> Result<String, UnitError> {
+    let s = path.to_string_lossy().into_owned();
+    if !path.is_absolute() {
+        return Err(UnitError::Relative(s));
+    }
+    plain(&s)?;
+    Ok(s)
+}
+
+/// Refuses what systemd would read as syntax inside a quoted word.
+fn plain(s: &str) -> Result<(), UnitError> {
+    if s.chars().any(|c| matches!(c, '"' | '\'' | '\\' | '%' | '$') || c.is_control()) {
+        return Err(UnitError::Unquotable(s.to_owned()));
+    }
+    Ok(())
+}
+
+/// The unit file's text.
+pub fn systemd_unit(spec: &Spec<'_>) -> Result<String, UnitError> {
+    let exec = word(spec.exec)?;
+    let home = word(spec.home)?;
+    // Quoted: a path with spaces stays one word.
+    let start = format!("\"{exec}\" gateway");
+    let mut writable = format!("\"{home}\"");
+    if let Some(other) = spec.also_writes {
+        writable.push_str(&format!(" \"{}\"", word(other)?));
+    }
+    let mut u = String::new();
+    u.push_str(&format!(
+        "# Written by `hermes gateway install`; `hermes gateway uninstall` removes it.\n\
+         [Unit]\n\
+         Description=Hermes Agent Gateway - WhatsApp (hermes)\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         # A crash loop is given up after 5 starts in 10 minutes, rather than spinning for ever.\n\
+         StartLimitIntervalSec=600\n\
+         StartLimitBurst=5\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         ExecStart={start}\n\
+         Environment=\"HERMES_HOME={home}\"\n"
+    ));
+    if let Some((uid, gid)) = spec.run_as {
+        u.push_str(&format!("User={uid}\nGroup={gid}\n"));
+    }
+    u.push_str(
+        "# Restarted after a crash or a failure to start; not after exit 1 (WhatsApp ended the\n\
+         # session: re-link, `hermes whatsapp repair`) or exit 2 (a configuration error to fix).\n\
+         Restart=on-failure\n\
+         RestartSec=10\n\
+         RestartPreventExitStatus=1 2\n\
+         # SIGTERM: what is being sent is finished, what is not answered yet is kept for the next start.\n\
+         KillSignal=SIGTERM\n\
+         TimeoutStopSec=30\n\
+         UMask=0077\n\
+         NoNewPrivileges=yes\n\
+         LockPersonality=yes\n\
+         RestrictRealtime=yes\n\
+         RestrictSUIDSGID=yes\n\
+         SystemCallArchitectures=native\n",
+    );
+    // The file-system and kernel sandbox needs privileges a user manager may lack (it would
+    // refuse to start the service), so only a system unit gets it.
+    if spec.scope == Scope::System {
+        u.push_str(&format!(
+            "ProtectSystem=strict\n\
+             ReadWritePaths={writable}\n\
+             ProtectHome=read-only\n\
+             PrivateTmp=yes\n\
+             PrivateDevices=yes\n\
+             ProtectKernelTunables=yes\n\
+             ProtectKernelModules=yes\n\
+             ProtectKernelLogs=yes\n\
+             ProtectControlGroups=yes\n\
+             ProtectClock=yes\n\
+             ProtectHostname=yes\n\
+             RestrictNamespaces=yes\n\
+             MemoryDenyWriteExecute=yes\n\
+             CapabilityBoundingSet=\n\
+             RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"
+        ));
+    }
+    let target = match spec.scope {
+        Scope::User => "default.target",
+        Scope::System => "multi-user.target",
+    };
+    u.push_str(&format!("\n[Install]\nWantedBy={target}\n"));
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(scope: Scope) -> Spec<'static> {
+        Spec {
+            scope,
+            exec: Path::new("/usr/local/bin/hermes"),
+            home: Path::new("/home/ana/.hermes"),
+            also_writes: None,
+            run_as: None,
+        }
+    }
+
+    #[test]
+    fn a_verdict_that_needs_a_person_is_not_restarted() {
+        let u = systemd_unit(&spec(Scope::User)).expect("unit");
+        assert!(u.contains("\nRestart=on-failure\n") && u.contains("\nRestartPreventExitStatus=1 2\n"), "{u}");
+        assert!(u.contains("\nExecStart=\"/usr/local/bin/hermes\" gateway\n"), "{u}");
+        assert!(u.contains("\nEnvironment=\"HERMES_HOME=/home/ana/.hermes\"\n"), "{u}");
+        assert!(u.contains("\nWantedBy=default.target\n") && !u.contains("ProtectSystem"), "{u}");
+    }
+
+    #[test]
+    fn a_system_unit_runs_as_the_owner_and_writes_only_hermes_home() {
+        let u = systemd_unit(&Spec {
+            run_as: Some((1000, 1000)),
+            also_writes: Some(Path::new("/srv/wa")),
+            ..spec(Scope::System)
+        })
+        .expect("unit");
+        for line in [
+            "User=1000",
+            "Group=1000",
+            "ProtectSystem=strict",
+            "ReadWritePaths=\"/home/ana/.hermes\" \"/srv/wa\"",
+            "PrivateTmp=yes",
+            "NoNewPrivileges=yes",
+            "WantedBy=multi-user.target",
+            "ExecStart=\"/usr/local/bin/hermes\" gateway",
+        ] {
+            assert!(u.lines().any(|l| l == line), "{line} in\n{u}");
+        }
+        assert_eq!(unit_name(Some("work")), "hermes-gateway-work.service");
+        assert_eq!(unit_name(None), "hermes-gateway.service");
+    }
+
+    #[test]
+    fn paths_a_unit_file_cannot_hold_are_refused() {
+        let bad = |home: &'static str| systemd_unit(&Spec { home: Path::new(home), ..spec(Scope::User) });
+        assert!(matches!(bad("relative/home"), Err(UnitError::Relative(_))));
+        for home in ["/home/a\nExecStartPre=/bin/evil", "/home/50%", "/home/$USER", "/home/a\"b"] {
+            assert!(matches!(bad(home), Err(UnitError::Unquotable(_))), "{home:?}");
+        }
+        assert!(bad("/home/ana/my hermes").expect("spaces are quoted").contains("\"HERMES_HOME=/home/ana/my hermes\""));
+    }
+}

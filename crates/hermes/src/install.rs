@@ -1,0 +1,197 @@
+//! `hermes gateway install` and `uninstall`: the gateway as a systemd service, under Hermes'
+//! unit name. The unit itself (what restarts, what is hardened) is `hermes_core::service_unit`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use hermes_core::service_unit::{self, Scope, Spec};
+
+use crate::exit;
+use crate::load::{self, Loaded};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A user unit (~/.config/systemd/user): the default, unless run as root.
+    #[arg(long, conflicts_with = "system")]
+    user: bool,
+    /// A system unit (/etc/systemd/system), run at boot as the owner of HERMES_HOME (needs root).
+    #[arg(long)]
+    system: bool,
+    /// Write the unit to stdout and change nothing.
+    #[arg(long)]
+    print: bool,
+    /// Replace a unit that differs from the one this would write.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    /// The user unit (the default, unless run as root).
+    #[arg(long, conflicts_with = "system")]
+    user: bool,
+    /// The system unit.
+    #[arg(long)]
+    system: bool,
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn scope(user: bool, system: bool) -> Scope {
+    if system || (!user && is_root()) { Scope::System } else { Scope::User }
+}
+
+/// Where units of `scope` go.
+fn unit_dir(scope: Scope, loaded: &Loaded) -> anyhow::Result<PathBuf> {
+    match scope {
+        Scope::System => Ok(PathBuf::from("/etc/systemd/system")),
+        Scope::User => {
+            let config = std::env::var_os("XDG_CONFIG_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| loaded.home_dir.as_ref().map(|h| h.join(".config")))
+                .ok_or_else(|| exit::usage("HOME is not set: cannot tell where user units go"))?;
+            Ok(config.join("systemd").join("user"))
+        }
+    }
+}
+
+fn systemctl(scope: Scope, args: &[&str]) -> Result<(), String> {
+    let mut cmd = std::process::Command::new("systemctl");
+    if scope == Scope::User {
+        cmd.arg("--user");
+    }
+    let shown = format!("systemctl {}{}", if scope == Scope::User { "--user " } else { "" }, args.join(" "));
+    match cmd.args(args).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!("`{shown}` failed: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        Err(e) => Err(format!("`{shown}` cannot be run: {e}")),
+    }
+}
+
+/// An absolute form of `p`, from the working directory, without following links.
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolve {}", p.display()))
+}
+
+pub fn install(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
+    let loaded = load::load(profile)?;
+    if loaded.resolved.has_errors() {
+        for d in loaded.resolved.errors() {
+            eprintln!("hermes: configuration error: {d}");
+        }
+        return Ok(exit::USAGE);
+    }
+    let scope = scope(args.user, args.system);
+    let exec = std::env::current_exe().context("find the hermes binary")?;
+    let home = absolute(&loaded.home.path)?;
+    let session = absolute(&loaded.session_dir().path)?;
+    let session_parent = session.parent().map(Path::to_path_buf);
+    let also_writes = session_parent.as_deref().filter(|p| !p.starts_with(&home));
+    let run_as = match scope {
+        Scope::User => None,
+        Scope::System => {
+            use std::os::unix::fs::MetadataExt as _;
+            let meta = std::fs::metadata(&home).map_err(|e| {
+                exit::usage(format!(
+                    "HERMES_HOME {} cannot be read ({e}): a system unit runs as its owner; link first with \
+                     `hermes whatsapp`, as that user",
+                    home.display()
+                ))
+            })?;
+            if meta.uid() == 0 {
+                eprintln!(
+                    "hermes: warning: {} belongs to root, so the service runs as root; better: `chown -R USER {}` first",
+                    home.display(),
+                    home.display()
+                );
+            }
+            Some((meta.uid(), meta.gid()))
+        }
+    };
+    let spec = Spec { scope, exec: &exec, home: &home, also_writes, run_as };
+    let unit = service_unit::systemd_unit(&spec).map_err(|e| exit::usage(e.to_string()))?;
+    if args.print {
+        std::io::stdout().lock().write_all(unit.as_bytes())?;
+        return Ok(exit::OK);
+    }
+    let name = service_unit::unit_name(loaded.home.profile.as_deref());
+    let dir = unit_dir(scope, &loaded)?;
+    let path = dir.join(&name);
+    match std::fs::read_to_string(&path) {
+        Ok(existing) if existing == unit => {
+            println!("{} is already installed as {}; nothing was changed.", name, path.display());
+            return Ok(exit::OK);
+        }
+        Ok(_) if !args.force => {
+            eprintln!(
+                "hermes: {} exists and differs from the unit this hermes would write; nothing was changed. \
+                 `hermes gateway install --print` shows the new one, `--force` replaces it",
+                path.display()
+            );
+            return Ok(exit::PROBLEM);
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    write_unit(&path, &unit)?;
+    println!("Wrote {}.", path.display());
+    let who = if scope == Scope::User { "--user " } else { "" };
+    for step in [&["daemon-reload"][..], &["enable", &name]] {
+        if let Err(e) = systemctl(scope, step) {
+            eprintln!(
+                "hermes: {e}; the unit is written: run `systemctl {who}daemon-reload && systemctl {who}enable {name}`"
+            );
+            return Ok(exit::PROBLEM);
+        }
+    }
+    println!("Enabled. Start it now: systemctl {who}start {name}");
+    println!("Its log: journalctl {who}-u {name} -f");
+    if scope == Scope::User {
+        println!("To keep it running after you log out: sudo loginctl enable-linger $USER");
+    }
+    if loaded.resolved.config.whatsapp.listen.value.is_none() {
+        println!(
+            "Without a listener, a session WhatsApp ends stops the service (it is not restarted then: re-link with \
+             `hermes whatsapp repair`). Set HERMES_GATEWAY_LISTEN=127.0.0.1:8080 in {} for health checks and a page \
+             that links again from a browser.",
+            loaded.env_file().display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Writes the unit readable by all (systemd reads it; it holds no secret), atomically.
+fn write_unit(path: &Path, unit: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = path.with_extension("service.tmp");
+    std::fs::write(&tmp, unit).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("chmod {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+pub fn uninstall(profile: Option<&str>, args: &UninstallArgs) -> anyhow::Result<u8> {
+    let loaded = load::load(profile)?;
+    let scope = scope(args.user, args.system);
+    let name = service_unit::unit_name(loaded.home.profile.as_deref());
+    let path = unit_dir(scope, &loaded)?.join(&name);
+    if !path.exists() {
+        println!("{} is not installed ({} does not exist); nothing was changed.", name, path.display());
+        return Ok(exit::OK);
+    }
+    // Stopped and disabled first; a unit systemd does not know (never reloaded) is only removed.
+    if let Err(e) = systemctl(scope, &["disable", "--now", &name]) {
+        eprintln!("hermes: warning: {e}");
+    }
+    std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+    println!("Removed {}.", path.display());
+    if let Err(e) = systemctl(scope, &["daemon-reload"]) {
+        eprintln!("hermes: warning: {e}");
+    }
+    Ok(exit::OK)
+}
