@@ -55,6 +55,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         })
         .collect();
     let own = shared.messenger.account();
+    let live = shared.live();
     let message = admission::Inbound {
         chat: &row.chat,
         sender: &row.sender,
@@ -65,7 +66,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         unreadable: row.unreadable,
     };
     let known = admission::Known {
-        config: &shared.config,
+        config: &live.config,
         own: own.as_ref(),
         aliases: &alias_ids,
         approvals: &approvals,

@@ -126,7 +126,8 @@ enum Unanswered {
 
 /// The agent's answer, or why there is none.
 async fn ask(shared: &Shared, chat: &Jid, text: &str, images: &[String]) -> Result<String, Unanswered> {
-    let Some(model) = &shared.model else {
+    let live = shared.live();
+    let Some(model) = &live.model else {
         tracing::error!("no AI model is configured: set `model:` in config.yaml (and its API key in .env)");
         return Err(Unanswered::Tell(
             "Sorry, I can't answer: no AI model is configured for this gateway yet.".to_owned(),
@@ -135,12 +136,12 @@ async fn ask(shared: &Shared, chat: &Jid, text: &str, images: &[String]) -> Resu
     let (c, window) = (chat.clone(), shared.history_window);
     let history = shared.db.call(move |s| s.history(&c, window)).await.unwrap_or_default();
     // Bounded input: one message, each turn of history, and the history as a whole.
-    let cfg = &shared.config;
+    let cfg = &live.config;
     let cap = |t: &str| budget::cap_message(t, usize::try_from(cfg.max_input_chars.value).unwrap_or(usize::MAX));
     let history: Vec<(Role, String)> = history.into_iter().map(|(role, content)| (role, cap(&content))).collect();
     let sizes: Vec<usize> = history.iter().map(|(_, content)| content.chars().count()).collect();
     let fit = budget::history_fits(&sizes, usize::try_from(cfg.max_history_chars.value).unwrap_or(usize::MAX));
-    let mut messages = vec![Message::new(Speaker::System, shared.system_prompt.clone())];
+    let mut messages = vec![Message::new(Speaker::System, live.system_prompt.clone())];
     messages.extend(history.into_iter().skip(sizes.len() - fit).map(|(role, content)| {
         Message::new(if role == Role::User { Speaker::User } else { Speaker::Assistant }, content)
     }));
@@ -192,7 +193,7 @@ async fn status(shared: &Shared) -> String {
     let link = if *shared.messenger.connected().borrow() { "connected" } else { "reconnecting" };
     format!(
         "WhatsApp link: {link}\nModel: {}\nQueue: {} message(s) waiting, {} reply part(s) to send",
-        shared.model_label,
+        shared.live().model_label,
         waiting.saturating_sub(1).max(0),
         unsent
     )
@@ -208,8 +209,9 @@ async fn commit(
     files: &[OutMedia],
     exchange: Option<(String, String)>,
 ) {
-    let prefix = match shared.config.mode.value {
-        Mode::SelfChat => shared.config.reply_prefix.value.clone(),
+    let live = shared.live();
+    let prefix = match live.config.mode.value {
+        Mode::SelfChat => live.config.reply_prefix.value.clone(),
         Mode::Bot => String::new(),
     };
     let formatted = format::to_whatsapp(reply);

@@ -83,6 +83,39 @@ impl std::fmt::Debug for Options {
     }
 }
 
+/// What a running gateway changes without a restart ([`Pipeline::reload`]): who is let in
+/// and how (the WhatsApp settings the decisions read), and which model answers, as what.
+pub struct Settings {
+    pub config: WhatsAppConfig,
+    pub model: Option<Arc<dyn Model>>,
+    pub system_prompt: String,
+    pub model_label: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings").field("model_label", &self.model_label).finish_non_exhaustive()
+    }
+}
+
+/// Puts new [`Settings`] in force in a running pipeline.
+#[derive(Clone)]
+pub struct SettingsHandle(Arc<worker::Shared>);
+
+impl std::fmt::Debug for SettingsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettingsHandle").finish_non_exhaustive()
+    }
+}
+
+impl SettingsHandle {
+    /// The next message is decided and answered with `settings`; one being answered now
+    /// finishes with those it started with.
+    pub fn replace(&self, settings: Settings) {
+        self.0.replace(settings);
+    }
+}
+
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,10 +127,16 @@ pub enum GatewayError {
 
 /// The running pipeline; dropping it stops every task, chat workers included. Nothing is lost
 /// by that: what was not committed is still waiting in the journal or the outbox.
-#[derive(Debug)]
 pub struct Pipeline {
     tasks: JoinSet<()>,
     control: ControlInfo,
+    shared: Arc<worker::Shared>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("control", &self.control).finish_non_exhaustive()
+    }
 }
 
 impl Pipeline {
@@ -105,7 +144,7 @@ impl Pipeline {
         let outbox_wake = Arc::new(Notify::new());
         let shared = Arc::new(worker::Shared::new(&opts, outbox_wake.clone()));
         let mut tasks = JoinSet::new();
-        tasks.spawn(dispatch::dispatch(shared, opts.wake.clone()));
+        tasks.spawn(dispatch::dispatch(shared.clone(), opts.wake.clone()));
         tasks.spawn(outbound::send_loop(
             opts.db.clone(),
             opts.messenger.clone(),
@@ -120,7 +159,12 @@ impl Pipeline {
         }
         let (control, server) = control::start(&opts, outbox_wake, http).await?;
         tasks.spawn(server);
-        Ok(Pipeline { tasks, control })
+        Ok(Pipeline { tasks, control, shared })
+    }
+
+    /// What puts new settings in force while the pipeline runs.
+    pub fn settings_handle(&self) -> SettingsHandle {
+        SettingsHandle(self.shared.clone())
     }
 
     /// Where `hermes send` reaches this gateway.

@@ -1,7 +1,7 @@
 //! One chat's worker: messages in journal order, text debounced into one question.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use std::path::PathBuf;
@@ -29,13 +29,10 @@ pub(crate) type Row = (i64, Inbound);
 /// What every worker shares.
 pub(crate) struct Shared {
     pub(crate) db: Db,
-    pub(crate) config: WhatsAppConfig,
-    pub(crate) model: Option<Arc<dyn Model>>,
-    pub(crate) system_prompt: String,
-    pub(crate) model_label: String,
+    /// What a reload replaces; each message is decided and answered with one version of it.
+    settings: RwLock<Arc<Live>>,
     pub(crate) messenger: Arc<dyn Messenger>,
     pub(crate) history_window: usize,
-    pub(crate) debounce: Duration,
     pub(crate) permits: Semaphore,
     pub(crate) outbox_wake: Arc<Notify>,
     /// Rows handed to a worker and not known to be handled yet.
@@ -53,20 +50,37 @@ pub(crate) struct Shared {
     attempts: Mutex<HashMap<i64, u32>>,
 }
 
-impl Shared {
-    pub(crate) fn new(opts: &Options, outbox_wake: Arc<Notify>) -> Shared {
-        let debounce = Duration::try_from_secs_f64(opts.config.text_batch_delay_seconds.value.max(0.0))
+/// The settings in force: what `Pipeline::reload` replaces while the gateway runs.
+pub(crate) struct Live {
+    pub(crate) config: WhatsAppConfig,
+    pub(crate) model: Option<Arc<dyn Model>>,
+    pub(crate) system_prompt: String,
+    pub(crate) model_label: String,
+    pub(crate) debounce: Duration,
+}
+
+impl Live {
+    pub(crate) fn new(s: crate::Settings) -> Live {
+        let debounce = Duration::try_from_secs_f64(s.config.text_batch_delay_seconds.value.max(0.0))
             .unwrap_or_default()
             .min(DEBOUNCE_CAP);
-        Shared {
-            db: opts.db.clone(),
+        Live { config: s.config, model: s.model, system_prompt: s.system_prompt, model_label: s.model_label, debounce }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(opts: &Options, outbox_wake: Arc<Notify>) -> Shared {
+        let settings = crate::Settings {
             config: opts.config.clone(),
             model: opts.model.clone(),
             system_prompt: opts.system_prompt.clone(),
             model_label: opts.model_label.clone(),
+        };
+        Shared {
+            db: opts.db.clone(),
+            settings: RwLock::new(Arc::new(Live::new(settings))),
             messenger: opts.messenger.clone(),
             history_window: opts.history_window,
-            debounce,
             permits: Semaphore::new(opts.max_parallel.max(1)),
             outbox_wake,
             in_flight: Mutex::new(HashSet::new()),
@@ -79,6 +93,16 @@ impl Shared {
             media_permits: Semaphore::new(2),
             attempts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The settings in force now.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.settings.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the settings; messages already being answered finish with the old ones.
+    pub(crate) fn replace(&self, settings: crate::Settings) {
+        *self.settings.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Live::new(settings));
     }
 
     /// Counts a failed attempt at a message's media; how many so far.
@@ -179,7 +203,7 @@ fn set_busy(busy: &Busy, seqs: &[i64]) {
 pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Row>, busy: Busy) {
     let mut batch: Option<Batch> = None;
     loop {
-        let next = match batch.as_ref().map(|b| b.due(shared.debounce)) {
+        let next = match batch.as_ref().map(|b| b.due(shared.live().debounce)) {
             // Cancel-safe: a row not received stays in the channel.
             Some(at) => tokio::select! {
                 r = rx.recv() => r,
@@ -244,7 +268,7 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 b.texts.push(text);
                 b.raw.push(row.text.clone());
                 b.last = now;
-                if shared.debounce.is_zero() {
+                if shared.live().debounce.is_zero() {
                     let b = batch.take().expect("just filled");
                     set_busy(&busy, &b.seqs);
                     answer::answer(&shared, &b).await;

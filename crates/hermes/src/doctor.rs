@@ -18,6 +18,14 @@ pub async fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let mut checks = vec![doctor::check_home(&loaded.home, loaded.home_exists)];
     checks.extend(doctor::check_config(&loaded.resolved.diagnostics, &loaded.files_read));
     checks.push(settings_check(&loaded));
+    if let Some((current, message)) = crate::reload::describe(&loaded.home.path) {
+        let (status, fix) = if current {
+            (Status::Ok, None)
+        } else {
+            (Status::Warn, Some("fix and save the file; the gateway reads it again by itself".to_owned()))
+        };
+        checks.push(Check { name: "settings_in_force", status, message, fix });
+    }
     checks.push(doctor::check_enabled(&cfg.whatsapp));
     checks.extend(doctor::check_session_dir(&loaded.home.path, &session, &facts));
     checks.extend(link_checks(&loaded, &session.path).await);

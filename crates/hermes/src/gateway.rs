@@ -141,6 +141,18 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
     // With a listener, a link that needs a person waits for one on the pairing page.
     let mut page_requests = pipeline_opts.listen.is_some().then(|| service.take_pair_requests()).flatten();
     let mut pipeline = hermes_gateway::Pipeline::start(pipeline_opts).await.context("start the pipeline")?;
+    // Edits to .env, config.yaml and SOUL.md are put in force while it runs.
+    let reloader = {
+        let handle = pipeline.settings_handle();
+        let record = crate::reload::started(&loaded);
+        tokio::spawn(crate::reload::watch(
+            profile.map(str::to_owned),
+            loaded.home.path.clone(),
+            loaded.resolved.config.clone(),
+            record,
+            move |new: &load::Loaded| handle.replace(settings(new)),
+        ))
+    };
     // One listener for Ctrl-C and SIGTERM for the whole run: a signal that comes between two
     // waits (a supervisor ending, a link being installed) is not lost.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -213,6 +225,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
             crate::relink::Outcome::Stopped => break last,
         }
     };
+    reloader.abort();
     pipeline.stop().await;
     alerts.flush().await;
     if let Some(why) = failure {
@@ -299,6 +312,19 @@ fn private_state_dir(state: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a reload may change: the WhatsApp settings the decisions read, and the model.
+pub fn settings(loaded: &load::Loaded) -> hermes_gateway::Settings {
+    let (agent, model_label) = agent(&loaded.resolved.config.model);
+    // As in Hermes, SOUL.md in HERMES_HOME is the agent's persona.
+    let soul = std::fs::read_to_string(loaded.home.path.join("SOUL.md")).ok();
+    hermes_gateway::Settings {
+        config: loaded.resolved.config.whatsapp.clone(),
+        model: agent.map(|a| std::sync::Arc::new(a) as std::sync::Arc<dyn hermes_gateway::Model>),
+        system_prompt: hermes_agent::system_prompt(soul.as_deref()),
+        model_label,
+    }
+}
+
 /// The pipeline's settings from the configuration: the model, the system prompt, the limits.
 fn pipeline_options(
     loaded: &load::Loaded,
@@ -308,14 +334,12 @@ fn pipeline_options(
     service: std::sync::Arc<hermes_gateway::service::ServiceState>,
 ) -> hermes_gateway::Options {
     let home = &loaded.home.path;
-    let (agent, model_label) = agent(&loaded.resolved.config.model);
-    // As in Hermes, SOUL.md in HERMES_HOME is the agent's persona.
-    let soul = std::fs::read_to_string(home.join("SOUL.md")).ok();
+    let live = settings(loaded);
     hermes_gateway::Options {
-        config: loaded.resolved.config.whatsapp.clone(),
-        model: agent.map(|a| std::sync::Arc::new(a) as std::sync::Arc<dyn hermes_gateway::Model>),
-        system_prompt: hermes_agent::system_prompt(soul.as_deref()),
-        model_label,
+        config: live.config,
+        model: live.model,
+        system_prompt: live.system_prompt,
+        model_label: live.model_label,
         db,
         state_dir: home.join("state"),
         messenger: std::sync::Arc::new(messenger),

@@ -17,6 +17,7 @@ mod load;
 mod pairing;
 mod qr;
 mod relink;
+mod reload;
 mod send;
 mod whatsapp;
 

@@ -511,6 +511,7 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     };
     let record = st.record.as_ref();
     let name = st.state.as_str();
+    let settings = crate::reload::describe(&loaded.home.path);
     let mut stdout = std::io::stdout().lock();
     if json {
         let v = json!({
@@ -525,6 +526,7 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
             "last_connected": record.and_then(|r| r.last_connected),
             "reconnects_last_hour": record.map_or(0, |r| r.reconnects.len()),
             "fix": st.fix,
+            "settings": settings.as_ref().map(|(current, message)| json!({ "current": current, "message": message })),
         });
         writeln!(stdout, "{v}")?;
     } else {
@@ -555,6 +557,9 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         )?;
         if let Some(pid) = st.in_use_by_pid {
             writeln!(stdout, "in use by  PID {pid}")?;
+        }
+        if let Some((_, message)) = &settings {
+            writeln!(stdout, "settings   {message}")?;
         }
         if let Some(f) = &st.fix {
             writeln!(stdout, "fix        {f}")?;

@@ -9,10 +9,13 @@
 //! to its default so the remaining checks still run. Commands that act (the gateway) refuse to
 //! start while any diagnostic is an error; `doctor` and `explain` show them all.
 
+mod changes;
 pub mod dotenv;
 mod keys;
 mod values;
 pub mod yaml;
+
+pub use changes::{Change, applies_live, changes};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -18,6 +18,8 @@ mod link;
 mod media;
 #[cfg(feature = "simulator")]
 mod pipeline;
+#[cfg(feature = "simulator")]
+mod reload;
 mod send;
 #[cfg(feature = "simulator")]
 mod service;
