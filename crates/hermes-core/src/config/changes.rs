@@ -79,13 +79,12 @@ mod tests {
     }
 
     #[test]
-    fn an_edited_allowlist_applies_at_once_and_the_session_path_at_the_next_start() {
+    fn an_edited_allowlist_applies_at_once_and_the_retention_at_the_next_start() {
         let before = config("WHATSAPP_ALLOWED_USERS=15551234567\n", "");
-        let after =
-            config("WHATSAPP_ALLOWED_USERS=15551234567,4915100001111\n", "whatsapp:\n  session_path: /srv/wa\n");
+        let after = config("WHATSAPP_ALLOWED_USERS=15551234567,4915100001111\n", "whatsapp:\n  retention_days: 60\n");
         let c = changes(&before, &after);
         let keys: Vec<(&str, bool)> = c.iter().map(|c| (c.key, c.live)).collect();
-        assert_eq!(keys, [("WHATSAPP_ALLOWED_USERS", true), ("session_path", false)]);
+        assert_eq!(keys, [("WHATSAPP_ALLOWED_USERS", true), ("WHATSAPP_RETENTION_DAYS", false)]);
         assert_eq!((c[0].before.as_str(), c[0].after.as_str()), ("15551234567", "15551234567,4915100001111"));
         assert!(matches!(c[0].origin, Origin::DotEnv(_)), "{:?}", c[0].origin);
         assert!(changes(&after, &after).is_empty());
