@@ -125,7 +125,8 @@ impl Metrics {
 
     /// The link entered `state`: its gauge is 1, every other 0.
     pub fn set_link_state(&self, state: &str) {
-        for name in hermes_core::link::StateName::ALL.iter().map(|s| s.as_str()) {
+        // Besides the link's states, linking's own wait for a person (a passkey).
+        for name in hermes_core::link::StateName::ALL.iter().map(|s| s.as_str()).chain(["passkey_required"]) {
             self.link_state.get_or_create(&State { state: name.to_owned() }).set(i64::from(name == state));
         }
     }

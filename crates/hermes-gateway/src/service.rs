@@ -94,6 +94,21 @@ impl ServiceState {
         self.link.borrow().clone()
     }
 
+    /// Linking met WhatsApp's request for the account's passkey: not ready, and why, until a
+    /// link is made.
+    pub fn set_passkey_required(&self, fix: &str, now: i64) {
+        self.metrics.set_link_state("passkey_required");
+        self.link.send_modify(|view| {
+            *view = LinkView {
+                state: "passkey_required".to_owned(),
+                since: now,
+                fix: Some(fix.to_owned()),
+                needs_link: true,
+                version: view.version + 1,
+            };
+        });
+    }
+
     /// The listener's page is at `url`: the fix of a link that needs a person points there.
     pub fn set_page_url(&self, url: String) {
         let _ = self.page.set(url);
@@ -187,10 +202,12 @@ async fn guard(
         }
     }
     let mut response = next.run(request).await;
-    // The page may show a QR code or a token-bearing link: never cached, framed or referred.
+    // The page may show a QR code or a token-bearing link: never cached, framed, or referred
+    // to another site. (`same-origin`, not `no-referrer`: with that, a browser posts the
+    // page's own forms with `Origin: null`, and `pairing::request` would refuse them.)
     let headers = response.headers_mut();
     for (name, value) in
-        [("cache-control", "no-store"), ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer")]
+        [("cache-control", "no-store"), ("x-frame-options", "DENY"), ("referrer-policy", "same-origin")]
     {
         headers.insert(name, axum::http::HeaderValue::from_static(value));
     }

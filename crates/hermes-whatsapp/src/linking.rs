@@ -52,6 +52,15 @@ pub enum LinkError {
     /// WhatsApp refused the device during or right after linking.
     #[error("WhatsApp refused the link: {0}")]
     Refused(String),
+    /// WhatsApp asks for the account's passkey before it links this device; a gateway cannot
+    /// present one.
+    #[error(
+        "WhatsApp asks for this account's passkey to link a new device, and a gateway cannot present one: link \
+         with a pairing code instead (`hermes whatsapp --pair-code NUMBER`, or the form on the gateway's page); \
+         if WhatsApp asks again, remove the passkey on the phone (WhatsApp > Settings > Account > Passkeys), \
+         link, then add it back"
+    )]
+    PasskeyRequired,
     /// The server URL is not allowed in this build.
     #[error("{0}")]
     ServerUrl(String),
@@ -272,6 +281,9 @@ async fn run_link(
                 }
             }
             Event::PairingQrCodesExhausted(_) => break Err(LinkError::QrExpired),
+            // No authenticator is registered, so the client would wait for ever: say it now.
+            Event::PairPasskeyRequest(_) => break Err(LinkError::PasskeyRequired),
+            Event::PairPasskeyError(e) => break Err(LinkError::Refused(format!("passkey: {}", e.error))),
             Event::PairError(e) => break Err(LinkError::Refused(format!("{e:?}"))),
             Event::PairingCodeError(e) => break Err(LinkError::Refused(format!("{e:?}"))),
             Event::LoggedOut(l) => break Err(LinkError::Refused(format!("logged out ({:?})", l.reason))),

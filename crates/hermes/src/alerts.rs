@@ -48,6 +48,20 @@ impl Alerts {
         let body = serde_json::json!({
             "state": alert.state, "reason": alert.reason, "fix": fix, "account": account, "since": now,
         });
+        self.deliver(body);
+    }
+
+    /// Linking from the page met WhatsApp's request for a passkey: a person must act.
+    pub fn passkey_required(&mut self, fix: &str, now: i64) {
+        tracing::warn!(state = "passkey_required", "the WhatsApp link needs you: {fix}");
+        self.deliver(serde_json::json!({
+            "state": "passkey_required",
+            "reason": "WhatsApp asks for this account's passkey to link the gateway",
+            "fix": fix, "account": null, "since": now,
+        }));
+    }
+
+    fn deliver(&mut self, body: serde_json::Value) {
         if let Some(url) = self.webhook.clone() {
             let body = body.clone();
             self.sending.spawn(async move {

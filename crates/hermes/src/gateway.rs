@@ -217,7 +217,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
             break last;
         }
         tracing::warn!(state = state.name(), "the WhatsApp link needs a person: link it on the listener's page");
-        match crate::relink::wait_for_link(&loaded, requests, &service, stop).await? {
+        match crate::relink::wait_for_link(&loaded, requests, &service, &mut alerts, stop).await? {
             crate::relink::Outcome::Linked => {
                 // A new account's history starts here.
                 recorder = Recorder::resume(&home.join("state"), std::process::id());

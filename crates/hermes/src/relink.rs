@@ -26,6 +26,7 @@ pub async fn wait_for_link(
     loaded: &Loaded,
     requests: &mut UnboundedReceiver<PairRequest>,
     service: &ServiceState,
+    alerts: &mut crate::alerts::Alerts,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     tokio::pin!(stop);
@@ -114,6 +115,14 @@ pub async fn wait_for_link(
             }
             Err(LinkError::Interrupted) if stopping => return Ok(Outcome::Stopped),
             Err(LinkError::Interrupted) => {}
+            Err(e @ LinkError::PasskeyRequired) => {
+                let fix = e.to_string();
+                tracing::warn!("{fix}");
+                // The link's state first: a page reloading for the message sees both.
+                service.set_passkey_required(&fix, hermes_store::clock::now());
+                service.set_pairing(Pairing::Failed { why: fix.clone() });
+                alerts.passkey_required(&fix, hermes_store::clock::now());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "linking through the pairing page did not finish");
                 service.set_pairing(Pairing::Failed { why: page_reason(&e) });

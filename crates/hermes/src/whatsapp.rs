@@ -476,6 +476,7 @@ async fn run_linking(
                 linking::LinkError::QrExpired => ("qr_expired", exit::PROBLEM),
                 linking::LinkError::Interrupted => ("interrupted", exit::PROBLEM),
                 linking::LinkError::Refused(_) => ("refused", exit::PROBLEM),
+                linking::LinkError::PasskeyRequired => ("passkey_required", exit::PROBLEM),
                 linking::LinkError::ServerUrl(_) => ("config", exit::USAGE),
                 // The session or a file could not be written: not the user's doing.
                 _ => ("io", exit::INTERNAL),

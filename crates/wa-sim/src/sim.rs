@@ -126,6 +126,29 @@ impl Sim {
         send_pair_success(&mut st, phone, conn, &scanned.adv_secret)
     }
 
+    /// The phone scans a companion's QR code, but WhatsApp asks the companion for the
+    /// account's passkey before it links it (as it now does for some accounts): the server
+    /// sends `passkey_prologue_request` with WebAuthn request options instead of `pair-success`.
+    /// Nothing is linked.
+    pub fn ask_passkey(&self, qr: &str) -> anyhow::Result<()> {
+        let scanned = pairing::parse_qr(qr)?;
+        let mut st = self.inner.state();
+        let pending =
+            st.pending.get(&scanned.pairing_ref).ok_or_else(|| anyhow!("the QR code's ref is unknown or expired"))?;
+        let conn = pending.conn;
+        let id = st.next_id();
+        let options =
+            br#"{"challenge":"aGVybWVzLXNpbQ","rpId":"whatsapp.com","userVerification":"required","timeout":600000}"#;
+        let node = NodeBuilder::new("notification")
+            .attr("from", SERVER)
+            .attr("type", "passkey_prologue_request")
+            .attr("id", id)
+            .children([NodeBuilder::new("passkey_request_options").bytes(options.to_vec()).build()])
+            .build();
+        st.send(conn, node);
+        Ok(())
+    }
+
     /// The user types the code a companion showed into the phone: the phone answers the
     /// companion's `companion_hello` with `primary_hello`. The link completes (or fails, for a
     /// wrong code) when the companion sends `companion_finish`.

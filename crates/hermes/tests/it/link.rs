@@ -527,3 +527,22 @@ async fn a_message_delivered_during_repair_is_journaled_not_lost() {
         "the message waits in the journal for the gateway"
     );
 }
+
+/// Issue 15: WhatsApp asks some accounts for a passkey before it links a device. A gateway
+/// cannot present one: linking says so at once, with the way around it, instead of waiting
+/// until the codes run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_request_while_linking_is_said_at_once_with_the_way_around_it() {
+    let sim = Sim::start().await.expect("sim");
+    sim.add_phone("15551110077");
+    let home = Home::new();
+    let linking = Linking::start(&home, &sim, &[]);
+    let qr = linking.expect("qr");
+    sim.ask_passkey(qr["qr"].as_str().expect("qr")).expect("ask for the passkey");
+    let error = linking.expect("error");
+    assert_eq!(error["kind"], "passkey_required", "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("--pair-code") && m.contains("Passkeys")), "{error}");
+    assert_eq!(linking.wait(), 1);
+    assert_eq!(status(&home).1["state"], "not_linked");
+    assert!(sim.devices("15551110077").is_empty(), "nothing was linked");
+}

@@ -171,14 +171,17 @@ fn read_qr(png: &std::path::Path) -> String {
 }
 
 /// A gateway started with no session and a listener is linked from its page in a real
-/// browser: the QR code is read off a screenshot and scanned by wa-sim's phone, the page turns
-/// to "connected" by itself, and the gateway answers without a restart.
+/// browser: the QR code is read off a screenshot and scanned by wa-sim's phone. The first time
+/// WhatsApp asks for a passkey: the page, `/readyz` and an alert say so, and the page's button
+/// gives a new code. The second scan links; the page turns to "connected" by itself, and the
+/// gateway answers without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_headless_gateway_is_linked_from_its_page_in_a_browser_and_answers() {
     let harness = browser_harness();
-    let mut s =
-        Setup::unlinked(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_GATEWAY_LISTEN=127.0.0.1:0\n"))
-            .await;
+    let (hook, alerts) = webhook().await;
+    let env =
+        format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_GATEWAY_LISTEN=127.0.0.1:0\nHERMES_ALERT_WEBHOOK={hook}\n");
+    let mut s = Setup::unlinked(ACCOUNT, &env).await;
     s.contact(FRIEND);
     let url = http_url(&s);
     let ready: Value = serde_json::from_str(&until(&format!("{url}/readyz"), 503).await).expect("json");
@@ -190,6 +193,7 @@ async fn a_headless_gateway_is_linked_from_its_page_in_a_browser_and_answers() {
         .arg(harness.join("pair.mjs"))
         .arg(format!("{url}/"))
         .arg(&shot)
+        .arg("passkey")
         .current_dir(&harness)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -198,8 +202,19 @@ async fn a_headless_gateway_is_linked_from_its_page_in_a_browser_and_answers() {
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(browser.stdout.take().expect("out")));
     let mut next = async || tokio::time::timeout(crate::gateway::T, lines.next_line()).await.expect("in time");
     assert_eq!(next().await.expect("read").as_deref(), Some("screenshot"), "the page showed a QR code");
-    let code = read_qr(&shot);
-    s.sim.link_qr(ACCOUNT, &code).expect("scan");
+    s.sim.ask_passkey(&read_qr(&shot)).expect("WhatsApp asks for a passkey");
+    assert_eq!(next().await.expect("read").as_deref(), Some("passkey"), "the page said so");
+    let ready: Value = serde_json::from_str(&until(&format!("{url}/readyz"), 503).await).expect("json");
+    assert_eq!(ready["state"], "passkey_required", "{ready}");
+    assert!(ready["fix"].as_str().is_some_and(|f| f.contains("pairing code")), "{ready}");
+    let deadline = Instant::now() + crate::gateway::T;
+    while !alerts.lock().expect("lock").iter().any(|a| a["state"] == "passkey_required") {
+        assert!(Instant::now() < deadline, "no passkey alert: {:?}", alerts.lock().expect("lock"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(next().await.expect("read").as_deref(), Some("screenshot"), "a new QR code after the click");
+    s.sim.link_qr(ACCOUNT, &read_qr(&shot)).expect("scan");
     assert_eq!(next().await.expect("read").as_deref(), Some("connected"), "the page turned to connected");
     assert!(browser.wait().await.expect("node").success());
 
