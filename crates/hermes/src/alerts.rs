@@ -2,6 +2,7 @@
 //! JSON, a command gets it on stdin (run without a shell). Each runs in the background; the
 //! gateway waits for them, briefly, before it exits, so the alert about why it stopped is out.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hermes_core::alert::Alerter;
@@ -10,13 +11,17 @@ use tokio::task::JoinSet;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
-pub struct Alerts {
-    alerter: Alerter,
+/// A handle shared by what raises alerts (the link's states, linking, the watchdog).
+#[derive(Clone)]
+pub struct Alerts(Arc<Inner>);
+
+struct Inner {
+    alerter: Mutex<Alerter>,
     webhook: Option<String>,
     command: Option<Vec<String>>,
     /// The listener's page, where a link that needs a person is made again.
-    page: Option<String>,
-    sending: JoinSet<()>,
+    page: std::sync::OnceLock<String>,
+    sending: Mutex<JoinSet<()>>,
 }
 
 impl Alerts {
@@ -29,18 +34,24 @@ impl Alerts {
             .filter(|w: &Vec<String>| !w.is_empty()),
             None => None,
         };
-        Ok(Alerts { alerter: Alerter::default(), webhook, command, page: None, sending: JoinSet::new() })
+        Ok(Alerts(Arc::new(Inner {
+            alerter: Mutex::new(Alerter::default()),
+            webhook,
+            command,
+            page: std::sync::OnceLock::new(),
+            sending: Mutex::new(JoinSet::new()),
+        })))
     }
 
     /// With a listener, a session that needs a new link is linked on its page, at this URL.
-    pub fn set_page_url(&mut self, url: String) {
-        self.page = Some(url);
+    pub fn set_page_url(&self, url: String) {
+        let _ = self.0.page.set(url);
     }
 
     /// The link entered `state`: alerts if it needs a person (once per change).
-    pub fn on_state(&mut self, state: &LinkState, now: i64, account: Option<String>) {
-        let Some(alert) = self.alerter.on_state(state) else { return };
-        let fix = match &self.page {
+    pub fn on_state(&self, state: &LinkState, now: i64, account: Option<String>) {
+        let Some(alert) = self.0.alerter.lock().unwrap_or_else(PoisonError::into_inner).on_state(state) else { return };
+        let fix = match self.0.page.get() {
             Some(url) if state.kind().needs_link() => hermes_core::link::relink_on_page(url),
             _ => alert.fix.to_string(),
         };
@@ -52,7 +63,7 @@ impl Alerts {
     }
 
     /// Linking from the page met WhatsApp's request for a passkey: a person must act.
-    pub fn passkey_required(&mut self, fix: &str, now: i64) {
+    pub fn passkey_required(&self, fix: &str, now: i64) {
         tracing::warn!(state = "passkey_required", "the WhatsApp link needs you: {fix}");
         self.deliver(serde_json::json!({
             "state": "passkey_required",
@@ -61,10 +72,19 @@ impl Alerts {
         }));
     }
 
-    fn deliver(&mut self, body: serde_json::Value) {
-        if let Some(url) = self.webhook.clone() {
+    /// The gateway has not answered for a while (`hermes_core::alert::Watchdog`).
+    pub fn not_answering(&self, alert: &hermes_core::alert::Stuck, now: i64, account: Option<String>) {
+        tracing::warn!(state = "not_answering", "the gateway needs you: {}; {}", alert.reason, alert.fix);
+        self.deliver(serde_json::json!({
+            "state": "not_answering", "reason": alert.reason, "fix": alert.fix, "account": account, "since": now,
+        }));
+    }
+
+    fn deliver(&self, body: serde_json::Value) {
+        let mut sending = self.0.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(url) = self.0.webhook.clone() {
             let body = body.clone();
-            self.sending.spawn(async move {
+            sending.spawn(async move {
                 let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
                 match client.post(&url).json(&body).send().await {
                     Ok(r) if r.status().is_success() => tracing::info!("alert delivered to the webhook"),
@@ -73,8 +93,8 @@ impl Alerts {
                 }
             });
         }
-        if let Some(argv) = self.command.clone() {
-            self.sending.spawn(async move {
+        if let Some(argv) = self.0.command.clone() {
+            sending.spawn(async move {
                 use tokio::io::AsyncWriteExt as _;
                 let run = async {
                     let mut child = tokio::process::Command::new(&argv[0])
@@ -98,7 +118,8 @@ impl Alerts {
     }
 
     /// Waits (a little) for alerts still on their way.
-    pub async fn flush(mut self) {
-        let _ = tokio::time::timeout(TIMEOUT, async { while self.sending.join_next().await.is_some() {} }).await;
+    pub async fn flush(&self) {
+        let mut sending = std::mem::take(&mut *self.0.sending.lock().unwrap_or_else(PoisonError::into_inner));
+        let _ = tokio::time::timeout(TIMEOUT, async { while sending.join_next().await.is_some() {} }).await;
     }
 }

@@ -97,10 +97,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
         trouble,
     };
     let messenger = hermes_whatsapp::messenger::Messenger::new();
-    #[cfg(feature = "simulator")]
-    let policy = load::time_scale().map_or_else(RetryPolicy::default, |f| RetryPolicy::default().scaled(f));
-    #[cfg(not(feature = "simulator"))]
-    let policy = RetryPolicy::default();
+    let policy = time_scale().map_or_else(RetryPolicy::default, |f| RetryPolicy::default().scaled(f));
     let opts = SupervisorOptions {
         session_dir,
         server_url,
@@ -111,14 +108,14 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
     };
     let account_of = messenger.clone();
     let cfg = &loaded.resolved.config.whatsapp;
-    let mut alerts =
-        match crate::alerts::Alerts::new(cfg.alert_webhook.value.clone(), cfg.alert_command.value.as_deref()) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("hermes: {e}");
-                return Ok(exit::USAGE);
-            }
-        };
+    let alerts = match crate::alerts::Alerts::new(cfg.alert_webhook.value.clone(), cfg.alert_command.value.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hermes: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let watched_db = db.clone();
     let mut pipeline_opts = pipeline_options(&loaded, db, messenger, wake, service.clone());
     if let Some(addr) = listen {
         let bound = hermes_gateway::service::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
@@ -153,6 +150,14 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
             move |new: &load::Loaded| handle.replace(settings(new)),
         ))
     };
+    let watchdog = tokio::spawn(watchdog(
+        alerts.clone(),
+        service.clone(),
+        account_of.clone(),
+        watched_db,
+        cfg.alert_after_minutes.value,
+        time_scale().unwrap_or(1.0),
+    ));
     // One listener for Ctrl-C and SIGTERM for the whole run: a signal that comes between two
     // waits (a supervisor ending, a link being installed) is not lost.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -217,7 +222,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
             break last;
         }
         tracing::warn!(state = state.name(), "the WhatsApp link needs a person: link it on the listener's page");
-        match crate::relink::wait_for_link(&loaded, requests, &service, &mut alerts, stop).await? {
+        match crate::relink::wait_for_link(&loaded, requests, &service, &alerts, stop).await? {
             crate::relink::Outcome::Linked => {
                 // A new account's history starts here.
                 recorder = Recorder::resume(&home.join("state"), std::process::id());
@@ -226,6 +231,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
         }
     };
     reloader.abort();
+    watchdog.abort();
     pipeline.stop().await;
     alerts.flush().await;
     if let Some(why) = failure {
@@ -245,6 +251,49 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
             Ok(exit::PROBLEM)
         }
         _ => Ok(exit::OK),
+    }
+}
+
+/// The retry delays' and the watchdog's time scale: none but in tests of the simulator build.
+fn time_scale() -> Option<f64> {
+    #[cfg(feature = "simulator")]
+    return load::time_scale();
+    #[cfg(not(feature = "simulator"))]
+    None
+}
+
+/// Alerts when the gateway has not been able to answer for `minutes` (0: never): WhatsApp
+/// unreachable while it retries, a message unanswered or a reply unsent for that long.
+async fn watchdog(
+    alerts: crate::alerts::Alerts,
+    service: std::sync::Arc<hermes_gateway::service::ServiceState>,
+    messenger: hermes_whatsapp::messenger::Messenger,
+    db: hermes_store::Db,
+    minutes: u64,
+    scale: f64,
+) {
+    if minutes == 0 {
+        return;
+    }
+    let after = (minutes as f64 * 60.0 * scale).max(1.0) as i64;
+    let mut dog = hermes_core::alert::Watchdog::new(after);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64((15.0 * scale).max(0.05)));
+    let mut down_since = None;
+    loop {
+        tick.tick().await;
+        let now = hermes_store::clock::now();
+        // Down while it retries by itself; a state that needs a person alerts on its own.
+        let retrying = matches!(service.link().state.as_str(), "connecting" | "reconnecting" | "replaced");
+        down_since = if messenger.is_connected() || !retrying { None } else { Some(down_since.unwrap_or(now)) };
+        let Ok((oldest_waiting, oldest_unsent)) = db.call(|s| Ok((s.oldest_waiting()?, s.oldest_unsent()?))).await
+        else {
+            continue;
+        };
+        let progress = hermes_core::alert::Progress { now, down_since, oldest_waiting, oldest_unsent };
+        if let Some(stuck) = dog.check(&progress) {
+            let account = messenger.account().and_then(|a| a.phone).map(|p| p.to_string());
+            alerts.not_answering(&stuck, now, account);
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub async fn wait_for_link(
     loaded: &Loaded,
     requests: &mut UnboundedReceiver<PairRequest>,
     service: &ServiceState,
-    alerts: &mut crate::alerts::Alerts,
+    alerts: &crate::alerts::Alerts,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     tokio::pin!(stop);

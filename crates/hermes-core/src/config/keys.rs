@@ -307,6 +307,13 @@ impl<'a, 'd> Resolver<'a, 'd> {
             server_url: self.text(&["WHATSAPP_SERVER_URL"], &[]),
             alert_webhook: self.text(&["HERMES_ALERT_WEBHOOK"], &["alerts.webhook"]),
             alert_command: self.text(&["HERMES_ALERT_COMMAND"], &["alerts.command"]),
+            alert_after_minutes: self.get(&["HERMES_ALERT_AFTER_MINUTES"], &["alerts.after_minutes"], 10, |r| {
+                scalar_text(r).and_then(|t| {
+                    t.trim()
+                        .parse::<u64>()
+                        .map_err(|_| "accepted values: a whole number of minutes, e.g. 10 (0: off)".to_owned())
+                })
+            }),
             listen: self.get(&["HERMES_GATEWAY_LISTEN"], &["gateway.listen"], None, |r| {
                 scalar_text(r).and_then(|t| {
                     t.trim().parse::<std::net::SocketAddr>().map(Some).map_err(|_| {

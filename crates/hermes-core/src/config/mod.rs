@@ -123,6 +123,9 @@ pub struct WhatsAppConfig {
     pub alert_webhook: Setting<Option<String>>,
     /// `HERMES_ALERT_COMMAND` / `alerts.command`: run with the JSON alert on stdin (no shell).
     pub alert_command: Setting<Option<String>>,
+    /// `HERMES_ALERT_AFTER_MINUTES` / `alerts.after_minutes`: alert when the gateway has not
+    /// been able to answer for this long (0: never).
+    pub alert_after_minutes: Setting<u64>,
 }
 
 /// The `model:` block: which LLM answers.
@@ -316,6 +319,7 @@ impl Config {
                 v.as_deref().map(crate::redact::redact_url).unwrap_or_default()
             }),
             line("HERMES_ALERT_COMMAND", &w.alert_command, opt),
+            line("HERMES_ALERT_AFTER_MINUTES", &w.alert_after_minutes, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, opt),

@@ -300,3 +300,41 @@ async fn a_removed_device_is_linked_again_by_pairing_code_from_the_page() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     s.stop();
 }
+
+/// A gateway that cannot answer for the configured minutes tells a person once (here WhatsApp
+/// is unreachable; 5 minutes are scaled down to 3 s for the test, well above the one-second
+/// grain of message times), and is quiet again once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_cannot_answer_for_minutes_alerts_once() {
+    let (hook, alerts) = webhook().await;
+    let env = format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_ALERT_WEBHOOK={hook}\nHERMES_ALERT_AFTER_MINUTES=5\n");
+    let mut s = Setup::new(ACCOUNT, &env).await;
+    s.contact(FRIEND);
+    s.stop();
+    s.start(&[("HERMES_TEST_TIME_SCALE", "0.01")]);
+    s.sim.inject(Fault::RefuseConnections(1_000_000)).expect("refuse");
+    s.sim.inject(Fault::DropConnections).expect("drop");
+    let deadline = Instant::now() + crate::gateway::T;
+    let stuck = loop {
+        if let Some(a) = alerts.lock().expect("lock").iter().find(|a| a["state"] == "not_answering").cloned() {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no not_answering alert: {:?}", alerts.lock().expect("lock"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(stuck["reason"].as_str().is_some_and(|r| r.contains("not been reachable")), "{stuck}");
+    assert!(stuck["fix"].as_str().is_some_and(|f| f.contains("network")), "{stuck}");
+    assert_eq!(stuck["account"], ACCOUNT, "{stuck}");
+    let count = |alerts: &std::sync::Mutex<Vec<Value>>| {
+        alerts.lock().expect("lock").iter().filter(|a| a["state"] == "not_answering").count()
+    };
+    // Down a while longer (the watchdog keeps looking, every few hundred milliseconds here):
+    // one alert for the episode (`Watchdog`'s unit test covers each tick).
+    s.gw().wait_log("state=\"reconnecting\"");
+    s.sim.clear_faults();
+    s.gw().wait_state("connected");
+    let reply = s.ask(FRIEND, "back?").await;
+    assert!(reply.contains("back?"), "{reply}");
+    assert_eq!(count(&alerts), 1, "{:?}", alerts.lock().expect("lock"));
+    s.stop();
+}
