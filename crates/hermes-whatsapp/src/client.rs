@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::transport::NoDelayTransportFactory;
 use tokio::sync::mpsc;
 use whatsapp_rust::prelude::*;
-use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
 use crate::store::STORE_FILE;
 
@@ -77,14 +77,15 @@ pub(crate) async fn start(opts: Start<'_>) -> Result<Running, String> {
         }
         (None, None) => Bot::builder().with_backend(store),
     };
-    let mut builder = builder.with_push_name(push_name.to_owned());
+    let mut builder = builder.with_push_name(push_name.to_owned()).with_transport_factory(match server_url {
+        Some(url) => NoDelayTransportFactory::with_url(url),
+        None => NoDelayTransportFactory::new(),
+    });
     if let Some(hook) = journal {
         builder = builder.with_inbound_durability_hook(hook);
     }
-    if let Some(url) = server_url {
-        builder = builder
-            .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url))
-            .with_version(SIMULATOR_VERSION);
+    if server_url.is_some() {
+        builder = builder.with_version(SIMULATOR_VERSION);
         // The simulator's CDN serves plain HTTP on 127.0.0.1; nothing else loses TLS.
         #[cfg(feature = "simulator")]
         {

@@ -19,3 +19,4 @@ pub mod session_dir;
 pub mod status;
 pub mod store;
 pub mod supervisor;
+pub mod transport;

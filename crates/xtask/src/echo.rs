@@ -2,6 +2,7 @@
 //! code is printed as a JSON line for the benchmark to scan with the simulated phone), answers
 //! every text with "echo: TEXT", and reconnects with the library's own auto-reconnect. No
 //! journal, no access decision, no agent: whatever hermes costs beyond this is hermes' own.
+//! It dials with hermes' transport (TCP_NODELAY), or with `--stock-transport` the library's.
 
 use std::path::Path;
 
@@ -12,12 +13,18 @@ use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 /// The app version the simulator accepts (the client would otherwise ask the internet).
 const VERSION: (u32, u32, u32) = (2, 3000, 1_000_000_000);
 
-pub async fn run(db: &Path, server: &str) -> anyhow::Result<()> {
+/// `stock`: the library's own transport (no TCP_NODELAY), to measure what the flag is worth;
+/// otherwise the one hermes uses, so that the comparison is of the rest.
+pub async fn run(db: &Path, server: &str, stock: bool) -> anyhow::Result<()> {
     anyhow::ensure!(server.starts_with("ws://127.0.0.1:"), "the echo bot talks to a loopback simulator only");
     let store = SqliteStore::new(db.to_str().context("utf-8 path")?).await?;
-    let bot = Bot::builder()
-        .with_backend(store)
-        .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(server))
+    let builder = Bot::builder().with_backend(store);
+    let builder = if stock {
+        builder.with_transport_factory(TokioWebSocketTransportFactory::new().with_url(server))
+    } else {
+        builder.with_transport_factory(hermes_whatsapp::transport::NoDelayTransportFactory::with_url(server))
+    };
+    let bot = builder
         .with_version(VERSION)
         .with_push_name("echo bot")
         .on_event(|event, client| async move {

@@ -35,6 +35,9 @@ enum Command {
         /// The WhatsApp simulator's WebSocket URL (loopback only).
         #[arg(long)]
         server: String,
+        /// The library's own transport (no TCP_NODELAY) instead of hermes'.
+        #[arg(long)]
+        stock_transport: bool,
     },
 }
 
@@ -44,6 +47,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(opts) => runtime.block_on(bench::run(opts)),
         Command::Stress(opts) => runtime.block_on(stress::run(opts)),
-        Command::EchoBot { db, server } => runtime.block_on(echo::run(&db, &server)),
+        Command::EchoBot { db, server, stock_transport } => runtime.block_on(echo::run(&db, &server, stock_transport)),
     }
 }

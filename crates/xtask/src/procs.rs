@@ -135,12 +135,15 @@ impl HermesHome {
 /// The echo bot's session, linked to `account`.
 pub struct EchoHome {
     pub db: PathBuf,
+    /// On the library's own transport (no TCP_NODELAY).
+    pub stock: bool,
 }
 
 impl EchoHome {
-    pub fn link(dir: &Path, sim: &Sim, account: &str) -> anyhow::Result<(EchoHome, Proc)> {
+    /// `stock`: on the library's own transport (no TCP_NODELAY).
+    pub fn link(dir: &Path, sim: &Sim, account: &str, stock: bool) -> anyhow::Result<(EchoHome, Proc)> {
         sim.add_phone(account);
-        let home = EchoHome { db: dir.join(format!("echo-{account}.db")) };
+        let home = EchoHome { db: dir.join(format!("echo-{account}.db")), stock };
         let mut proc = home.start(sim, true)?;
         let out = BufReader::new(proc.child.stdout.take().context("stdout")?);
         let mut lines = out.lines();
@@ -163,6 +166,7 @@ impl EchoHome {
             .args(["echo-bot", "--db"])
             .arg(&self.db)
             .args(["--server", &sim.ws_url()])
+            .args(self.stock.then_some("--stock-transport"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(if piped { Stdio::piped() } else { Stdio::null() })
