@@ -14,9 +14,10 @@ RUN cargo build --release --locked -p hermes \
  && strip target/release/hermes
 
 FROM debian:bookworm-slim
-# CA certificates for the model and speech APIs; WhatsApp's own chain is checked by hermes.
+# CA certificates for the model and speech APIs (WhatsApp's own chain is checked by hermes);
+# tini as PID 1, so that what an alert command leaves behind is reaped.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin hermes \
  && install -d -m 0700 -o hermes -g hermes /data
@@ -30,5 +31,5 @@ USER hermes
 EXPOSE 8080
 # Through the binary itself: ready means linked, connected, keeping and sending.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["hermes", "gateway", "health"]
-ENTRYPOINT ["hermes"]
+ENTRYPOINT ["tini", "--", "hermes"]
 CMD ["gateway"]

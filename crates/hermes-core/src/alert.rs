@@ -51,7 +51,8 @@ pub struct Progress {
     /// Since when the link has been trying to connect without success (only while it retries
     /// by itself: a state that needs a person has its own alert).
     pub down_since: Option<i64>,
-    /// The oldest message still waiting to be answered.
+    /// Since when the first message waiting to be answered has been first (not its own
+    /// timestamp: a backlog delivered after an outage is old, and moving).
     pub oldest_waiting: Option<i64>,
     /// The oldest reply still waiting to be sent.
     pub oldest_unsent: Option<i64>,

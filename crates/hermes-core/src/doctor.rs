@@ -249,6 +249,15 @@ pub fn check_session_dir(home: &Path, dir: &SessionDir, facts: &SessionDirFacts)
                 format!("mount a volume at {0}, e.g. docker run -v hermes-data:{0} ...", target.display())
             },
         ),
+        Persistence::AnonymousVolume { runtime } => Check::bad(
+            "session_dir_persistence",
+            Status::Warn,
+            format!(
+                "on an anonymous {runtime} volume (the image declares one and none was named): the session survives a \
+                 restart of this container, but a new `docker run` gets a new, empty volume and asks for a new scan"
+            ),
+            "name the volume, e.g. docker run -v hermes-data:/data ...",
+        ),
         Persistence::Unknown => Check::ok("session_dir_persistence", "could not read the mount table; not checked"),
     });
     out

@@ -79,15 +79,20 @@ pub fn systemd_unit(spec: &Spec<'_>) -> Result<String, UnitError> {
     let start = format!("\"{exec}\" gateway");
     let mut writable = format!("\"{home}\"");
     if let Some(other) = spec.also_writes {
-        writable.push_str(&format!(" \"{}\"", word(other)?));
+        // `-`: a folder missing at start is not a failure to start (linking creates it).
+        writable.push_str(&format!(" \"-{}\"", word(other)?));
     }
     let mut u = String::new();
+    // The network is waited for by the system manager only; a user manager has no such target.
+    let network = match spec.scope {
+        Scope::System => "Wants=network-online.target\nAfter=network-online.target\n",
+        Scope::User => "",
+    };
     u.push_str(&format!(
         "# Written by `hermes gateway install`; `hermes gateway uninstall` removes it.\n\
          [Unit]\n\
          Description=Hermes Agent Gateway - WhatsApp (hermes)\n\
-         Wants=network-online.target\n\
-         After=network-online.target\n\
+         {network}\
          # A crash loop is given up after 5 starts in 10 minutes, rather than spinning for ever.\n\
          StartLimitIntervalSec=600\n\
          StartLimitBurst=5\n\
@@ -119,10 +124,13 @@ pub fn systemd_unit(spec: &Spec<'_>) -> Result<String, UnitError> {
     // The file-system and kernel sandbox needs privileges a user manager may lack (it would
     // refuse to start the service), so only a system unit gets it.
     if spec.scope == Scope::System {
+        // The whole file system read-only but HERMES_HOME, where everything hermes writes
+        // lives; tools it runs (speech to text, an alert command) cache there too. Not
+        // `MemoryDenyWriteExecute`: such a tool may be a JIT runtime (Node.js, Java).
         u.push_str(&format!(
-            "ProtectSystem=strict\n\
+            "Environment=\"XDG_CACHE_HOME={home}/cache/tools\"\n\
+             ProtectSystem=strict\n\
              ReadWritePaths={writable}\n\
-             ProtectHome=read-only\n\
              PrivateTmp=yes\n\
              PrivateDevices=yes\n\
              ProtectKernelTunables=yes\n\
@@ -132,7 +140,6 @@ pub fn systemd_unit(spec: &Spec<'_>) -> Result<String, UnitError> {
              ProtectClock=yes\n\
              ProtectHostname=yes\n\
              RestrictNamespaces=yes\n\
-             MemoryDenyWriteExecute=yes\n\
              CapabilityBoundingSet=\n\
              RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"
         ));
@@ -180,7 +187,7 @@ mod tests {
             "User=1000",
             "Group=1000",
             "ProtectSystem=strict",
-            "ReadWritePaths=\"/home/ana/.hermes\" \"/srv/wa\"",
+            "ReadWritePaths=\"/home/ana/.hermes\" \"-/srv/wa\"",
             "PrivateTmp=yes",
             "NoNewPrivileges=yes",
             "WantedBy=multi-user.target",

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 /// One line of `/proc/self/mountinfo`, the parts we need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
+    /// What of its filesystem is mounted (for a container volume, the volume's folder).
+    pub root: String,
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub source: String,
@@ -28,6 +30,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             let source = unescape(post.next().unwrap_or_default());
             let mount_opts = pre.get(5)?;
             Some(Mount {
+                root: unescape(pre.get(3)?),
                 mount_point: PathBuf::from(unescape(pre.get(4)?)),
                 fs_type,
                 source,
@@ -110,6 +113,9 @@ pub enum Persistence {
     /// The container's own writable layer: survives a restart of this container, not its
     /// re-creation (an image update, `docker compose up` after a pull).
     ContainerLayer { runtime: String },
+    /// A volume the container runtime made up because the image declares one and none was
+    /// given (`VOLUME` without `-v`): a new `docker run` gets a new, empty one.
+    AnonymousVolume { runtime: String },
     /// The mount table could not be read or did not cover the path.
     Unknown,
 }
@@ -128,8 +134,19 @@ pub fn persistence(path: &Path, mounts: &[Mount], container: &ContainerFacts) ->
         Some(runtime) if m.mount_point == Path::new("/") && LAYER_FS.contains(&m.fs_type.as_str()) => {
             Persistence::ContainerLayer { runtime }
         }
+        Some(runtime) if anonymous_volume(&m.root) => Persistence::AnonymousVolume { runtime },
         _ => Persistence::Persistent,
     }
+}
+
+/// Docker's and Podman's volumes live in `.../volumes/NAME/_data`; one they named themselves
+/// is 64 hex digits, one a person named has that name.
+fn anonymous_volume(root: &str) -> bool {
+    let mut parts = root.rsplit('/');
+    let (Some("_data"), Some(name), Some("volumes")) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -141,6 +158,7 @@ mod tests {
 614 613 0:55 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw
 620 613 254:1 /var/lib/docker/volumes/hermes/_data /data rw,relatime - ext4 /dev/vda1 rw
 621 613 0:60 / /dev/shm rw,nosuid,nodev,noexec,relatime - tmpfs shm rw,size=65536k
+623 613 254:1 /var/lib/docker/volumes/3f0c5b2e9a1d4c7b8e6f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d/_data /anon rw - ext4 /dev/vda1 rw
 622 613 254:1 /srv/my\\040dir /mnt/with\\040space ro,relatime - ext4 /dev/vda1 rw
 ";
 
@@ -151,9 +169,10 @@ mod tests {
     #[test]
     fn parses_mountinfo_with_escapes() {
         let mounts = parse_mountinfo(DOCKER);
-        assert_eq!(mounts.len(), 5);
-        assert_eq!(mounts[4].mount_point, PathBuf::from("/mnt/with space"));
-        assert!(mounts[4].read_only);
+        assert_eq!(mounts.len(), 6);
+        assert_eq!(mounts[5].mount_point, PathBuf::from("/mnt/with space"));
+        assert_eq!(mounts[5].root, "/srv/my dir");
+        assert!(mounts[5].read_only);
         assert!(!mounts[2].read_only);
     }
 
@@ -170,6 +189,7 @@ mod tests {
             Persistence::ContainerLayer { runtime: "docker".into() },
         );
         check("/data/.hermes/platforms/whatsapp/session", docker(), Persistence::Persistent);
+        check("/anon/session", docker(), Persistence::AnonymousVolume { runtime: "docker".into() });
         check(
             "/dev/shm/hermes",
             docker(),

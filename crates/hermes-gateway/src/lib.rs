@@ -83,7 +83,7 @@ impl std::fmt::Debug for Options {
     }
 }
 
-/// What a running gateway changes without a restart ([`Pipeline::reload`]): who is let in
+/// What a running gateway changes without a restart ([`SettingsHandle::replace`]): who is let in
 /// and how (the WhatsApp settings the decisions read), and which model answers, as what.
 pub struct Settings {
     pub config: WhatsAppConfig,

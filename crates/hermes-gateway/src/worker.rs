@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     attempts: Mutex<HashMap<i64, u32>>,
 }
 
-/// The settings in force: what `Pipeline::reload` replaces while the gateway runs.
+/// The settings in force: what `SettingsHandle::replace` puts in force while the gateway runs.
 pub(crate) struct Live {
     pub(crate) config: WhatsAppConfig,
     pub(crate) model: Option<Arc<dyn Model>>,

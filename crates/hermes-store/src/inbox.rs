@@ -240,6 +240,16 @@ impl Store {
             .optional()?)
     }
 
+    /// The first message waiting to be handled (its `seq`): a watchdog that sees the same one
+    /// for long knows nothing moves, however old the message itself is (a backlog after an
+    /// outage is old, and moving).
+    pub fn first_waiting(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT seq FROM inbox WHERE state = ?1 ORDER BY seq LIMIT 1", [Waiting.as_str()], |r| r.get(0))
+            .optional()?)
+    }
+
     /// When the last message from someone else arrived (its own timestamp, unix seconds).
     pub fn last_received(&self) -> Result<Option<i64>, StoreError> {
         Ok(self.conn.query_row("SELECT max(ts) FROM inbox WHERE from_me = 0", [], |r| r.get(0))?)

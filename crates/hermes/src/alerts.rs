@@ -82,6 +82,8 @@ impl Alerts {
 
     fn deliver(&self, body: serde_json::Value) {
         let mut sending = self.0.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        // Those delivered already are let go of: a gateway runs for months.
+        while sending.try_join_next().is_some() {}
         if let Some(url) = self.0.webhook.clone() {
             let body = body.clone();
             sending.spawn(async move {

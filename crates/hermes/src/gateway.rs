@@ -26,6 +26,8 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
         // Colour for a person at a terminal; plain text for log files and service managers.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Before the files are read: an edit made while they are is read again at once.
+    let settings_before = load::home_path(profile).map(|h| crate::reload::fingerprint(&h));
     let loaded = load::load(profile)?;
     #[cfg(feature = "simulator")]
     if let Some(point) = load::crash_at() {
@@ -131,8 +133,9 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
             ),
             None => tracing::info!(url = %format!("http://{}/", bound.addr), "health, metrics and status page"),
         }
-        service.set_page_url(format!("http://{}/", bound.addr));
-        alerts.set_page_url(format!("http://{}/", bound.addr));
+        let page = page_url(&bound);
+        service.set_page_url(page.clone());
+        alerts.set_page_url(page);
         pipeline_opts.listen = Some(bound);
     }
     // With a listener, a link that needs a person waits for one on the pairing page.
@@ -141,7 +144,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
     // Edits to .env, config.yaml and SOUL.md are put in force while it runs.
     let reloader = {
         let handle = pipeline.settings_handle();
-        let record = crate::reload::started(&loaded);
+        let record = crate::reload::started(&loaded, settings_before);
         tokio::spawn(crate::reload::watch(
             profile.map(str::to_owned),
             loaded.home.path.clone(),
@@ -254,6 +257,19 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
     }
 }
 
+/// Where a person opens the listener's page, in the words of a fix: a listener on every
+/// interface (a container's) is opened at a published port, and beyond loopback with the token.
+fn page_url(bound: &hermes_gateway::service::Bound) -> String {
+    let token = " (with ?token= from http_token in state/gateway.json)";
+    if bound.addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}/ or this machine's address{token}", bound.addr.port())
+    } else if bound.token.is_some() {
+        format!("http://{}/{token}", bound.addr)
+    } else {
+        format!("http://{}/", bound.addr)
+    }
+}
+
 /// The retry delays' and the watchdog's time scale: none but in tests of the simulator build.
 fn time_scale() -> Option<f64> {
     #[cfg(feature = "simulator")]
@@ -279,17 +295,30 @@ async fn watchdog(
     let mut dog = hermes_core::alert::Watchdog::new(after);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64((15.0 * scale).max(0.05)));
     let mut down_since = None;
+    // The first message waiting, and since when it has been first: the time it waits here,
+    // not its own timestamp (a backlog delivered after an outage is old, and moving).
+    let mut head: Option<(i64, i64)> = None;
     loop {
         tick.tick().await;
         let now = hermes_store::clock::now();
-        // Down while it retries by itself; a state that needs a person alerts on its own.
+        // Down while it retries by itself; a state that needs a person alerts on its own, and
+        // then what waits to be sent is not stuck either.
         let retrying = matches!(service.link().state.as_str(), "connecting" | "reconnecting" | "replaced");
-        down_since = if messenger.is_connected() || !retrying { None } else { Some(down_since.unwrap_or(now)) };
-        let Ok((oldest_waiting, oldest_unsent)) = db.call(|s| Ok((s.oldest_waiting()?, s.oldest_unsent()?))).await
-        else {
+        let connected = messenger.is_connected();
+        down_since = if connected || !retrying { None } else { Some(down_since.unwrap_or(now)) };
+        let Ok((first, oldest_unsent)) = db.call(|s| Ok((s.first_waiting()?, s.oldest_unsent()?))).await else {
             continue;
         };
-        let progress = hermes_core::alert::Progress { now, down_since, oldest_waiting, oldest_unsent };
+        head = first.map(|seq| match head {
+            Some((was, since)) if was == seq => (seq, since),
+            _ => (seq, now),
+        });
+        let progress = hermes_core::alert::Progress {
+            now,
+            down_since,
+            oldest_waiting: head.map(|(_, since)| since),
+            oldest_unsent: oldest_unsent.filter(|_| connected || retrying),
+        };
         if let Some(stuck) = dog.check(&progress) {
             let account = messenger.account().and_then(|a| a.phone).map(|p| p.to_string());
             alerts.not_answering(&stuck, now, account);
@@ -310,6 +339,12 @@ fn on_container_layer(loaded: &load::Loaded, session_dir: &Path) -> Option<Strin
             loaded.container_var.clone(),
             table.as_deref(),
         ) {
+            Persistence::AnonymousVolume { runtime } => Some(format!(
+                "{what} ({}) is on an anonymous {runtime} volume (the image declares one and none was named): a new \
+                 `docker run` gets a new, empty one, and the phone would have to scan a QR code again. Name it (e.g. \
+                 `-v hermes-data:/data`), or start with `hermes gateway --ephemeral` if losing it is what you want",
+                dir.display()
+            )),
             Persistence::ContainerLayer { runtime } => Some(format!(
                 "{what} ({}) is on this {runtime} container's writable layer: the session would be lost when the \
                  container is re-created, and the phone would have to scan a QR code again. Mount a volume there \

@@ -86,7 +86,48 @@ pub fn install(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         return Ok(exit::USAGE);
     }
     let scope = scope(args.user, args.system);
+    if scope == Scope::System && !args.print && !is_root() {
+        return Err(exit::usage(
+            "a system unit goes to /etc/systemd/system: run `sudo hermes gateway install --system` (with \
+             HERMES_HOME=... before hermes), or `hermes gateway install --user` for a user unit",
+        ));
+    }
+    // sudo resets HOME: `~/.hermes` would be root's, not the linked one of the user who asked.
+    if let (Scope::System, Some(user), hermes_core::paths::HomeOrigin::Default) =
+        (scope, load::sudo_user(), &loaded.home.origin)
+    {
+        return Err(exit::usage(format!(
+            "under sudo, HERMES_HOME would be root's ({}); say which one {user} linked: `sudo HERMES_HOME=~{user}/.hermes \
+             hermes gateway install --system`",
+            loaded.home.path.display()
+        )));
+    }
     let exec = std::env::current_exe().context("find the hermes binary")?;
+    if exec.components().any(|c| c.as_os_str() == "target") {
+        eprintln!(
+            "hermes: warning: the unit runs {}, a build in a cargo target directory: `cargo install --path crates/hermes` \
+             first, so that a `cargo clean` or a rebuild does not pull it from under the service",
+            exec.display()
+        );
+    }
+    // The unit passes HERMES_HOME only: what this shell sets, the service would not have.
+    let from_shell: Vec<String> = loaded
+        .resolved
+        .config
+        .summary()
+        .into_iter()
+        .filter_map(|l| match l.origin {
+            hermes_core::config::Origin::Env(key) if key != "HERMES_HOME" => Some(key),
+            _ => None,
+        })
+        .collect();
+    if !from_shell.is_empty() {
+        eprintln!(
+            "hermes: warning: {} come(s) from this shell's environment, which the service does not have: put them in {}",
+            from_shell.join(", "),
+            loaded.env_file().display()
+        );
+    }
     let home = absolute(&loaded.home.path)?;
     let session = absolute(&loaded.session_dir().path)?;
     let session_parent = session.parent().map(Path::to_path_buf);
@@ -123,8 +164,7 @@ pub fn install(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let path = dir.join(&name);
     match std::fs::read_to_string(&path) {
         Ok(existing) if existing == unit => {
-            println!("{} is already installed as {}; nothing was changed.", name, path.display());
-            return Ok(exit::OK);
+            println!("{} is already installed as {}; the file was not changed.", name, path.display());
         }
         Ok(_) if !args.force => {
             eprintln!(
@@ -136,9 +176,11 @@ pub fn install(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         }
         _ => {}
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    write_unit(&path, &unit)?;
-    println!("Wrote {}.", path.display());
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(unit.as_str()) {
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        write_unit(&path, &unit)?;
+        println!("Wrote {}.", path.display());
+    }
     let who = if scope == Scope::User { "--user " } else { "" };
     for step in [&["daemon-reload"][..], &["enable", &name]] {
         if let Err(e) = systemctl(scope, step) {

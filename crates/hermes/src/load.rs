@@ -164,3 +164,16 @@ pub fn mountinfo() -> Option<String> {
 pub fn mountinfo() -> Option<String> {
     None
 }
+
+/// `SUDO_USER`: who ran `sudo hermes ...` (sudo resets HOME, so `~/.hermes` is root's then).
+pub fn sudo_user() -> Option<String> {
+    std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty() && u != "root")
+}
+
+/// HERMES_HOME alone, without reading anything in it: what the configuration files are
+/// fingerprinted in before they are read.
+pub fn home_path(profile: Option<&str>) -> Option<PathBuf> {
+    let home_dir = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let var = std::env::var("HERMES_HOME").ok();
+    paths::hermes_home(var.as_deref(), home_dir.as_deref(), profile).ok().map(|h| h.path)
+}

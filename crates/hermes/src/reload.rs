@@ -31,6 +31,9 @@ pub struct InForce {
     /// The last reload refused, if the files still have the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Rejected>,
+    /// Settings changed in the files that apply only at the next start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,13 +77,15 @@ fn write_record(home: &Path, record: &InForce) {
     }
 }
 
-/// Records the settings the gateway starts with.
-pub fn started(loaded: &Loaded) -> InForce {
+/// Records the settings the gateway starts with; `before` is the files' fingerprint taken
+/// before they were read, so that an edit made meanwhile is read again.
+pub fn started(loaded: &Loaded, before: Option<String>) -> InForce {
     let record = InForce {
         pid: std::process::id(),
         since: hermes_store::clock::now(),
-        fingerprint: fingerprint(&loaded.home.path),
+        fingerprint: before.unwrap_or_default(),
         rejected: None,
+        restart: Vec::new(),
     };
     write_record(&loaded.home.path, &record);
     record
@@ -96,15 +101,22 @@ pub async fn watch(
     apply: impl Fn(&Loaded),
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // A settings file that is a symbolic link changes where it points: its folder is watched too.
+    let targets: Vec<PathBuf> = FILES
+        .iter()
+        .filter_map(|f| std::fs::canonicalize(home.join(f)).ok())
+        .filter(|t| t.parent() != Some(home.as_path()))
+        .collect();
     // Watching the folder, not the files: editors replace a file by renaming a new one over it.
     let watcher = {
         let tx = tx.clone();
-        let home_for_filter = home.clone();
+        let (home_for_filter, targets_for_filter) = (home.clone(), targets.clone());
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let ours = event.is_ok_and(|e| {
                 e.paths.iter().any(|p| {
-                    p.parent() == Some(home_for_filter.as_path())
-                        && p.file_name().is_some_and(|n| FILES.iter().any(|f| n == *f))
+                    targets_for_filter.contains(p)
+                        || (p.parent() == Some(home_for_filter.as_path())
+                            && p.file_name().is_some_and(|n| FILES.iter().any(|f| n == *f)))
                 })
             });
             if ours {
@@ -113,7 +125,11 @@ pub async fn watch(
         })
         .and_then(|mut w| {
             use notify::Watcher as _;
-            w.watch(&home, notify::RecursiveMode::NonRecursive).map(|()| w)
+            w.watch(&home, notify::RecursiveMode::NonRecursive)?;
+            for dir in targets.iter().filter_map(|t| t.parent()) {
+                w.watch(dir, notify::RecursiveMode::NonRecursive)?;
+            }
+            Ok(w)
         })
     };
     let _watcher = match watcher {
@@ -123,8 +139,12 @@ pub async fn watch(
             None
         }
     };
+    // What changed between the first read and now is read at once.
+    let _ = tx.send(());
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut soul = soul(&home);
+    let mut present: Vec<&str> = FILES.iter().copied().filter(|f| home.join(f).exists()).collect();
+    let mut restart: Vec<String> = Vec::new();
     loop {
         let asked = tokio::select! {
             r = rx.recv() => if r.is_none() { return } else { false },
@@ -136,6 +156,11 @@ pub async fn watch(
         // Let the burst settle, then read once.
         tokio::time::sleep(SETTLE).await;
         while rx.try_recv().is_ok() {}
+        // A save that removes the file before it writes the new one: wait for the new one
+        // rather than read "no file" (an empty allowlist) meanwhile.
+        if present.iter().any(|f| !home.join(f).exists()) {
+            tokio::time::sleep(SETTLE * 3).await;
+        }
         let now_fingerprint = fingerprint(&home);
         if now_fingerprint == record.fingerprint && record.rejected.is_none() {
             if asked {
@@ -163,11 +188,18 @@ pub async fn watch(
         }
         config = loaded.resolved.config.clone();
         soul = new_soul;
+        present = FILES.iter().copied().filter(|f| home.join(f).exists()).collect();
+        for c in changes.iter().filter(|c| !c.live) {
+            if !restart.iter().any(|k| k == c.key) {
+                restart.push(c.key.to_owned());
+            }
+        }
         record = InForce {
             pid: std::process::id(),
             since: hermes_store::clock::now(),
             fingerprint: now_fingerprint,
             rejected: None,
+            restart: restart.clone(),
         };
         write_record(&home, &record);
     }
@@ -220,7 +252,16 @@ pub fn describe(home: &Path) -> Option<(bool, String)> {
     let running = running_gateway(home)?;
     let record = read_record(home).filter(|r| r.pid == running)?;
     let now = fingerprint(home);
-    Some(if now == record.fingerprint {
+    Some(if now == record.fingerprint && !record.restart.is_empty() {
+        (
+            false,
+            format!(
+                "the running gateway (PID {}) uses these settings but {}, which apply at its next restart",
+                record.pid,
+                record.restart.join(", ")
+            ),
+        )
+    } else if now == record.fingerprint {
         (
             true,
             format!(

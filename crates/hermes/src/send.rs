@@ -78,7 +78,7 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     };
     let file = match &args.file {
         Some(f) => match std::path::absolute(f) {
-            Ok(p) => Some(p.display().to_string()),
+            Ok(p) => Some(p),
             Err(e) => {
                 eprintln!("hermes: --file '{}': {e}", f.display());
                 return Ok(exit::USAGE);
@@ -86,6 +86,20 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         },
         None => None,
     };
+    // A gateway run as a service has a /tmp of its own (PrivateTmp): a file there is handed
+    // over through HERMES_HOME, and the hand-over copy removed once the gateway has its own.
+    let staged = match file.as_deref().filter(|p| p.starts_with("/tmp") || p.starts_with("/var/tmp")) {
+        Some(p) => match stage(&loaded.home.path, p) {
+            Ok(copy) => Some(copy),
+            Err(e) => {
+                eprintln!("hermes: --file '{}': {e}", p.display());
+                return Ok(exit::USAGE);
+            }
+        },
+        None => None,
+    };
+    let _cleanup = staged.as_ref().map(|c| Cleanup(c.clone()));
+    let file = staged.or(file).map(|p| p.display().to_string());
     let text = args.caption.clone().unwrap_or_else(|| args.text.join(" "));
     let body = serde_json::json!({"to": chat, "text": text, "file": file, "voice": args.voice});
     let answer = async {
@@ -134,6 +148,33 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         _ => {
             eprintln!("hermes: the gateway answered {status}: {}", answer["error"].as_str().unwrap_or_default());
             Ok(exit::PROBLEM)
+        }
+    }
+}
+
+/// Copies a file from a temporary directory into a private directory of its own under
+/// `HERMES_HOME/cache/outgoing` (its name kept: it is the name the recipient sees), for a
+/// gateway that cannot see this /tmp.
+fn stage(home: &std::path::Path, file: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = home.join("cache").join("outgoing").join(format!(
+        ".send-{}-{}",
+        std::process::id(),
+        hermes_store::clock::now_millis()
+    ));
+    hermes_store::files::create_private_dir_all(&dir)?;
+    let copy = dir.join(file.file_name().unwrap_or(std::ffi::OsStr::new("file")));
+    let bytes = std::fs::read(file)?;
+    hermes_store::files::write_private(&copy, &bytes)?;
+    Ok(copy)
+}
+
+/// Removes the hand-over copy and its directory, whatever the answer.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -46,18 +46,35 @@ pub fn applies_live(key: &str) -> bool {
     LIVE.contains(&key)
 }
 
+/// The secrets, by the key `summary` shows them under (hidden there, compared here: a key
+/// replaced by another of the same length is a change).
+fn secrets(c: &Config) -> [(&'static str, Option<&str>); 3] {
+    [
+        ("model.api_key", c.model.api_key.value.as_ref().map(super::Secret::expose)),
+        ("stt.openai.api_key", c.media.stt_openai_api_key.value.as_ref().map(super::Secret::expose)),
+        ("GROQ_API_KEY", c.media.groq_api_key.value.as_ref().map(super::Secret::expose)),
+    ]
+}
+
 /// The settings whose value differs, in the order `summary` lists them.
 pub fn changes(before: &Config, after: &Config) -> Vec<Change> {
     let old = before.summary();
+    let (old_secrets, new_secrets) = (secrets(before), secrets(after));
     after
         .summary()
         .into_iter()
         .filter_map(|new| {
             let was = old.iter().find(|o| o.key == new.key)?;
-            (was.value != new.value).then(|| Change {
+            let secret_changed = old_secrets.iter().zip(&new_secrets).any(|(a, b)| a.0 == new.key && a.1 != b.1);
+            let after = if was.value == new.value && secret_changed {
+                format!("{} (another value)", new.value)
+            } else {
+                new.value
+            };
+            (was.value != after).then(|| Change {
                 key: new.key,
                 before: was.value.clone(),
-                after: new.value,
+                after,
                 origin: new.origin,
                 live: applies_live(new.key),
             })
@@ -88,6 +105,17 @@ mod tests {
         assert_eq!((c[0].before.as_str(), c[0].after.as_str()), ("15551234567", "15551234567,4915100001111"));
         assert!(matches!(c[0].origin, Origin::DotEnv(_)), "{:?}", c[0].origin);
         assert!(changes(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn a_key_replaced_by_one_of_the_same_length_is_a_change_and_stays_hidden() {
+        let before = config("OPENAI_API_KEY=sk-aaaaaaaaaaaa\n", "");
+        let after = config("OPENAI_API_KEY=sk-bbbbbbbbbbbb\n", "");
+        let c = changes(&before, &after);
+        // OPENAI_API_KEY is the model's key and, unless set apart, speech to text's.
+        let keys: Vec<(&str, bool)> = c.iter().map(|c| (c.key, c.live)).collect();
+        assert_eq!(keys, [("model.api_key", true), ("stt.openai.api_key", false)]);
+        assert!(!c[0].after.contains("bbbb") && c[0].after.contains("another value"), "{c:?}");
     }
 
     #[test]

@@ -282,6 +282,8 @@ impl Config {
             shown.join(",")
         };
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        // A URL may carry a key (in its query or user part): shown without it.
+        let url = |v: &Option<String>| v.as_deref().map(crate::redact::redact_url).unwrap_or_default();
         let w = &self.whatsapp;
         let m = &self.model;
         let media = &self.media;
@@ -318,18 +320,26 @@ impl Config {
             line("HERMES_ALERT_WEBHOOK", &w.alert_webhook, |v| {
                 v.as_deref().map(crate::redact::redact_url).unwrap_or_default()
             }),
-            line("HERMES_ALERT_COMMAND", &w.alert_command, opt),
+            // Its arguments may carry a token: the program alone.
+            line("HERMES_ALERT_COMMAND", &w.alert_command, |v| {
+                v.as_deref()
+                    .map(|c| match c.split_once(char::is_whitespace) {
+                        Some((program, _)) => format!("{program} ..."),
+                        None => c.to_owned(),
+                    })
+                    .unwrap_or_default()
+            }),
             line("HERMES_ALERT_AFTER_MINUTES", &w.alert_after_minutes, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
-            line("model.base_url", &m.base_url, opt),
+            line("model.base_url", &m.base_url, url),
             line("model.api_key", &m.api_key, secret),
             line("stt.enabled", &media.stt_enabled, ToString::to_string),
             line("stt.provider", &media.stt_provider, |v| {
                 v.map_or("(first available)", SttProvider::as_str).to_owned()
             }),
             line("stt.openai.model", &media.stt_openai_model, Clone::clone),
-            line("stt.openai.base_url", &media.stt_openai_base_url, opt),
+            line("stt.openai.base_url", &media.stt_openai_base_url, url),
             line("stt.openai.api_key", &media.stt_openai_api_key, secret),
             line("stt.groq.model", &media.stt_groq_model, Clone::clone),
             line("GROQ_API_KEY", &media.groq_api_key, secret),
@@ -343,7 +353,7 @@ impl Config {
             line("tts.provider", &media.tts_provider, Clone::clone),
             line("tts.openai.model", &media.tts_openai_model, Clone::clone),
             line("tts.openai.voice", &media.tts_openai_voice, Clone::clone),
-            line("tts.openai.base_url", &media.tts_openai_base_url, opt),
+            line("tts.openai.base_url", &media.tts_openai_base_url, url),
         ]
     }
 }

@@ -145,6 +145,16 @@ fn on_a_containers_writable_layer_the_gateway_refuses_to_start_unless_ephemeral(
     let started = home.run_with(&env, &["gateway", "--ephemeral"]);
     assert_eq!(started.code, 1, "{started:?}");
     assert!(!started.stderr.contains("writable layer") && started.stderr.contains("hermes whatsapp"), "{started:?}");
+    // An anonymous volume (the image's VOLUME, and no -v) goes with the container too.
+    let anonymous = format!(
+        "613 520 0:52 / / rw - overlay overlay rw\n\
+         620 613 8:1 /var/lib/docker/volumes/{}/_data {} rw - ext4 /dev/sda1 rw\n",
+        "ab".repeat(32),
+        home.path.display()
+    );
+    std::fs::write(&table, anonymous).expect("table");
+    let refused = home.run_with(&env, &["gateway"]);
+    assert!(refused.code == 2 && refused.stderr.contains("anonymous docker volume"), "{refused:?}");
     // A volume over HERMES_HOME is what makes it keep.
     let volume = format!(
         "613 520 0:52 / / rw - overlay overlay rw\n\

@@ -306,6 +306,15 @@ async fn hermes_send_file_sends_an_image_with_its_caption_once_even_across_a_cra
     );
     assert_eq!(got[0].data, PNG);
     assert_eq!(s.sim.media_uploads(), 1);
+    // From /tmp, the file went through HERMES_HOME (a service's gateway has a /tmp of its
+    // own), and the hand-over copy is gone.
+    assert!(photo.starts_with("/tmp"), "{}", photo.display());
+    let handed: Vec<_> = std::fs::read_dir(s.home.path.join("cache/outgoing"))
+        .expect("outgoing")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".send-"))
+        .collect();
+    assert!(handed.is_empty(), "{handed:?}");
 
     // Killed right after the upload was kept: the restart sends it once, without uploading again.
     s.stop();

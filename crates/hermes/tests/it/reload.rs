@@ -59,7 +59,12 @@ async fn an_edited_allowlist_applies_at_once_and_a_broken_file_keeps_the_setting
     save(&s.home.path.join("config.yaml"), &format!("{yaml}  retention_days: 60\n"));
     let lines = s.gw().wait_log("applies at the next restart");
     assert!(lines.last().is_some_and(|l| l.contains("RETENTION_DAYS")), "{lines:#?}");
-    assert_eq!(in_force(&s)["current"], true);
+    let status = in_force(&s);
+    assert_eq!(status["current"], false, "{status}");
+    assert!(
+        status["message"].as_str().is_some_and(|m| m.contains("WHATSAPP_RETENTION_DAYS") && m.contains("restart")),
+        "{status}"
+    );
     s.gw().hang_up();
     s.gw().wait_log("nothing changed");
     let _: Value = s.json(&["whatsapp", "status", "--json"]);
