@@ -188,7 +188,9 @@ pub async fn link(
         opts.session_dir.parent().ok_or_else(|| LinkError::Store("the session directory has no parent".into()))?;
     private_dir(parent, &mut warnings)?;
     let name = opts.session_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = parent.join(format!("{name}.linking-{}", std::process::id()));
+    // A name of its own per attempt: a client of an earlier attempt that is still winding down
+    // (its store opens connections by path) must never write into this one's store.
+    let tmp = parent.join(format!("{name}.linking-{}-{:08x}", std::process::id(), rand::random::<u32>()));
     private_dir(&tmp, &mut warnings)?;
 
     // Biased: a link that finished wins over a cancel that came at the same moment.
