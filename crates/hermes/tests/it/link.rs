@@ -186,7 +186,7 @@ async fn killed_while_linking_leaves_nothing_half_linked() {
         .flatten()
         .filter(|e| {
             e.file_name().to_string_lossy().starts_with("session.linking-")
-                && !e.file_name().to_string_lossy().ends_with(&again.child.id().to_string())
+                && !e.file_name().to_string_lossy().starts_with(&format!("session.linking-{}-", again.child.id()))
         })
         .collect();
     assert!(leftovers.is_empty(), "the killed run's directory was cleaned up");
