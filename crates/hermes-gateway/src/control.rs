@@ -49,6 +49,15 @@ pub fn control_file(state_dir: &Path) -> PathBuf {
     state_dir.join("gateway.json")
 }
 
+impl ControlInfo {
+    /// What `state/gateway.json` says, for a caller that uses none of its secrets (the
+    /// listener's address, the gateway's process). `hermes send`, which uses the token,
+    /// reads it with its own checks.
+    pub fn read(state_dir: &Path) -> Option<ControlInfo> {
+        serde_json::from_slice(&std::fs::read(control_file(state_dir)).ok()?).ok()
+    }
+}
+
 #[derive(Clone)]
 struct App {
     db: Db,

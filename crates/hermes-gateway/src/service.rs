@@ -133,6 +133,13 @@ struct App {
     token: Option<String>,
 }
 
+impl App {
+    /// `?token=...` for links and forms of the page, when the listener asks for one.
+    fn token_query(&self) -> String {
+        self.token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default()
+    }
+}
+
 /// The listener, bound: where it listens and the token it asks for (none on loopback).
 pub struct Bound {
     pub addr: SocketAddr,
@@ -336,8 +343,7 @@ async fn page(State(app): State<App>) -> Response {
     if link.needs_link {
         html.push_str(&pairing::section(&app, link.version).await);
     } else {
-        let token = app.token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
-        html.push_str(&pairing::reload_script(&token, app.service.pairing.get().0, link.version));
+        html.push_str(&pairing::reload_script(&app.token_query(), app.service.pairing.get().0, link.version));
     }
     html.push_str("<h2>Dropped in the last 24 hours</h2>");
     if drops.is_empty() {

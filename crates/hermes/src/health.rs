@@ -16,10 +16,9 @@ pub struct Args {
 
 pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
-    let file = hermes_gateway::control_file(&loaded.home.path.join("state"));
-    let info: Option<hermes_gateway::ControlInfo> =
-        std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(base) = info.and_then(|i| i.http_url) else {
+    let state = loaded.home.path.join("state");
+    let file = hermes_gateway::control_file(&state);
+    let Some(base) = hermes_gateway::ControlInfo::read(&state).and_then(|i| i.http_url) else {
         eprintln!(
             "hermes: no gateway with a listener runs for {} ({} names no http_url): start `hermes gateway --listen \
              ADDR` or set HERMES_GATEWAY_LISTEN",

@@ -241,8 +241,7 @@ fn log_changes(changes: &[Change], soul: bool) {
 
 /// The gateway running for `home`, by its control file.
 fn running_gateway(home: &Path) -> Option<u32> {
-    let file = hermes_gateway::control_file(&home.join("state"));
-    let info: hermes_gateway::ControlInfo = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    let info = hermes_gateway::ControlInfo::read(&home.join("state"))?;
     hermes_whatsapp::lock::process_alive(info.pid).then_some(info.pid)
 }
 

@@ -117,7 +117,7 @@ pub(super) async fn section(app: &App, link_version: u64) -> String {
     let pairing = &app.service.pairing;
     pairing.want_qr().await;
     let (version, view) = pairing.get();
-    let token = app.token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
+    let token = app.token_query();
     let hidden = app.token.as_deref().map(|t| format!("<input type=\"hidden\" name=\"token\" value=\"{}\">", esc(t)));
     let mut html = String::from("<h2>Link this gateway to WhatsApp</h2><div id=\"pairing\">");
     match &view {
@@ -253,7 +253,7 @@ pub(super) async fn request(State(app): State<App>, headers: HeaderMap, Form(for
         other => return (StatusCode::BAD_REQUEST, format!("unknown request '{}'\n", esc(other))).into_response(),
     };
     app.service.pairing.ask(request);
-    let back = app.token.as_deref().map_or_else(|| "/".to_owned(), |t| format!("/?token={t}"));
+    let back = format!("/{}", app.token_query());
     Redirect::to(&back).into_response()
 }
 
