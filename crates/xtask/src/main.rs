@@ -5,6 +5,7 @@
 
 mod bench;
 mod echo;
+mod plots;
 mod procs;
 mod report;
 mod stress;

@@ -118,16 +118,33 @@ impl HermesHome {
 
     pub fn gateway(&self, hermes: &Path, sim: &Sim) -> anyhow::Result<Proc> {
         let log = std::fs::File::create(self.path.join("gateway.log"))?;
-        let child = Command::new(hermes)
+        // HERMES_BENCH_WRAP runs the gateway under a tool (`heaptrack -o DIR/gw`, `perf record
+        // -g -o FILE --`), split on spaces.
+        let wrap = std::env::var("HERMES_BENCH_WRAP").unwrap_or_default();
+        let mut argv = wrap.split_whitespace();
+        let mut command = match argv.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(argv).arg(hermes);
+                c
+            }
+            None => Command::new(hermes),
+        };
+        command
             .arg("gateway")
             .env_clear()
             .env("HERMES_HOME", &self.path)
             .env("WHATSAPP_SERVER_URL", sim.ws_url())
-            .env("RUST_LOG", "warn")
+            // HERMES_BENCH_RUST_LOG looks inside a run (its log is HERMES_HOME/gateway.log).
+            .env("RUST_LOG", std::env::var("HERMES_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
+            .stderr(log);
+        // The allocator's own knob passes through, for a look at what memory growth is.
+        if let Some(arenas) = std::env::var_os("MALLOC_ARENA_MAX") {
+            command.env("MALLOC_ARENA_MAX", arenas);
+        }
+        let child = command.spawn()?;
         Ok(Proc { child })
     }
 }

@@ -155,17 +155,37 @@ pub fn answers_per_message(sim: &wa_sim::Sim, cursor: usize, prefix: &str, n: us
     let mut counts = vec![0usize; n];
     for e in sim.events_since(cursor) {
         if let wa_sim::SimEvent::MessageReceived { text, .. } = e {
-            let mut rest = text.as_str();
-            while let Some(i) = rest.find(prefix) {
-                rest = &rest[i + prefix.len()..];
-                let end = rest.find('.').unwrap_or(rest.len());
-                if let Ok(k) = rest[..end].parse::<usize>()
-                    && k < n
-                {
-                    counts[k] += 1;
-                }
+            for k in numbers_after(&text, prefix).filter(|k| *k < n) {
+                counts[k] += 1;
             }
         }
     }
     counts
+}
+/// The numbers `k` of every `"{prefix}{k}."` in a reply (a reply quotes what it answers).
+pub fn numbers_after<'a>(text: &'a str, prefix: &'a str) -> impl Iterator<Item = usize> + 'a {
+    text.match_indices(prefix).filter_map(move |(i, _)| {
+        let rest = &text[i + prefix.len()..];
+        rest[..rest.find('.')?].parse().ok()
+    })
+}
+
+/// The pictures a run drew, each under its caption, linked relative to RESULTS.md (which is
+/// written to `out`).
+pub fn plot_links(dir: &std::path::Path, out: &std::path::Path) -> String {
+    const CAPTIONS: &[(&str, &str)] = &[
+        ("latency.svg", "Per-message latency, each direction and the round trip, hermes against the echo bot"),
+        ("drain.svg", "Backlog drain: messages journaled and replies received per second"),
+        ("soak-memory.svg", "Soak: the gateway's resident memory over time"),
+        ("soak-latency.svg", "Soak: round-trip p99 and median over time"),
+        ("scale.svg", "Scale: round trip with an empty and with a large database"),
+    ];
+    let rel = dir.strip_prefix(out).unwrap_or(dir);
+    let mut md = String::new();
+    for (file, caption) in CAPTIONS {
+        if dir.join(file).is_file() {
+            let _ = writeln!(md, "\n### {caption}\n\n![{caption}]({}/{file})", rel.display());
+        }
+    }
+    if md.is_empty() { md } else { format!("\n## Plots\n{md}") }
 }
