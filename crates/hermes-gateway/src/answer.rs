@@ -17,21 +17,18 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
     let Some((text, seqs)) = fresh(shared, batch).await else { return };
     let chat = &batch.chat;
     let permit = shared.permits.acquire().await.expect("never closed");
-    // "typing..." goes out while the model is asked, not before: it is a stanza of its own,
-    // and waiting for it would add its cost to every answer.
-    let asking = async {
-        match ask(shared, chat, &text, &batch.images).await {
-            // A model that cannot look at images reads that one was sent instead, as in Hermes.
-            Err(Unanswered::RefusedImages) => {
-                tracing::warn!(
-                    "the model refused an image; asking again without it (agent.image_input_mode: text stops sending images)"
-                );
-                ask(shared, chat, &batch.without_images, &[]).await
-            }
-            other => other,
+    shared.messenger.typing(chat, true).await;
+    let outcome = match ask(shared, chat, &text, &batch.images).await {
+        // A model that cannot look at images reads that one was sent instead, as in Hermes.
+        Err(Unanswered::RefusedImages) => {
+            tracing::warn!(
+                "the model refused an image; asking again without it (agent.image_input_mode: text stops sending images)"
+            );
+            ask(shared, chat, &batch.without_images, &[]).await
         }
+        other => other,
     };
-    let ((), outcome) = tokio::join!(shared.messenger.typing(chat, true), asking);
+    shared.messenger.typing(chat, false).await;
     crash::point("answered");
     let mut files = Vec::new();
     let (reply, exchange) = match outcome {
@@ -51,7 +48,6 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
         // Nothing is committed: the messages stay waiting and are asked about again, so a
         // passing shortage here never becomes a final "the model is not reachable".
         Err(Unanswered::Later) => {
-            shared.messenger.typing(chat, false).await;
             // Other chats may ask meanwhile.
             drop(permit);
             tokio::time::sleep(RETRY_AFTER_ERROR).await;
@@ -59,11 +55,7 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
             return;
         }
     };
-    // "typing..." ends beside the commit: the reply it precedes needs the commit, not the stanza.
-    tokio::join!(
-        shared.messenger.typing(chat, false),
-        commit(shared, chat, &seqs, &batch.notices, &reply, &files, exchange)
-    );
+    commit(shared, chat, &seqs, &batch.notices, &reply, &files, exchange).await;
 }
 
 /// The batch as the journal has it now: messages deleted meanwhile left out, edits in, and an

@@ -153,36 +153,17 @@ impl Store {
         Ok(self.conn.query_row("SELECT count(*) FROM outbox WHERE state = ?1", [QUEUED], |r| r.get(0))?)
     }
 
-    /// Marks a reply sent. Not synced to disk on its own (the next synced commit carries it):
-    /// a mark lost to a power cut only means the reply is sent again under the same id, which
-    /// WhatsApp delivers once, while a sync here would cost every reply a second fsync.
     pub fn mark_sent(&mut self, seq: i64, at: i64) -> Result<(), StoreError> {
-        self.unsynced(|conn| {
-            conn.execute("UPDATE outbox SET state = ?3, sent_at = ?2 WHERE seq = ?1", params![seq, at, SENT])
-        })
+        self.conn.execute("UPDATE outbox SET state = ?3, sent_at = ?2 WHERE seq = ?1", params![seq, at, SENT])?;
+        Ok(())
     }
 
-    /// Counts a failed attempt; the row stays unsent. Not synced, like [`Store::mark_sent`]: a
-    /// lost count only allows one more attempt.
+    /// Counts a failed attempt; the row stays unsent.
     pub fn send_failed(&mut self, seq: i64, error: &str) -> Result<(), StoreError> {
-        self.unsynced(|conn| {
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1",
-                params![seq, error],
-            )
-        })
-    }
-
-    /// One write committed with `synchronous = NORMAL` (in WAL mode: durable across a crash of
-    /// the process, not across a power cut until the next synced commit), then FULL again.
-    fn unsynced(
-        &mut self,
-        write: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<usize>,
-    ) -> Result<(), StoreError> {
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let written = write(&self.conn);
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
-        written?;
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1",
+            params![seq, error],
+        )?;
         Ok(())
     }
 

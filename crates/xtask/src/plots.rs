@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::anyhow;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 /// One named line of (x, y) points.
@@ -55,32 +56,15 @@ pub fn distribution(path: &Path, title: &str, lines: &[Line]) -> anyhow::Result<
     if !lo.is_finite() {
         return Ok(());
     }
-    let (lo, hi) = ((lo * 0.8).max(0.01), hi * 1.25);
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d((lo..hi).log_scale(), 0f64..100f64)
-        .map_err(|e| anyhow!("{e}"))?;
-    chart
-        .configure_mesh()
-        .x_desc("milliseconds (log scale)")
-        .y_desc("% of messages at or below")
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
-    draw_lines(&mut chart, lines)?;
-    root.present().map_err(|e| anyhow!("{e}"))?;
-    Ok(())
+    let x = ((lo * 0.8).max(0.01)..hi * 1.25).log_scale();
+    draw(path, title, ("milliseconds (log scale)", "% of messages at or below"), x, 0f64..100f64, lines)
 }
 
-/// Values over time (or over any x), one line per series; `limit` draws a dashed target.
+/// Values over time (or over any x), one line per series; `limit` draws a target line.
 pub fn over_time(
     path: &Path,
     title: &str,
-    (x_desc, y_desc): (&str, &str),
+    descs: (&str, &str),
     lines: &[Line],
     limit: Option<(f64, &str)>,
 ) -> anyhow::Result<()> {
@@ -89,8 +73,30 @@ pub fn over_time(
     if !x_lo.is_finite() {
         return Ok(());
     }
-    let y_hi = y_hi.max(limit.map_or(0.0, |l| l.0)) * 1.15;
+    let y_hi = (y_hi.max(limit.map_or(0.0, |l| l.0)) * 1.15).max(f64::MIN_POSITIVE);
     let x_hi = if x_hi > x_lo { x_hi } else { x_lo + 1.0 };
+    let mut all = lines.to_vec();
+    if let Some((y, words)) = limit {
+        all.push(Line::new(words, vec![(x_lo, y), (x_hi, y)]));
+    }
+    draw(path, title, descs, x_lo..x_hi, 0f64..y_hi, &all)
+}
+
+/// One chart: the frame, its axes and their names, the lines and their legend.
+fn draw<X, Y>(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    x: X,
+    y: Y,
+    lines: &[Line],
+) -> anyhow::Result<()>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
@@ -98,26 +104,9 @@ pub fn over_time(
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(x_lo..x_hi, 0f64..y_hi.max(f64::MIN_POSITIVE))
+        .build_cartesian_2d(x, y)
         .map_err(|e| anyhow!("{e}"))?;
     chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(|e| anyhow!("{e}"))?;
-    let mut all = lines.to_vec();
-    if let Some((y, words)) = limit {
-        all.push(Line::new(words, vec![(x_lo, y), (x_hi, y)]));
-    }
-    draw_lines(&mut chart, &all)?;
-    root.present().map_err(|e| anyhow!("{e}"))?;
-    Ok(())
-}
-
-fn draw_lines<'a, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    lines: &[Line],
-) -> anyhow::Result<()>
-where
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
-{
     for (i, line) in lines.iter().enumerate() {
         let style = ShapeStyle::from(&colour(i)).stroke_width(2);
         chart
@@ -133,6 +122,7 @@ where
         .border_style(BLACK)
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
 
