@@ -423,6 +423,28 @@ impl Bench {
         Ok(Instant::now())
     }
 
+    /// Ten round trips to set up the sessions, then `n` timed ones from ten contacts, in ms;
+    /// `reply` is what the reply to a text holds.
+    async fn timed_round_trips(
+        &self,
+        account: &str,
+        n: usize,
+        reply: impl Fn(&str) -> String,
+    ) -> anyhow::Result<Vec<f64>> {
+        for i in 0..10 {
+            let text = format!("warm {i}");
+            self.round_trip(&contact(i), account, &text, &reply(&text)).await?;
+        }
+        let mut took = Vec::with_capacity(n);
+        for k in 0..n {
+            let text = format!("m{k}");
+            let t0 = Instant::now();
+            let done = self.round_trip(&contact(k % 10), account, &text, &reply(&text)).await?;
+            took.push(ms(done - t0));
+        }
+        Ok(took)
+    }
+
     async fn per_message(&self, n: usize) -> anyhow::Result<Vec<Figure>> {
         // Warm up (sessions established with each contact), not measured.
         for i in 0..10 {
@@ -454,20 +476,8 @@ impl Bench {
             total.push(ms(t2 - t0));
         }
         // The same round trips through the echo bots: on hermes' transport, and on the stock one.
-        let echo_rounds = |account: &'static str| async move {
-            for i in 0..10 {
-                self.round_trip(&contact(i), account, &format!("warm {i}"), &format!("echo: warm {i}")).await?;
-            }
-            let mut took = Vec::new();
-            for k in 0..n {
-                let t0 = Instant::now();
-                let done = self.round_trip(&contact(k % 10), account, &format!("m{k}"), &format!("echo: m{k}")).await?;
-                took.push(ms(done - t0));
-            }
-            anyhow::Ok(took)
-        };
-        let echo = echo_rounds(ECHO).await?;
-        let echo_stock = echo_rounds(ECHO_STOCK).await?;
+        let echo = self.timed_round_trips(ECHO, n, |t| format!("echo: {t}")).await?;
+        let echo_stock = self.timed_round_trips(ECHO_STOCK, n, |t| format!("echo: {t}")).await?;
         self.plot("latency.svg", |path| {
             crate::plots::distribution(
                 path,
@@ -792,15 +802,7 @@ impl Bench {
             let cursor = self.sim.cursor();
             let gw = home.gateway(&self.hermes_bin, &self.sim)?;
             self.wait_active(cursor, account).await?;
-            for i in 0..10 {
-                self.round_trip(&contact(i), account, &format!("warm {i}"), &format!("warm {i}")).await?;
-            }
-            let mut trips = Vec::new();
-            for k in 0..messages {
-                let t0 = Instant::now();
-                let done = self.round_trip(&contact(k % 10), account, &format!("m{k}"), &format!("\"m{k}\"")).await?;
-                trips.push(ms(done - t0));
-            }
+            let trips = self.timed_round_trips(account, messages, |t| format!("\"{t}\"")).await?;
             let mut rss = Vec::new();
             for _ in 0..(opts.idle_secs / 5).clamp(2, 12) {
                 tokio::time::sleep(Duration::from_secs(5)).await;
