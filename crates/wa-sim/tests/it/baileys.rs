@@ -81,6 +81,7 @@ async fn baileys_links_by_qr_talks_both_ways_and_restarts_without_a_qr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baileys_links_by_pairing_code() {
     let (sim, dir) = setup().await;
+    let requests = sim.cursor();
     let mut b = Baileys::start(&sim, &dir.path().join("auth"), Some(ME));
     let code = b
         .wait("a pairing code", |v| {
@@ -88,6 +89,11 @@ async fn baileys_links_by_pairing_code() {
         })
         .await;
     assert_eq!(code.chars().filter(char::is_ascii_alphanumeric).count(), 8, "{code}");
+    // Baileys shows the code without waiting for the server's answer to its request: the
+    // owner can only type it once the request has reached the server.
+    sim.wait_for(requests, T, |e| matches!(e, SimEvent::PairingCodeRequested { .. }))
+        .await
+        .expect("the pairing code request reaches the server");
     sim.link_code(ME, &code).expect("the owner types the code on the phone");
     b.event("open").await;
     assert_eq!(sim.devices(ME).len(), 1);
