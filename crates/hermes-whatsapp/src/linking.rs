@@ -196,7 +196,7 @@ pub async fn link(
     // Biased: a link that finished wins over a cancel that came at the same moment.
     let result = tokio::select! {
         biased;
-        r = run_link(opts, &tmp, &mut progress) => r,
+        r = run_link_isolated(opts, &tmp, &mut progress) => r,
         () = cancel => Err(LinkError::Interrupted),
         () = tokio::time::sleep(opts.timeout) => Err(LinkError::Timeout(opts.timeout)),
     };
@@ -243,6 +243,64 @@ pub async fn link(
     hermes_store::files::sync_dir(parent).map_err(io(format!("sync {}", parent.display())))?;
     warnings.extend(crate::backup::rotate(&opts.session_dir));
     Ok(Linked { account, backup, warnings })
+}
+
+/// How long the linking client's leftover work may take to wind down once linking is over.
+const WIND_DOWN: Duration = Duration::from_secs(10);
+
+/// [`run_link`] on a runtime of its own, which is shut down before this returns.
+///
+/// whatsapp-rust leaves detached tasks behind when a client stops (the post-login pre-key
+/// upload, background queries), and they hold the store's connections by file descriptor, so
+/// they follow the directory when it is renamed into place. Left running beside the gateway's
+/// own client, they overwrote the pre-keys that client had just uploaded, and the first message
+/// of every new contact failed to decrypt (BadMac). Shutting the runtime down ends them all.
+async fn run_link_isolated(
+    opts: &LinkOptions,
+    dir: &Path,
+    progress: &mut impl FnMut(LinkProgress),
+) -> Result<LinkedAccount, LinkError> {
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    // Dropped with this future (a cancel or a timeout), which stops the attempt.
+    let (_stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (opts, dir) = (opts.clone(), dir.to_path_buf());
+    std::thread::Builder::new()
+        .name("hermes-link".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = done_tx.send(Err(LinkError::Io { what: "start the linking runtime".into(), source: e }));
+                    return;
+                }
+            };
+            let outcome = runtime.block_on(async {
+                let mut report = |p| {
+                    let _ = progress_tx.send(p);
+                };
+                tokio::select! {
+                    r = run_link(&opts, &dir, &mut report) => Some(r),
+                    _ = stop_rx => None,
+                }
+            });
+            // Ends the client's detached tasks, and waits for their store writes under way.
+            runtime.shutdown_timeout(WIND_DOWN);
+            if let Some(outcome) = outcome {
+                let _ = done_tx.send(outcome);
+            }
+        })
+        .map_err(io("start the linking thread"))?;
+    let outcome = loop {
+        tokio::select! {
+            Some(p) = progress_rx.recv() => progress(p),
+            r = &mut done_rx => break r,
+        }
+    };
+    while let Ok(p) = progress_rx.try_recv() {
+        progress(p);
+    }
+    outcome.unwrap_or_else(|_| Err(LinkError::Refused("the linking client stopped without an outcome".into())))
 }
 
 async fn run_link(
@@ -303,4 +361,47 @@ async fn run_link(
     };
     running.stop().await;
     outcome
+}
+
+#[cfg(all(test, feature = "simulator"))]
+mod tests {
+    use super::*;
+
+    /// Files under `dir` this process has open.
+    fn open_under(dir: &Path) -> Vec<PathBuf> {
+        let fds = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd");
+        fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).filter(|p| p.starts_with(dir)).collect()
+    }
+
+    /// Nothing of the linking client outlives the link: no task of it may write into the
+    /// installed session beside the client that runs on it next (its leftover pre-key upload
+    /// once overwrote that client's keys, and new contacts' first messages failed to decrypt).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_linking_client_is_gone_when_the_link_returns() {
+        const PHONE: &str = "15550001000";
+        let sim = wa_sim::Sim::start().await.expect("simulator");
+        sim.add_phone(PHONE);
+        let home = tempfile::tempdir().expect("tempdir");
+        let whatsapp = home.path().join("whatsapp");
+        let opts = LinkOptions {
+            session_dir: whatsapp.join("session"),
+            pair_code_phone: None,
+            timeout: Duration::from_secs(120),
+            server_url: Some(sim.ws_url()),
+            push_name: PUSH_NAME.to_owned(),
+        };
+        let mut scanned = false;
+        let progress = |p| {
+            if let LinkProgress::Qr { code, .. } = p
+                && !scanned
+            {
+                scanned = true;
+                sim.link_qr(PHONE, &code).expect("scan");
+            }
+        };
+        let linked = link(&opts, progress, std::future::pending(), 1_800_000_000).await.expect("link");
+        assert_eq!(linked.account.phone, PHONE);
+        let open = open_under(&whatsapp);
+        assert!(open.is_empty(), "the linking client still holds {open:?}");
+    }
 }

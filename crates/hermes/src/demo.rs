@@ -121,7 +121,7 @@ async fn demo(loaded: &load::Loaded, home: &Path, args: &Args) -> anyhow::Result
     let mut gateway = Gateway::start(home, &sim, endpoint.api_key.as_deref())?;
     let active = sim.wait_for(cursor, WAIT, |e| matches!(e, SimEvent::Active { phone, .. } if phone == ACCOUNT)).await;
     if active.is_err() {
-        bail!("the gateway did not connect; its log is {}", gateway.log.display());
+        return Err(gateway.failed("the gateway did not connect"));
     }
     println!("   Connected.");
 
@@ -139,14 +139,26 @@ async fn demo(loaded: &load::Loaded, home: &Path, args: &Args) -> anyhow::Result
         .await;
     match reply {
         Ok(SimEvent::MessageReceived { text, .. }) => println!("   Hermes -> +{FRIEND}: {text}"),
-        _ => bail!("no answer arrived; the gateway's log is {}", gateway.log.display()),
+        _ => return Err(gateway.failed("no answer arrived")),
     }
 
     step(5, &format!("A stranger, +{STRANGER}, writes"));
     let hello = "hello? is this the support line?";
     println!("   +{STRANGER}: {hello}");
-    sim.send_text(STRANGER, ACCOUNT, hello, false).await?;
-    let drop = wait_for_drop(home, &format!("{STRANGER}@s.whatsapp.net")).await?;
+    let cursor = sim.cursor();
+    let id = sim.send_text(STRANGER, ACCOUNT, hello, false).await?;
+    let drop = match wait_for_drop(home, &format!("{STRANGER}@s.whatsapp.net")).await {
+        Ok(drop) => drop,
+        Err(e) => {
+            // Whether the gateway had the message at all tells the simulator's side from ours.
+            let acked = sim
+                .wait_for(cursor, Duration::ZERO, |e| matches!(e, SimEvent::MessageDelivered { id: d, .. } if *d == id))
+                .await
+                .is_ok();
+            let had = if acked { "the gateway acknowledged it" } else { "the gateway never acknowledged it" };
+            return Err(gateway.failed(&format!("{e:#} ({had})")));
+        }
+    };
     println!("   Not answered: the gateway dropped it and wrote down why (`hermes whatsapp drops`):");
     println!("     rule: {}", drop.rule);
     if let Some(h) = &drop.hint {
@@ -191,11 +203,11 @@ async fn wait_for_drop(home: &Path, sender: &str) -> anyhow::Result<hermes_store
     let db = home.join("state").join("hermes.db");
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
-        if db.exists() {
-            let store = hermes_store::Store::open(&db)?;
-            if let Some(d) = store.drops_since(0)?.into_iter().find(|d| d.sender.to_string() == sender) {
-                return Ok(d);
-            }
+        // Read-only: the demo watches the gateway's database, it never writes to it.
+        if let Some(store) = hermes_store::Store::open_read_only(&db)?
+            && let Some(d) = store.drops_since(0)?.into_iter().find(|d| d.sender.to_string() == sender)
+        {
+            return Ok(d);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -229,6 +241,16 @@ impl Gateway {
         }
         let child = cmd.spawn().context("start hermes gateway")?;
         Ok(Gateway { child, log })
+    }
+
+    /// `what` went wrong, with the end of the gateway's log: the demo's HERMES_HOME (and the
+    /// log in it) is removed when the demo ends, unless `--keep` is given.
+    fn failed(&self, what: &str) -> anyhow::Error {
+        const LINES: usize = 40;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+        anyhow::anyhow!("{what}; the gateway's log ({}) ends with:\n{tail}", self.log.display())
     }
 
     fn stop(&mut self) {
