@@ -113,7 +113,6 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
         (opts.idle_secs, opts.messages, opts.backlog, opts.runs, opts.media_messages) = (3, 20, 200, 2, 10);
     }
     let started = Instant::now();
-    eprintln!("building hermes (release, simulator feature)...");
     let hermes_bin = build_hermes()?;
     let dir = tempfile::Builder::new().prefix("hermes-bench-").tempdir()?;
     let sim = Sim::start().await?;

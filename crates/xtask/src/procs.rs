@@ -70,6 +70,13 @@ pub struct HermesHome {
 /// directory of its own: built beside xtask, the two feature sets would rebuild each other's
 /// dependencies on every run.
 pub fn build_hermes() -> anyhow::Result<PathBuf> {
+    // An A/B of two builds alternates runs on binaries built beforehand.
+    if let Some(bin) = std::env::var_os("HERMES_BENCH_BIN") {
+        let bin = PathBuf::from(bin);
+        anyhow::ensure!(bin.is_file(), "HERMES_BENCH_BIN={} is not a file", bin.display());
+        return Ok(bin);
+    }
+    eprintln!("building hermes (release, simulator feature)...");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("bench");

@@ -53,7 +53,6 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
     if opts.quick {
         opts.kills = 5;
     }
-    eprintln!("building hermes (release, simulator feature)...");
     let hermes_bin = build_hermes()?;
     let dir = tempfile::Builder::new().prefix("hermes-stress-").tempdir()?;
     // Shared with the writer task.
