@@ -265,7 +265,7 @@ async fn run_link_isolated(
     // Dropped with this future (a cancel or a timeout), which stops the attempt.
     let (_stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (opts, dir) = (opts.clone(), dir.to_path_buf());
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("hermes-link".into())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
@@ -300,7 +300,14 @@ async fn run_link_isolated(
     while let Ok(p) = progress_rx.try_recv() {
         progress(p);
     }
-    outcome.unwrap_or_else(|_| Err(LinkError::Refused("the linking client stopped without an outcome".into())))
+    match outcome {
+        Ok(outcome) => outcome,
+        // The thread ended without an outcome only by panicking: that panic is this caller's.
+        Err(_) => match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => unreachable!("the linking thread sends an outcome unless it panics"),
+        },
+    }
 }
 
 async fn run_link(
