@@ -27,8 +27,7 @@ pub(crate) enum Admitted {
 /// it is handled already (dropped with a ledger row, parked, or not for anyone).
 pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Option<Admitted>, StoreError> {
     let now = hermes_store::clock::now();
-    let m = row.clone();
-    let facts = shared.db.call(move |s| s.facts(&m, now - pairing::CODE_TTL_SECS)).await?;
+    let facts = shared.db.read(|s| s.facts(row, now - pairing::CODE_TTL_SECS))?;
     let mut aliases: Vec<Jid> = row.sender_alt.iter().chain(&facts.alias).cloned().collect();
     // A LID whose number the journal does not know yet: the client may know it. Asked only
     // for a message someone may answer (not a receipt, a reaction or our own echo).

@@ -65,8 +65,7 @@ async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec<i64>)> {
     if !batch.refresh {
         return as_read();
     }
-    let seqs = batch.seqs.clone();
-    let now = match shared.db.call(move |s| s.current(&seqs)).await {
+    let now = match shared.db.read(|s| s.current(&batch.seqs)) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read a batch again before answering; answering it as first read");
@@ -99,7 +98,7 @@ async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec<i64>)> {
     let extra: Vec<i64> =
         now.iter().filter(|c| c.waiting).filter_map(|c| c.absorbed_by).filter(|e| !seqs.contains(e)).collect();
     if !extra.is_empty()
-        && let Ok(edits) = shared.db.call(move |s| s.current(&extra)).await
+        && let Ok(edits) = shared.db.read(|s| s.current(&extra))
     {
         seqs.extend(edits.iter().filter(|e| e.waiting).map(|e| e.seq));
     }
@@ -133,8 +132,7 @@ async fn ask(shared: &Shared, chat: &Jid, text: &str, images: &[String]) -> Resu
             "Sorry, I can't answer: no AI model is configured for this gateway yet.".to_owned(),
         ));
     };
-    let (c, window) = (chat.clone(), shared.history_window);
-    let history = shared.db.call(move |s| s.history(&c, window)).await.unwrap_or_default();
+    let history = shared.db.read(|s| s.history(chat, shared.history_window)).unwrap_or_default();
     // Bounded input: one message, each turn of history, and the history as a whole.
     let cfg = &live.config;
     let cap = |t: &str| budget::cap_message(t, usize::try_from(cfg.max_input_chars.value).unwrap_or(usize::MAX));

@@ -56,7 +56,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
         failures: HashMap::new(),
     };
     loop {
-        match shared.db.call(|s| s.pending(READ_BATCH)).await {
+        match shared.db.read(|s| s.pending(READ_BATCH)) {
             Ok(rows) => {
                 // What this read no longer shows waiting was handled (or parked) before it.
                 let waiting: HashSet<i64> = rows.iter().map(|(s, _)| *s).collect();

@@ -43,7 +43,7 @@ pub(crate) async fn send_loop(
                 return std::future::pending().await;
             }
         }
-        let rows = match db.call(|s| s.unsent(64)).await {
+        let rows = match db.read(|s| s.unsent(64)) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox");

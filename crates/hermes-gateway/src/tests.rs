@@ -13,7 +13,7 @@ use hermes_core::admission::DropRule;
 use hermes_core::config::{Inputs, resolve};
 use hermes_core::identity::{Account, Jid, MessageId, PhoneNumber};
 use hermes_core::media::outbound::{OutMedia, Uploaded};
-use hermes_store::{Db, Inbound, Store};
+use hermes_store::{Db, Inbound};
 use tokio::sync::{Notify, watch};
 
 use crate::{Messenger, Model, Options, Pipeline, SendError};
@@ -190,7 +190,7 @@ impl Harness {
         inputs.yaml = Some(yaml);
         let resolved = resolve(&inputs);
         assert!(!resolved.has_errors(), "{:?}", resolved.diagnostics);
-        let db = Db::new(Store::open(&dir.path().join("hermes.db")).expect("open"));
+        let db = Db::open(&dir.path().join("hermes.db")).expect("open");
         let (wake, messenger, model) = (Arc::new(Notify::new()), FakeMessenger::new(), Arc::new(model));
         let opts = Options {
             config: resolved.config.whatsapp,
@@ -415,7 +415,7 @@ async fn http_status(addr: std::net::SocketAddr, path: &str, auth: Option<&str>)
 #[tokio::test]
 async fn beyond_loopback_the_page_and_metrics_need_the_token_and_the_probes_do_not() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::new(Store::open(&dir.path().join("hermes.db")).expect("open"));
+    let db = Db::open(&dir.path().join("hermes.db")).expect("open");
     let mut bound = crate::service::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     assert_eq!(bound.token, None, "loopback needs none");
     // As if bound beyond loopback (tests listen on 127.0.0.1 only).

@@ -170,6 +170,21 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// A second connection to a database [`Store::open`] has opened and migrated, for the
+    /// running gateway's reads ([`Db::read`]): WAL lets it read beside the writer's commits
+    /// without waiting for them. It refuses writes (`query_only`), so nothing can slip past
+    /// the one writer.
+    pub(crate) fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Store { conn })
+    }
+
     /// Opens for reading only, for commands that look and change nothing (`status`, `drops`):
     /// no WAL switch, no migration, no file created. `None` when there is no database yet.
     /// A file from a newer hermes is refused; an older one is read as it is.

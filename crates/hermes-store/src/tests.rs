@@ -529,3 +529,43 @@ fn an_edit_is_taken_by_its_waiting_message_and_a_delete_settles_it_unanswered() 
         .expect("journal");
     assert!(store.current(&[s2[0], e2[0]]).expect("current").iter().all(|c| !c.waiting), "deleted with its edit");
 }
+
+/// The message path reads beside the writer: a read never waits for a commit in progress
+/// (it sees what was committed before it began), and it sees the commit once it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_sees_each_commit_and_never_waits_for_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(&dir.path().join("hermes.db")).expect("open");
+    db.call(|s| s.journal(&[msg("A")])).await.expect("journal");
+    let text = |db: &Db| db.read(|s| s.pending(10)).expect("read")[0].1.text.clone();
+    assert_eq!(text(&db), Some("hello".to_owned()), "a commit is seen by the next read");
+
+    // A write transaction held open on the writer, as a commit waiting for its fsync is.
+    let (inside, in_transaction) = std::sync::mpsc::channel();
+    let (finish, may_finish) = std::sync::mpsc::channel::<()>();
+    let held = db.clone();
+    let writer = async move {
+        held.call(move |s| {
+            s.conn.execute_batch("BEGIN IMMEDIATE; UPDATE inbox SET text = 'edited';")?;
+            inside.send(()).expect("test alive");
+            may_finish.recv().expect("test alive");
+            s.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })
+        .await
+    };
+    let writer = tokio::spawn(writer);
+    tokio::task::spawn_blocking(move || in_transaction.recv()).await.expect("join").expect("in the transaction");
+    assert_eq!(text(&db), Some("hello".to_owned()), "read beside the open transaction, without waiting for it");
+    finish.send(()).expect("writer alive");
+    writer.await.expect("join").expect("commit");
+    assert_eq!(text(&db), Some("edited".to_owned()), "the commit is seen once it ended");
+}
+
+#[test]
+fn the_reader_refuses_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(&dir.path().join("hermes.db")).expect("open");
+    let wrote = db.read(|s| Ok(s.conn.execute("DELETE FROM inbox", [])?));
+    assert!(wrote.is_err(), "{wrote:?}");
+}

@@ -363,8 +363,7 @@ pub fn open_db(home: &Path) -> anyhow::Result<hermes_store::Db> {
     let state = home.join("state");
     hermes_store::files::create_private_dir_all(&state).with_context(|| format!("create {}", state.display()))?;
     let path = state.join("hermes.db");
-    let store = hermes_store::Store::open(&path).with_context(|| format!("open {}", path.display()))?;
-    Ok(hermes_store::Db::new(store))
+    hermes_store::Db::open(&path).with_context(|| format!("open {}", path.display()))
 }
 
 /// A gateway holds a socket per connection (WhatsApp, the model, media): let it use what the
