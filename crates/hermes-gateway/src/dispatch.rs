@@ -65,9 +65,9 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
                 let still = |s: &i64| waiting.contains(s) || beyond.is_some_and(|last| *s > last);
                 w.failures.retain(|s, _| still(s));
                 w.held.retain(|s, _| still(s));
-                for row in rows {
-                    if !w.closing.contains(&row.1.chat) && shared.take(row.0) {
-                        w.hand_out(&shared, row);
+                for (seq, message) in rows {
+                    if !w.closing.contains(&message.chat) && shared.take(seq) {
+                        w.hand_out(&shared, (seq, Box::new(message)));
                     }
                 }
             }

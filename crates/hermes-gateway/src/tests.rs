@@ -168,6 +168,42 @@ impl Model for FakeModel {
     }
 }
 
+/// A pipeline's options as the harness starts it: a bot for two allowed numbers.
+fn options(
+    dir: &std::path::Path,
+    yaml: &str,
+    db: &Db,
+    messenger: Arc<FakeMessenger>,
+    model: Arc<FakeModel>,
+    wake: Arc<Notify>,
+) -> Options {
+    let mut inputs = Inputs::default();
+    inputs.env.insert("WHATSAPP_MODE".into(), "bot".into());
+    inputs.env.insert("WHATSAPP_ALLOWED_USERS".into(), "15551234567,4915112345678".into());
+    inputs.yaml = Some(yaml);
+    let resolved = resolve(&inputs);
+    assert!(!resolved.has_errors(), "{:?}", resolved.diagnostics);
+    Options {
+        config: resolved.config.whatsapp,
+        model: Some(model),
+        system_prompt: "be brief".into(),
+        model_label: "fake".into(),
+        db: db.clone(),
+        state_dir: dir.join("state"),
+        messenger,
+        wake,
+        history_window: 10,
+        max_parallel: 4,
+        chunk_gap: Duration::from_millis(300),
+        media: resolved.config.media,
+        speech: crate::Speech::Off,
+        voice: None,
+        listen: None,
+        service: Arc::new(crate::service::ServiceState::new()),
+        home: dir.to_owned(),
+    }
+}
+
 struct Harness {
     _dir: tempfile::TempDir,
     db: Db,
@@ -184,33 +220,9 @@ impl Harness {
 
     async fn with(yaml: &str, model: FakeModel) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut inputs = Inputs::default();
-        inputs.env.insert("WHATSAPP_MODE".into(), "bot".into());
-        inputs.env.insert("WHATSAPP_ALLOWED_USERS".into(), "15551234567,4915112345678".into());
-        inputs.yaml = Some(yaml);
-        let resolved = resolve(&inputs);
-        assert!(!resolved.has_errors(), "{:?}", resolved.diagnostics);
         let db = Db::open(&dir.path().join("hermes.db")).expect("open");
         let (wake, messenger, model) = (Arc::new(Notify::new()), FakeMessenger::new(), Arc::new(model));
-        let opts = Options {
-            config: resolved.config.whatsapp,
-            model: Some(model.clone()),
-            system_prompt: "be brief".into(),
-            model_label: "fake".into(),
-            db: db.clone(),
-            state_dir: dir.path().join("state"),
-            messenger: messenger.clone(),
-            wake: wake.clone(),
-            history_window: 10,
-            max_parallel: 4,
-            chunk_gap: Duration::from_millis(300),
-            media: resolved.config.media,
-            speech: crate::Speech::Off,
-            voice: None,
-            listen: None,
-            service: Arc::new(crate::service::ServiceState::new()),
-            home: dir.path().to_owned(),
-        };
+        let opts = options(dir.path(), yaml, &db, messenger.clone(), model.clone(), wake.clone());
         let pipeline = Pipeline::start(opts).await.expect("start");
         Harness { _dir: dir, db, wake, messenger, model, pipeline }
     }
@@ -429,4 +441,25 @@ async fn beyond_loopback_the_page_and_metrics_need_the_token_and_the_probes_do_n
     assert!(http_status(addr, "/", Some("s3cret")).await.contains(" 200 "));
     assert!(http_status(addr, "/healthz", None).await.contains(" 200 "));
     assert!(http_status(addr, "/readyz", None).await.contains(" 503 "), "not linked yet");
+}
+
+/// A worker lives on for minutes after its chat's last message (`WORKER_IDLE`), as its future
+/// and its channel: what an idle one keeps, times every chat active within those minutes, is
+/// what a busy gateway keeps for nothing. The channel allocates its slots 32 at a time, at
+/// once: with messages inline that was 17 KB per chat (heaptrack of the soak).
+#[tokio::test]
+async fn a_chat_worker_keeps_little_while_it_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(&dir.path().join("hermes.db")).expect("open");
+    let model = Arc::new(FakeModel::default());
+    let wake = Arc::new(Notify::new());
+    let opts = options(dir.path(), "whatsapp: {}\n", &db, FakeMessenger::new(), model, wake.clone());
+    let shared = Arc::new(crate::worker::Shared::new(&opts, wake));
+    let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = crate::worker::chat_worker(shared, rx, crate::worker::Busy::default());
+    let future = std::mem::size_of_val(&worker);
+    let slots = 32 * std::mem::size_of::<crate::worker::Row>();
+    eprintln!("a chat worker: its future {future} bytes, its channel's first slots {slots} bytes");
+    assert!(future <= 4096, "a chat worker's future is {future} bytes: something it awaits is no longer boxed");
+    assert!(slots <= 1024, "a chat worker's channel keeps {slots} bytes of slots: a row is no longer boxed");
 }
