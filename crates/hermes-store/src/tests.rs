@@ -556,7 +556,15 @@ async fn the_reader_sees_each_commit_and_never_waits_for_the_writer() {
     };
     let writer = tokio::spawn(writer);
     tokio::task::spawn_blocking(move || in_transaction.recv()).await.expect("join").expect("in the transaction");
-    assert_eq!(text(&db), Some("hello".to_owned()), "read beside the open transaction, without waiting for it");
+    // On a thread of its own and bounded: a read that waited for the writer would hang the
+    // test instead of failing it.
+    let reader = db.clone();
+    let beside =
+        tokio::time::timeout(std::time::Duration::from_secs(10), tokio::task::spawn_blocking(move || text(&reader)))
+            .await
+            .expect("the read waited for the open transaction")
+            .expect("join");
+    assert_eq!(beside, Some("hello".to_owned()), "read beside the open transaction, as committed before it");
     finish.send(()).expect("writer alive");
     writer.await.expect("join").expect("commit");
     assert_eq!(text(&db), Some("edited".to_owned()), "the commit is seen once it ended");
