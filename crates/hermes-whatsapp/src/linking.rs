@@ -150,14 +150,24 @@ fn private_dir(path: &Path, warnings: &mut Vec<String>) -> Result<(), LinkError>
 
 /// Session files hold keys: readable by this user only.
 pub(crate) fn restrict_files(dir: &Path) -> Result<(), LinkError> {
-    use std::os::unix::fs::PermissionsExt as _;
     for entry in std::fs::read_dir(dir).map_err(io(format!("read {}", dir.display())))?.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))
-                .map_err(io(format!("chmod {}", entry.path().display())))?;
+            restrict_file(&entry.path()).map_err(io(format!("chmod {}", entry.path().display())))?;
         }
     }
     Ok(())
+}
+
+/// A file that is gone by the time it is reached is not an error: the store's `-wal` and `-shm`
+/// files are removed when its last connection closes, and the verifying store's connections
+/// close on a thread of their own, while the directory is being walked. SQLite gives those files
+/// the database file's mode when it makes them again, so nothing is left readable.
+fn restrict_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// A finished link.
@@ -378,6 +388,21 @@ mod tests {
     fn open_under(dir: &Path) -> Vec<PathBuf> {
         let fds = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd");
         fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).filter(|p| p.starts_with(dir)).collect()
+    }
+
+    /// A file that vanished between listing and chmod (a store's `-shm` as its last connection
+    /// closes) does not fail the link; the files that are there become 0600.
+    #[test]
+    fn a_file_gone_before_its_chmod_does_not_fail_the_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = dir.path().join("whatsapp.db");
+        std::fs::write(&kept, b"keys").expect("write");
+        std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        restrict_file(&dir.path().join("whatsapp.db-shm")).expect("a vanished file is no error");
+        restrict_files(dir.path()).expect("restrict");
+        let mode = std::fs::metadata(&kept).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     /// Nothing of the linking client outlives the link: no task of it may write into the

@@ -361,7 +361,11 @@ pub fn install(
     let entries = std::fs::read_dir(staging).map_err(io(format!("read {}", staging.display())))?;
     for entry in entries.flatten() {
         let to = session_dir.join(entry.file_name());
-        std::fs::rename(entry.path(), &to).map_err(io(format!("move the new store into {}", session_dir.display())))?;
+        match std::fs::rename(entry.path(), &to) {
+            // The store's `-wal` or `-shm`, removed as its last connection closed: nothing to move.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r.map_err(io(format!("move the new store into {}", session_dir.display())))?,
+        }
     }
     std::fs::remove_dir(staging).map_err(io(format!("remove {}", staging.display())))?;
     hermes_store::files::sync_dir(session_dir).map_err(io(format!("sync {}", session_dir.display())))?;
