@@ -56,11 +56,18 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
         failures: HashMap::new(),
     };
     loop {
-        match shared.db.read(|s| s.pending(READ_BATCH)) {
-            Ok(rows) => {
+        // The rows themselves only of what is not handed out yet: in a backlog, most of what
+        // waits is being answered already, and this runs on every commit.
+        let read = shared.db.read(|s| {
+            let waiting = s.waiting(READ_BATCH)?;
+            let rows = s.inbound(&shared.not_taken(&waiting))?;
+            Ok((waiting, rows))
+        });
+        match read {
+            Ok((waiting, rows)) => {
                 // What this read no longer shows waiting was handled (or parked) before it.
-                let waiting: HashSet<i64> = rows.iter().map(|(s, _)| *s).collect();
-                let beyond = (rows.len() == READ_BATCH).then(|| rows.last().map_or(0, |(s, _)| *s));
+                let beyond = (waiting.len() == READ_BATCH).then(|| waiting.last().copied().unwrap_or(0));
+                let waiting: HashSet<i64> = waiting.into_iter().collect();
                 shared.forget_handled(&waiting, beyond);
                 let still = |s: &i64| waiting.contains(s) || beyond.is_some_and(|last| *s > last);
                 w.failures.retain(|s, _| still(s));

@@ -124,6 +124,12 @@ impl Shared {
         self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(seq)
     }
 
+    /// Which of `seqs` no worker has.
+    pub(crate) fn not_taken(&self, seqs: &[i64]) -> Vec<i64> {
+        let in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        seqs.iter().copied().filter(|s| !in_flight.contains(s)).collect()
+    }
+
     /// Forgets rows a journal read no longer shows waiting (handled, or parked, before the
     /// read): `waiting` is what it showed, and rows past `beyond` it did not look at.
     pub(crate) fn forget_handled(&self, waiting: &HashSet<i64>, beyond: Option<i64>) {

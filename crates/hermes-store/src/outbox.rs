@@ -154,7 +154,9 @@ impl Store {
     }
 
     pub fn mark_sent(&mut self, seq: i64, at: i64) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE outbox SET state = ?3, sent_at = ?2 WHERE seq = ?1", params![seq, at, SENT])?;
+        self.conn
+            .prepare_cached("UPDATE outbox SET state = ?3, sent_at = ?2 WHERE seq = ?1")?
+            .execute(params![seq, at, SENT])?;
         Ok(())
     }
 
@@ -171,9 +173,8 @@ impl Store {
     pub fn delivery(&self, id: &MessageId) -> Result<Option<Delivery>, StoreError> {
         let row: Option<(String, Option<i64>)> = self
             .conn
-            .query_row("SELECT state, sent_at FROM outbox WHERE msg_id = ?1", [id.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .prepare_cached("SELECT state, sent_at FROM outbox WHERE msg_id = ?1")?
+            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row.map(|(state, at)| match (state.as_str(), at) {
             (SENT, Some(at)) => Delivery::Sent { at },

@@ -577,3 +577,27 @@ fn the_reader_refuses_writes() {
     let wrote = db.read(|s| Ok(s.conn.execute("DELETE FROM inbox", [])?));
     assert!(wrote.is_err(), "{wrote:?}");
 }
+
+/// A cached statement is planned once, on both connections: SQLite otherwise plans it again
+/// each time a `LIMIT ?` is bound, which made every history and journal read parse its SQL.
+#[test]
+fn a_cached_statement_keeps_its_plan_when_its_limit_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut writer = open(&dir);
+    writer.journal(&[msg("A"), msg("B"), msg("C")]).expect("journal");
+    let reader = Store::open_reader(&dir.path().join("hermes.db")).expect("reader");
+    const SQL: &str = "SELECT seq FROM inbox WHERE state = ?1 ORDER BY seq LIMIT ?2";
+    for (name, store) in [("writer", &writer), ("reader", &reader)] {
+        for limit in 1..=4_i64 {
+            let mut q = store.conn.prepare_cached(SQL).expect("prepare");
+            let seqs: Vec<i64> = q
+                .query_map(rusqlite::params!["waiting", limit], |r| r.get(0))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect();
+            assert_eq!(seqs.len() as i64, limit.min(3), "the {name}'s limit is the one bound");
+        }
+        let q = store.conn.prepare_cached(SQL).expect("prepare");
+        assert_eq!(q.get_status(rusqlite::StatementStatus::RePrepare), 0, "the {name} planned the statement again");
+    }
+}
