@@ -112,3 +112,18 @@ pub async fn inspect(session_dir: &Path) -> StoreState {
         _ => StoreState::NotLinked,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The SQLite linked in plans a statement once, for whatsapp-rust's connections too, which
+    /// hermes does not open itself: `.cargo/config.toml` builds it with the query planner
+    /// stability guarantee on by default. Without it, each of the store's `.first()` reads (a
+    /// bound `LIMIT ?`) was planned again on every use.
+    #[test]
+    fn the_linked_sqlite_keeps_statement_plans_by_default() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let used: i64 =
+            conn.query_row("SELECT sqlite_compileoption_used('ENABLE_QPSG')", [], |r| r.get(0)).expect("query");
+        assert_eq!(used, 1, "build with LIBSQLITE3_FLAGS=SQLITE_ENABLE_QPSG (.cargo/config.toml)");
+    }
+}
