@@ -189,8 +189,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Journaled messages waiting to be handled, oldest first, with their sequence number.
-    pub fn pending(&self, limit: usize) -> Result<Vec<(i64, Inbound)>, StoreError> {
+    /// Journaled messages waiting to be handled, oldest first, with their sequence number. For
+    /// tests: the gateway reads [`Store::waiting`], then [`Store::inbound`] of what is new.
+    #[cfg(test)]
+    pub(crate) fn pending(&self, limit: usize) -> Result<Vec<(i64, Inbound)>, StoreError> {
         let waiting = self.waiting(limit)?;
         self.inbound(&waiting)
     }
