@@ -97,6 +97,39 @@ struct Bench {
     plots: Option<PathBuf>,
 }
 
+/// One backlog drain, as the contacts and `/proc` saw it.
+struct Drain {
+    n: usize,
+    /// The queued messages' ids, in the order sent (`backlog {k}.` is `ids[k]`).
+    ids: Vec<String>,
+    /// From the start to the last one acknowledged, and the process's CPU ticks then; `None`
+    /// when some never were (the echo bot's run only).
+    acked: Option<(Duration, Option<u64>)>,
+    /// From the start to the last one answered, and the CPU ticks then; `None` likewise.
+    answered: Option<(Duration, Option<u64>)>,
+    /// Per second over time, in 250 ms steps.
+    ack_rate: Vec<(f64, f64)>,
+    answer_rate: Vec<(f64, f64)>,
+    /// How many answers each message got.
+    answers: Vec<usize>,
+}
+
+impl Drain {
+    fn lost_and_twice(&self) -> (usize, usize) {
+        (self.answers.iter().filter(|c| **c == 0).count(), self.answers.iter().filter(|c| **c > 1).count())
+    }
+
+    fn ack_rate_overall(&self) -> Option<f64> {
+        self.acked.map(|(after, _)| self.n as f64 / after.as_secs_f64())
+    }
+
+    /// CPU milliseconds per message, from the start to `moment` (the answers to the first
+    /// ones run beside the acknowledging of the last).
+    fn cpu_ms_per_message(&self, moment: Option<(Duration, Option<u64>)>) -> Option<f64> {
+        moment.and_then(|(_, ticks)| ticks).map(|t| t as f64 / TICKS_PER_SEC * 1000.0 / self.n as f64)
+    }
+}
+
 impl Bench {
     /// Draws a picture when this run keeps its results; a picture that fails is said, not fatal.
     fn plot(&self, name: &str, draw: impl FnOnce(&std::path::Path) -> anyhow::Result<()>) {
@@ -128,7 +161,9 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
     let mut figures = Vec::new();
     if opts.only_backlog {
         let hermes = HermesHome::link(&b.hermes_bin, dir.path(), &b.sim, HERMES, &b.llm.base_url())?;
-        let f = b.backlog(&hermes, opts.backlog).await?;
+        let (echo_home, echo) = EchoHome::link(dir.path(), &b.sim, ECHO, false)?;
+        echo.stop();
+        let f = b.backlog(&hermes, opts.backlog, Some(&echo_home)).await?;
         println!("{}", markdown(&f, &machine(), "now", "backlog only"));
         eprintln!("kept: {}", dir.keep().display());
         return Ok(());
@@ -230,7 +265,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
     );
 
     eprintln!("5. backlog drain ({} messages)...", opts.backlog);
-    figures.extend(b.backlog(&hermes, opts.backlog).await?);
+    figures.extend(b.backlog(&hermes, opts.backlog, Some(&echo_home)).await?);
 
     if opts.media_messages > 0 {
         eprintln!("7. media ({} text round trips, each way)...", opts.media_messages);
@@ -516,16 +551,25 @@ impl Bench {
     }
 
     /// Waits for `n` matching events after `cursor`, saying how many there are when it takes long.
+    /// Waits until `n` events match, saying how many so far every 10 s; gives up when none
+    /// has come for `STALL` (or after `WAIT * 5` in all).
     async fn count(&self, cursor: usize, n: usize, what: &str, pred: impl Fn(&SimEvent) -> bool) -> anyhow::Result<()> {
+        const STALL: Duration = Duration::from_secs(60);
         let deadline = Instant::now() + WAIT * 5;
+        let (mut have, mut progress) = (0, Instant::now());
         loop {
             match self.sim.wait_count(cursor, n, Duration::from_secs(10), &pred).await {
                 Ok(_) => return Ok(()),
-                Err(_) if Instant::now() < deadline => {
-                    let have = self.sim.events_since(cursor).iter().filter(|e| pred(e)).count();
+                Err(e) => {
+                    let now = self.sim.events_since(cursor).iter().filter(|e| pred(e)).count();
+                    if now > have {
+                        (have, progress) = (now, Instant::now());
+                    }
+                    if Instant::now() >= deadline || progress.elapsed() >= STALL {
+                        bail!("{what}: {have} of {n}, none more for {} s: {e}", progress.elapsed().as_secs());
+                    }
                     eprintln!("   {what}: {have} of {n} so far");
                 }
-                Err(e) => bail!("{what}: {e}"),
             }
         }
     }
@@ -589,99 +633,177 @@ impl Bench {
         Ok(Stats::of(out))
     }
 
-    async fn backlog(&self, hermes: &HermesHome, n: usize) -> anyhow::Result<Vec<Figure>> {
-        // Queued while the gateway is down, from 100 contacts.
+    /// Messages queued while `account` is down, from 100 contacts, then drained by what
+    /// `start` starts: how fast they are acknowledged (for hermes: journaled, each ack after
+    /// its commit) and answered, and the process's CPU time for it. `lenient`: a stall is
+    /// measured (what was never answered counted as lost), not an error.
+    async fn drain(
+        &self,
+        account: &str,
+        n: usize,
+        lenient: bool,
+        start: impl FnOnce() -> anyhow::Result<Proc>,
+    ) -> anyhow::Result<Drain> {
         let mut ids = Vec::with_capacity(n);
         for k in 0..n {
-            ids.push(self.sim.send_text(&contact(k % 100), HERMES, &format!("backlog {k}."), false).await?);
+            ids.push(self.sim.send_text(&contact(k % 100), account, &format!("backlog {k}."), false).await?);
         }
         let cursor = self.sim.cursor();
         let t0 = Instant::now();
-        let gw = hermes.gateway(&self.hermes_bin, &self.sim)?;
+        let proc = start()?;
         let set: std::collections::HashSet<String> = ids.iter().cloned().collect();
-        let is_journaled = |e: &SimEvent| matches!(e, SimEvent::MessageDelivered { phone, id, .. } if phone == HERMES && set.contains(id));
+        let is_acked = |e: &SimEvent| matches!(e, SimEvent::MessageDelivered { phone, id, .. } if phone == account && set.contains(id));
         let is_answer = |e: &SimEvent| matches!(e, SimEvent::MessageReceived { contact, text, .. } if contact.starts_with("49152") && text.contains("backlog "));
         // Both rates over time, sampled beside the counting until everything is answered.
         let done = std::sync::atomic::AtomicBool::new(false);
         let sampler = async {
             const STEP: Duration = Duration::from_millis(250);
-            let (mut journaled, mut answered) = (Vec::new(), Vec::new());
+            let (mut acked, mut answered) = (Vec::new(), Vec::new());
             let (mut last_j, mut last_a) = (0usize, 0usize);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + STEP, STEP);
             let deadline = Instant::now() + WAIT * 5;
             while Instant::now() < deadline {
                 tick.tick().await;
                 let events = self.sim.events_since(cursor);
-                let j = events.iter().filter(|e| is_journaled(e)).count();
+                let j = events.iter().filter(|e| is_acked(e)).count();
                 let a = events.iter().filter(|e| is_answer(e)).count();
                 let at = t0.elapsed().as_secs_f64();
-                journaled.push((at, (j - last_j) as f64 / STEP.as_secs_f64()));
+                acked.push((at, (j - last_j) as f64 / STEP.as_secs_f64()));
                 answered.push((at, (a - last_a) as f64 / STEP.as_secs_f64()));
                 (last_j, last_a) = (j, a);
                 if done.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
             }
-            (journaled, answered)
+            (acked, answered)
         };
-        // The gateway's CPU time too: on a shared machine it moves less from run to run than the
-        // rate does, so an A/B of two builds reads it first.
+        // The process's CPU time too: on a shared machine it moves less from run to run than
+        // the rate does, so an A/B of two builds reads it first.
+        // A stall ends the run for hermes (a message it never answers is a bug); the echo bot
+        // has no outbox, so what it fails to send is lost, and counted.
+        let stalled = |e: anyhow::Error| {
+            if lenient {
+                eprintln!("   {account}: {e:#}");
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        };
         let counting = async {
             let counted = async {
-                self.count(cursor, n, "journaled", is_journaled).await?;
-                let journaled = (t0.elapsed(), gw.cpu_ticks());
-                self.count(cursor, n, "answered", is_answer).await?;
-                anyhow::Ok((journaled, (t0.elapsed(), gw.cpu_ticks())))
+                let acked = match self.count(cursor, n, "acknowledged", is_acked).await {
+                    Ok(()) => Some((t0.elapsed(), proc.cpu_ticks())),
+                    Err(e) => stalled(e)?,
+                };
+                let answered = match self.count(cursor, n, "answered", is_answer).await {
+                    Ok(()) => Some((t0.elapsed(), proc.cpu_ticks())),
+                    Err(e) => stalled(e)?,
+                };
+                anyhow::Ok((acked, answered))
             }
             .await;
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             counted
         };
-        let (counted, (journal_rate, answer_rate)) = tokio::join!(counting, sampler);
-        let ((journaled, cpu_journaled), (answered, cpu_answered)) = counted?;
-        gw.stop();
+        let (counted, (ack_rate, answer_rate)) = tokio::join!(counting, sampler);
+        let (acked, answered) = counted?;
+        proc.stop();
+        let answers = answers_per_message(&self.sim, cursor, "backlog ", n);
+        Ok(Drain { n, ids, acked, answered, ack_rate, answer_rate, answers })
+    }
+
+    /// The backlog drain of hermes and, with `echo`, of the echo bot on the same backlog: what
+    /// the library alone costs is the floor under hermes' figures.
+    async fn backlog(&self, hermes: &HermesHome, n: usize, echo: Option<&EchoHome>) -> anyhow::Result<Vec<Figure>> {
+        let gw = self.drain(HERMES, n, false, || hermes.gateway(&self.hermes_bin, &self.sim)).await?;
+        let (lost, twice) = gw.lost_and_twice();
+        if lost + twice > 0 {
+            let db = hermes_store::Store::open(&hermes.path.join("state").join("hermes.db"))?;
+            for (k, c) in gw.answers.iter().enumerate().filter(|(_, c)| **c != 1).take(10) {
+                let who = hermes_core::identity::Jid::from_wire(&format!("{}@s.whatsapp.net", contact(k % 100)));
+                let id = hermes_core::identity::MessageId::new(gw.ids[k].as_str());
+                let journaled = db.is_journaled(&who, &who, &id)?;
+                eprintln!("   backlog {k} (id {}): answered {c} times; journaled: {journaled}", gw.ids[k]);
+            }
+        }
+        let bot = match echo {
+            Some(home) => Some(self.drain(ECHO, n, true, || home.start(&self.sim, false)).await?),
+            None => None,
+        };
+        let mut lines = vec![
+            Line::new("hermes: messages journaled (acknowledged after their commit)", gw.ack_rate.clone()),
+            Line::new("hermes: replies received by the contacts (bounded by the model)", gw.answer_rate.clone()),
+        ];
+        if let Some(bot) = &bot {
+            lines.push(Line::new("echo bot: messages acknowledged (no journal)", bot.ack_rate.clone()));
+        }
         self.plot("drain.svg", |path| {
             crate::plots::over_time(
                 path,
                 &format!("Backlog drain: {n} messages queued while the gateway was down"),
                 ("seconds since the gateway started", "per second (250 ms steps)"),
-                &[
-                    Line::new("messages journaled (acknowledged after their commit)", journal_rate),
-                    Line::new("replies received by the contacts (bounded by the model)", answer_rate),
-                ],
+                &lines,
                 Some((5000.0, "target: 5,000 journaled per second")),
             )
         });
-        // Count: every message answered, and only once.
-        let counts = answers_per_message(&self.sim, cursor, "backlog ", n);
-        let lost = counts.iter().filter(|c| **c == 0).count();
-        let twice = counts.iter().filter(|c| **c > 1).count();
-        if lost + twice > 0 {
-            let db = hermes_store::Store::open(&hermes.path.join("state").join("hermes.db"))?;
-            for (k, c) in counts.iter().enumerate().filter(|(_, c)| **c != 1).take(10) {
-                let who = hermes_core::identity::Jid::from_wire(&format!("{}@s.whatsapp.net", contact(k % 100)));
-                let journaled = db.is_journaled(&who, &who, &hermes_core::identity::MessageId::new(ids[k].as_str()))?;
-                eprintln!("   backlog {k} (id {}): answered {c} times; journaled: {journaled}", ids[k]);
+        let with_baseline = |f: Figure, b: Option<f64>| match b {
+            Some(b) => f.baseline(Stats::of(vec![b])),
+            None => f,
+        };
+        let echo_note = |what: &str| match (&bot, echo) {
+            (Some(bot), Some(home)) => {
+                let (lost, twice) = bot.lost_and_twice();
+                let why = if lost > 0 { home.failed_sends() } else { String::new() };
+                format!(
+                    "; baseline: the echo bot draining the same backlog, {what} (lost: {lost}, answered more than once: \
+                     {twice}{why})"
+                )
             }
-        }
-        let rate = n as f64 / journaled.as_secs_f64();
+            _ => String::new(),
+        };
+        let seconds = |moment: Option<(Duration, Option<u64>)>| moment.map(|(after, _)| after.as_secs_f64());
+        let (rate, journaled) = (
+            gw.ack_rate_overall().context("hermes' drain ends when all are journaled")?,
+            seconds(gw.acked).unwrap_or(f64::NAN),
+        );
+        let answered = seconds(gw.answered).unwrap_or(f64::NAN);
         let mut figures = vec![
-            Figure::new("5. backlog", "messages journaled per second", "msg/s", Stats::of(vec![rate]))
-                .note(format!(
-                    "{n} messages queued while down; all journaled {:.2} s after the start",
-                    journaled.as_secs_f64()
-                ))
-                .target(">= 5000 msg/s", rate >= 5000.0),
-            Figure::new("5. backlog", "start -> all answered", "s", Stats::of(vec![answered.as_secs_f64()]))
-                .note(format!("lost: {lost}, answered more than once: {twice} (counted at the contacts)")),
+            with_baseline(
+                Figure::new("5. backlog", "messages journaled per second", "msg/s", Stats::of(vec![rate])),
+                bot.as_ref().and_then(Drain::ack_rate_overall),
+            )
+            .note(format!(
+                "{n} messages queued while down; all journaled {journaled:.2} s after the start{}",
+                echo_note("each acknowledged as the library does, with no journal")
+            ))
+            .target(">= 5000 msg/s", rate >= 5000.0),
+            with_baseline(
+                Figure::new("5. backlog", "start -> all answered", "s", Stats::of(vec![answered])),
+                bot.as_ref().and_then(|b| seconds(b.answered)),
+            )
+            .note(format!(
+                "lost: {lost}, answered more than once: {twice} (counted at the contacts){}",
+                echo_note("each echoed at once")
+            )),
         ];
-        // CPU milliseconds of the gateway per message: from its start to the last one journaled
-        // (the answers to the first ones run beside), and to the last one answered.
-        let per_message = |ticks: Option<u64>| ticks.map(|t| t as f64 / TICKS_PER_SEC * 1000.0 / n as f64);
-        if let (Some(j), Some(a)) = (per_message(cpu_journaled), per_message(cpu_answered)) {
+        if let (Some(j), Some(a)) = (gw.cpu_ms_per_message(gw.acked), gw.cpu_ms_per_message(gw.answered)) {
             figures.push(
-                Figure::new("5. backlog", "gateway CPU per message, start -> all answered", "ms", Stats::of(vec![a]))
-                    .note(format!("{j:.3} ms per message from the start to the last one journaled")),
+                with_baseline(
+                    Figure::new(
+                        "5. backlog",
+                        "gateway CPU per message, start -> all answered",
+                        "ms",
+                        Stats::of(vec![a]),
+                    ),
+                    bot.as_ref().and_then(|b| b.cpu_ms_per_message(b.answered)),
+                )
+                .note(format!(
+                    "{j:.3} ms per message from the start to the last one journaled{}",
+                    bot.as_ref()
+                        .and_then(|b| b.cpu_ms_per_message(b.acked))
+                        .map(|e| format!(" (the echo bot: {e:.3} ms to the last one acknowledged)"))
+                        .unwrap_or_default()
+                )),
             );
         }
         Ok(figures)

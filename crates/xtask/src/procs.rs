@@ -194,8 +194,23 @@ impl EchoHome {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(if piped { Stdio::piped() } else { Stdio::null() })
-            .stderr(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(self.log())?)
             .spawn()?;
         Ok(Proc { child })
+    }
+
+    /// Where its warnings and errors go, beside its database.
+    fn log(&self) -> PathBuf {
+        self.db.with_extension("log")
+    }
+
+    /// What its log says of the replies it could not send: how many, and the first reason.
+    pub fn failed_sends(&self) -> String {
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let failed: Vec<&str> = log.lines().filter(|l| l.contains("echo bot: send failed")).collect();
+        match failed.first() {
+            Some(first) => format!("; {} sends failed, the first: {}", failed.len(), first.trim()),
+            None => "; its log names no failed send".to_owned(),
+        }
     }
 }
