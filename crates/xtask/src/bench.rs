@@ -677,8 +677,6 @@ impl Bench {
             }
             (acked, answered)
         };
-        // The process's CPU time too: on a shared machine it moves less from run to run than
-        // the rate does, so an A/B of two builds reads it first.
         // A stall ends the run for hermes (a message it never answers is a bug); the echo bot
         // has no outbox, so what it fails to send is lost, and counted.
         let stalled = |e: anyhow::Error| {
@@ -689,6 +687,8 @@ impl Bench {
                 Err(e)
             }
         };
+        // The process's CPU time too: on a shared machine it moves less from run to run than
+        // the rate does, so an A/B of two builds reads it first.
         let counting = async {
             let counted = async {
                 let acked = match self.count(cursor, n, "acknowledged", is_acked).await {
