@@ -163,7 +163,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
         let hermes = HermesHome::link(&b.hermes_bin, dir.path(), &b.sim, HERMES, &b.llm.base_url())?;
         let (echo_home, echo) = EchoHome::link(dir.path(), &b.sim, ECHO, false)?;
         echo.stop();
-        let f = b.backlog(&hermes, opts.backlog, Some(&echo_home)).await?;
+        let f = b.backlog(&hermes, opts.backlog, &echo_home).await?;
         println!("{}", markdown(&f, &machine(), "now", "backlog only"));
         eprintln!("kept: {}", dir.keep().display());
         return Ok(());
@@ -265,7 +265,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
     );
 
     eprintln!("5. backlog drain ({} messages)...", opts.backlog);
-    figures.extend(b.backlog(&hermes, opts.backlog, Some(&echo_home)).await?);
+    figures.extend(b.backlog(&hermes, opts.backlog, &echo_home).await?);
 
     if opts.media_messages > 0 {
         eprintln!("7. media ({} text round trips, each way)...", opts.media_messages);
@@ -714,7 +714,7 @@ impl Bench {
 
     /// The backlog drain of hermes and, with `echo`, of the echo bot on the same backlog: what
     /// the library alone costs is the floor under hermes' figures.
-    async fn backlog(&self, hermes: &HermesHome, n: usize, echo: Option<&EchoHome>) -> anyhow::Result<Vec<Figure>> {
+    async fn backlog(&self, hermes: &HermesHome, n: usize, echo: &EchoHome) -> anyhow::Result<Vec<Figure>> {
         let gw = self.drain(HERMES, n, false, || hermes.gateway(&self.hermes_bin, &self.sim)).await?;
         let (lost, twice) = gw.lost_and_twice();
         if lost + twice > 0 {
@@ -726,17 +726,12 @@ impl Bench {
                 eprintln!("   backlog {k} (id {}): answered {c} times; journaled: {journaled}", gw.ids[k]);
             }
         }
-        let bot = match echo {
-            Some(home) => Some(self.drain(ECHO, n, true, || home.start(&self.sim, false)).await?),
-            None => None,
-        };
-        let mut lines = vec![
+        let bot = self.drain(ECHO, n, true, || echo.start(&self.sim, false)).await?;
+        let lines = [
             Line::new("hermes: messages journaled (acknowledged after their commit)", gw.ack_rate.clone()),
             Line::new("hermes: replies received by the contacts (bounded by the model)", gw.answer_rate.clone()),
+            Line::new("echo bot: messages acknowledged (no journal)", bot.ack_rate.clone()),
         ];
-        if let Some(bot) = &bot {
-            lines.push(Line::new("echo bot: messages acknowledged (no journal)", bot.ack_rate.clone()));
-        }
         self.plot("drain.svg", |path| {
             crate::plots::over_time(
                 path,
@@ -750,16 +745,14 @@ impl Bench {
             Some(b) => f.baseline(Stats::of(vec![b])),
             None => f,
         };
-        let echo_note = |what: &str| match (&bot, echo) {
-            (Some(bot), Some(home)) => {
-                let (lost, twice) = bot.lost_and_twice();
-                let why = if lost > 0 { home.failed_sends() } else { String::new() };
-                format!(
-                    "; baseline: the echo bot draining the same backlog, {what} (lost: {lost}, answered more than once: \
-                     {twice}{why})"
-                )
-            }
-            _ => String::new(),
+        // Why the echo bot lost some, if it did: read from its log once, for both notes.
+        let (bot_lost, bot_twice) = bot.lost_and_twice();
+        let why = if bot_lost > 0 { echo.failed_sends() } else { String::new() };
+        let echo_note = |what: &str| {
+            format!(
+                "; baseline: the echo bot draining the same backlog, {what} (lost: {bot_lost}, answered more than \
+                 once: {bot_twice}{why})"
+            )
         };
         let seconds = |moment: Option<(Duration, Option<u64>)>| moment.map(|(after, _)| after.as_secs_f64());
         let (rate, journaled) = (
@@ -770,7 +763,7 @@ impl Bench {
         let mut figures = vec![
             with_baseline(
                 Figure::new("5. backlog", "messages journaled per second", "msg/s", Stats::of(vec![rate])),
-                bot.as_ref().and_then(Drain::ack_rate_overall),
+                bot.ack_rate_overall(),
             )
             .note(format!(
                 "{n} messages queued while down; all journaled {journaled:.2} s after the start{}",
@@ -779,7 +772,7 @@ impl Bench {
             .target(">= 5000 msg/s", rate >= 5000.0),
             with_baseline(
                 Figure::new("5. backlog", "start -> all answered", "s", Stats::of(vec![answered])),
-                bot.as_ref().and_then(|b| seconds(b.answered)),
+                seconds(bot.answered),
             )
             .note(format!(
                 "lost: {lost}, answered more than once: {twice} (counted at the contacts){}",
@@ -795,12 +788,11 @@ impl Bench {
                         "ms",
                         Stats::of(vec![a]),
                     ),
-                    bot.as_ref().and_then(|b| b.cpu_ms_per_message(b.answered)),
+                    bot.cpu_ms_per_message(bot.answered),
                 )
                 .note(format!(
                     "{j:.3} ms per message from the start to the last one journaled{}",
-                    bot.as_ref()
-                        .and_then(|b| b.cpu_ms_per_message(b.acked))
+                    bot.cpu_ms_per_message(bot.acked)
                         .map(|e| format!(" (the echo bot: {e:.3} ms to the last one acknowledged)"))
                         .unwrap_or_default()
                 )),
