@@ -11,7 +11,7 @@ use wa_sim::{Fault, Sim, SimEvent};
 
 use crate::plots::Line;
 use crate::procs::{EchoHome, HermesHome, Proc, TICKS_PER_SEC, build_hermes};
-use crate::report::{Figure, Stats, answers_per_message, machine, markdown, numbers_after};
+use crate::report::{Figure, Stats, answers_per_message, lost_and_twice, machine, markdown, numbers_after};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -116,7 +116,7 @@ struct Drain {
 
 impl Drain {
     fn lost_and_twice(&self) -> (usize, usize) {
-        (self.answers.iter().filter(|c| **c == 0).count(), self.answers.iter().filter(|c| **c > 1).count())
+        lost_and_twice(&self.answers)
     }
 
     fn ack_rate_overall(&self) -> Option<f64> {
@@ -1057,8 +1057,7 @@ impl Bench {
         gw.stop();
 
         let counts = answers_per_message(&self.sim, cursor, "soak ", sent.len());
-        let lost = counts.iter().filter(|c| **c == 0).count();
-        let twice = counts.iter().filter(|c| **c > 1).count();
+        let (lost, twice) = lost_and_twice(&counts);
         // (minute sent, round trip in ms) of each answered message.
         let timed: Vec<(f64, f64)> = sent
             .iter()

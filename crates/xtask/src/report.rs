@@ -162,6 +162,11 @@ pub fn answers_per_message(sim: &wa_sim::Sim, cursor: usize, prefix: &str, n: us
     }
     counts
 }
+/// Of the answer counts per message: how many got none, and how many more than one.
+pub fn lost_and_twice(counts: &[usize]) -> (usize, usize) {
+    (counts.iter().filter(|c| **c == 0).count(), counts.iter().filter(|c| **c > 1).count())
+}
+
 /// The numbers `k` of every `"{prefix}{k}."` in a reply (a reply quotes what it answers).
 pub fn numbers_after<'a>(text: &'a str, prefix: &'a str) -> impl Iterator<Item = usize> + 'a {
     text.match_indices(prefix).filter_map(move |(i, _)| {
