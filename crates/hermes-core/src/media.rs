@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{MediaConfig, Secret, SttProvider};
 
+pub mod fetch;
 pub mod ogg;
 pub mod outbound;
 

@@ -1,6 +1,7 @@
 //! What the pipeline needs from the outside world, as traits: the WhatsApp connection and the
-//! model. The running gateway plugs in whatsapp-rust (through `hermes_whatsapp`) and the
-//! chat-completions client; the pipeline's own tests plug in fakes and run with paused time.
+//! model. The traits speak the gateway's own and core's types, never a WhatsApp crate's: the
+//! binary plugs in the connection (hermes-whatsapp's, in its `messenger` module) and this crate
+//! the chat-completions client; the pipeline's own tests plug in fakes and run with paused time.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hermes_agent::{AgentError, Message};
 use hermes_core::identity::{Account, Jid, MessageId};
+pub use hermes_core::media::fetch::{Fetch, MediaError};
 use hermes_core::media::outbound::{OutMedia, Uploaded};
-pub use hermes_whatsapp::media::{Fetch, MediaError};
 use tokio::sync::watch;
 
 /// Why a send did not happen.
@@ -111,52 +112,58 @@ impl Model for hermes_agent::Agent {
     }
 }
 
-fn wa_error(e: hermes_whatsapp::messenger::SendError) -> SendError {
-    match e {
-        hermes_whatsapp::messenger::SendError::NotConnected => SendError::NotConnected,
-        other => SendError::Failed(other.to_string()),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
 
-#[async_trait]
-impl Messenger for hermes_whatsapp::messenger::Messenger {
-    async fn send_text(&self, chat: &Jid, text: &str, id: &MessageId) -> Result<(), SendError> {
-        hermes_whatsapp::messenger::Messenger::send_text(self, chat, text, id).await.map_err(wa_error)
-    }
+    /// The WhatsApp crates, as a manifest and as source name them; spelled in halves so that
+    /// this file does not name them itself.
+    const WHATSAPP: [(&str, &str); 4] = [
+        (concat!("hermes", "-whatsapp"), concat!("hermes", "_whatsapp")),
+        (concat!("whatsapp", "-rust"), concat!("whatsapp", "_rust")),
+        (concat!("wa", "core"), concat!("wa", "core")),
+        (concat!("wa", "proto"), concat!("wa", "proto")),
+    ];
 
-    async fn typing(&self, chat: &Jid, on: bool) {
-        hermes_whatsapp::messenger::Messenger::typing(self, chat, on).await;
-    }
-
-    async fn mark_read(&self, chat: &Jid, sender: &Jid, ids: &[MessageId]) {
-        hermes_whatsapp::messenger::Messenger::mark_read(self, chat, sender, ids).await;
-    }
-
-    async fn phone_of(&self, lid: &Jid) -> Option<Jid> {
-        hermes_whatsapp::messenger::Messenger::phone_of(self, lid).await
-    }
-
-    fn account(&self) -> Option<Account> {
-        hermes_whatsapp::messenger::Messenger::account(self)
-    }
-
-    fn connected(&self) -> watch::Receiver<bool> {
-        self.watch_connected()
-    }
-
-    fn new_message_id(&self) -> MessageId {
-        hermes_whatsapp::messenger::new_message_id()
-    }
-
-    async fn download(&self, fetch: &Fetch<'_>, to: &Path, cap: u64) -> Result<u64, MediaError> {
-        hermes_whatsapp::messenger::Messenger::download(self, fetch, to, cap).await
-    }
-
-    async fn upload(&self, media: &OutMedia) -> Result<Uploaded, SendError> {
-        hermes_whatsapp::messenger::Messenger::upload(self, media).await.map_err(wa_error)
+    /// The traits speak the gateway's own and core's types and the binary plugs the connection
+    /// in, so the pipeline, its tests included, builds without any WhatsApp crate.
+    #[test]
+    fn the_pipeline_depends_on_no_whatsapp_crate() {
+        let manifest = include_str!("../Cargo.toml");
+        for line in manifest.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            for (name, _) in WHATSAPP {
+                assert!(
+                    !line.contains(name),
+                    "hermes-gateway's Cargo.toml names {name} (`{line}`): the pipeline reaches WhatsApp only through \
+                     its Messenger trait; implement it in the binary (hermes/src/messenger.rs)"
+                );
+            }
+        }
+        let files = sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+        assert!(files.iter().any(|f| f.ends_with("port.rs")), "the gateway's sources are found: {files:?}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            for (_, path) in WHATSAPP {
+                assert!(
+                    !text.contains(path),
+                    "{} names {path}: the pipeline speaks its own and core's types; convert in the binary \
+                     (hermes/src/messenger.rs)",
+                    file.display()
+                );
+            }
+        }
     }
 
-    async fn send_media(&self, chat: &Jid, media: &OutMedia, id: &MessageId) -> Result<(), SendError> {
-        hermes_whatsapp::messenger::Messenger::send_media(self, chat, media, id).await.map_err(wa_error)
+    fn sources(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("list the sources") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                found.extend(sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+        found
     }
 }

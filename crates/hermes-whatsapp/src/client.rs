@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::transport::NoDelayTransportFactory;
 use tokio::sync::mpsc;
 use whatsapp_rust::prelude::*;
+use whatsapp_rust::store::SqliteStoreConfig;
 
 use crate::store::STORE_FILE;
 
@@ -43,6 +44,12 @@ pub(crate) struct Start<'a> {
     pub journal: Option<crate::journal::JournalHook>,
     /// Stops the store's writes once one failed (see [`crate::fence`]).
     pub fence: Option<Arc<crate::fence::Fence>>,
+    /// Spawns the client's tasks, so that they can all be ended; `None` is tokio's own spawner.
+    pub runtime: Option<crate::tracked::TrackedRuntime>,
+    /// Held by the client's store until SQLite has closed its files: the channel closes once
+    /// nothing of the store is left (the store runs its queries on threads of its own, which
+    /// no spawner sees).
+    pub store_closed: Option<mpsc::Sender<()>>,
 }
 
 impl<'a> Start<'a> {
@@ -56,16 +63,23 @@ impl<'a> Start<'a> {
             auto_reconnect: true,
             journal: None,
             fence: None,
+            runtime: None,
+            store_closed: None,
         }
     }
 }
 
 /// Opens the store in the session directory and starts a client on it.
 pub(crate) async fn start(opts: Start<'_>) -> Result<Running, String> {
-    let Start { dir, server_url, push_name, pair_code_phone, auto_reconnect, journal, fence } = opts;
+    let Start { dir, server_url, push_name, pair_code_phone, auto_reconnect, journal, fence, runtime, store_closed } =
+        opts;
     let db = dir.join(STORE_FILE);
     let db = db.to_str().ok_or("the session path is not valid UTF-8")?;
-    let store = SqliteStore::new(db).await.map_err(|e| e.to_string())?;
+    let store = match store_closed {
+        None => SqliteStore::new(db).await,
+        Some(closed) => SqliteStore::with_config(db, signalling_close(closed)).await,
+    }
+    .map_err(|e| e.to_string())?;
     let (tx, events) = mpsc::unbounded_channel::<Arc<Event>>();
     // Every client that journals goes through the fence's store, which also tells a genuine
     // duplicate from a message another client of the device read (see `FencedStore`).
@@ -83,6 +97,9 @@ pub(crate) async fn start(opts: Start<'_>) -> Result<Running, String> {
     });
     if let Some(hook) = journal {
         builder = builder.with_inbound_durability_hook(hook);
+    }
+    if let Some(runtime) = runtime {
+        builder = builder.with_runtime(runtime);
     }
     if server_url.is_some() {
         builder = builder.with_version(SIMULATOR_VERSION);
@@ -111,4 +128,56 @@ pub(crate) async fn start(opts: Start<'_>) -> Result<Running, String> {
     let client = bot.client();
     client.enable_auto_reconnect.store(auto_reconnect, std::sync::atomic::Ordering::Relaxed);
     Ok(Running { handle: bot.spawn(), client, events })
+}
+
+/// The name of a collation no query uses: registered only for the state SQLite keeps with it.
+const CLOSE_WATCH: &str = "hermes_close_watch";
+
+/// The default store configuration, with a clone of `closed` held by each of the store's
+/// connections until SQLite has closed that connection's files: SQLite frees a collation's
+/// state last when it closes a connection, after the database and its WAL. So the channel
+/// closes exactly when every connection of the store is closed.
+fn signalling_close(closed: mpsc::Sender<()>) -> SqliteStoreConfig {
+    SqliteStoreConfig::default().with_connection_init(move |conn| {
+        let held = closed.clone();
+        conn.register_collation(CLOSE_WATCH, move |a, b| {
+            // Owned, never used: the closure is only a place SQLite drops `held` from.
+            let _ = &held;
+            a.cmp(b)
+        })?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// Files under `dir` this process has open.
+    pub(crate) fn open_under(dir: &Path) -> Vec<PathBuf> {
+        let fds = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd");
+        fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).filter(|p| p.starts_with(dir)).collect()
+    }
+
+    /// The link installs a session only once this channel closed: it must not close while
+    /// the store still has a file open.
+    #[tokio::test]
+    async fn the_store_closed_channel_closes_once_the_store_files_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join(STORE_FILE);
+        let (closed, mut closed_rx) = mpsc::channel::<()>(1);
+        let store = SqliteStore::with_config(db.to_str().expect("a UTF-8 temp path"), signalling_close(closed))
+            .await
+            .expect("open the store");
+        assert!(!open_under(dir.path()).is_empty(), "the open store holds its files");
+        assert!(matches!(closed_rx.try_recv(), Err(mpsc::error::TryRecvError::Empty)), "closed while open");
+        drop(store);
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), closed_rx.recv())
+            .await
+            .expect("the channel closes with the store");
+        assert_eq!(end, None);
+        let open = open_under(dir.path());
+        assert!(open.is_empty(), "the channel closed while {open:?} were open");
+    }
 }

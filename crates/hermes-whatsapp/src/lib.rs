@@ -19,4 +19,5 @@ pub mod session_dir;
 pub mod status;
 pub mod store;
 pub mod supervisor;
+mod tracked;
 pub mod transport;

@@ -66,6 +66,17 @@ pub enum LinkError {
     ServerUrl(String),
     #[error("session storage: {0}")]
     Store(String),
+    /// WhatsApp accepted the link, but the linking client was still at work on the new store
+    /// when the wind-down ended; installed, the store could be written to behind the back of
+    /// the client that runs on it next. It is kept where it is, as a leftover.
+    #[error(
+        "WhatsApp accepted the link, but the linking client had not let go of the new session {:?} later, so it \
+         was not installed (it could still be written to); it is kept in {}, which the next link keeps as a \
+         backup: run the command again",
+        .waited,
+        .kept.display()
+    )]
+    StillRunning { kept: PathBuf, waited: Duration },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -203,13 +214,23 @@ pub async fn link(
     let tmp = parent.join(format!("{name}.linking-{}-{:08x}", std::process::id(), rand::random::<u32>()));
     private_dir(&tmp, &mut warnings)?;
 
-    // Biased: a link that finished wins over a cancel that came at the same moment.
+    let runtime = crate::tracked::TrackedRuntime::current();
+    // Nothing is ever sent: the channel closes once the linking store's files are closed.
+    let (store_closed, mut closed_rx) = tokio::sync::mpsc::channel::<()>(1);
+    // Biased: a link that finished wins over a cancel that came at the same moment. The
+    // other arms drop the attempt (and its client) where it stands, nothing of it kept.
     let result = tokio::select! {
         biased;
-        r = run_link_isolated(opts, &tmp, &mut progress) => r,
+        r = run_link(opts, &tmp, &mut progress, runtime.clone(), store_closed) => r,
         () = cancel => Err(LinkError::Interrupted),
         () = tokio::time::sleep(opts.timeout) => Err(LinkError::Timeout(opts.timeout)),
     };
+    let wound_down = tokio::time::timeout(WIND_DOWN, async {
+        runtime.shutdown().await;
+        while closed_rx.recv().await.is_some() {}
+    })
+    .await
+    .is_ok();
     let account = match result {
         Ok(a) => a,
         Err(e) => {
@@ -217,6 +238,12 @@ pub async fn link(
             return Err(e);
         }
     };
+    if !wound_down {
+        // Something of the linking client could still write into the store: installed, it
+        // would write beside the next client. The phone accepted the link, so it is not
+        // deleted either: the next link keeps it as a backup (`clean_leftovers`).
+        return Err(LinkError::StillRunning { kept: tmp, waited: WIND_DOWN });
+    }
     // Only a store that really holds the new device is installed.
     match store::inspect(&tmp).await {
         StoreState::Linked(_) => {}
@@ -258,76 +285,26 @@ pub async fn link(
 /// How long the linking client's leftover work may take to wind down once linking is over.
 const WIND_DOWN: Duration = Duration::from_secs(10);
 
-/// [`run_link`] on a runtime of its own, which is shut down before this returns.
+/// Links with a client whose every task `runtime` keeps, on a store that closes `store_closed`
+/// when its files are closed: [`link`] ends those tasks and waits for that before it installs.
 ///
 /// whatsapp-rust leaves detached tasks behind when a client stops (the post-login pre-key
 /// upload, background queries), and they hold the store's connections by file descriptor, so
 /// they follow the directory when it is renamed into place. Left running beside the gateway's
 /// own client, they overwrote the pre-keys that client had just uploaded, and the first message
-/// of every new contact failed to decrypt (BadMac). Shutting the runtime down ends them all.
-async fn run_link_isolated(
-    opts: &LinkOptions,
-    dir: &Path,
-    progress: &mut impl FnMut(LinkProgress),
-) -> Result<LinkedAccount, LinkError> {
-    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-    // Dropped with this future (a cancel or a timeout), which stops the attempt.
-    let (_stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (opts, dir) = (opts.clone(), dir.to_path_buf());
-    let thread = std::thread::Builder::new()
-        .name("hermes-link".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = done_tx.send(Err(LinkError::Io { what: "start the linking runtime".into(), source: e }));
-                    return;
-                }
-            };
-            let outcome = runtime.block_on(async {
-                let mut report = |p| {
-                    let _ = progress_tx.send(p);
-                };
-                tokio::select! {
-                    r = run_link(&opts, &dir, &mut report) => Some(r),
-                    _ = stop_rx => None,
-                }
-            });
-            // Ends the client's detached tasks, and waits for their store writes under way.
-            runtime.shutdown_timeout(WIND_DOWN);
-            if let Some(outcome) = outcome {
-                let _ = done_tx.send(outcome);
-            }
-        })
-        .map_err(io("start the linking thread"))?;
-    let outcome = loop {
-        tokio::select! {
-            Some(p) = progress_rx.recv() => progress(p),
-            r = &mut done_rx => break r,
-        }
-    };
-    while let Ok(p) = progress_rx.try_recv() {
-        progress(p);
-    }
-    match outcome {
-        Ok(outcome) => outcome,
-        // The thread ended without an outcome only by panicking: that panic is this caller's.
-        Err(_) => match tokio::task::spawn_blocking(move || thread.join()).await {
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            _ => unreachable!("the linking thread sends an outcome unless it panics"),
-        },
-    }
-}
-
+/// of every new contact failed to decrypt (BadMac).
 async fn run_link(
     opts: &LinkOptions,
     dir: &Path,
     progress: &mut impl FnMut(LinkProgress),
+    runtime: crate::tracked::TrackedRuntime,
+    store_closed: tokio::sync::mpsc::Sender<()>,
 ) -> Result<LinkedAccount, LinkError> {
     let mut running = crate::client::start(crate::client::Start {
         push_name: &opts.push_name,
         pair_code_phone: opts.pair_code_phone.as_deref(),
+        runtime: Some(runtime),
+        store_closed: Some(store_closed),
         ..crate::client::Start::new(dir, opts.server_url.as_deref())
     })
     .await
@@ -383,11 +360,13 @@ async fn run_link(
 #[cfg(all(test, feature = "simulator"))]
 mod tests {
     use super::*;
+    use crate::client::tests::open_under;
 
-    /// Files under `dir` this process has open.
-    fn open_under(dir: &Path) -> Vec<PathBuf> {
-        let fds = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd");
-        fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).filter(|p| p.starts_with(dir)).collect()
+    /// How many of this process's threads have this name.
+    fn threads_named(name: &str) -> usize {
+        let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+        let comm = |t: std::fs::DirEntry| std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        tasks.flatten().map(comm).filter(|c| c.trim_end() == name).count()
     }
 
     /// A file that vanished between listing and chmod (a store's `-shm` as its last connection
@@ -408,6 +387,8 @@ mod tests {
     /// Nothing of the linking client outlives the link: no task of it may write into the
     /// installed session beside the client that runs on it next (its leftover pre-key upload
     /// once overwrote that client's keys, and new contacts' first messages failed to decrypt).
+    /// And it runs on the caller's runtime: the link once started a thread with a runtime of
+    /// its own for it (issue #25), which only the binary's `main` may build.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_linking_client_is_gone_when_the_link_returns() {
         const PHONE: &str = "15550001000";
@@ -423,16 +404,20 @@ mod tests {
             push_name: PUSH_NAME.to_owned(),
         };
         let mut scanned = false;
+        let mut link_threads = 0;
         let progress = |p| {
             if let LinkProgress::Qr { code, .. } = p
                 && !scanned
             {
                 scanned = true;
+                link_threads = threads_named("hermes-link");
                 sim.link_qr(PHONE, &code).expect("scan");
             }
         };
         let linked = link(&opts, progress, std::future::pending(), 1_800_000_000).await.expect("link");
         assert_eq!(linked.account.phone, PHONE);
+        assert!(scanned);
+        assert_eq!(link_threads, 0, "the linking client ran on a thread and runtime of its own");
         let open = open_under(&whatsapp);
         assert!(open.is_empty(), "the linking client still holds {open:?}");
     }

@@ -107,14 +107,10 @@ async fn demo(loaded: &load::Loaded, home: &Path, args: &Args) -> anyhow::Result
     println!("   Using {label}.");
 
     step(3, "Starting `hermes gateway` on the linked session");
-    std::fs::write(
-        home.join(".env"),
-        format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\nWHATSAPP_HOME_CHANNEL={FRIEND}\n"),
-    )?;
-    std::fs::write(
-        home.join("config.yaml"),
-        format!("model:\n  default: {}\n  base_url: {}\n", endpoint.model, endpoint.base_url),
-    )?;
+    let env = format!("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND}\nWHATSAPP_HOME_CHANNEL={FRIEND}\n");
+    hermes_store::files::write_private(&home.join(".env"), env.as_bytes())?;
+    let yaml = format!("model:\n  default: {}\n  base_url: {}\n", endpoint.model, endpoint.base_url);
+    hermes_store::files::write_private(&home.join("config.yaml"), yaml.as_bytes())?;
     println!("   HERMES_HOME={}", home.display());
     println!("   WHATSAPP_ALLOWED_USERS={FRIEND}  (only this contact reaches the agent)");
     let cursor = sim.cursor();

@@ -49,9 +49,7 @@ fn unit_dir(scope: Scope, loaded: &Loaded) -> anyhow::Result<PathBuf> {
     match scope {
         Scope::System => Ok(PathBuf::from("/etc/systemd/system")),
         Scope::User => {
-            let config = std::env::var_os("XDG_CONFIG_HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
+            let config = load::xdg_config_home()
                 .or_else(|| loaded.home_dir.as_ref().map(|h| h.join(".config")))
                 .ok_or_else(|| exit::usage("HOME is not set: cannot tell where user units go"))?;
             Ok(config.join("systemd").join("user"))
@@ -206,15 +204,10 @@ pub fn install(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// Writes the unit readable by all (systemd reads it; it holds no secret), atomically.
+/// Writes the unit readable by all (systemd reads it; it holds no secret), atomically, through
+/// hermes' one writer: a fixed temporary name beside it would follow a link planted there.
 fn write_unit(path: &Path, unit: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let tmp = path.with_extension("service.tmp");
-    std::fs::write(&tmp, unit).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("chmod {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
-    Ok(())
+    hermes_store::files::write_readable(path, unit.as_bytes()).with_context(|| format!("write {}", path.display()))
 }
 
 pub fn uninstall(profile: Option<&str>, args: &UninstallArgs) -> anyhow::Result<u8> {
@@ -236,4 +229,27 @@ pub fn uninstall(profile: Option<&str>, args: &UninstallArgs) -> anyhow::Result<
         eprintln!("hermes: warning: {e}");
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    /// Issue #25: the unit went through a fixed temporary name (`NAME.service.tmp`), and a
+    /// symlink planted there sent the unit into the file it pointed at.
+    #[test]
+    fn a_unit_is_written_readable_and_never_through_a_planted_temporary_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hermes-gateway.service");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").expect("victim");
+        std::os::unix::fs::symlink(&victim, path.with_extension("service.tmp")).expect("symlink");
+        write_unit(&path, "[Unit]\n").expect("written");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep");
+        assert_eq!(std::fs::read_to_string(&path).expect("unit"), "[Unit]\n");
+        let mode = std::fs::symlink_metadata(&path).expect("unit").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "systemd and other users' tools read the unit");
+    }
 }

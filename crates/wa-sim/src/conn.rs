@@ -29,9 +29,10 @@ use wacore_noise::framing::FrameDecoder;
 use waproto::whatsapp as wa;
 
 use crate::cert::CertAuthority;
+use crate::clock::now;
 use crate::events::SimEvent;
 use crate::keys::{PublishedKeys, be_u32};
-use crate::state::{Conn, Inner, Outbound, Peer, Pending, SERVER, now};
+use crate::state::{Conn, Inner, Outbound, Peer, Pending, SERVER};
 
 /// Accepts connections until the task is aborted, each served on its own task.
 pub(crate) async fn listen(listener: TcpListener, inner: Arc<Inner>, identity: ServerIdentity) {

@@ -12,6 +12,7 @@
 #[cfg(feature = "baileys")]
 pub mod baileys;
 pub mod cert;
+mod clock;
 mod conn;
 mod contacts;
 pub mod control;

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail};
 use wacore_binary::builder::NodeBuilder;
 
+use crate::clock::now;
 use crate::events::SimEvent;
 use crate::messages::send_message;
 use crate::pairing;
-use crate::state::{Addressing, Device, Inner, SERVER, State, now};
+use crate::state::{Addressing, Device, Inner, SERVER, State};
 
 /// The companion signed its identity: it is linked. Tell it to reconnect (515) and log in.
 pub(crate) fn complete_link(inner: &Arc<Inner>, conn: u64, iq_id: &str, signed_identity: &[u8]) {

@@ -360,7 +360,7 @@ pub(crate) fn message(kind: MediaKind, media: &Media, up: &Uploaded, cdn: &Cdn) 
                 file_sha256: Some(up.file_sha256.to_vec()),
                 file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
                 file_length: Some(media.data.len() as u64),
-                media_key_timestamp: Some(crate::state::now() as i64),
+                media_key_timestamp: Some(crate::clock::now() as i64),
                 mimetype: Some(media.mime.clone()),
                 $($field: $value,)*
                 ..Default::default()
@@ -514,7 +514,7 @@ pub(crate) fn retry_notification(cdn: &Cdn, id: &str, to: &str, receipt: &wacore
         .attr("type", "mediaretry")
         .attr("id", id.to_owned())
         .attr("from", to.to_owned())
-        .attr("t", crate::state::now().to_string());
+        .attr("t", crate::clock::now().to_string());
     // The phone reads the request first: a receipt it cannot decrypt with the media's key, or
     // one about another message, gets error 3 (a decryption error), as WhatsApp answers.
     let readable = cdn.sent(id).is_some_and(|sent| request_names(receipt, &sent.media_key, id));

@@ -15,9 +15,10 @@ use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 use wacore_libsignal::protocol::ProtocolAddress;
 
+use crate::clock::now;
 use crate::contacts::{Bundle, ContactCrypto};
 use crate::events::SimEvent;
-use crate::state::{Addressing, Inner, Plain, now};
+use crate::state::{Addressing, Inner, Plain};
 
 /// A contact's Signal state, made from its account and keys the first time it is needed.
 pub(crate) fn crypto_for<'a>(

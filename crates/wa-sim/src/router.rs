@@ -10,11 +10,12 @@ use std::sync::Arc;
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
+use crate::clock::now;
 use crate::events::SimEvent;
 use crate::keys::PublishedKeys;
 use crate::link::{companion_identity, complete_link, send_pair_success};
 use crate::messages::{crypto_for, resend_after_retry};
-use crate::state::{CodeFlow, Inner, Peer, SERVER, State, now};
+use crate::state::{CodeFlow, Inner, Peer, SERVER, State};
 
 fn attr(node: &Node, key: &str) -> Option<String> {
     node.attrs.get(key).map(|v| v.as_str().into_owned())

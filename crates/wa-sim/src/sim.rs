@@ -18,13 +18,14 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_libsignal::protocol::KeyPair;
 
 use crate::cert::CertAuthority;
+use crate::clock::now;
 use crate::conn::{self, ServerIdentity};
 use crate::events::{SimEvent, WaitTimeout};
 use crate::faults::{Fault, Faults};
 use crate::link::send_pair_success;
 use crate::messages::{send_group_message, send_message};
 use crate::pairing;
-use crate::state::{Addressing, Group, Inner, Outbound, Peer, Phone, SERVER, now};
+use crate::state::{Addressing, Group, Inner, Outbound, Peer, Phone, SERVER};
 
 /// Identity of a simulated phone.
 #[derive(Clone, Debug, PartialEq, Eq)]

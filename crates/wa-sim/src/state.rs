@@ -3,7 +3,8 @@
 //!
 //! It is the crate's bottom layer. The `Sim` API, the connection loop and the router all read
 //! and change it, so it imports none of them, only what lies below (keys, pairing, the
-//! contacts' crypto, events, faults); that is what keeps the crate free of import cycles.
+//! contacts' crypto, events, faults, the media CDN); that is what keeps the crate free of
+//! import cycles, which `xtask tidy` checks.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -227,8 +228,4 @@ pub enum Addressing {
     Lid,
     /// From the LID alone: the recipient does not learn the phone number from this message.
     LidOnly,
-}
-
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

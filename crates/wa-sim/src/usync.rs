@@ -8,7 +8,8 @@ use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 use waproto::whatsapp as wa;
 
-use crate::state::{Phone, State, now};
+use crate::clock::now;
+use crate::state::{Phone, State};
 
 /// The list of a phone's devices, signed by its account key as WhatsApp signs it.
 fn key_index_list(phone: &Phone) -> Vec<u8> {

@@ -1,7 +1,8 @@
-//! Project tasks. `stress` kills the gateway at random moments and counts what was lost or
-//! answered twice. `bench` measures what hermes costs and how fast it recovers, against the
-//! bare whatsapp-rust library, on loopback; `echo-bot` is that bare-library baseline (run by
-//! `bench` as a child process, so that its memory is its own).
+//! Project tasks. `tidy` checks the invariants of ARCHITECTURE.md (CI runs it). `stress` kills
+//! the gateway at random moments and counts what was lost or answered twice. `bench` measures
+//! what hermes costs and how fast it recovers, against the bare whatsapp-rust library, on
+//! loopback; `echo-bot` is that bare-library baseline (run by `bench` as a child process, so
+//! that its memory is its own).
 
 mod bench;
 mod echo;
@@ -9,6 +10,7 @@ mod plots;
 mod procs;
 mod report;
 mod stress;
+mod tidy;
 
 use std::path::PathBuf;
 
@@ -23,6 +25,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check the invariants of ARCHITECTURE.md (path-scoped greps and the crate graph); exit 1,
+    /// each broken one named with its place and its fix, if any is broken.
+    Tidy,
     /// Run the benchmarks; write bench/results.json and bench/RESULTS.md.
     Bench(bench::Options),
     /// Kill -9 the gateway at random moments of a busy run (100 times by default) and count,
@@ -44,10 +49,17 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Bench(opts) => runtime.block_on(bench::run(opts)),
-        Command::Stress(opts) => runtime.block_on(stress::run(opts)),
-        Command::EchoBot { db, server, stock_transport } => runtime.block_on(echo::run(&db, &server, stock_transport)),
+        // Reads files only: no runtime.
+        Command::Tidy => tidy::run(),
+        Command::Bench(opts) => runtime()?.block_on(bench::run(opts)),
+        Command::Stress(opts) => runtime()?.block_on(stress::run(opts)),
+        Command::EchoBot { db, server, stock_transport } => {
+            runtime()?.block_on(echo::run(&db, &server, stock_transport))
+        }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
