@@ -151,14 +151,9 @@ pub fn media(message: &wa::Message) -> Option<MediaRef> {
     } else {
         return None;
     };
-    // The sender chooses the direct path, and the client appends it to a CDN host name: only a
-    // path (`/...`, no `@`, no `//`, nothing a URL would read as another host) may be used.
-    let direct_path = path.clone().filter(|p| {
-        p.starts_with('/')
-            && !p.starts_with("//")
-            && !p.contains(['@', '\\', ' ', '#'])
-            && !p.chars().any(char::is_control)
-    });
+    // The sender chooses the direct path: checked as the path a phone names after a
+    // `mediaretry` is, by the one check.
+    let direct_path = path.clone().filter(|p| crate::media::is_cdn_path(p));
     if direct_path.is_none() && path.is_some() {
         tracing::warn!("a media message names an invalid CDN path; its media is not fetched");
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hermes_core::identity::{Jid as CoreJid, MessageId};
-use hermes_core::media::{MediaKind, MediaRef};
+use hermes_core::media::MediaKind;
 use whatsapp_rust::download::{DownloadParams, MediaDecryptionError, MediaType};
 use whatsapp_rust::http::HttpStatusError;
 use whatsapp_rust::prelude::*;
@@ -21,36 +21,8 @@ use crate::messenger::{Messenger, SendError};
 use hermes_core::media::outbound::{OutMedia, Uploaded};
 use whatsapp_rust::waproto::whatsapp as wa;
 
-/// Which message's media to fetch.
-#[derive(Clone, Copy, Debug)]
-pub struct Fetch<'a> {
-    pub media: &'a MediaRef,
-    pub chat: &'a CoreJid,
-    pub sender: &'a CoreJid,
-    pub id: &'a MessageId,
-    pub from_me: bool,
-}
-
-/// Why media was not fetched.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MediaError {
-    #[error("not connected to WhatsApp")]
-    NotConnected,
-    /// Larger than the cap (bytes): declared so, or found so while streaming.
-    #[error("the media is larger than the {cap} byte limit")]
-    TooLarge { size: u64, cap: u64 },
-    /// The CDN no longer has it and the sender's phone did not upload it again.
-    #[error("the media has expired from WhatsApp's servers and the sender's phone did not upload it again: {0}")]
-    Gone(String),
-    /// The bytes did not verify (MAC or hash mismatch): damaged or not what the message said.
-    #[error("the downloaded media failed its integrity check: {0}")]
-    Corrupt(String),
-    #[error("the media could not be downloaded: {0}")]
-    Failed(String),
-    #[error("the media could not be written to {path}: {error}")]
-    Io { path: String, error: std::io::Error },
-}
+// The fetch is asked for and answered in core's words, which the gateway reads too.
+pub use hermes_core::media::fetch::{Fetch, MediaError};
 
 fn media_type(kind: MediaKind) -> MediaType {
     match kind {
@@ -105,6 +77,28 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
 
 fn http_status(e: &anyhow::Error) -> Option<u16> {
     e.chain().find_map(|c| c.downcast_ref::<HttpStatusError>()).map(|s| s.status)
+}
+
+/// The one check of a CDN direct path: the path a message carries ([`crate::body::media`]) and
+/// the one a phone names after a `mediaretry` ([`reuploaded`]) both go through it, so the two
+/// cannot drift apart. The sender chooses both, and the client appends the path to a CDN host
+/// name (`https://{host}{path}?token=…`): only a path (`/...`, no `@`, no `//`, nothing a URL
+/// would read as another host or cut short) may be used.
+pub(crate) fn is_cdn_path(p: &str) -> bool {
+    p.starts_with('/') && !p.starts_with("//") && !p.contains(['@', '\\', ' ', '#']) && !p.chars().any(char::is_control)
+}
+
+/// The new direct path from the phone's answer to a `mediaretry`, checked as the message's
+/// was. A path that fails the check is never fetched, nor asked for again: the media is gone.
+fn reuploaded(answer: MediaRetryResult) -> Result<String, MediaError> {
+    match answer {
+        MediaRetryResult::Success { direct_path } if is_cdn_path(&direct_path) => Ok(direct_path),
+        MediaRetryResult::Success { .. } => {
+            tracing::warn!("the sender's phone named an invalid CDN path for expired media; it is not fetched");
+            Err(MediaError::Gone("the phone named a CDN path that is not a path on WhatsApp's servers".into()))
+        }
+        other => Err(MediaError::Gone(format!("the phone answered {other:?}"))),
+    }
 }
 
 fn is_integrity(e: &anyhow::Error) -> bool {
@@ -184,8 +178,7 @@ impl Messenger {
             participant: participant.as_ref(),
         };
         match client.media_reupload().request(&request).await {
-            Ok(MediaRetryResult::Success { direct_path }) => Ok(direct_path),
-            Ok(other) => Err(MediaError::Gone(format!("the phone answered {other:?}"))),
+            Ok(answer) => reuploaded(answer),
             // The connection went while asking: asked again once it is back, not given up.
             Err(_) if !client.is_connected() => Err(MediaError::NotConnected),
             Err(e) => Err(MediaError::Gone(e.to_string())),
@@ -269,4 +262,49 @@ fn media_message(media: &OutMedia, up: &Uploaded) -> wa::Message {
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message's image at `path`, everything else a fetch needs present.
+    fn image_at(path: &str) -> wa::Message {
+        wa::Message {
+            image_message: buffa::MessageField::some(wa::message::ImageMessage {
+                direct_path: Some(path.to_owned()),
+                media_key: Some(vec![1; 32]),
+                file_sha256: Some(vec![2; 32]),
+                file_enc_sha256: Some(vec![3; 32]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 25: the path a phone named after a `mediaretry` was fetched unchecked, where a
+    /// message's own path is refused unless it is a path on the CDN host.
+    #[test]
+    fn issue_25_a_reuploaded_path_is_checked_as_the_original_is() {
+        let cdn = "/v/t62.7118-24/12345_67890.enc?ccb=11-4&oh=01_Q5Aa&oe=65F0A1B2&_nc_sid=5e03e0";
+        let answer = |p: &str| reuploaded(MediaRetryResult::Success { direct_path: p.to_owned() });
+        assert_eq!(crate::body::media(&image_at(cdn)).map(|m| m.direct_path).as_deref(), Some(cdn));
+        assert_eq!(answer(cdn).expect("a path on the CDN host"), cdn);
+        for hostile in [
+            "https://evil.example/x",
+            "../../etc/passwd",
+            "//evil.example/x",
+            ".evil.example/x",
+            "/x@evil.example/y",
+            "/x\\y",
+            "/x y",
+            "/x#y",
+            "/x\ny",
+            "",
+        ] {
+            assert!(crate::body::media(&image_at(hostile)).is_none(), "the message's path {hostile:?}");
+            assert!(matches!(answer(hostile), Err(MediaError::Gone(_))), "the phone's path {hostile:?}");
+        }
+        assert!(matches!(reuploaded(MediaRetryResult::NotFound), Err(MediaError::Gone(_))));
+    }
 }

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use hermes_core::link::{LinkState, Resume, StateName};
+use hermes_core::reserve::{self, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::lock::SessionLock;
@@ -75,8 +76,10 @@ pub async fn status(session_dir: &Path, state_dir: &Path, min_free_bytes: u64) -
     let record = read_record(state_dir);
     let gateway_running = record.as_ref().is_some_and(|r| in_use_by_pid == Some(r.pid));
     // A full disk may not even let the gateway record that it paused: look for it here too.
-    let disk_low = gateway_running && free_space(session_dir, state_dir).iter().any(|(_, free)| *free < min_free_bytes);
-    let mut verdict = judge(&store, record.as_ref(), gateway_running, disk_low);
+    // Judged again rather than read from the record: on a volume smaller than the reserve the
+    // fix is to lower the reserve, not to free space, and only the volume's size tells which.
+    let short = if gateway_running { shortage([session_dir, state_dir], min_free_bytes) } else { None };
+    let mut verdict = judge(&store, record.as_ref(), gateway_running, short.as_ref());
     // Not linked, but Hermes' bridge is: taking its session over beats a new QR code.
     if !verdict.linked && !store.is_linked() && crate::import::bridge_session(session_dir) {
         verdict.fix = Some(crate::import::IMPORT_FIX.to_owned());
@@ -94,12 +97,24 @@ pub async fn status(session_dir: &Path, state_dir: &Path, min_free_bytes: u64) -
     }
 }
 
-/// Free bytes on the filesystems of the session and of `state/`, those that can be asked.
-pub fn free_space(session_dir: &Path, state_dir: &Path) -> Vec<(PathBuf, u64)> {
+/// Free and total bytes on the filesystems of the session and of `state/`, those that can be
+/// asked.
+pub fn free_space(session_dir: &Path, state_dir: &Path) -> Vec<(PathBuf, Space)> {
     [session_dir, state_dir]
         .into_iter()
-        .filter_map(|dir| Some((dir.to_path_buf(), hermes_store::files::free_bytes(dir)?)))
+        .filter_map(|dir| Some((dir.to_path_buf(), hermes_store::files::space(dir)?)))
         .collect()
+}
+
+/// The first of `dirs` whose filesystem has less free space than `min_free_bytes`, judged (with
+/// the fix that fits its volume): what pauses receiving. `None` when all have room, or cannot
+/// be asked. Blocks for a statvfs per directory.
+pub fn shortage<P: AsRef<Path>>(dirs: impl IntoIterator<Item = P>, min_free_bytes: u64) -> Option<reserve::Verdict> {
+    dirs.into_iter().find_map(|dir| {
+        let dir = dir.as_ref();
+        let verdict = reserve::judge(dir, hermes_store::files::space(dir)?, min_free_bytes);
+        verdict.room.pauses().then_some(verdict)
+    })
 }
 
 /// What `state/link.json` holds: the last link state the gateway recorded.
@@ -216,7 +231,12 @@ struct Verdict {
     fix: Option<String>,
 }
 
-fn judge(store: &StoreState, record: Option<&LinkRecord>, gateway_running: bool, disk_low: bool) -> Verdict {
+fn judge(
+    store: &StoreState,
+    record: Option<&LinkRecord>,
+    gateway_running: bool,
+    shortage: Option<&reserve::Verdict>,
+) -> Verdict {
     let (mut state, mut fix) = match store {
         StoreState::Linked(_) => (StatusState::Linked, None),
         StoreState::Missing => {
@@ -246,10 +266,10 @@ fn judge(store: &StoreState, record: Option<&LinkRecord>, gateway_running: bool,
         fix = r.fix.clone();
         linked = !ended_by_whatsapp(r.state);
     }
-    if disk_low {
+    if let Some(short) = shortage {
         let paused = LinkState::StoragePaused { since: 0, then: Resume::Connect };
         state = StatusState::Link(paused.kind());
-        fix = paused.fix().map(str::to_owned);
+        fix = short.fix.clone().or_else(|| paused.fix().map(str::to_owned));
     }
     let usable = linked && carries_messages(state);
     Verdict { state, linked, usable, fix }
@@ -349,7 +369,8 @@ mod tests {
         expected: (&str, bool, bool),
     ) {
         let r = recorded.map(record);
-        let v = judge(&store, r.as_ref(), running, disk_low);
+        let low = reserve::judge(Path::new("/h/state"), Space { free: 0, total: 1 << 40 }, 1 << 20);
+        let v = judge(&store, r.as_ref(), running, disk_low.then_some(&low));
         assert_eq!((v.state.as_str(), v.linked, v.usable), expected, "{v:?}");
     }
 
@@ -378,10 +399,24 @@ mod tests {
     #[test]
     fn the_fix_comes_from_where_the_state_does() {
         let r = record(StateName::LoggedOut);
-        let v = judge(&linked(), Some(&r), false, false);
+        let v = judge(&linked(), Some(&r), false, None);
         assert_eq!(v.fix.as_deref(), Some("fix for logged_out"));
-        let v = judge(&StoreState::Missing, None, false, false);
+        let v = judge(&StoreState::Missing, None, false, None);
         assert!(v.fix.is_some_and(|f| f.contains("hermes whatsapp")));
+    }
+
+    /// Issue 25: on a volume smaller than the reserve, status said to free some space, which
+    /// cannot work; it says to lower the reserve or give the home a bigger volume.
+    #[test]
+    fn issue_25_a_volume_smaller_than_the_reserve_says_to_lower_it() {
+        const MIB: u64 = 1024 * 1024;
+        let r = record(StateName::StoragePaused);
+        let small = reserve::judge(Path::new("/h/state"), Space { free: 20 * MIB, total: 24 * MIB }, 64 * MIB);
+        let v = judge(&linked(), Some(&r), true, Some(&small));
+        assert_eq!((v.state.as_str(), v.usable), ("storage_paused", false));
+        let fix = v.fix.unwrap_or_default();
+        assert!(fix.contains("set WHATSAPP_MIN_FREE_MB lower (e.g. 6)") && fix.contains("bigger volume"), "{fix}");
+        assert!(!fix.contains("free some space"), "{fix}");
     }
 
     #[test]

@@ -48,12 +48,13 @@ impl Alerts {
         let _ = self.0.page.set(url);
     }
 
-    /// The link entered `state`: alerts if it needs a person (once per change).
-    pub fn on_state(&self, state: &LinkState, now: i64, account: Option<String>) {
+    /// The link entered `state`: alerts if it needs a person (once per change). `better_fix`
+    /// replaces the state's own when the gateway knows more (a volume smaller than the reserve).
+    pub fn on_state(&self, state: &LinkState, now: i64, account: Option<String>, better_fix: Option<&str>) {
         let Some(alert) = self.0.alerter.lock().unwrap_or_else(PoisonError::into_inner).on_state(state) else { return };
         let fix = match self.0.page.get() {
             Some(url) if state.kind().needs_link() => hermes_core::link::relink_on_page(url),
-            _ => alert.fix.to_string(),
+            _ => better_fix.unwrap_or(alert.fix).to_owned(),
         };
         tracing::warn!(state = alert.state, "the WhatsApp link needs you: {}; {fix}", alert.reason);
         let body = serde_json::json!({

@@ -26,6 +26,7 @@ pub async fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         };
         checks.push(Check { name: "settings_in_force", status, message, fix });
     }
+    checks.extend(doctor::settings_files::check(&load::settings_files(&loaded.home.path), load::me()));
     checks.push(doctor::check_enabled(&cfg.whatsapp));
     checks.extend(doctor::check_session_dir(&loaded.home.path, &session, &facts));
     checks.extend(link_checks(&loaded, &session.path).await);
@@ -70,11 +71,12 @@ async fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> Ve
         StoreState::Linked(a) => doctor::StoreFacts::Linked { phone: a.phone, device: a.device },
     };
     let holder = hermes_whatsapp::lock::SessionLock::holder(session_dir);
-    // Baileys keeps `creds.json` in the session directory, legacy or new layout.
+    // Baileys keeps `creds.json` in the session directory, legacy or new layout. Only a regular
+    // file counts, as for the import, which refuses a link.
     let creds = [session_dir.to_path_buf(), loaded.home.path.join(hermes_core::paths::LEGACY_SESSION_DIR)]
         .into_iter()
         .map(|d| d.join("creds.json"))
-        .find(|p| p.is_file());
+        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()));
     doctor::check_link(&facts, holder, creds.as_deref())
 }
 

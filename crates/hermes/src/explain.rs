@@ -1,11 +1,19 @@
-//! `hermes whatsapp explain`: dry-runs the access decision for one sender.
+//! `hermes whatsapp explain`: dry-runs what the gateway would do with a message from one sender.
+//!
+//! It decides as the gateway does, through `hermes_core::admission::admit`, on the facts the
+//! gateway would read (`Store::facts`: approvals, learned LID<->phone aliases, recent pairing
+//! codes), read from `state/hermes.db` without changing it. An answer that left approvals out
+//! once called approved senders refused (#25).
 
 use std::io::Write;
 
-use hermes_core::access::{self, Decision, DenyAction, NearReason, Verdict};
+use anyhow::Context as _;
+use hermes_core::access::{self, Decision, DenyAction, NearReason};
+use hermes_core::admission::{self, Admission, DropRule};
 use hermes_core::allowlist::{self, ChatProblem, parse_user};
 use hermes_core::config::Origin;
-use hermes_core::identity::{Account, Jid, Lid, PhoneNumber, UserId};
+use hermes_core::identity::{Account, Jid, Lid, MessageId, PhoneNumber, UserId};
+use hermes_core::pairing;
 use serde::Serialize;
 
 use crate::exit;
@@ -24,6 +32,10 @@ pub struct Args {
     /// The message was sent by the linked account itself.
     #[arg(long)]
     from_me: bool,
+    /// The message's text (default: an ordinary message that neither mentions the agent nor
+    /// is a command), for a group's mention rule: e.g. --text '@15551234567 hi' or '/status'.
+    #[arg(long)]
+    text: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -57,28 +69,125 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         None => sender_jid.clone(),
         Some(c) => parse_chat(c)?,
     };
+    let text = args.text.as_deref().unwrap_or(ORDINARY_TEXT);
+    if text.trim().is_empty() {
+        return Err(exit::usage("--text is empty; give the text of the message to judge, e.g. --text 'hello'"));
+    }
     let cfg = &loaded.resolved.config.whatsapp;
-    // The linked account decides self-chat and the account's own messages. Pairing approvals
-    // join when the gateway's store exists (#5); until then they are not counted.
+    // The linked account decides self-chat, the account's own messages and mentions.
     let own = linked_account(&loaded).await;
-    let ctx = access::Context { config: cfg, approvals: &[], own: own.as_ref() };
-    let req = access::Request { chat: &chat, sender: &sender_jid, aliases: &aliases, from_me: args.from_me };
+    let now = hermes_store::clock::now();
+    let message = hermes_store::Inbound {
+        chat: chat.clone(),
+        sender: sender_jid.clone(),
+        // An imagined message has no id, so it is none of the gateway's own replies.
+        id: MessageId::new(""),
+        sender_alt: None,
+        timestamp: now,
+        text: Some(text.to_owned()),
+        from_me: args.from_me,
+        unreadable: false,
+        mentions: Vec::new(),
+        quoted: None,
+        media: None,
+        change: None,
+    };
+    let facts = gateway_facts(&loaded, &message, now)?;
+    // As the gateway does: the forms the message carries (here, --alias), then the one the
+    // store learned. The gateway may also ask the live client for an unknown LID's number,
+    // which explain cannot.
+    let learned = facts.alias.as_ref().and_then(Jid::user_id).filter(|l| *l != sender && !aliases.contains(l));
+    let forms: Vec<UserId> = aliases.iter().cloned().chain(learned.clone()).collect();
+    let approvals: Vec<UserId> = facts.approved();
+    let offers: Vec<pairing::Pending> = facts.pending_offers();
+    let known = admission::Known {
+        config: cfg,
+        own: own.as_ref(),
+        aliases: &forms,
+        approvals: &approvals,
+        ours: facts.ours,
+        offers: &offers,
+        now,
+        // Makes the code of an offer, which explain never shows.
+        random: 0,
+    };
+    let inbound = admission::Inbound {
+        chat: &message.chat,
+        sender: &message.sender,
+        text: message.text.as_deref(),
+        from_me: message.from_me,
+        mentions: &message.mentions,
+        quoted: message.quoted.as_ref(),
+        unreadable: message.unreadable,
+    };
+    let admitted = admission::admit(&inbound, &known);
+    // The verdict is admission's; the details (the entry that matched, near misses, the
+    // `.env` fix) are access's, decided on the same facts admission decided on.
+    let ctx = access::Context { config: cfg, approvals: &approvals, own: own.as_ref() };
+    let req = access::Request { chat: &chat, sender: &sender_jid, aliases: &forms, from_me: args.from_me };
     let decision = access::decide(&ctx, &req);
+    let explained = Explained {
+        sender: &sender,
+        aliases: &aliases,
+        learned: learned.as_ref(),
+        chat: &chat,
+        decision: &decision,
+        admission: &admitted,
+        text_given: args.text.is_some(),
+    };
 
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        let report = JsonReport::new(&loaded, &sender_jid, &aliases, &chat, &decision);
+        let report = JsonReport::new(&loaded, &explained);
         serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from).and_then(|()| writeln!(out))
     } else {
-        out.write_all(render(&loaded, &sender, &aliases, &chat, &decision).as_bytes())
+        out.write_all(render(&loaded, &explained).as_bytes())
     };
     if let Err(e) = written
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         return Err(e.into());
     }
-    Ok(if decision.is_allowed() { exit::OK } else { exit::PROBLEM })
+    Ok(if is_admitted(&admitted) { exit::OK } else { exit::PROBLEM })
 }
+
+/// What explain judges without `--text`: a message that addresses no one in particular.
+const ORDINARY_TEXT: &str = "hello";
+
+/// One explained message: what admission decided, and access's reasons.
+struct Explained<'a> {
+    sender: &'a UserId,
+    /// The forms given with `--alias`.
+    aliases: &'a [UserId],
+    /// The sender's other form the gateway learned, when it is not among `aliases`.
+    learned: Option<&'a UserId>,
+    chat: &'a Jid,
+    decision: &'a Decision,
+    admission: &'a Admission,
+    text_given: bool,
+}
+
+/// What the gateway's store knows about the sender, read as the gateway reads it; nothing
+/// when the gateway never ran in this home.
+fn gateway_facts(loaded: &Loaded, message: &hermes_store::Inbound, now: i64) -> anyhow::Result<hermes_store::Facts> {
+    let db = loaded.home.path.join("state").join("hermes.db");
+    // Reading never creates or migrates the database: explain only looks.
+    let store = hermes_store::Store::open_read_only(&db).with_context(|| format!("open {}", db.display()))?;
+    let Some(store) = store else { return Ok(hermes_store::Facts::default()) };
+    store
+        .facts(message, now - pairing::CODE_TTL_SECS)
+        .with_context(|| format!("read approvals and aliases in {}", db.display()))
+}
+
+/// The agent (or a command) answers the message.
+fn is_admitted(a: &Admission) -> bool {
+    matches!(a, Admission::Answer { .. } | Admission::Command { .. } | Admission::Unreadable { .. })
+}
+
+/// Why the gateway ignores a message explain imagined: with text, only the account's own
+/// message that starts with the reply prefix is ignored before access decides.
+const IGNORED: &str =
+    "it starts with the reply prefix (WHATSAPP_REPLY_PREFIX), so the gateway takes it for its own reply coming back";
 
 /// The account the session is linked to, if it is.
 async fn linked_account(loaded: &Loaded) -> Option<Account> {
@@ -98,11 +207,38 @@ fn parse_chat(s: &str) -> anyhow::Result<Jid> {
     })
 }
 
-fn action_name(d: &Decision) -> Option<&'static str> {
-    d.on_deny.map(|a| match a {
-        DenyAction::Ignore => "ignore",
-        DenyAction::OfferPairingCode => "pairing_code",
-    })
+/// What the gateway does with a message it does not answer: `None` when it answers.
+fn action_name(a: &Admission) -> Option<&'static str> {
+    match a {
+        Admission::Answer { .. } | Admission::Command { .. } | Admission::Unreadable { .. } => None,
+        Admission::Ignore | Admission::Drop(_) => Some("ignore"),
+        Admission::Park(_) => Some("park"),
+        Admission::OfferCode { .. } => Some("pairing_code"),
+    }
+}
+
+/// The rule that decided: access's, or what admission adds to it (`not_mentioned`,
+/// `lid_without_phone`, `echo` for the account's own reply coming back).
+fn rule_name(e: &Explained<'_>) -> &'static str {
+    match e.admission {
+        Admission::Answer { .. } | Admission::Command { .. } | Admission::Unreadable { .. } => e.decision.rule.as_str(),
+        Admission::Ignore => "echo",
+        Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => r.rule.as_str(),
+    }
+}
+
+/// `rule allowlist: entry #3 ...`: the rule that admits the sender, and by what.
+fn admitted_by(d: &Decision) -> String {
+    let mut s = format!("rule {}", d.rule.as_str());
+    if let Some(e) = &d.matched {
+        s += &format!(": entry #{} '{}' in {} (from {})", e.position, e.raw, e.list, e.origin);
+        if let Some(via) = &d.matched_via {
+            s += &format!(" matches {via}");
+        }
+    } else if let Some(via) = &d.matched_via {
+        s += &format!(": {via} was approved with `hermes pairing approve`");
+    }
+    s
 }
 
 fn near_reason(r: &NearReason) -> String {
@@ -139,13 +275,17 @@ fn fix_caveat(decision: &Decision, loaded: &Loaded) -> Option<String> {
     })
 }
 
-fn render(loaded: &Loaded, sender: &UserId, aliases: &[UserId], chat: &Jid, d: &Decision) -> String {
+fn render(loaded: &Loaded, e: &Explained<'_>) -> String {
     let w = &loaded.resolved.config.whatsapp;
+    let (sender, chat, d) = (e.sender, e.chat, e.decision);
     let mut s = String::new();
     let kind = if sender.phone().is_some() { "phone number" } else { "LID" };
     s += &format!("sender  {sender} ({kind})\n");
-    for a in aliases {
+    for a in e.aliases {
         s += &format!("        also {a}\n");
+    }
+    if let Some(l) = e.learned {
+        s += &format!("        also {l} (learned by the gateway)\n");
     }
     if chat.is_group() {
         s += &format!("chat    group {chat}\n");
@@ -159,49 +299,65 @@ fn render(loaded: &Loaded, sender: &UserId, aliases: &[UserId], chat: &Jid, d: &
     let which = if chat.is_group() { "group_policy" } else { "dm_policy" };
     s += &format!("policy  {which}={} (from {})\n\n", policy.value.as_str(), policy.origin);
 
-    match d.verdict {
-        Verdict::Allow => {
-            s += &format!("ADMITTED by rule {}", d.rule.as_str());
-            if let Some(e) = &d.matched {
-                s += &format!(": entry #{} '{}' in {} (from {})", e.position, e.raw, e.list, e.origin);
-                if let Some(via) = &d.matched_via {
-                    s += &format!(" matches {via}");
-                }
-            } else if let Some(via) = &d.matched_via {
-                s += &format!(": {via} was approved with `hermes pairing approve`");
-            }
-            s += "\n";
+    let refusal = match e.admission {
+        Admission::Answer { .. } | Admission::Unreadable { .. } => {
+            s += &format!("ADMITTED by {}\n", admitted_by(d));
+            return s;
         }
-        Verdict::Deny => {
-            s += &format!("REFUSED by rule {}\n", d.rule.as_str());
-            if let Some(h) = &d.hint {
-                s += &format!("  {h}\n");
-            }
-            if !d.nearest.is_empty() {
-                s += "  nearest entries:\n";
-                for n in &d.nearest {
-                    let e = &n.entry;
-                    s += &format!("    #{} '{}' in {}: {}\n", e.position, e.raw, e.list, near_reason(&n.reason));
-                }
-            }
-            match d.on_deny {
-                Some(DenyAction::OfferPairingCode) => {
-                    s += "  the gateway answers this sender once with a pairing code; approve it with `hermes pairing approve whatsapp CODE`\n";
-                }
-                _ if d.rule == access::Rule::NotAllowlisted && !chat.is_group() => {
-                    s += "  the gateway ignores this sender (an allowlist is set, so strangers are not sent pairing codes)\n";
-                }
-                _ => s += "  the gateway does not answer, and records the drop\n",
-            }
-            if !d.fix.is_empty() {
-                s += &format!("\nto admit this sender here, put in {}:\n", loaded.env_file().display());
-                for line in &d.fix {
-                    s += &format!("  {line}\n");
-                }
-                if let Some(c) = fix_caveat(d, loaded) {
-                    s += &format!("note: {c}\n");
-                }
-            }
+        Admission::Command { .. } => {
+            s += &format!("ADMITTED by {}\n", admitted_by(d));
+            s += "  a slash command: the gateway answers it itself, without the agent\n";
+            return s;
+        }
+        Admission::Ignore => {
+            s += &format!("IGNORED: {IGNORED}\n");
+            return s;
+        }
+        Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => r,
+    };
+    s += &format!("REFUSED by rule {}\n", refusal.rule.as_str());
+    // Access's hint where access refused; admission's own where it did (the mention rule).
+    s += &format!("  {}\n", d.hint.as_deref().unwrap_or(refusal.hint.as_str()));
+    if refusal.rule == DropRule::NotMentioned {
+        s += &format!("  the sender itself is admitted by {}\n", admitted_by(d));
+        if !e.text_given {
+            s += "  (explain judged an ordinary message; give the message's text with --text to judge it)\n";
+        }
+    }
+    if !d.nearest.is_empty() {
+        s += "  nearest entries:\n";
+        for n in &d.nearest {
+            let entry = &n.entry;
+            s += &format!("    #{} '{}' in {}: {}\n", entry.position, entry.raw, entry.list, near_reason(&n.reason));
+        }
+    }
+    match e.admission {
+        Admission::Park(_) => {
+            s += "  the gateway keeps this sender's messages (parked; `hermes whatsapp drops` shows them as \
+                  lid_without_phone) and decides them again once WhatsApp says the phone number\n";
+        }
+        Admission::OfferCode { .. } => {
+            s += "  the gateway answers this sender once with a pairing code; approve it with `hermes pairing approve whatsapp CODE`\n";
+        }
+        _ if d.on_deny == Some(DenyAction::OfferPairingCode) => {
+            s += &format!(
+                "  the gateway does not answer and sends no pairing code now: one was sent to this sender \
+                 within the hour, or {} codes already wait (see `hermes pairing list`)\n",
+                pairing::MAX_PENDING
+            );
+        }
+        _ if d.rule == access::Rule::NotAllowlisted && !chat.is_group() => {
+            s += "  the gateway ignores this sender (an allowlist is set, so strangers are not sent pairing codes)\n";
+        }
+        _ => s += "  the gateway does not answer, and records the drop\n",
+    }
+    if !d.fix.is_empty() {
+        s += &format!("\nto admit this sender here, put in {}:\n", loaded.env_file().display());
+        for line in &d.fix {
+            s += &format!("  {line}\n");
+        }
+        if let Some(c) = fix_caveat(d, loaded) {
+            s += &format!("note: {c}\n");
         }
     }
     s
@@ -232,17 +388,30 @@ struct JsonReport {
     sender: String,
     aliases: Vec<String>,
     chat: String,
+    /// Access's own rule: differs from `rule` when the sender passes access but the message is
+    /// still not answered (`not_mentioned`, `echo`), or is parked (`lid_without_phone`).
+    access_rule: &'static str,
+    /// The sender's other form the gateway learned (state/hermes.db), beside `aliases`.
+    learned_alias: Option<String>,
 }
 
 impl JsonReport {
-    fn new(loaded: &Loaded, sender: &Jid, aliases: &[UserId], chat: &Jid, d: &Decision) -> JsonReport {
+    fn new(loaded: &Loaded, e: &Explained<'_>) -> JsonReport {
+        let d = e.decision;
+        let hint = match e.admission {
+            Admission::Answer { .. } | Admission::Command { .. } | Admission::Unreadable { .. } => d.hint.clone(),
+            Admission::Ignore => Some(IGNORED.to_owned()),
+            Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => {
+                Some(d.hint.clone().unwrap_or_else(|| r.hint.clone()))
+            }
+        };
         JsonReport {
-            decision: if d.is_allowed() { "allow" } else { "deny" },
-            rule: d.rule.as_str(),
-            matched_entry: d.matched.as_ref().map(|e| e.raw.clone()),
-            matched_list: d.matched.as_ref().map(|e| e.list),
+            decision: if is_admitted(e.admission) { "allow" } else { "deny" },
+            rule: rule_name(e),
+            matched_entry: d.matched.as_ref().map(|m| m.raw.clone()),
+            matched_list: d.matched.as_ref().map(|m| m.list),
             matched_via: d.matched_via.as_ref().map(ToString::to_string),
-            hint: d.hint.clone(),
+            hint,
             nearest: d
                 .nearest
                 .iter()
@@ -253,12 +422,14 @@ impl JsonReport {
                     reason: near_reason(&n.reason),
                 })
                 .collect(),
-            action: action_name(d),
+            action: action_name(e.admission),
             fix: d.fix.clone(),
             env_file: loaded.env_file().display().to_string(),
-            sender: sender.to_string(),
-            aliases: aliases.iter().map(ToString::to_string).collect(),
-            chat: chat.to_string(),
+            sender: e.sender.to_jid().to_string(),
+            aliases: e.aliases.iter().map(ToString::to_string).collect(),
+            chat: e.chat.to_string(),
+            access_rule: d.rule.as_str(),
+            learned_alias: e.learned.map(ToString::to_string),
         }
     }
 }

@@ -113,7 +113,7 @@ async fn bridge_running(from: &Path, session_dir: &Path) -> Option<String> {
     let stop = "stop it first (stop `hermes gateway` of Hermes, or the bridge's `node bridge.js`): two clients on one \
                 session make WhatsApp replace one with the other";
     for dir in [from, session_dir] {
-        let pid = std::fs::read_to_string(dir.join("bridge.pid")).ok();
+        let pid = small_file(&dir.join("bridge.pid"));
         if let Some(pid) = pid.as_deref().and_then(|p| p.lines().next()?.trim().parse::<u32>().ok())
             && hermes_whatsapp::lock::process_alive(pid)
         {
@@ -123,7 +123,7 @@ async fn bridge_running(from: &Path, session_dir: &Path) -> Option<String> {
     // Hermes keeps a non-default port in platforms/whatsapp/bridge_port; 3000 otherwise.
     let port = session_dir
         .parent()
-        .and_then(|p| std::fs::read_to_string(p.join("bridge_port")).ok())
+        .and_then(|p| small_file(&p.join("bridge_port")))
         .and_then(|p| p.trim().parse::<u16>().ok())
         .unwrap_or(3000);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().ok()?;
@@ -132,6 +132,16 @@ async fn bridge_running(from: &Path, session_dir: &Path) -> Option<String> {
     // Only the bridge's own shape counts: another service on the port is not a bridge.
     let is_bridge = body.get("queueLength").is_some() && body.get("status").is_some();
     is_bridge.then(|| format!("Hermes' WhatsApp bridge answers on 127.0.0.1:{port}: {stop}"))
+}
+
+/// A PID or a port number is a line: anything longer is not the bridge's.
+const SMALL_FILE_BYTES: u64 = 4096;
+
+/// The text of a small file the bridge writes, or `None`: read as the session's files are (no
+/// link followed, no FIFO waited on while the session lock is held, nothing past the cap).
+fn small_file(path: &Path) -> Option<String> {
+    let bytes = hermes_store::files::read_regular_capped(path, SMALL_FILE_BYTES).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[allow(clippy::too_many_arguments, reason = "one report, printed two ways")]

@@ -2,6 +2,7 @@
 //! again (on a file change, or on SIGHUP) and what changed is put in force at once, logged as
 //! a diff with where each new value comes from. A file with an error keeps the settings in
 //! force and says what is wrong and how to fix it; what only a restart applies is said too.
+//! A file another user could have written is refused alike (`hermes_core::doctor::settings_files`).
 //! `state/settings.json` records which files the settings in force were read from, for
 //! `doctor` and `status`.
 
@@ -162,6 +163,14 @@ pub async fn watch(
             tokio::time::sleep(SETTLE * 3).await;
         }
         let now_fingerprint = fingerprint(&home);
+        // A file another user can write may hold their settings (their allowlist, their model
+        // URL, which would be sent the API key): none of it is applied. Said at once, even
+        // when only its mode changed, since the next edit would not be the owner's.
+        let untrusted = load::untrusted_settings(&home);
+        if !untrusted.is_empty() {
+            refuse(&home, &mut record, now_fingerprint, untrusted.iter().map(ToString::to_string).collect());
+            continue;
+        }
         if now_fingerprint == record.fingerprint && record.rejected.is_none() {
             if asked {
                 tracing::info!("settings read again: nothing changed");
@@ -210,7 +219,7 @@ fn soul(home: &Path) -> Option<String> {
 }
 
 fn refuse(home: &Path, record: &mut InForce, fingerprint: String, errors: Vec<String>) {
-    if record.rejected.as_ref().is_some_and(|r| r.fingerprint == fingerprint) {
+    if record.rejected.as_ref().is_some_and(|r| r.fingerprint == fingerprint && r.errors == errors) {
         return;
     }
     for e in &errors {
@@ -245,13 +254,35 @@ fn running_gateway(home: &Path) -> Option<u32> {
     hermes_whatsapp::lock::process_alive(info.pid).then_some(info.pid)
 }
 
+/// Why the gateway does not start on the settings files, when another user can change one of
+/// them: what `status` says when no gateway runs.
+pub fn refused_at_start(home: &Path) -> Option<(bool, String)> {
+    let untrusted: Vec<String> = load::untrusted_settings(home).iter().map(ToString::to_string).collect();
+    if untrusted.is_empty() {
+        return None;
+    }
+    Some((false, format!("the gateway does not start on these files: {}", untrusted.join("; "))))
+}
+
 /// The settings in force, as `doctor` and `status` show them, when a gateway runs here:
 /// whether they are what the files say, and in words.
 pub fn describe(home: &Path) -> Option<(bool, String)> {
     let running = running_gateway(home)?;
     let record = read_record(home).filter(|r| r.pid == running)?;
     let now = fingerprint(home);
-    Some(if now == record.fingerprint && !record.restart.is_empty() {
+    let untrusted: Vec<String> = load::untrusted_settings(home).iter().map(ToString::to_string).collect();
+    Some(if !untrusted.is_empty() {
+        (
+            false,
+            format!(
+                "the running gateway (PID {}) keeps the settings it read at {} (unix time) and applies no edit to the \
+                 files: {}",
+                record.pid,
+                record.since,
+                untrusted.join("; ")
+            ),
+        )
+    } else if now == record.fingerprint && !record.restart.is_empty() {
         (
             false,
             format!(

@@ -47,12 +47,17 @@ pub fn applies_live(key: &str) -> bool {
 }
 
 /// The secrets, by the key `summary` shows them under (hidden there, compared here: a key
-/// replaced by another of the same length is a change).
-fn secrets(c: &Config) -> [(&'static str, Option<&str>); 3] {
+/// replaced by another of the same length is a change, and so is a URL whose hidden token or
+/// password changed).
+fn secrets(c: &Config) -> [(&'static str, Option<&str>); 7] {
     [
         ("model.api_key", c.model.api_key.value.as_ref().map(super::Secret::expose)),
         ("stt.openai.api_key", c.media.stt_openai_api_key.value.as_ref().map(super::Secret::expose)),
         ("GROQ_API_KEY", c.media.groq_api_key.value.as_ref().map(super::Secret::expose)),
+        ("model.base_url", c.model.base_url.value.as_deref()),
+        ("stt.openai.base_url", c.media.stt_openai_base_url.value.as_deref()),
+        ("tts.openai.base_url", c.media.tts_openai_base_url.value.as_deref()),
+        ("HERMES_ALERT_WEBHOOK", c.whatsapp.alert_webhook.value.as_deref()),
     ]
 }
 
@@ -116,6 +121,23 @@ mod tests {
         let keys: Vec<(&str, bool)> = c.iter().map(|c| (c.key, c.live)).collect();
         assert_eq!(keys, [("model.api_key", true), ("stt.openai.api_key", false)]);
         assert!(!c[0].after.contains("bbbb") && c[0].after.contains("another value"), "{c:?}");
+    }
+
+    /// Issue 25: with webhook tokens hidden, an edited token looked like no change at all, and a
+    /// live one (the model's URL) was not put in force.
+    #[test]
+    fn issue_25_a_token_in_a_url_replaced_is_a_change_and_stays_hidden() {
+        let url = |token: &str| format!("model:\n  base_url: https://proxy.example/{token}/v1\n");
+        let hook = |token: &str| format!("HERMES_ALERT_WEBHOOK=https://hooks.slack.com/services/T0/B0/{token}\n");
+        let before = config(&hook("oldSECRET"), &url("9f86d081884c7d659a2feaa0c55ad015"));
+        let after = config(&hook("newSECRET"), &url("0e5751c026e543b2e8ab2eb06099daa1"));
+        let c = changes(&before, &after);
+        let keys: Vec<(&str, bool)> = c.iter().map(|c| (c.key, c.live)).collect();
+        assert_eq!(keys, [("HERMES_ALERT_WEBHOOK", false), ("model.base_url", true)]);
+        for change in &c {
+            assert!(!format!("{change:?}").contains("SECRET") && change.after.contains("another value"), "{c:?}");
+            assert!(!format!("{change:?}").contains("daa1"), "{c:?}");
+        }
     }
 
     #[test]

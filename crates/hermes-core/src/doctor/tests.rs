@@ -174,3 +174,32 @@ fn link_findings() {
     assert!(bridge[1].message.contains("Node bridge (Baileys)"), "{}", bridge[1].message);
     assert!(bridge[1].fix.as_deref().is_some_and(|f| f.contains("hermes whatsapp import")), "{:?}", bridge[1].fix);
 }
+
+/// Issue 25: on a volume smaller than the reserve, doctor said to free some space, which
+/// cannot work there.
+#[test]
+fn issue_25_a_volume_smaller_than_the_reserve_says_to_lower_it() {
+    use crate::reserve::Space;
+    const MIB: u64 = 1024 * 1024;
+    let space = |free: u64, total: u64| Space { free: free * MIB, total: total * MIB };
+    let places =
+        [(PathBuf::from("/big/session"), space(10_000, 100_000)), (PathBuf::from("/small/state"), space(20, 24))];
+    let c = check_free_space(&places, 64 * MIB);
+    assert_eq!(c.status, Status::Error);
+    assert!(c.message.starts_with("/small/state has 20 MiB free, below the 64 MiB reserve"), "{}", c.message);
+    let fix = c.fix.unwrap_or_default();
+    assert!(fix.contains("24 MiB in all") && fix.contains("set WHATSAPP_MIN_FREE_MB lower (e.g. 6)"), "{fix}");
+    // Not paused yet, but it soon would be: a warning, with the same way out.
+    let c = check_free_space(&[(PathBuf::from("/s"), space(90, 100))], 64 * MIB);
+    assert_eq!(c.status, Status::Warn);
+    assert!(c.fix.is_some_and(|f| f.contains("bigger volume")));
+    // On a volume that can hold the reserve, freeing space is the cure.
+    let c = check_free_space(&[(PathBuf::from("/s"), space(10, 100_000))], 64 * MIB);
+    assert_eq!(c.status, Status::Error);
+    assert!(c.fix.is_some_and(|f| f.starts_with("free some space")));
+    let c = check_free_space(&[(PathBuf::from("/s"), space(10_000, 100_000))], 64 * MIB);
+    assert_eq!(
+        (c.status, c.message.as_str()),
+        (Status::Ok, "10000 MiB free where the session and state live (the tightest: /s)")
+    );
+}

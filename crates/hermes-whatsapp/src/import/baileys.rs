@@ -5,13 +5,30 @@
 //! Binary values are `{"type":"Buffer","data":"<base64>"}` (Baileys' `BufferJSON`), or plain
 //! base64 strings inside protobuf-derived objects (`account`). Every value is checked for its
 //! length here, so that what reaches the store is either right or refused with its file named.
+//!
+//! Baileys writes only regular files, and small ones: a symbolic link, a FIFO or a directory
+//! among them is refused by name before it is opened (a link to `/dev/zero` ran the import out
+//! of memory, a FIFO hung it while it held the session lock), and nothing is read past
+//! [`MAX_FILE_BYTES`] a file or [`MAX_STATE_BYTES`] in all.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use hermes_store::files::Refusal;
 use serde_json::Value;
+
+/// The most one file of an auth state may hold. `creds.json`, a pre-key, an identity or an
+/// app-state key is well under 4 KiB; a session record grows with the chains and skipped
+/// message keys it keeps (about 60 bytes a key) and is a few KiB, rarely hundreds. 4 MiB is a
+/// wide margin over any of them and still bounds what one file can cost.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The most all the files read may hold together: everything read stays in memory until the
+/// store is built. Tens of thousands of contacts' records fit; a directory over it is not
+/// (only) a Baileys auth state.
+pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Why a directory cannot be imported. Each says what is missing and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +44,18 @@ pub enum ReadError {
     Corrupt { file: PathBuf, what: String },
     #[error("cannot read {file}: {source}")]
     Io { file: PathBuf, source: std::io::Error },
+    /// A file of the directory is a symbolic link, a FIFO, a device or a directory, or larger
+    /// than [`MAX_FILE_BYTES`]: never followed, opened or read whole.
+    #[error("{}", refused(.file, .refusal))]
+    Refused { file: PathBuf, refusal: Refusal },
+    /// The files read add up to more than [`MAX_STATE_BYTES`].
+    #[error(
+        "the key files in '{}' add up to more than {} MiB, far more than a Baileys auth state holds: check that it is \
+         the session directory of Hermes' bridge (`--from DIR`)",
+        .dir.display(),
+        .cap / (1024 * 1024)
+    )]
+    TooMuch { dir: PathBuf, cap: u64 },
 }
 
 impl ReadError {
@@ -37,7 +66,57 @@ impl ReadError {
             ReadError::NotLinked(_) => "not_linked",
             ReadError::Corrupt { .. } => "corrupt",
             ReadError::Io { .. } => "io",
+            ReadError::Refused { refusal: Refusal::TooLarge { .. }, .. } | ReadError::TooMuch { .. } => "too_large",
+            ReadError::Refused { .. } => "not_regular_file",
         }
+    }
+}
+
+/// What is wrong with a refused file and what to do, the file named first.
+fn refused(file: &Path, refusal: &Refusal) -> String {
+    let file = file.display();
+    match refusal {
+        Refusal::Symlink => format!(
+            "'{file}' is a symbolic link: an auth state holds only regular files; copy the real file in its place"
+        ),
+        Refusal::TooLarge { cap } => format!(
+            "'{file}' is larger than {} KiB, more than any file of a Baileys auth state holds: move it out of the \
+             directory and import again (a session file moved out costs that contact a new session, which WhatsApp \
+             sets up by itself)",
+            cap / 1024
+        ),
+        other => format!(
+            "'{file}' {other}: an auth state holds only regular files; move it out of the directory, or copy the real \
+             file in its place"
+        ),
+    }
+}
+
+/// Reads the directory's files within the caps, counting what was read.
+#[derive(Debug)]
+struct Budget {
+    dir: PathBuf,
+    file_cap: u64,
+    total_cap: u64,
+    read: u64,
+}
+
+impl Budget {
+    fn bytes(&mut self, path: &Path) -> Result<Vec<u8>, ReadError> {
+        let failed = |e: std::io::Error| match hermes_store::files::refusal(&e) {
+            Some(refusal) => ReadError::Refused { file: path.to_owned(), refusal },
+            None => ReadError::Io { file: path.to_owned(), source: e },
+        };
+        let bytes = hermes_store::files::read_regular_capped(path, self.file_cap).map_err(failed)?;
+        self.read = self.read.saturating_add(bytes.len() as u64);
+        if self.read > self.total_cap {
+            return Err(ReadError::TooMuch { dir: self.dir.clone(), cap: self.total_cap });
+        }
+        Ok(bytes)
+    }
+
+    fn json(&mut self, path: &Path) -> Result<Value, ReadError> {
+        serde_json::from_slice(&self.bytes(path)?).map_err(|e| corrupt(path, format!("not valid JSON ({e})")))
     }
 }
 
@@ -131,11 +210,19 @@ pub struct AuthState {
 
 /// Reads a Baileys auth directory. Refuses a partial or damaged one before anything is built.
 pub fn read(dir: &Path) -> Result<AuthState, ReadError> {
+    read_within(dir, MAX_FILE_BYTES, MAX_STATE_BYTES)
+}
+
+fn read_within(dir: &Path, file_cap: u64, total_cap: u64) -> Result<AuthState, ReadError> {
+    let mut budget = Budget { dir: dir.to_owned(), file_cap, total_cap, read: 0 };
     let creds_path = dir.join("creds.json");
-    if !creds_path.is_file() {
+    // Looked at, not followed: anything but a regular file is refused by the read, by name.
+    if let Err(e) = std::fs::symlink_metadata(&creds_path)
+        && matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
+    {
         return Err(ReadError::NoCreds(dir.to_owned()));
     }
-    let creds_json = read_json(&creds_path)?;
+    let creds_json = budget.json(&creds_path)?;
     let creds = creds(dir, &creds_path, &creds_json)?;
     let mut state = AuthState {
         dir: dir.to_owned(),
@@ -149,17 +236,28 @@ pub fn read(dir: &Path) -> Result<AuthState, ReadError> {
         skipped: BTreeMap::new(),
         damaged: Vec::new(),
     };
-    let entries = std::fs::read_dir(dir).map_err(|source| ReadError::Io { file: dir.to_owned(), source })?;
-    let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    let listing = |source| ReadError::Io { file: dir.to_owned(), source };
+    let mut names: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if !name.ends_with(".json") || name == "creds.json" {
+            continue;
+        }
+        // The listing's own type, never the target's: a link or a FIFO is named before
+        // anything is opened.
+        let file_type = entry.file_type().map_err(|source| ReadError::Io { file: entry.path(), source })?;
+        if let Some(refusal) = Refusal::of_type(file_type) {
+            return Err(ReadError::Refused { file: entry.path(), refusal });
+        }
+        names.push(name);
+    }
     names.sort();
     for name in names {
         let Some(stem) = name.strip_suffix(".json") else { continue };
-        if stem == "creds" {
-            continue;
-        }
         let path = dir.join(&name);
         let id = decode_name(stem);
-        if let Err(e) = read_entry(&mut state, &path, &id) {
+        if let Err(e) = read_entry(&mut state, &path, &id, &mut budget) {
             match e {
                 ReadError::Corrupt { file, what } => state.damaged.push(format!("{}: {what}", file.display())),
                 other => return Err(other),
@@ -170,36 +268,36 @@ pub fn read(dir: &Path) -> Result<AuthState, ReadError> {
 }
 
 /// One key file into `state`.
-fn read_entry(state: &mut AuthState, path: &Path, id: &str) -> Result<(), ReadError> {
+fn read_entry(state: &mut AuthState, path: &Path, id: &str, budget: &mut Budget) -> Result<(), ReadError> {
     // Longest prefixes first: `sender-key-memory-` before `sender-key-`.
     if let Some(n) = id.strip_prefix("pre-key-") {
         let n: u32 = n.parse().map_err(|_| corrupt(path, "the pre-key id is not a number"))?;
-        let v = read_json(path)?;
+        let v = budget.json(path)?;
         state.pre_keys.insert(n, key_pair(path, &v, "pre-key")?);
     } else if let Some(addr) = id.strip_prefix("session-") {
-        let bytes = read_bytes(path)?;
+        let bytes = budget.bytes(path)?;
         // Checked as JSON now: a damaged record is set aside before anything is built.
         serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
             .map_err(|e| corrupt(path, format!("not valid JSON ({e})")))?;
         state.sessions.insert(addr.to_owned(), bytes);
     } else if let Some(addr) = id.strip_prefix("identity-key-") {
-        let v = read_json(path)?;
+        let v = budget.json(path)?;
         state.identities.insert(addr.to_owned(), public_key(path, &v, "identity key")?);
     } else if id.starts_with("sender-key-memory-") {
         *state.skipped.entry("sender-key-memory".to_owned()).or_default() += 1;
     } else if let Some(name) = id.strip_prefix("sender-key-") {
         // A Buffer holding libsignal-node's own JSON of the record.
-        let v = read_json(path)?;
+        let v = budget.json(path)?;
         let inner = bytes(&v).ok_or_else(|| corrupt(path, "the sender key is not binary data"))?;
         serde_json::from_slice::<serde::de::IgnoredAny>(&inner)
             .map_err(|e| corrupt(path, format!("the sender key is not valid JSON ({e})")))?;
         state.sender_keys.insert(name.to_owned(), inner);
     } else if let Some(key_id) = id.strip_prefix("app-state-sync-key-") {
-        let v = read_json(path)?;
+        let v = budget.json(path)?;
         state.app_state_keys.push(app_state_key(path, key_id, &v)?);
     } else if let Some(user) = id.strip_prefix("lid-mapping-") {
         if !user.ends_with("_reverse")
-            && let Value::String(lid) = read_json(path)?
+            && let Value::String(lid) = budget.json(path)?
         {
             state.lid_mappings.insert(user.to_owned(), lid);
         }
@@ -223,14 +321,6 @@ fn decode_name(stem: &str) -> String {
 
 fn corrupt(file: &Path, what: impl Into<String>) -> ReadError {
     ReadError::Corrupt { file: file.to_owned(), what: what.into() }
-}
-
-fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
-    std::fs::read(path).map_err(|source| ReadError::Io { file: path.to_owned(), source })
-}
-
-fn read_json(path: &Path) -> Result<Value, ReadError> {
-    serde_json::from_slice(&read_bytes(path)?).map_err(|e| corrupt(path, format!("not valid JSON ({e})")))
 }
 
 /// A binary value: Baileys' `{"type":"Buffer","data":...}` (base64, or an array of bytes in
@@ -350,4 +440,156 @@ fn app_state_key(file: &Path, key_id: &str, v: &Value) -> Result<AppStateKey, Re
             .and_then(|t| t.as_i64().or_else(|| t.as_str().and_then(|s| s.parse().ok())))
             .unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(n: usize) -> Value {
+        serde_json::json!({"type": "Buffer", "data": B64.encode(vec![7u8; n])})
+    }
+
+    fn pair() -> Value {
+        serde_json::json!({"private": buffer(32), "public": buffer(32)})
+    }
+
+    /// A linked device's `creds.json`, every value of the right length (not real keys: reading
+    /// checks lengths, building checks keys).
+    fn creds_json() -> String {
+        serde_json::json!({
+            "noiseKey": pair(),
+            "signedIdentityKey": pair(),
+            "signedPreKey": {"keyPair": pair(), "keyId": 1, "signature": buffer(64)},
+            "registrationId": 1234,
+            "advSecretKey": B64.encode([1u8; 32]),
+            "me": {"id": "15551234567:3@s.whatsapp.net", "name": "Ada"},
+            "account": {
+                "details": buffer(16),
+                "accountSignatureKey": buffer(32),
+                "accountSignature": buffer(64),
+                "deviceSignature": buffer(64)
+            }
+        })
+        .to_string()
+    }
+
+    /// A directory as Baileys writes it: `creds.json` and one pre-key.
+    fn auth_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("creds.json"), creds_json()).expect("creds");
+        std::fs::write(dir.path().join("pre-key-1.json"), pair().to_string()).expect("pre-key");
+        dir
+    }
+
+    /// Runs `f` on a thread of its own and fails the test if it has not returned within a
+    /// minute: what is tested is that it does not block (a thread blocked on a FIFO stays
+    /// behind, and ends with the test process).
+    fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60)).expect("returned instead of blocking")
+    }
+
+    fn read_soon(dir: &Path) -> Result<AuthState, ReadError> {
+        let dir = dir.to_owned();
+        within_a_minute(move || read(&dir))
+    }
+
+    fn mkfifo(path: &Path) {
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, mode, 0).expect("mkfifo");
+    }
+
+    /// Issue 25: a key file linked to `/dev/zero` ran `hermes whatsapp import` out of memory.
+    #[test]
+    fn issue_25_a_key_file_that_is_a_link_is_refused_by_name() {
+        let dir = auth_dir();
+        let state = read_soon(dir.path()).expect("a directory as Baileys writes it");
+        assert_eq!(state.pre_keys.len(), 1);
+        let zero = dir.path().join("pre-key-2.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+        let e = read_soon(dir.path()).expect_err("a link to /dev/zero");
+        assert_eq!(e.kind(), "not_regular_file");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "'{}' is a symbolic link: an auth state holds only regular files; copy the real file in its place",
+                zero.display()
+            )
+        );
+        // `creds.json` too, even linked to a real file.
+        std::fs::remove_file(&zero).expect("rm");
+        let real = dir.path().join("creds.real");
+        std::fs::rename(dir.path().join("creds.json"), &real).expect("move");
+        std::os::unix::fs::symlink(&real, dir.path().join("creds.json")).expect("symlink");
+        let e = read_soon(dir.path()).expect_err("a linked creds.json");
+        assert!(
+            matches!(&e, ReadError::Refused { file, refusal: Refusal::Symlink } if file.ends_with("creds.json")),
+            "{e}"
+        );
+    }
+
+    /// Issue 25: a FIFO among the key files hung the import while it held the session lock.
+    #[test]
+    fn issue_25_a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = auth_dir();
+        let fifo = dir.path().join("session-15550001111.0.json");
+        mkfifo(&fifo);
+        let e = read_soon(dir.path()).expect_err("a FIFO");
+        assert_eq!(e.kind(), "not_regular_file");
+        let named = format!("'{}' is a FIFO (named pipe), not a regular file", fifo.display());
+        assert!(e.to_string().starts_with(&named), "{e}");
+        std::fs::remove_file(&fifo).expect("rm");
+        let creds = dir.path().join("creds.json");
+        std::fs::remove_file(&creds).expect("rm");
+        mkfifo(&creds);
+        let e = read_soon(dir.path()).expect_err("a FIFO as creds.json");
+        assert!(matches!(&e, ReadError::Refused { refusal: Refusal::NotRegular(_), .. }), "{e}");
+    }
+
+    /// Issue 25: nothing bounded what was read, a file or the whole directory.
+    #[test]
+    fn issue_25_files_past_the_caps_and_directories_are_refused() {
+        let dir = auth_dir();
+        let big = dir.path().join("session-15550001111.0.json");
+        // Sparse: as large as it says without writing it.
+        std::fs::File::create(&big).expect("create").set_len(MAX_FILE_BYTES + 1).expect("grow");
+        let e = read_soon(dir.path()).expect_err("over the cap of a file");
+        assert_eq!(e.kind(), "too_large");
+        assert!(e.to_string().contains("is larger than 4096 KiB"), "{e}");
+        std::fs::remove_file(&big).expect("rm");
+
+        // All together: `creds.json` fits, the pre-key after it does not.
+        let creds = std::fs::metadata(dir.path().join("creds.json")).expect("creds").len();
+        let e = read_within(dir.path(), MAX_FILE_BYTES, creds).expect_err("over the cap of the whole");
+        assert!(matches!(e, ReadError::TooMuch { .. }), "{e}");
+        assert_eq!(e.kind(), "too_large");
+        read_within(dir.path(), MAX_FILE_BYTES, creds + 1024).expect("within both caps");
+
+        std::fs::create_dir(dir.path().join("pre-key-3.json")).expect("mkdir");
+        let e = read_soon(dir.path()).expect_err("a directory");
+        assert!(e.to_string().contains("pre-key-3.json' is a directory, not a regular file"), "{e}");
+    }
+
+    /// Issue 25: `hermes gateway`, `status` and the wizard ask whether a bridge session is
+    /// there; they read `creds.json` as the import does.
+    #[test]
+    fn issue_25_a_bridge_session_is_seen_only_in_a_regular_creds_file() {
+        let dir = auth_dir();
+        let seen = |dir: &Path| {
+            let dir = dir.to_owned();
+            within_a_minute(move || crate::import::bridge_session(&dir))
+        };
+        assert!(seen(dir.path()));
+        let creds = dir.path().join("creds.json");
+        std::fs::remove_file(&creds).expect("rm");
+        std::os::unix::fs::symlink("/dev/zero", &creds).expect("symlink");
+        assert!(!seen(dir.path()));
+        std::fs::remove_file(&creds).expect("rm");
+        mkfifo(&creds);
+        assert!(!seen(dir.path()));
+    }
 }

@@ -383,7 +383,10 @@ pub fn install(
 /// Whether `dir` holds a linked session of Hermes' bridge (a Baileys `creds.json` with an
 /// account) that `hermes whatsapp import` could take over.
 pub fn bridge_session(dir: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(dir.join("creds.json")) else { return false };
+    // Read as the import reads it (the gateway, `status` and the wizard ask): a link, a FIFO or
+    // a huge file is no session, and neither hangs nor fills memory here.
+    let creds = dir.join("creds.json");
+    let Ok(bytes) = hermes_store::files::read_regular_capped(&creds, baileys::MAX_FILE_BYTES) else { return false };
     serde_json::from_slice::<serde_json::Value>(&bytes)
         .is_ok_and(|v| v.get("me").is_some_and(|m| !m.is_null()) && v.get("account").is_some_and(|a| !a.is_null()))
 }

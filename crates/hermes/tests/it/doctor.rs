@@ -222,3 +222,36 @@ fn a_node_bridge_session_is_recognised_and_explained() {
     let (status, _, _) = check(&report, "whatsapp_link");
     assert_eq!(status, "warn");
 }
+
+/// Issue 25: doctor followed a `creds.json` that is a symbolic link, which the import refuses.
+#[test]
+fn issue_25_a_linked_creds_json_is_not_taken_for_a_bridge_session() {
+    let home = Home::new();
+    let legacy = home.path.join("whatsapp/session");
+    std::fs::create_dir_all(&legacy).expect("mkdir");
+    let real = home.path.join("creds-elsewhere.json");
+    std::fs::write(&real, br#"{"me":{"id":"15551234567:3@s.whatsapp.net"}}"#).expect("write");
+    std::os::unix::fs::symlink(&real, legacy.join("creds.json")).expect("symlink");
+    let report = json(&home.run(&["doctor", "--json"]));
+    let names: Vec<&str> =
+        report["checks"].as_array().expect("checks").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"whatsapp_link"), "{report:#}");
+    assert!(!names.contains(&"node_bridge_session"), "{report:#}");
+}
+
+/// Issue 25: doctor printed a Slack webhook's URL whole, its token included, in the settings
+/// it lists; the host and the first parts of the path stay, to say which URL it is.
+#[test]
+fn issue_25_a_webhook_token_is_never_printed() {
+    let secret = "XXXXSECRETb2c3";
+    let home = Home::new().with_env(&format!(
+        "HERMES_ALERT_WEBHOOK=https://hooks.slack.com/services/T000/B000/{secret}\n\
+         OPENAI_BASE_URL=https://proxy.example/9f86d081884c7d659a2feaa0c55ad015/v1\n"
+    ));
+    for args in [&["doctor"][..], &["doctor", "--json"]] {
+        let run = home.run(args);
+        assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "{args:?}: {run:?}");
+        assert!(!run.stdout.contains("9f86d081884c7d659a2feaa0c55ad015"), "{args:?}: {run:?}");
+        assert!(run.stdout.contains("HERMES_ALERT_WEBHOOK=https://hooks.slack.com/services/T000/B000/***"), "{run:?}");
+    }
+}

@@ -114,3 +114,74 @@ fn issue_11_doctor_warns_about_a_readable_env_with_a_key() {
     let check = v["checks"].as_array().expect("checks").iter().find(|c| c["name"] == "env_file").cloned();
     assert_eq!(check.expect("check")["status"], "ok");
 }
+
+/// A linked device's `creds.json` as Baileys writes it, every value of the right length.
+fn linked_creds() -> String {
+    let buffer = |n: usize| serde_json::json!({"type": "Buffer", "data": vec![7u8; n]});
+    let pair = || serde_json::json!({"private": buffer(32), "public": buffer(32)});
+    serde_json::json!({
+        "noiseKey": pair(),
+        "signedIdentityKey": pair(),
+        "signedPreKey": {"keyPair": pair(), "keyId": 1, "signature": buffer(64)},
+        "registrationId": 1234,
+        "advSecretKey": buffer(32),
+        "me": {"id": "15551234567:3@s.whatsapp.net"},
+        "account": {"details": buffer(16), "accountSignature": buffer(64), "deviceSignature": buffer(64)}
+    })
+    .to_string()
+}
+
+/// Runs hermes and fails the test, killing it, if it has not finished within a minute: what
+/// is tested is that it does not hang.
+fn run_within_a_minute(home: &Home, args: &[&str]) -> crate::support::Run {
+    use std::process::Stdio;
+    let child = home.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run hermes");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(out) => run_output(out.expect("wait")),
+        Err(_) => {
+            if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            panic!("hermes {args:?} did not finish within a minute");
+        }
+    }
+}
+
+/// Issue 25: a FIFO among the files of a Baileys session (a key file, `bridge.pid`) hung
+/// `hermes whatsapp import` while it held the session lock, and a key file linked to
+/// `/dev/zero` ran it out of memory. Each is refused at once, by name, and the lock let go.
+#[test]
+fn issue_25_an_import_refuses_a_fifo_or_a_link_among_the_key_files_and_lets_the_session_go() {
+    let home = Home::new();
+    let session = home.path.join("platforms/whatsapp/session");
+    std::fs::create_dir_all(&session).expect("mkdir");
+    std::fs::write(session.join("creds.json"), linked_creds()).expect("creds");
+    let mkfifo = |p: &std::path::Path| {
+        assert!(std::process::Command::new("mkfifo").arg(p).status().expect("mkfifo").success());
+    };
+    mkfifo(&session.join("bridge.pid"));
+    let key = session.join("pre-key-1.json");
+    mkfifo(&key);
+    let run = run_within_a_minute(&home, &["whatsapp", "import", "--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(v["kind"], "not_regular_file", "{run:?}");
+    let message = v["message"].as_str().expect("message");
+    assert!(message.contains("pre-key-1.json' is a FIFO (named pipe), not a regular file"), "{message}");
+    assert!(message.contains("move it out of the directory"), "{message}");
+    drop(hermes_whatsapp::lock::SessionLock::acquire(&session).expect("the session lock was let go"));
+
+    std::fs::remove_file(&key).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &key).expect("symlink");
+    let run = run_within_a_minute(&home, &["whatsapp", "import", "--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("pre-key-1.json' is a symbolic link"), "{run:?}");
+    assert!(run.stdout.contains("copy the real file in its place"), "{run:?}");
+    drop(hermes_whatsapp::lock::SessionLock::acquire(&session).expect("the session lock was let go"));
+    assert!(!session.join("whatsapp.db").exists());
+}
