@@ -190,6 +190,13 @@ pub fn unreadable_reply() -> &'static str {
      server. Please send it again."
 }
 
+/// What the sender of a message hermes gave up on is told: once, honestly, with what to do.
+pub fn given_up_reply() -> &'static str {
+    "Sorry, I could not handle your last message: trying made this assistant fail several times, so it \
+     stopped trying. Its owner can see it in the gateway's log. Please send it again in another form (as \
+     text, or a smaller file)."
+}
+
 /// In self-chat, the agent's replies carry the reply prefix: one that comes back is ours,
 /// even when the outbox no longer knows its id (pruned, or sent by an older install).
 fn is_prefixed_reply(cfg: &WhatsAppConfig, text: &str) -> bool {

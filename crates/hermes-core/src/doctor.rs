@@ -11,6 +11,8 @@ use crate::config::{Diagnostic, Mode, ModelConfig, Policy, Setting, Severity, Un
 use crate::paths::{HermesHome, HomeOrigin, SessionDir, SessionDirReason};
 use crate::storage::Persistence;
 
+pub mod settings_files;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     Ok,
@@ -54,6 +56,9 @@ pub enum WriteFailure {
     ReadOnlyFilesystem,
     PermissionDenied,
     NoSpace,
+    /// The process (EMFILE) or the system (ENFILE) has no file descriptor left: nothing to do
+    /// with the disk. A flood of connections once made this read as a full disk.
+    NoDescriptors,
     Other(String),
 }
 
@@ -64,6 +69,11 @@ impl WriteFailure {
             WriteFailure::ReadOnlyFilesystem => "is on a read-only filesystem".to_owned(),
             WriteFailure::PermissionDenied => "is not writable by this user".to_owned(),
             WriteFailure::NoSpace => "is on a full disk".to_owned(),
+            WriteFailure::NoDescriptors => {
+                "cannot be written now: the process has no file descriptor left (too many open files or \
+                 connections; the disk is not the problem)"
+                    .to_owned()
+            }
             WriteFailure::Other(e) => format!("cannot be written: {e}"),
         }
     }
@@ -79,6 +89,11 @@ impl WriteFailure {
                 format!("run hermes as the owner of {0}, or fix ownership: chown -R $(id -u) {0}", dir.display())
             }
             WriteFailure::NoSpace => "free some disk space".to_owned(),
+            WriteFailure::NoDescriptors => {
+                "find what holds the connections or files open (ls /proc/PID/fd), or raise the limit \
+                 (LimitNOFILE= in the service, ulimit -n)"
+                    .to_owned()
+            }
             WriteFailure::Other(_) => "check the directory and the filesystem under it".to_owned(),
         }
     }
@@ -404,34 +419,33 @@ pub fn check_env_file(mode: Option<u32>, model: &ModelConfig) -> Option<Check> {
     })
 }
 
-/// Free space on the filesystems of the session and `state/`, each `(where, free bytes)`,
-/// against the reserve below which the gateway stops receiving.
-pub fn check_free_space(places: &[(PathBuf, u64)], reserve_bytes: u64) -> Check {
+/// Free space on the filesystems of the session and `state/`, each `(where, its space)`,
+/// against the reserve below which the gateway stops receiving ([`crate::reserve`] judges; a
+/// volume too small for the reserve says so, since freeing space there cannot help).
+pub fn check_free_space(places: &[(PathBuf, crate::reserve::Space)], reserve_bytes: u64) -> Check {
+    use crate::reserve::Room;
     const MIB: u64 = 1024 * 1024;
-    let tightest = places.iter().min_by_key(|(_, free)| *free);
-    match tightest {
+    let status = |room: Room| match room {
+        Room::Plenty => Status::Ok,
+        Room::Low | Room::VolumeTooSmall { pauses: false, .. } => Status::Warn,
+        Room::BelowReserve | Room::VolumeTooSmall { pauses: true, .. } => Status::Error,
+    };
+    // The worst place, and of those alike the tightest; of those the first (the session's):
+    // `max_by_key` keeps the last of equals, so the places are walked from the end.
+    let worst = places
+        .iter()
+        .rev()
+        .map(|(dir, space)| (crate::reserve::judge(dir, *space, reserve_bytes), dir, space.free))
+        .max_by_key(|(verdict, _, free)| (status(verdict.room), std::cmp::Reverse(*free)));
+    match worst {
         None => Check::ok("free_space", "nothing to check yet"),
-        Some((dir, free)) if *free < reserve_bytes => Check::bad(
-            "free_space",
-            Status::Error,
-            format!(
-                "{} has {} MiB free, below the {} MiB reserve: the gateway stops receiving until there is room",
-                dir.display(),
-                free / MIB,
-                reserve_bytes / MIB
+        Some((verdict, dir, free)) => match (status(verdict.room), verdict.fix) {
+            (Status::Ok, _) | (_, None) => Check::ok(
+                "free_space",
+                format!("{} MiB free where the session and state live (the tightest: {})", free / MIB, dir.display()),
             ),
-            "free some disk space there (or lower WHATSAPP_MIN_FREE_MB)",
-        ),
-        Some((dir, free)) if *free < reserve_bytes.saturating_mul(4).max(256 * MIB) => Check::bad(
-            "free_space",
-            Status::Warn,
-            format!("{} has only {} MiB free", dir.display(), free / MIB),
-            "free some disk space before it fills: below the reserve the gateway stops receiving",
-        ),
-        Some((dir, free)) => Check::ok(
-            "free_space",
-            format!("{} MiB free where the session and state live (the tightest: {})", free / MIB, dir.display()),
-        ),
+            (status, Some(fix)) => Check::bad("free_space", status, verdict.problem, fix),
+        },
     }
 }
 

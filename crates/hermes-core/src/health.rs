@@ -3,8 +3,6 @@
 //! answers; ready is what a user means by "it works", so a load balancer, Docker or a person
 //! reading the answer knows which of the two failures it is.
 
-use std::net::SocketAddr;
-
 /// An outbox row queued this long while connected means sending is stuck.
 pub const STUCK_AFTER_SECS: i64 = 120;
 
@@ -60,25 +58,6 @@ pub fn readiness(f: &Facts<'_>) -> Result<(), NotReady> {
     Ok(())
 }
 
-/// Whether the HTTP listener at `addr` requires its token: anything beyond loopback does.
-pub fn needs_token(addr: &SocketAddr) -> bool {
-    !addr.ip().is_loopback()
-}
-
-/// Whether a request's `Host` header names this machine's loopback (`localhost`, `127.0.0.1`,
-/// `[::1]`, with or without a port). A listener without a token answers only such requests:
-/// a web page elsewhere that resolves its own name to 127.0.0.1 (DNS rebinding) must not be
-/// able to read the pairing page or ask for a pairing code.
-pub fn loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').map_or(rest, |(inside, _)| inside),
-        None => {
-            host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(n, _)| n)
-        }
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,34 +78,5 @@ mod tests {
         assert!(readiness(&Facts { journal_writable: false, ..ready() }).expect_err("full").fix.contains("disk"));
         assert!(readiness(&Facts { oldest_unsent_secs: Some(STUCK_AFTER_SECS + 1), ..ready() }).is_err());
         assert!(readiness(&Facts { oldest_unsent_secs: None, ..ready() }).is_ok());
-    }
-
-    #[test]
-    fn only_loopback_goes_without_a_token() {
-        for (addr, token) in
-            [("127.0.0.1:8080", false), ("[::1]:1", false), ("0.0.0.0:80", true), ("192.168.1.2:80", true)]
-        {
-            assert_eq!(needs_token(&addr.parse().expect("addr")), token, "{addr}");
-        }
-    }
-
-    #[test]
-    fn only_loopback_names_are_loopback_hosts() {
-        for (host, ok) in [
-            ("127.0.0.1:8080", true),
-            ("127.0.0.1", true),
-            ("localhost:80", true),
-            ("LOCALHOST", true),
-            ("[::1]:9000", true),
-            ("[::1]", true),
-            ("127.1.2.3:1", true),
-            ("evil.example:8080", false),
-            ("localhost.evil.example", false),
-            ("192.168.1.2:80", false),
-            ("[::2]:80", false),
-            ("", false),
-        ] {
-            assert_eq!(loopback_host(host), ok, "{host}");
-        }
     }
 }

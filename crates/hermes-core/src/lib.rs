@@ -23,6 +23,7 @@ pub mod mention;
 pub mod pairing;
 pub mod paths;
 pub mod redact;
+pub mod reserve;
 pub mod service_unit;
 pub mod storage;
 

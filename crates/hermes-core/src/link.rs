@@ -165,9 +165,12 @@ impl LinkState {
             LinkState::TemporarilyBanned { .. } => {
                 Some("WhatsApp banned this number for a while; hermes reconnects by itself when the ban ends")
             }
+            // Where the volume's size is known, `hermes_core::reserve` words a better fix (a
+            // volume smaller than the reserve cannot be cured by freeing space).
             LinkState::StoragePaused { .. } => Some(
-                "the disk that holds HERMES_HOME is full (or below WHATSAPP_MIN_FREE_MB): free some space; hermes \
-                 resumes receiving by itself, and WhatsApp keeps the messages until then",
+                "the disk that holds HERMES_HOME is full (or below WHATSAPP_MIN_FREE_MB): free some space, or set \
+                 WHATSAPP_MIN_FREE_MB lower if the volume is not much bigger than it (`hermes doctor` says which); \
+                 hermes resumes receiving by itself, and WhatsApp keeps the messages until then",
             ),
             LinkState::Connecting { .. }
             | LinkState::Connected { .. }

@@ -42,17 +42,8 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         aliases.push(phone);
     }
     let alias_ids: Vec<UserId> = aliases.iter().filter_map(Jid::user_id).collect();
-    let approvals: Vec<UserId> = facts.approvals.iter().filter_map(Jid::user_id).collect();
-    let offers: Vec<pairing::Pending> = facts
-        .offers
-        .iter()
-        .map(|c| pairing::Pending {
-            code: c.code.clone(),
-            sender: c.sender.to_string(),
-            created_at: c.created_at,
-            approved: c.approved_at.is_some(),
-        })
-        .collect();
+    let approvals: Vec<UserId> = facts.approved();
+    let offers: Vec<pairing::Pending> = facts.pending_offers();
     let own = shared.messenger.account();
     let live = shared.live();
     let message = admission::Inbound {

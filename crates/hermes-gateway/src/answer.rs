@@ -17,6 +17,7 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
     let Some((text, seqs)) = fresh(shared, batch).await else { return };
     let chat = &batch.chat;
     let permit = shared.permits.acquire().await.expect("never closed");
+    crash::point_for("asking", &text);
     shared.messenger.typing(chat, true).await;
     let outcome = match ask(shared, chat, &text, &batch.images).await {
         // A model that cannot look at images reads that one was sent instead, as in Hermes.
@@ -51,7 +52,7 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
             // Other chats may ask meanwhile.
             drop(permit);
             tokio::time::sleep(RETRY_AFTER_ERROR).await;
-            shared.release(&seqs);
+            shared.retry_later(&seqs).await;
             return;
         }
     };
@@ -241,12 +242,12 @@ async fn commit(
         // still waiting, are released to be asked about again.
         Err(hermes_store::StoreError::NotWaiting(seq)) => {
             tracing::warn!(seq, "an answer was not sent: one of its messages was settled meanwhile");
-            shared.release(answers);
+            shared.retry_later(answers).await;
         }
         // Not committed: the messages are still waiting and will be asked about again.
         Err(e) => {
             tracing::error!(error = %e, "cannot commit a reply; it will be tried again");
-            shared.release(answers);
+            shared.retry_later(answers).await;
         }
     }
 }

@@ -37,7 +37,7 @@ pub struct ControlInfo {
     /// The HTTP listener (health, metrics, status page), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_url: Option<String>,
-    /// The token it asks for (bound beyond loopback only).
+    /// The token its page and `/metrics` ask for (every listener has one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_token: Option<String>,
     #[serde(skip)]
@@ -68,6 +68,7 @@ struct App {
     hermes_home: std::path::PathBuf,
     /// Files larger than this are not sent.
     max_media_bytes: u64,
+    parser: crate::parse::Parser,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +90,7 @@ const MAX_SOCKET_PATH: usize = 100;
 pub(crate) async fn start(
     opts: &Options,
     wake: Arc<Notify>,
-    http: Option<(String, Option<String>)>,
+    http: Option<(String, String)>,
 ) -> std::io::Result<(ControlInfo, impl Future<Output = ()> + Send + 'static)> {
     hermes_store::files::create_private_dir_all(&opts.state_dir)?;
     let mut socket = opts.state_dir.join("gateway.sock");
@@ -113,7 +114,7 @@ pub(crate) async fn start(
         socket,
         token: token.clone(),
         http_url: http.as_ref().map(|h| h.0.clone()),
-        http_token: http.and_then(|h| h.1),
+        http_token: http.map(|h| h.1),
         path: control_file(&opts.state_dir),
     };
     hermes_store::files::write_private(&info.path, &serde_json::to_vec(&info).map_err(std::io::Error::other)?)?;
@@ -125,6 +126,7 @@ pub(crate) async fn start(
         home: opts.config.home_channel.value.clone(),
         hermes_home: opts.home.clone(),
         max_media_bytes: opts.media.max_media_mb.value.saturating_mul(1024 * 1024),
+        parser: opts.parser.clone(),
     };
     let router = axum::Router::new()
         .route("/send", axum::routing::post(send))
@@ -201,13 +203,9 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
         }
         Some(file) => {
             let id = app.messenger.new_message_id();
-            let (home, file, text, voice, cap) =
-                (app.hermes_home.clone(), file.clone(), req.text.clone(), req.voice, app.max_media_bytes);
-            let made = tokio::task::spawn_blocking(move || outgoing_file(&home, &file, &text, voice, cap)).await;
-            let media = match made {
-                Ok(Ok(m)) => m,
-                Ok(Err(why)) => return error(StatusCode::BAD_REQUEST, why),
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            let media = match outgoing_file(&app, file, &req.text, req.voice).await {
+                Ok(m) => m,
+                Err(why) => return error(StatusCode::BAD_REQUEST, why),
             };
             let (c, item) = (chat.clone(), [(id.clone(), media)]);
             if let Err(e) = app.db.call(move |s| s.enqueue_files(&c, &item, now_secs())).await {
@@ -250,22 +248,33 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
     }
 }
 
-/// A file to send, copied into the gateway's outgoing cache first (the copy is what is sent,
-/// once, whatever happens to the original); audio made a voice note with `voice`.
-fn outgoing_file(home: &std::path::Path, file: &str, caption: &str, voice: bool, cap: u64) -> Result<OutMedia, String> {
-    let path = std::path::Path::new(file);
+/// A file to send, opened once and copied from that descriptor into the gateway's outgoing
+/// cache (the copy is what is sent, once, whatever happens to the original); audio made a
+/// voice note with `voice`, by a parser child.
+async fn outgoing_file(app: &App, file: &str, caption: &str, voice: bool) -> Result<OutMedia, String> {
+    let path = std::path::PathBuf::from(file);
     if !path.is_absolute() {
         return Err(format!("--file '{file}' must be an absolute path"));
     }
-    let copy = crate::media::outgoing_copy(home, path, cap).map_err(|why| format!("--file {why}"))?;
+    let (home, cap) = (app.hermes_home.clone(), app.max_media_bytes);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
+    let (home2, name2) = (home.clone(), name.clone());
+    let copy = tokio::task::spawn_blocking(move || {
+        crate::outgoing::open_owners(&path, cap).and_then(|opened| opened.copy_into_cache(&home2, &name2, cap))
+    })
+    .await
+    .map_err(|e| format!("--file: {e}"))?
+    .map_err(|why| format!("--file {why}"))?;
     let caption = Some(caption.trim().to_owned()).filter(|c| !c.is_empty());
     let mut media = OutMedia::for_path(&copy, caption, voice, false);
-    media.file_name = media.file_name.map(|_| path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned());
+    media.file_name = media.file_name.map(|_| name);
     if voice {
         if media.kind != hermes_core::media::MediaKind::Voice {
             return Err(format!("--voice needs an audio file (.ogg .opus .mp3 .wav .m4a .flac); '{file}' is not one"));
         }
-        crate::media::make_voice_note(home, &mut media).map_err(|why| format!("--voice: '{file}': {why}"))?;
+        crate::media::voice_note_with(&app.parser, &home, &mut media)
+            .await
+            .map_err(|why| format!("--voice: '{file}': {why}"))?;
     }
     Ok(media)
 }

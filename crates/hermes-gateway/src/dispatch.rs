@@ -4,9 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use hermes_core::admission::DropRule;
 use hermes_core::identity::Jid;
-use hermes_store::{Dropped, Outcome, Settlement};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::{Id, JoinError, JoinSet};
 
@@ -14,14 +12,13 @@ use crate::worker::{self, Busy, RETRY_AFTER_ERROR, Row, Shared};
 
 /// Journal rows read at once.
 const READ_BATCH: usize = 1024;
-/// A message that made hermes fail this many times is given up on, with a ledger row: one
-/// poisonous message must not keep its chat, or the gateway, from answering.
+/// A message whose handling ended the process (or its worker, by a panic) this many times is
+/// given up on, with a ledger row: one poisonous message must not keep its chat, or the
+/// gateway, from answering. Counted in the journal (`inbox.attempts`), so a crash counts.
 pub(crate) const MAX_FAILURES: u32 = 3;
 
 struct Held {
     task: Id,
-    chat: Jid,
-    sender: Jid,
 }
 
 struct Worker {
@@ -40,8 +37,6 @@ struct Workers {
     tasks: JoinSet<()>,
     /// Rows handed out, with the worker that has them.
     held: HashMap<i64, Held>,
-    /// How often each row was being handled when its worker panicked.
-    failures: HashMap<i64, u32>,
 }
 
 /// Hands waiting journal rows to their chat's worker, forever. Dropping this future (the
@@ -53,7 +48,6 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
         busy_of: HashMap::new(),
         tasks: JoinSet::new(),
         held: HashMap::new(),
-        failures: HashMap::new(),
     };
     loop {
         // The rows themselves only of what is not handed out yet: in a backlog, most of what
@@ -70,7 +64,6 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
                 let waiting: HashSet<i64> = waiting.into_iter().collect();
                 shared.forget_handled(&waiting, beyond);
                 let still = |s: &i64| waiting.contains(s) || beyond.is_some_and(|last| *s > last);
-                w.failures.retain(|s, _| still(s));
                 w.held.retain(|s, _| still(s));
                 for (seq, message) in rows {
                     if !w.closing.contains(&message.chat) && shared.take(seq) {
@@ -85,10 +78,10 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, wake: Arc<Notify>) {
         tokio::select! {
             () = wake.notified() => {}
             () = tokio::time::sleep(RETRY_AFTER_ERROR) => {}
-            Some(ended) = w.tasks.join_next_with_id() => w.ended(&shared, ended).await,
+            Some(ended) = w.tasks.join_next_with_id() => w.ended(&shared, ended),
         }
         while let Some(ended) = w.tasks.try_join_next_with_id() {
-            w.ended(&shared, ended).await;
+            w.ended(&shared, ended);
         }
     }
 }
@@ -105,7 +98,7 @@ impl Workers {
                 self.by_chat.entry(row.1.chat.clone()).or_insert(Worker { tx, task })
             }
         };
-        let (seq, held) = (row.0, Held { task: worker.task, chat: row.1.chat.clone(), sender: row.1.sender.clone() });
+        let (seq, held) = (row.0, Held { task: worker.task });
         match worker.tx.send(row) {
             Ok(()) => {
                 self.held.insert(seq, held);
@@ -120,7 +113,7 @@ impl Workers {
     }
 
     /// A worker ended: idle (it released what it held) or panicked.
-    async fn ended(&mut self, shared: &Shared, ended: Result<(Id, ()), JoinError>) {
+    fn ended(&mut self, shared: &Shared, ended: Result<(Id, ()), JoinError>) {
         let (id, panic) = match ended {
             Ok((id, ())) => (id, None),
             Err(e) => (e.id(), e.try_into_panic().ok().map(crate::panic_message)),
@@ -132,51 +125,17 @@ impl Workers {
         }
         let (Some(panic), Some(busy)) = (panic, busy) else { return };
         let busy = std::mem::take(&mut *busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        // What it was handling counts a failure; everything it held goes back.
-        let mut worst = 0;
-        for seq in &busy {
-            let n = self.failures.entry(*seq).or_default();
-            *n += 1;
-            worst = worst.max(*n);
-        }
+        // What it was handling keeps the attempt the journal counted before the work began:
+        // after MAX_FAILURES the worker that takes it next gives it up.
         tracing::error!(
             panic = %panic,
-            failures = worst,
+            messages = busy.len(),
             "hermes failed while handling a message (a bug: please report it with this log); it will be tried again"
         );
-        for seq in busy {
-            if self.failures.get(&seq).is_some_and(|n| *n >= MAX_FAILURES)
-                && let Some(h) = self.held.get(&seq)
-            {
-                give_up(shared, seq, h.chat.clone(), h.sender.clone()).await;
-                self.failures.remove(&seq);
-            }
-        }
         let held: Vec<i64> = self.held.iter().filter(|(_, h)| h.task == id).map(|(s, _)| *s).collect();
         for seq in &held {
             self.held.remove(seq);
         }
         shared.release(&held);
-    }
-}
-
-/// Records a message hermes failed on [`MAX_FAILURES`] times as a drop, so that it stops
-/// failing and leaves a trace a person can find.
-async fn give_up(shared: &Shared, seq: i64, chat: Jid, sender: Jid) {
-    let dropped = Dropped {
-        at: hermes_store::clock::now(),
-        chat,
-        sender: sender.clone(),
-        sender_forms: vec![sender],
-        rule: DropRule::Failed,
-        nearest: None,
-        hint: Some(format!(
-            "hermes failed on this message {MAX_FAILURES} times (a bug: the gateway's log has the error) and gave up on it"
-        )),
-    };
-    let settled = Settlement { learned: None, outcome: Outcome::Dropped(dropped) };
-    match shared.db.call(move |s| s.settle(seq, &settled)).await {
-        Ok(()) => tracing::error!("gave up on a message hermes keeps failing on; it is in `hermes whatsapp drops`"),
-        Err(e) => tracing::error!(error = %e, "cannot record a message hermes keeps failing on"),
     }
 }

@@ -21,6 +21,8 @@ mod dispatch;
 mod media;
 pub mod metrics;
 mod outbound;
+mod outgoing;
+pub mod parse;
 mod port;
 pub mod service;
 mod voice;
@@ -66,6 +68,10 @@ pub struct Options {
     pub voice: Option<Arc<dyn Speak>>,
     /// `HERMES_HOME`: media is cached under it, where Hermes keeps it.
     pub home: PathBuf,
+    /// The user's home directory, for the agent's `MEDIA:~/...` paths (the binary reads it).
+    pub user_home: Option<PathBuf>,
+    /// How files from outside are parsed: in a child process with limits ([`parse`]).
+    pub parser: parse::Parser,
     /// The HTTP listener (health, metrics, status page), already bound, when asked for.
     pub listen: Option<service::Bound>,
     /// The link state and the metrics, shared with whoever reports them.
@@ -143,6 +149,13 @@ impl Pipeline {
     pub async fn start(mut opts: Options) -> Result<Pipeline, GatewayError> {
         let outbox_wake = Arc::new(Notify::new());
         let shared = Arc::new(worker::Shared::new(&opts, outbox_wake.clone()));
+        for dir in outgoing::writable_by_others(&opts.home, opts.media.media_allow_dirs.value.as_deref()) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "a folder files may be sent from (HERMES_MEDIA_ALLOW_DIRS) can be written by other users: they could \
+                 put a file there for the agent to send; make it yours alone (chmod go-w, or a folder of your own)"
+            );
+        }
         let mut tasks = JoinSet::new();
         tasks.spawn(dispatch::dispatch(shared.clone(), opts.wake.clone()));
         tasks.spawn(outbound::send_loop(
@@ -186,6 +199,9 @@ impl Pipeline {
 
     pub async fn stop(mut self) {
         self.tasks.shutdown().await;
+        // What was being handled was interrupted by the stop, not by the message: its attempt
+        // is taken back (a crash keeps it, and a message that keeps crashing is given up).
+        self.shared.end_attempts_of(None).await;
         control::remove(&self.control);
     }
 }

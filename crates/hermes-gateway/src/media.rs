@@ -10,6 +10,7 @@ use hermes_core::media::outbound::{self, OutMedia};
 use hermes_core::media::{self as m, DocumentKind, MediaKind, MediaRef};
 use hermes_store::Inbound;
 
+use crate::parse::{Job, Parsed, Parser};
 use crate::port::{Fetch, MediaError, Speech};
 use crate::worker::Shared;
 
@@ -96,78 +97,76 @@ pub(crate) async fn prepare(
             if shared.media.image_input_mode.value == ImageInputMode::Text {
                 notes.push(unseen);
             } else {
-                let (p, mime) = (path.clone(), media.mime.clone());
-                match tokio::task::spawn_blocking(move || data_url(&p, &mime)).await {
-                    Ok(Ok(url)) => {
+                match shared.parser.run(Job::Picture, &path).await {
+                    Ok(Parsed::DataUrl(url)) => {
                         out.images.push(url);
                         out.without_images = m::compose(&[unseen], body);
                     }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "an image could not be read; the agent is told it was not shown");
+                    Ok(other) => {
+                        tracing::error!(answer = ?std::mem::discriminant(&other), "the picture parser answered out of turn");
                         notes.push(unseen);
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "reading an image failed");
+                        tracing::warn!(error = %e, "an image could not be read; the agent is told it was not shown");
                         notes.push(unseen);
                     }
                 }
             }
         }
-        MediaKind::Document => notes.extend(read_document(&path, media).await),
+        MediaKind::Document => notes.extend(read_document(&shared.parser, &path, media).await),
         MediaKind::Video | MediaKind::Gif => notes.push(m::video_note(&display_name(&path, media), &path)),
     }
     out.text = m::compose(&notes, body);
     Ok(out)
 }
 
-/// The files a reply attaches (`MEDIA:` lines), each checked against where files may be sent
-/// from and copied into the outgoing cache (the copy is what is uploaded, whatever happens to
-/// the original meanwhile); the reply's text without them, and a sentence for each file that
-/// cannot go.
+/// The files a reply attaches (`MEDIA:` lines), each opened once beneath the folders files may
+/// be sent from and copied from that descriptor into the outgoing cache (the copy is what is
+/// uploaded, whatever happens to the original meanwhile: see `outgoing`); the reply's text
+/// without them, and a sentence for each file that cannot go.
 pub(crate) async fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia>) {
     let found = outbound::extract(reply);
     if found.files.is_empty() {
         return (reply.to_owned(), Vec::new());
     }
     let (home, allow) = (shared.home.clone(), shared.media.media_allow_dirs.value.clone());
+    let user_home = shared.user_home.clone();
     let cap = shared.media.max_media_mb.value.saturating_mul(1024 * 1024);
-    let work = tokio::task::spawn_blocking(move || attach(&home, allow.as_deref(), cap, &found));
-    work.await.unwrap_or_else(|e| {
+    let written = found.files.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        written
+            .iter()
+            .map(|w| {
+                let expanded = match (w.strip_prefix("~/"), &user_home) {
+                    (Some(rest), Some(h)) => h.join(rest),
+                    _ => PathBuf::from(w),
+                };
+                let name = expanded.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
+                let copied = crate::outgoing::open_allowed(&home, allow.as_deref(), &expanded, cap)
+                    .and_then(|opened| opened.copy_into_cache(&home, &name, cap));
+                (name, copied)
+            })
+            .collect::<Vec<_>>()
+    });
+    let copies = work.await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "attaching files failed; the reply goes without them");
-        (outbound::extract(reply).text, Vec::new())
-    })
-}
-
-fn attach(home: &Path, allow: Option<&str>, cap: u64, found: &outbound::Extracted) -> (String, Vec<OutMedia>) {
-    let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let allowed = outbound::Allowed::resolved(home, allow, resolve);
+        found.files.iter().map(|_| ("file".to_owned(), Err("attaching failed".to_owned()))).collect()
+    });
     let mut text = found.text.clone();
     let mut files = Vec::new();
-    for written in &found.files {
-        let expanded = match written.strip_prefix("~/") {
-            Some(rest) => {
-                std::env::var_os("HOME").map_or_else(|| PathBuf::from(written), |h| PathBuf::from(h).join(rest))
-            }
-            None => PathBuf::from(written),
-        };
-        let attached = std::fs::canonicalize(&expanded)
-            .map_err(|e| format!("'{}' cannot be read: {e}", expanded.display()))
-            .and_then(|p| allowed.check(&p).map(|()| p))
-            .and_then(|p| outgoing_copy(home, &p, cap))
-            .map(|copy| {
+    for (written, (name, copied)) in found.files.iter().zip(copies) {
+        match copied {
+            Ok(copy) => {
                 let mut media = OutMedia::for_path(&copy, None, found.as_voice, found.as_document);
-                media.file_name =
-                    media.file_name.map(|_| expanded.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned());
+                media.file_name = media.file_name.map(|_| name.clone());
                 if media.kind == MediaKind::Voice
-                    && let Err(why) = make_voice_note(home, &mut media)
+                    && let Err(why) = make_voice_note(shared, &mut media).await
                 {
                     tracing::warn!("an attached file goes as an audio file, not a voice note: {why}");
                     media.kind = MediaKind::Audio;
                 }
-                media
-            });
-        match attached {
-            Ok(media) => files.push(media),
+                files.push(media);
+            }
             Err(why) => {
                 tracing::warn!("the agent attached a file that is not sent: {why}");
                 let name = Path::new(written).file_name().and_then(|n| n.to_str()).unwrap_or(written);
@@ -176,29 +175,6 @@ fn attach(home: &Path, allow: Option<&str>, cap: u64, found: &outbound::Extracte
         }
     }
     (text.trim().to_owned(), files)
-}
-
-/// A private copy of a file to send, in `cache/outgoing`: a regular file no larger than the cap.
-pub(crate) fn outgoing_copy(home: &Path, file: &Path, cap: u64) -> Result<PathBuf, String> {
-    let meta = std::fs::metadata(file).map_err(|e| format!("'{}': {e}", file.display()))?;
-    if !meta.is_file() {
-        return Err(format!("'{}' is not a regular file", file.display()));
-    }
-    if meta.len() > cap {
-        return Err(format!(
-            "'{}' is {}, over the {} limit (WHATSAPP_MAX_MEDIA_MB)",
-            file.display(),
-            m::human_size(meta.len()),
-            m::human_size(cap)
-        ));
-    }
-    let dir = home.join("cache/outgoing");
-    private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let name = m::sanitize_file_name(file.file_name().and_then(|n| n.to_str()).unwrap_or("file"));
-    let copy = dir.join(format!("{:012x}_{name}", rand::random::<u64>() & 0xffff_ffff_ffff));
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read '{}': {e}", file.display()))?;
-    hermes_store::files::write_private(&copy, &bytes).map_err(|e| format!("cannot copy '{}': {e}", file.display()))?;
-    Ok(copy)
 }
 
 /// The reply spoken, kept in the audio cache until sent: `None` when spoken replies are off
@@ -219,11 +195,8 @@ pub(crate) async fn spoken_reply(shared: &Shared, text: &str) -> Option<OutMedia
         return None;
     }
     let mut media = OutMedia::for_path(&path, None, true, false);
-    let home = shared.home.clone();
-    let made = tokio::task::spawn_blocking(move || make_voice_note(&home, &mut media).map(|()| media)).await;
-    let made = made.unwrap_or_else(|e| Err(format!("encoding failed: {e}")));
-    match made {
-        Ok(m) => Some(m),
+    match make_voice_note(shared, &mut media).await {
+        Ok(()) => Some(media),
         Err(why) => {
             tracing::warn!("the spoken reply goes as an audio file, not a voice note: {why}");
             Some(OutMedia::for_path(&path, None, false, false))
@@ -232,14 +205,21 @@ pub(crate) async fn spoken_reply(shared: &Shared, text: &str) -> Option<OutMedia
 }
 
 /// Makes a file a voice note: Ogg Opus as it is, other audio encoded into the audio cache;
-/// its length and waveform filled in.
-pub(crate) fn make_voice_note(home: &Path, media: &mut OutMedia) -> Result<(), String> {
-    let note = crate::voice::voice_note(Path::new(&media.path))?;
+/// its length and waveform filled in. The audio is read by a parser child.
+pub(crate) async fn make_voice_note(shared: &Shared, media: &mut OutMedia) -> Result<(), String> {
+    voice_note_with(&shared.parser, &shared.home, media).await
+}
+
+pub(crate) async fn voice_note_with(parser: &Parser, home: &Path, media: &mut OutMedia) -> Result<(), String> {
+    let note = match parser.run(Job::VoiceNote, Path::new(&media.path)).await.map_err(|e| e.to_string())? {
+        Parsed::VoiceNote(note) => note,
+        _ => return Err("the audio parser answered out of turn".to_owned()),
+    };
     if note.transcoded {
         let dir = home.join(m::cache_dirs(MediaKind::Voice).0);
         let path = dir.join(format!("voice_{:012x}.ogg", rand::random::<u64>() & 0xffff_ffff_ffff));
         private_dir(&dir)
-            .and_then(|()| std::fs::write(&path, &note.ogg))
+            .and_then(|()| hermes_store::files::write_private(&path, &note.ogg))
             .map_err(|e| format!("{}: {e}", dir.display()))?;
         media.path = path.display().to_string();
     }
@@ -326,65 +306,45 @@ fn display_name(path: &Path, media: &MediaRef) -> String {
         .unwrap_or_else(|| path.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned())
 }
 
-/// Text inlined, a PDF's text extracted and inlined, anything else described.
-async fn read_document(path: &Path, media: &MediaRef) -> Vec<String> {
+/// Text inlined, a PDF's text extracted (by a parser child) and inlined, anything else
+/// described.
+async fn read_document(parser: &Parser, path: &Path, media: &MediaRef) -> Vec<String> {
     let name = display_name(path, media);
     let size = std::fs::metadata(path).map(|md| md.len()).unwrap_or(media.file_length);
     let described = || vec![m::document_not_inlined(&name, path, &media.mime, size)];
     match m::document_kind(media.file_name.as_deref(), &media.mime) {
-        DocumentKind::Text if size <= m::MAX_INLINE_BYTES => match std::fs::read(path) {
-            Ok(bytes) => {
-                vec![m::text_document_note(&name, path), m::content_of(&name, &String::from_utf8_lossy(&bytes))]
+        DocumentKind::Text if size <= m::MAX_INLINE_BYTES => {
+            match hermes_store::files::read_regular_capped(path, m::MAX_INLINE_BYTES) {
+                Ok(bytes) => {
+                    vec![m::text_document_note(&name, path), m::content_of(&name, &String::from_utf8_lossy(&bytes))]
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a cached document cannot be read");
+                    described()
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "a cached document cannot be read");
-                described()
-            }
-        },
+        }
         DocumentKind::Pdf if size > MAX_PDF_BYTES => {
             tracing::info!(size, "a PDF too large to read here; the agent gets its description");
             described()
         }
-        DocumentKind::Pdf => {
-            // A PDF that brought the process down (parsers can overflow the stack on hostile
-            // files) is not read again: its marker is still there after the restart.
-            let marker = path.with_extension("pdf-reading");
-            if marker.exists() {
-                tracing::warn!("reading this PDF ended the gateway before; the agent gets its description instead");
-                return described();
+        DocumentKind::Pdf => match parser.run(Job::PdfText, path).await {
+            Ok(Parsed::Text(text)) if !text.trim().is_empty() => {
+                vec![m::pdf_note(&name, path), m::content_of(&name, &cap_text(text.trim(), m::MAX_INLINE_BYTES))]
             }
-            let _ = hermes_store::files::write_private(&marker, b"");
-            let p = path.to_owned();
-            // A thread of its own with a large stack; a panic in it is an error here.
-            let read = tokio::task::spawn_blocking(move || {
-                std::thread::Builder::new()
-                    .name("pdf-text".into())
-                    .stack_size(64 * 1024 * 1024)
-                    .spawn(move || pdf_extract::extract_text(&p).map_err(|e| e.to_string()))
-                    .map_err(|e| e.to_string())?
-                    .join()
-                    .map_err(|_| "the PDF reader failed on this file".to_owned())?
-            })
-            .await;
-            let _ = std::fs::remove_file(&marker);
-            match read {
-                Ok(Ok(text)) if !text.trim().is_empty() => {
-                    vec![m::pdf_note(&name, path), m::content_of(&name, &cap_text(text.trim(), m::MAX_INLINE_BYTES))]
-                }
-                Ok(Ok(_)) => {
-                    tracing::info!("a PDF has no text layer (scanned?); the agent gets its description");
-                    described()
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "the text of a PDF could not be extracted; the agent gets its description");
-                    described()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "extracting a PDF's text failed; the agent gets its description");
-                    described()
-                }
+            Ok(Parsed::Text(_)) => {
+                tracing::info!("a PDF has no text layer (scanned?); the agent gets its description");
+                described()
             }
-        }
+            Ok(_) => {
+                tracing::error!("the PDF parser answered out of turn; the agent gets its description");
+                described()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the text of a PDF could not be extracted; the agent gets its description");
+                described()
+            }
+        },
         DocumentKind::Text | DocumentKind::Other => described(),
     }
 }
@@ -402,22 +362,38 @@ fn cap_text(text: &str, max: u64) -> String {
     format!("{}\n[… the rest of the document is cut: it is longer than {} KB]", &text[..end], max / 1024)
 }
 
+/// Pictures wider or taller than this are not decoded: no phone sends one (a 200-megapixel
+/// camera's photo is 16,320 pixels wide, and WhatsApp shrinks photos far below that).
+const MAX_DECODED_SIDE: u32 = 16_384;
+/// What a decoder may allocate for one picture: a 12-megapixel photo needs 48 MB. A PNG of
+/// 514 KB once inflated to 838 MB before this bound.
+const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// A picture as a `data:` URL a vision model reads: JPEG or PNG as it is when small enough,
-/// otherwise (or for WebP stickers and GIFs) decoded, shrunk to fit and re-encoded.
-fn data_url(path: &Path, _declared_mime: &str) -> Result<String, String> {
+/// otherwise (or for WebP stickers and GIFs) decoded, shrunk to fit and re-encoded. Run in a
+/// parser child (`crate::parse`): the file is a stranger's.
+pub(crate) fn data_url(path: &Path) -> Result<String, String> {
     use base64::Engine as _;
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = hermes_store::files::read_regular_capped(path, MAX_DECODE_BYTES).map_err(|e| e.to_string())?;
     let format = image::guess_format(&bytes).map_err(|e| format!("not an image: {e}"))?;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let img = image::load_from_memory_with_format(&bytes, format).map_err(|e| format!("cannot decode: {e}"))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE);
+    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
     let fits = img.width().max(img.height()) <= MAX_IMAGE_SIDE && bytes.len() <= MAX_IMAGE_BYTES;
     match format {
         image::ImageFormat::Jpeg if fits => return Ok(format!("data:image/jpeg;base64,{}", b64(&bytes))),
         image::ImageFormat::Png if fits => return Ok(format!("data:image/png;base64,{}", b64(&bytes))),
         _ => {}
     }
+    // `thumbnail` averages into the small picture directly; `resize` keeps float copies of
+    // the whole picture, several times its size.
     let img = if img.width().max(img.height()) > MAX_IMAGE_SIDE {
-        img.resize(MAX_IMAGE_SIDE, MAX_IMAGE_SIDE, image::imageops::FilterType::Triangle)
+        img.thumbnail(MAX_IMAGE_SIDE, MAX_IMAGE_SIDE)
     } else {
         img
     };
@@ -444,7 +420,7 @@ mod tests {
         image::RgbImage::from_fn(3000, 1000, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]))
             .save(&big)
             .expect("save");
-        let url = data_url(&big, "image/png").expect("url");
+        let url = data_url(&big).expect("url");
         assert!(url.starts_with("data:image/jpeg;base64,"), "{}", &url[..40]);
         use base64::Engine as _;
         let bytes =
@@ -456,11 +432,11 @@ mod tests {
         image::RgbaImage::from_fn(64, 64, |x, _| image::Rgba([0, 0, 0, (x * 4) as u8]))
             .save(&sticker)
             .expect("save webp");
-        assert!(data_url(&sticker, "image/webp").expect("url").starts_with("data:image/png;base64,"));
+        assert!(data_url(&sticker).expect("url").starts_with("data:image/png;base64,"));
 
         let junk = dir.path().join("junk.jpg");
         std::fs::write(&junk, b"not an image").expect("write");
-        assert!(data_url(&junk, "image/jpeg").is_err());
+        assert!(data_url(&junk).is_err());
     }
 
     #[test]

@@ -2,14 +2,23 @@
 //! loops), `GET /readyz` (linked, connected, keeping and sending; otherwise 503 with the state,
 //! the reason and the fix `status` gives), `GET /metrics` (Prometheus) and `GET /` (a status
 //! page: the account, the state, the last message, recent drops with their fix). Off unless
-//! asked for (`--listen`, `HERMES_GATEWAY_LISTEN`, `gateway.listen`); bound beyond loopback,
-//! everything but the two probes needs the token printed at start (`?token=` or a bearer).
-//! While the link needs a person, `GET /` is the pairing page instead ([`pairing`]).
+//! asked for (`--listen`, `HERMES_GATEWAY_LISTEN`, `gateway.listen`). Everything but the two
+//! probes needs the listener's token (`?token=` or a bearer), on loopback too: any local
+//! process can reach 127.0.0.1, and the pairing page links the gateway to whichever phone asks
+//! first, so it gets the bar the control endpoint has (a secret only the owner can read, in
+//! `state/gateway.json`). While the link needs a person, `GET /` is the pairing page instead
+//! ([`pairing`]).
+//!
+//! Connections are served by hyper directly, not `axum::serve`, for the limits a listener open
+//! to local neighbours needs: a deadline for a request's headers and one for a whole request,
+//! and a cap on connections at once, so half-sent requests cannot pile up until the process
+//! runs out of descriptors (which the storage guard once read as a full disk).
 
 mod pairing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -67,6 +76,13 @@ impl ServiceState {
 
     /// The link entered a state (what the supervisor reports).
     pub fn set_link(&self, state: &hermes_core::link::LinkState, now: i64) {
+        self.set_link_with_fix(state, now, None);
+    }
+
+    /// `set_link`, with a fix that knows more than the state's own (`LinkState::fix`): a storage
+    /// pause on a volume smaller than the reserve, where freeing space cannot help and only a
+    /// lower `WHATSAPP_MIN_FREE_MB` or a bigger volume does (`StorageGuard::shortage` words it).
+    pub fn set_link_with_fix(&self, state: &hermes_core::link::LinkState, now: i64, better: Option<String>) {
         let name = state.name();
         self.metrics.set_link_state(name);
         if let hermes_core::link::LinkState::Reconnecting { cause, attempt: 1, .. } = state {
@@ -83,7 +99,7 @@ impl ServiceState {
         let needs_link = state.kind().needs_link();
         let fix = match self.page.get() {
             Some(url) if needs_link => Some(hermes_core::link::relink_on_page(url)),
-            _ => state.fix().map(str::to_owned),
+            _ => better.or_else(|| state.fix().map(str::to_owned)),
         };
         self.link.send_modify(|view| {
             *view = LinkView { state: name.to_owned(), since: now, fix, needs_link, version: view.version + 1 };
@@ -130,20 +146,32 @@ struct App {
     db: Db,
     messenger: Arc<dyn Messenger>,
     service: Arc<ServiceState>,
-    token: Option<String>,
+    token: String,
 }
 
 impl App {
-    /// `?token=...` for links and forms of the page, when the listener asks for one.
+    /// `?token=...` for links and forms of the page.
     fn token_query(&self) -> String {
-        self.token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default()
+        format!("?token={}", self.token)
     }
 }
 
-/// The listener, bound: where it listens and the token it asks for (none on loopback).
+/// How long a client may take to send a request's headers: a browser or a probe sends them at
+/// once; a client that trickles them is holding a connection, not asking.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request may take, its body and the answer included: the slowest page waits
+/// a few seconds for a first QR code.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once. Beyond it new ones wait in the kernel's backlog until one ends
+/// (each ends within the timeouts above): a flood costs this many descriptors, never all.
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// A form or a probe is small; nothing this listener takes needs more.
+const MAX_BODY: usize = 16 * 1024;
+
+/// The listener, bound: where it listens and the token everything but the probes asks for.
 pub struct Bound {
     pub addr: SocketAddr,
-    pub token: Option<String>,
+    pub token: String,
     listener: tokio::net::TcpListener,
 }
 
@@ -157,31 +185,77 @@ impl std::fmt::Debug for Bound {
 pub async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let token = health::needs_token(&addr).then(|| format!("{:032x}", rand::random::<u128>()));
+    let token = format!("{:032x}", rand::random::<u128>());
     Ok(Bound { addr, token, listener })
 }
 
-pub(crate) async fn serve(bound: Bound, db: Db, messenger: Arc<dyn Messenger>, service: Arc<ServiceState>) {
-    let app = App { db, messenger, service, token: bound.token };
-    // The probes answer anyone; the rest asks for the token beyond loopback.
+/// The listener's routes: the probes answer anyone, the rest asks for the token.
+fn router(app: App) -> axum::Router {
     let guarded = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/", get(page))
         .route("/pairing.json", get(pairing::status))
         .route("/pair", axum::routing::post(pairing::request))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), guard));
-    let router = axum::Router::new()
+    axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(guarded)
-        .with_state(app);
-    if let Err(e) = axum::serve(bound.listener, router).await {
-        tracing::error!(error = %e, "the HTTP listener stopped");
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(deadline))
+        .with_state(app)
+}
+
+pub(crate) async fn serve(bound: Bound, db: Db, messenger: Arc<dyn Messenger>, service: Arc<ServiceState>) {
+    let router = router(App { db, messenger, service, token: bound.token });
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // Connections live here: dropping `serve` (the pipeline stopping) closes them all.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        // Reaped as they end, so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+            Some(_) = connections.join_next() => continue,
+        };
+        let stream = match bound.listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (EMFILE, ENFILE) or memory: a neighbour's flood, or a
+                // leak. Said, then tried again shortly: the probes must come back when it ends.
+                tracing::warn!(error = %e, "the HTTP listener cannot accept a connection; trying again shortly");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            // hyper's header deadline also runs while a kept-alive connection waits for its
+            // next request, so an idle connection ends too.
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "an HTTP connection ended");
+            }
+        });
     }
 }
 
-/// Lets a request through when there is no token, or it carries the token (compared in
-/// constant time) as `?token=` or a bearer header.
+/// A request that is not done (its body read, its answer made) by [`REQUEST_TIMEOUT`] is
+/// answered 408 and its connection freed: a body trickled a byte at a time holds nothing.
+async fn deadline(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "the request took too long\n").into_response(),
+    }
+}
+
+/// Lets a request through when it carries the token (compared in constant time) as `?token=`
+/// or a bearer header.
 async fn guard(
     State(app): State<App>,
     headers: HeaderMap,
@@ -190,23 +264,15 @@ async fn guard(
     next: axum::middleware::Next,
 ) -> Response {
     use subtle::ConstantTimeEq as _;
-    if app.token.is_none() && !headers.get("host").and_then(|h| h.to_str().ok()).is_some_and(health::loopback_host) {
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = q.get("token").map(String::as_str).or(bearer).unwrap_or_default();
+    if !bool::from(given.as_bytes().ct_eq(app.token.as_bytes())) {
         return (
-            StatusCode::FORBIDDEN,
-            "this gateway's listener answers its own machine only: open it as http://127.0.0.1:PORT/\n",
+            StatusCode::UNAUTHORIZED,
+            "this page needs the gateway's token: `hermes whatsapp status` prints the address to open \
+             (or add ?token= with http_token from HERMES_HOME/state/gateway.json)\n",
         )
             .into_response();
-    }
-    if let Some(token) = &app.token {
-        let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        let given = q.get("token").map(String::as_str).or(bearer).unwrap_or_default();
-        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "this gateway's listener is not on loopback: add ?token= (in state/gateway.json, http_token)\n",
-            )
-                .into_response();
-        }
     }
     let mut response = next.run(request).await;
     // The page may show a QR code or a token-bearing link: never cached, framed, or referred

@@ -201,6 +201,9 @@ fn options(
         listen: None,
         service: Arc::new(crate::service::ServiceState::new()),
         home: dir.to_owned(),
+        user_home: None,
+        // No media in these tests: a parser that is never started.
+        parser: crate::parse::Parser::new("/nonexistent/hermes".into(), Vec::new()),
     }
 }
 
@@ -372,8 +375,11 @@ async fn a_message_that_makes_hermes_panic_is_given_up_and_the_chat_goes_on() {
     .expect("the poisonous message is given up on");
     assert_eq!(given_up.sender, j(ALICE));
     assert_eq!(h.model.asked().iter().filter(|q| *q == "boom").count(), crate::dispatch::MAX_FAILURES as usize);
+    // Its sender is told, once.
+    let sent = h.messenger.wait_sent(2).await;
+    assert_eq!(sent[1].text, hermes_core::admission::given_up_reply());
     h.receive(ALICE, "A2", "and now?").await;
-    assert_eq!(h.messenger.wait_sent(2).await[1].text, "re: and now?");
+    assert_eq!(h.messenger.wait_sent(3).await[2].text, "re: and now?");
     assert_eq!(h.waiting().await, 0);
     h.pipeline.stop().await;
 }
@@ -424,23 +430,75 @@ async fn http_status(addr: std::net::SocketAddr, path: &str, auth: Option<&str>)
     out.lines().next().unwrap_or_default().to_owned()
 }
 
+/// Issue 25, hole 2: any local process reaches 127.0.0.1, and the pairing page links the
+/// gateway to whoever asks first: on loopback too, only the probes go without the token.
 #[tokio::test]
-async fn beyond_loopback_the_page_and_metrics_need_the_token_and_the_probes_do_not() {
+async fn the_page_pairing_and_metrics_need_the_token_on_loopback_too_and_the_probes_do_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::open(&dir.path().join("hermes.db")).expect("open");
-    let mut bound = crate::service::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
-    assert_eq!(bound.token, None, "loopback needs none");
-    // As if bound beyond loopback (tests listen on 127.0.0.1 only).
-    bound.token = Some("s3cret".into());
-    let addr = bound.addr;
+    let bound = crate::service::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let (addr, token) = (bound.addr, bound.token.clone());
+    assert_eq!(token.len(), 32, "a random token, on loopback too");
     let service = Arc::new(crate::service::ServiceState::new());
-    tokio::spawn(crate::service::serve(bound, db, FakeMessenger::new(), service));
-    assert!(http_status(addr, "/", None).await.contains(" 401 "));
-    assert!(http_status(addr, "/metrics?token=wrong", None).await.contains(" 401 "));
-    assert!(http_status(addr, "/metrics?token=s3cret", None).await.contains(" 200 "));
-    assert!(http_status(addr, "/", Some("s3cret")).await.contains(" 200 "));
+    let mut requests = service.take_pair_requests().expect("requests");
+    tokio::spawn(crate::service::serve(bound, db, FakeMessenger::new(), service.clone()));
+    for path in ["/", "/metrics", "/pairing.json", "/metrics?token=wrong"] {
+        assert!(http_status(addr, path, None).await.contains(" 401 "), "{path}");
+    }
+    assert!(http_status(addr, &format!("/metrics?token={token}"), None).await.contains(" 200 "));
+    assert!(http_status(addr, "/", Some(&token)).await.contains(" 200 "));
     assert!(http_status(addr, "/healthz", None).await.contains(" 200 "));
     assert!(http_status(addr, "/readyz", None).await.contains(" 503 "), "not linked yet");
+    // A neighbour's `POST /pair` with its own number (no Origin: not a browser) is refused and
+    // starts nothing, while the link needs a person.
+    service.set_link(&hermes_core::link::LinkState::NotLinked, 0);
+    let posted = http_post(addr, "/pair", "kind=code&phone=15550001111").await;
+    assert!(posted.contains(" 401 "), "{posted}");
+    assert!(requests.try_recv().is_err(), "no link attempt was started");
+    let posted = http_post(addr, &format!("/pair?token={token}"), "kind=code&phone=15550001111").await;
+    assert!(posted.contains(" 303 "), "{posted}");
+    assert_eq!(requests.try_recv().ok(), Some(crate::service::PairRequest::Code { phone: "15550001111".into() }));
+}
+
+/// The status line of a plain HTTP/1.1 form POST.
+async fn http_post(addr: std::net::SocketAddr, path: &str, form: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Issue 25, hole 7: half-sent requests, more of them than the listener serves at once, were
+/// all held open and `/healthz` stopped answering. Now each gets a header deadline, the
+/// listener serves a bounded number at once, and the probe answers once the deadline passes.
+#[tokio::test]
+async fn half_sent_requests_are_cut_off_and_the_probe_answers_again() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(&dir.path().join("hermes.db")).expect("open");
+    let bound = crate::service::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let addr = bound.addr;
+    tokio::spawn(crate::service::serve(bound, db, FakeMessenger::new(), Arc::new(crate::service::ServiceState::new())));
+    let mut held = Vec::new();
+    for _ in 0..(crate::service::MAX_CONNECTIONS + 40) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await.expect("write");
+        held.push(s);
+    }
+    let answered = tokio::time::timeout(Duration::from_secs(60), http_status(addr, "/healthz", None)).await;
+    assert!(answered.expect("the probe answers while half-sent requests wait").contains(" 200 "));
+    // The first of them was cut off at its deadline: the server closed it.
+    let mut first = held.swap_remove(0);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(60), first.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "a half-sent request is closed at its header deadline");
 }
 
 /// A worker lives on for minutes after its chat's last message (`WORKER_IDLE`), as its future

@@ -19,12 +19,20 @@ const FRAME: usize = 960;
 const BITRATE: i32 = 32_000;
 /// The encoder's look-ahead, taken off the start by the player (RFC 7845's usual value).
 const PRE_SKIP: u16 = 312;
-/// Longer audio is not made a voice note (decoded whole, an hour would take gigabytes).
-const MAX_SECONDS: usize = 30 * 60;
+/// Longer audio is not made a voice note: it is decoded whole, so this bounds the samples kept
+/// (15 minutes at 48 kHz, 173 MB as `f32`), whatever rate the file claims.
+const MAX_SECONDS: usize = 15 * 60;
+/// The most samples kept at once, at the file's rate or at 48 kHz.
+const MAX_SAMPLES: usize = MAX_SECONDS * 48_000;
+/// An Ogg Opus stream with more packets than 15 minutes of Opus' shortest frames (2.5 ms) is
+/// not a voice note: it is encoded again from what symphonia decodes, within [`MAX_SAMPLES`].
+const MAX_PACKETS: usize = MAX_SECONDS * 400;
 
 /// A voice note ready to upload.
-#[derive(Debug)]
-pub(crate) struct VoiceNote {
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VoiceNote {
+    /// The Ogg Opus file, when it was encoded here (else the file is sent as it is).
+    #[serde(with = "base64_bytes")]
     pub(crate) ogg: Vec<u8>,
     pub(crate) seconds: u32,
     pub(crate) waveform: Vec<u8>,
@@ -32,10 +40,27 @@ pub(crate) struct VoiceNote {
     pub(crate) transcoded: bool,
 }
 
-/// The voice note for an audio file; the error names the format when it cannot be read.
+/// A voice note's bytes travel from the parser as base64, a third larger, not as a JSON array
+/// of numbers, four times larger.
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The voice note for an audio file; the error names the format when it cannot be read. Run
+/// in a parser child (`crate::parse`): the file may be anyone's.
 pub(crate) fn voice_note(path: &Path) -> Result<VoiceNote, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if let Some(stream) = ogg::read_opus(&bytes) {
+    if let Some(stream) = ogg::read_opus(&bytes).filter(|s| s.packets.len() <= MAX_PACKETS) {
         let waveform = decoded_waveform(&stream.packets).unwrap_or_else(|| stream.size_waveform());
         return Ok(VoiceNote { seconds: stream.seconds(), ogg: bytes, waveform, transcoded: false });
     }
@@ -61,7 +86,8 @@ fn decode(bytes: Vec<u8>, ext: Option<&str>) -> Result<Vec<f32>, String> {
         .sample_rate
         .filter(|r| (1_000..=384_000).contains(r))
         .ok_or("the audio's sample rate is missing or not one audio uses")?;
-    let limit = MAX_SECONDS * rate as usize;
+    // Kept at the file's rate, then resampled to 48 kHz: both stay within MAX_SAMPLES.
+    let limit = (MAX_SECONDS * rate as usize).min(MAX_SAMPLES);
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
         .map_err(|e| format!("cannot decode this audio: {e}"))?;
@@ -135,16 +161,29 @@ fn encode(pcm: &[f32]) -> Result<VoiceNote, String> {
     Ok(VoiceNote { ogg, seconds, waveform: waveform(pcm), transcoded: true })
 }
 
-/// The sound decoded again, for a waveform of what is heard.
+/// The sound decoded again, for a waveform of what is heard. Only each packet's loudness is
+/// kept, never the samples: the memory follows the packets in the file, not the length its
+/// packets claim (a 1.3 MB file of one-byte packets once reserved 2.4 GB of samples here).
 fn decoded_waveform(packets: &[Vec<u8>]) -> Option<Vec<u8>> {
     let mut decoder = opus_rs::OpusDecoder::new(48_000, 1).ok()?;
-    let mut pcm = Vec::with_capacity(packets.len() * FRAME);
     let mut buf = vec![0f32; FRAME * 6];
+    // (sum of squares, samples) per packet.
+    let mut loudness: Vec<(f64, usize)> = Vec::with_capacity(packets.len());
     for p in packets {
-        let n = decoder.decode(p, buf.len(), &mut buf).ok()?;
-        pcm.extend_from_slice(&buf[..n]);
+        let n = decoder.decode(p, buf.len(), &mut buf).ok()?.min(buf.len());
+        loudness.push((buf[..n].iter().map(|s| f64::from(*s) * f64::from(*s)).sum(), n));
     }
-    Some(waveform(&pcm))
+    let total: usize = loudness.iter().map(|(_, n)| n).sum();
+    let per = total.div_ceil(64).max(1);
+    let mut bins = vec![(0.0f64, 0usize); 64];
+    let mut at = 0usize;
+    for (energy, n) in loudness {
+        let bin = &mut bins[(at / per).min(63)];
+        (bin.0, bin.1) = (bin.0 + energy, bin.1 + n);
+        at += n;
+    }
+    let rms: Vec<f64> = bins.iter().map(|(e, n)| if *n == 0 { 0.0 } else { (e / *n as f64).sqrt() }).collect();
+    Some(ogg::bars(&rms, 64))
 }
 
 /// 64 bars of loudness (RMS), the loudest 100.
@@ -209,6 +248,22 @@ mod tests {
             "{:?}",
             again.waveform
         );
+    }
+
+    /// Issue 25, hole 5: a 1.3 MB Ogg Opus file of one-byte packets made the waveform reserve
+    /// 2.4 GB (packets times a frame of samples). Its memory is now each packet's loudness
+    /// (`hostile::a_voice_note_of_tiny_packets_...` measures the process end to end); a stream
+    /// of more packets than a voice note has is never sent as it is.
+    #[test]
+    fn an_ogg_of_more_packets_than_a_voice_note_has_is_not_sent_as_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("many.ogg");
+        let many: Vec<Vec<u8>> = (0..MAX_PACKETS + 1).map(|_| vec![0xf8]).collect();
+        std::fs::write(&path, ogg::write_opus(&many, PRE_SKIP, "test")).expect("write");
+        assert!(voice_note(&path).is_err(), "too many packets: not passed on, and symphonia reads no Opus");
+        let few: Vec<Vec<u8>> = (0..2_000).map(|_| vec![0xf8]).collect();
+        let waveform = decoded_waveform(&few).expect("waveform of silence");
+        assert_eq!(waveform, vec![0; 64]);
     }
 
     #[test]

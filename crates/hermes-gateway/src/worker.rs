@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::admit::{self, Admitted};
 use crate::answer;
+use crate::dispatch::MAX_FAILURES;
 use crate::{Messenger, Model, Options, Speech};
 
 /// Debounce never holds a message longer than this, however chatty the sender.
@@ -45,11 +46,16 @@ pub(crate) struct Shared {
     pub(crate) speech: Speech,
     pub(crate) voice: Option<Arc<dyn crate::Speak>>,
     pub(crate) home: PathBuf,
+    pub(crate) user_home: Option<PathBuf>,
+    pub(crate) parser: crate::parse::Parser,
     pub(crate) service: Arc<crate::service::ServiceState>,
     /// Media work (download, decode, transcription) at once, across chats.
     pub(crate) media_permits: Semaphore,
     /// Failed download attempts of a message, for the few a passing failure gets.
     attempts: Mutex<HashMap<i64, u32>>,
+    /// Waiting rows whose handling this process began (an attempt counted in the journal),
+    /// so that one ending without harm takes its attempt back.
+    attempted: Mutex<HashSet<i64>>,
 }
 
 /// The settings in force: what `SettingsHandle::replace` puts in force while the gateway runs.
@@ -91,9 +97,12 @@ impl Shared {
             speech: opts.speech.clone(),
             voice: opts.voice.clone(),
             home: opts.home.clone(),
+            user_home: opts.user_home.clone(),
+            parser: opts.parser.clone(),
             service: opts.service.clone(),
             media_permits: Semaphore::new(2),
             attempts: Mutex::new(HashMap::new()),
+            attempted: Mutex::new(HashSet::new()),
         }
     }
 
@@ -133,8 +142,52 @@ impl Shared {
     /// Forgets rows a journal read no longer shows waiting (handled, or parked, before the
     /// read): `waiting` is what it showed, and rows past `beyond` it did not look at.
     pub(crate) fn forget_handled(&self, waiting: &HashSet<i64>, beyond: Option<i64>) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
-        in_flight.retain(|s| waiting.contains(s) || beyond.is_some_and(|last| *s > last));
+        let still = |s: &i64| waiting.contains(s) || beyond.is_some_and(|last| *s > last);
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).retain(still);
+        self.attempted.lock().unwrap_or_else(PoisonError::into_inner).retain(still);
+    }
+
+    /// Counts an attempt at a waiting message in the journal before its work starts; how many
+    /// earlier ones never ended (the process died on it).
+    pub(crate) async fn begin_attempt(&self, seq: i64) -> Result<u32, hermes_store::StoreError> {
+        let before = self.db.call(move |s| s.begin_attempt(seq)).await?;
+        self.attempted.lock().unwrap_or_else(PoisonError::into_inner).insert(seq);
+        Ok(before)
+    }
+
+    /// Rows whose handling ended without harm and without an answer (the model unreachable, a
+    /// commit refused): their attempts are taken back, and the dispatcher may hand them out
+    /// again.
+    pub(crate) async fn retry_later(&self, seqs: &[i64]) {
+        self.end_attempts(seqs).await;
+        self.release(seqs);
+    }
+
+    /// Takes back the attempts this process counted for `seqs` (all it counted, with `None`):
+    /// what the gateway stopping interrupts was not the message's doing.
+    pub(crate) async fn end_attempts_of(&self, seqs: Option<&[i64]>) {
+        match seqs {
+            Some(seqs) => self.end_attempts(seqs).await,
+            None => {
+                let all: Vec<i64> =
+                    self.attempted.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect();
+                self.end_attempts(&all).await;
+            }
+        }
+    }
+
+    async fn end_attempts(&self, seqs: &[i64]) {
+        let ours: Vec<i64> = {
+            let mut attempted = self.attempted.lock().unwrap_or_else(PoisonError::into_inner);
+            seqs.iter().copied().filter(|s| attempted.remove(s)).collect()
+        };
+        if ours.is_empty() {
+            return;
+        }
+        if let Err(e) = self.db.call(move |s| s.end_attempts(&ours)).await {
+            // Only a poison count one too high: the message is given up a try early.
+            tracing::warn!(error = %e, "cannot take back an attempt at a message");
+        }
     }
 
     /// Rows the dispatcher may hand out again: their handling failed (nothing was committed),
@@ -247,7 +300,32 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
             continue;
         };
         set_busy(&busy, &[seq]);
-        match Box::pin(admit::admit(&shared, seq, &row)).await {
+        // Counted in the journal before anything is done with it: a message that ends the
+        // process (an abort, the OOM killer, a panic) is given up after a few starts, whatever
+        // killed it, and the chat goes on.
+        let tries = match shared.begin_attempt(seq).await {
+            Ok(tries) => tries,
+            Err(hermes_store::StoreError::NotWaiting(_)) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot count an attempt at a journaled message; it will be tried again");
+                tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                shared.release(&[seq]);
+                continue;
+            }
+        };
+        // Deciding it ended the process too: given up without a word to the sender, whom
+        // admission did not get to judge.
+        if tries > MAX_FAILURES {
+            Box::pin(give_up(&shared, seq, &row, tries, false)).await;
+            continue;
+        }
+        let admitted = Box::pin(admit::admit(&shared, seq, &row)).await;
+        if tries == MAX_FAILURES && matches!(admitted, Ok(Some(_))) {
+            flush(&shared, &busy, &mut batch).await;
+            Box::pin(give_up(&shared, seq, &row, tries, true)).await;
+            continue;
+        }
+        match admitted {
             // Media is answered at once, as Hermes does: after the text before it.
             Ok(Some(Admitted::Text(text))) if let Some(media) = &row.media => {
                 flush(&shared, &busy, &mut batch).await;
@@ -303,9 +381,39 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
             Err(e) => {
                 tracing::error!(error = %e, "cannot handle a journaled message; it will be tried again");
                 tokio::time::sleep(RETRY_AFTER_ERROR).await;
-                shared.release(&[seq]);
+                shared.retry_later(&[seq]).await;
             }
         }
         set_busy(&busy, batch.as_ref().map_or(&[][..], |b| &b.seqs));
+    }
+}
+
+/// A message whose handling ended the process [`MAX_FAILURES`] times is recorded as a drop
+/// (`failed`) and, when its sender is answered at all (`tell`), told so, once: one poisonous
+/// message must not keep its chat, or the gateway, from answering.
+async fn give_up(shared: &Shared, seq: i64, row: &hermes_store::Inbound, tries: u32, tell: bool) {
+    let dropped = hermes_store::Dropped {
+        at: hermes_store::clock::now(),
+        chat: row.chat.clone(),
+        sender: row.sender.clone(),
+        sender_forms: vec![row.sender.clone()],
+        rule: hermes_core::admission::DropRule::Failed,
+        nearest: None,
+        hint: Some(format!(
+            "handling this message ended the gateway {tries} times (a crash, or a limit such as memory: the gateway's \
+             log says which), so hermes gave up on it"
+        )),
+    };
+    let note = tell.then(|| (shared.messenger.new_message_id(), hermes_core::admission::given_up_reply().to_owned()));
+    let settled = hermes_store::Settlement { learned: None, outcome: hermes_store::Outcome::GivenUp { dropped, note } };
+    match shared.db.call(move |s| s.settle(seq, &settled)).await {
+        Ok(()) => {
+            tracing::error!(
+                tries,
+                "gave up on a message that keeps ending the gateway; it is in `hermes whatsapp drops`"
+            );
+            shared.outbox_wake.notify_one();
+        }
+        Err(e) => tracing::error!(error = %e, "cannot record a message hermes keeps failing on"),
     }
 }

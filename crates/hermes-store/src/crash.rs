@@ -17,6 +17,18 @@ pub fn arm(at: &str) {
     let _ = ARMED.set(at.to_owned());
 }
 
+/// A step reached while handling `subject` (a question's text): armed as `NAME:NEEDLE`, the
+/// process aborts (SIGABRT, as a failed allocation or a library's assertion would) every time
+/// it reaches `name` with a subject that contains `NEEDLE`: a poison message, for the tests
+/// that prove one is given up and the others answered.
+pub fn point_for(name: &str, subject: &str) {
+    let Some((at, needle)) = ARMED.get().and_then(|a| a.split_once(':')) else { return };
+    if at == name && subject.contains(needle) {
+        tracing::warn!(point = name, "crash point reached for a poison message: aborting the process");
+        std::process::abort();
+    }
+}
+
 /// A step at which a crash must lose nothing and repeat nothing.
 pub fn point(name: &str) {
     if ARMED.get().is_some_and(|a| a == name) {

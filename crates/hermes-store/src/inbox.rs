@@ -24,6 +24,26 @@ pub struct Facts {
     pub offers: Vec<Code>,
 }
 
+impl Facts {
+    /// The approvals as admission reads them.
+    pub fn approved(&self) -> Vec<hermes_core::identity::UserId> {
+        self.approvals.iter().filter_map(Jid::user_id).collect()
+    }
+
+    /// The codes offered as admission reads them (the gateway and `explain` alike).
+    pub fn pending_offers(&self) -> Vec<hermes_core::pairing::Pending> {
+        self.offers
+            .iter()
+            .map(|c| hermes_core::pairing::Pending {
+                code: c.code.clone(),
+                sender: c.sender.to_string(),
+                created_at: c.created_at,
+                approved: c.approved_at.is_some(),
+            })
+            .collect()
+    }
+}
+
 /// A journaled message as it is now (see [`Store::current`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Current {
@@ -56,6 +76,9 @@ pub enum Outcome {
     Parked(Dropped),
     /// Refused, and a pairing code sent: the code kept, its message queued, a ledger row.
     Offered(Box<Offered>),
+    /// Given up: handling it ended the process too often. A ledger row, and a note to the
+    /// sender when it was someone the agent answers (id chosen now, text).
+    GivenUp { dropped: Dropped, note: Option<(MessageId, String)> },
 }
 
 /// A pairing code offered to a refused sender.
@@ -319,6 +342,8 @@ impl Store {
             Outcome::Parked(d) => {
                 insert_drop(&tx, d)?;
                 mark(&tx, &[seq], Parked)?;
+                // Deciding it ended well: it comes back with no attempt against it.
+                tx.prepare_cached("UPDATE inbox SET attempts = 0 WHERE seq = ?1")?.execute([seq])?;
             }
             Outcome::Offered(o) => {
                 let Offered { code, dropped, message } = &**o;
@@ -326,6 +351,52 @@ impl Store {
                 crate::outbox::enqueue(&tx, &code.chat, std::slice::from_ref(message), code.created_at)?;
                 insert_drop(&tx, dropped)?;
                 refused(&tx, seq)?;
+            }
+            Outcome::GivenUp { dropped, note } => {
+                if let Some(note) = note {
+                    crate::outbox::enqueue(&tx, &dropped.chat, std::slice::from_ref(note), dropped.at)?;
+                }
+                insert_drop(&tx, dropped)?;
+                refused(&tx, seq)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Counts an attempt at handling a waiting message, taken before the work starts; returns
+    /// how many earlier attempts never ended (see [`Store::end_attempts`]): the times the
+    /// process died while handling it. A message that is not waiting is `NotWaiting`.
+    ///
+    /// Written without waiting for the disk (`synchronous=NORMAL` for this one statement): a
+    /// crash of the process keeps it (it is in the OS's cache), a power cut may lose it, which
+    /// only gives the message one more try; and the message path pays no fsync for it.
+    pub fn begin_attempt(&mut self, seq: i64) -> Result<u32, StoreError> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let before = self
+            .conn
+            .prepare_cached(
+                "UPDATE inbox SET attempts = attempts + 1 WHERE seq = ?1 AND state = ?2 RETURNING attempts - 1",
+            )
+            .and_then(|mut q| q.query_row(params![seq, Waiting.as_str()], |r| r.get::<_, i64>(0)).optional());
+        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
+        let before = before?;
+        restored?;
+        let before = before.ok_or(StoreError::NotWaiting(seq))?;
+        Ok(u32::try_from(before).unwrap_or(u32::MAX))
+    }
+
+    /// Takes back attempts that ended without harm (the message waits to be tried again for a
+    /// reason of its own: the model unreachable, the gateway stopping); messages no longer
+    /// waiting are left alone.
+    pub fn end_attempts(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut q = tx.prepare_cached(
+                "UPDATE inbox SET attempts = attempts - 1 WHERE seq = ?1 AND state = ?2 AND attempts > 0",
+            )?;
+            for seq in seqs {
+                q.execute(params![*seq, Waiting.as_str()])?;
             }
         }
         tx.commit()?;

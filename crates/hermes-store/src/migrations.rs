@@ -111,6 +111,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE inbox ADD COLUMN absorbed_by INTEGER;",
     // 7: a file to send (JSON: where it is, and its upload once done); `text` is its caption.
     "ALTER TABLE outbox ADD COLUMN media TEXT;",
+    // 8: how many times handling a waiting message started without ending (the process died
+    // on it: a crash, an abort, the OOM killer): a poison message is given up after a few.
+    "ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -105,6 +105,7 @@ fn classify(e: &io::Error) -> WriteFailure {
         Some(rustix::io::Errno::ROFS) => WriteFailure::ReadOnlyFilesystem,
         Some(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => WriteFailure::PermissionDenied,
         Some(rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT) => WriteFailure::NoSpace,
+        Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => WriteFailure::NoDescriptors,
         _ => WriteFailure::Other(e.to_string()),
     }
 }
@@ -113,6 +114,17 @@ fn classify(e: &io::Error) -> WriteFailure {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 25, hole 7: at a descriptor limit of 256, half-sent HTTP requests made the storage
+    /// check fail with EMFILE, which was read as a full disk.
+    #[test]
+    fn no_descriptor_left_is_told_from_a_full_disk() {
+        let errno = |e: rustix::io::Errno| classify(&io::Error::from_raw_os_error(e.raw_os_error()));
+        assert_eq!(errno(rustix::io::Errno::MFILE), WriteFailure::NoDescriptors);
+        assert_eq!(errno(rustix::io::Errno::NFILE), WriteFailure::NoDescriptors);
+        assert_eq!(errno(rustix::io::Errno::NOSPC), WriteFailure::NoSpace);
+        assert!(!WriteFailure::NoDescriptors.describe().contains("full disk"));
+    }
 
     #[test]
     fn a_writable_directory_passes_and_keeps_nothing() {

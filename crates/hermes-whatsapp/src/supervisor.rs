@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hermes_core::backoff::Backoff;
 use hermes_core::link::{Action, Link, LinkEvent, LinkState, RetryPolicy, Transient};
 use whatsapp_rust::prelude::*;
 
@@ -57,21 +58,29 @@ impl StorageGuard {
     /// `Err` says which filesystem is short and by how much, or which write failed. Blocks
     /// (statvfs, a write and an fsync): call it from a blocking thread.
     pub fn check(&self) -> Result<(), String> {
-        for dir in &self.watch {
-            let Some(free) = hermes_store::files::free_bytes(dir) else { continue };
-            if free < self.min_free_bytes {
-                return Err(format!(
-                    "{} has {} KiB free, below the {} KiB hermes keeps in reserve",
-                    dir.display(),
-                    free / 1024,
-                    self.min_free_bytes / 1024
-                ));
-            }
+        if let Some(short) = self.shortage() {
+            return Err(short.to_string());
         }
         if let Some(dir) = &self.probe_dir {
-            crate::session_dir::probe_write(dir).map_err(|e| format!("{} {}", dir.display(), e.describe()))?;
+            match crate::session_dir::probe_write(dir) {
+                Ok(()) => {}
+                // No descriptor left is not a full disk: pausing would not help and its fix
+                // ("free some space") would mislead. What cannot be kept meanwhile fails the
+                // journal's own commit, which pauses receiving as it should.
+                Err(e @ hermes_core::doctor::WriteFailure::NoDescriptors) => {
+                    tracing::warn!(dir = %dir.display(), "{}; fix: {}", e.describe(), "find what holds files or connections open, or raise LimitNOFILE");
+                }
+                Err(e) => return Err(format!("{} {}", dir.display(), e.describe())),
+            }
         }
         Ok(())
+    }
+
+    /// The first watched filesystem with less free space than the reserve, judged by
+    /// `hermes_core::reserve` (its fix says whether freeing space can help, or only a lower
+    /// reserve or a bigger volume). Blocks for a statvfs per directory.
+    pub fn shortage(&self) -> Option<hermes_core::reserve::Verdict> {
+        crate::status::shortage(&self.watch, self.min_free_bytes)
     }
 
     async fn check_off_runtime(&self) -> Result<(), String> {
@@ -80,6 +89,10 @@ impl StorageGuard {
     }
 }
 
+/// Resuming after pauses backs off with hermes' one backoff, at its ceiling: one process waits
+/// for its own disk, so there are no other clients' retries to spread out with jitter.
+const RESUME: Backoff = Backoff { base: Duration::from_secs(2), cap: Duration::from_secs(60) };
+
 /// After the `n`th pause in a row, the earliest a passing check may resume receiving. A write
 /// that failed for a passing reason (the store busy under load) resumes at the next check; one
 /// that keeps failing although there is room is retried ever more slowly (up to a minute),
@@ -87,7 +100,7 @@ impl StorageGuard {
 fn resume_delay(n: u32) -> Duration {
     match n.saturating_sub(3) {
         0 => Duration::ZERO,
-        k => Duration::from_secs(1u64 << k.min(6)).min(Duration::from_secs(60)),
+        k => RESUME.ceiling(k - 1),
     }
 }
 
@@ -289,4 +302,19 @@ pub async fn supervise(
 
 fn rand_unit() -> f64 {
     rand::random::<f64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #25: the delays are hermes_core's backoff now, and the same as the hand-rolled
+    /// doubling they replace: three pauses in a row resume at the next passing check, then 2 s,
+    /// doubling, up to a minute.
+    #[test]
+    fn resuming_after_pauses_backs_off_from_two_seconds_to_a_minute() {
+        let delays: Vec<u64> = (0..=10).map(|n| resume_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 0, 0, 0, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(resume_delay(u32::MAX), Duration::from_secs(60));
+    }
 }

@@ -26,8 +26,18 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
         // Colour for a person at a terminal; plain text for log files and service managers.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let home_path = load::home_path(profile);
+    // A settings file another user can change holds their settings (their allowlist, their
+    // model URL, which would be sent the API key): the gateway does not start on it.
+    let untrusted = home_path.as_deref().map(load::untrusted_settings).unwrap_or_default();
+    if !untrusted.is_empty() {
+        for u in &untrusted {
+            eprintln!("hermes: {u}");
+        }
+        return Ok(exit::USAGE);
+    }
     // Before the files are read: an edit made while they are is read again at once.
-    let settings_before = load::home_path(profile).map(|h| crate::reload::fingerprint(&h));
+    let settings_before = home_path.map(|h| crate::reload::fingerprint(&h));
     let loaded = load::load(profile)?;
     #[cfg(feature = "simulator")]
     if let Some(point) = load::crash_at() {
@@ -121,18 +131,15 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
     let mut pipeline_opts = pipeline_options(&loaded, db, messenger, wake, service.clone());
     if let Some(addr) = listen {
         let bound = hermes_gateway::service::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
-        match &bound.token {
-            // Shown to the person at the terminal; a log (a service's stderr) only says where it is.
-            Some(token) if std::io::stderr().is_terminal() => eprintln!(
-                "hermes: listening on http://{}/ (not loopback: add ?token={token} to / and /metrics)",
-                bound.addr
-            ),
-            Some(_) => tracing::info!(
-                url = %format!("http://{}/", bound.addr),
-                "health, metrics and status page; not loopback: / and /metrics need the token in state/gateway.json (http_token)"
-            ),
-            None => tracing::info!(url = %format!("http://{}/", bound.addr), "health, metrics and status page"),
+        // The address with its token is shown to the person at the terminal; a log (a
+        // service's stderr, read by more people than the owner) only says where to find it.
+        if std::io::stderr().is_terminal() {
+            eprintln!("hermes: listening; the status and pairing page is {}", with_token(&bound));
         }
+        tracing::info!(
+            url = %format!("http://{}/", bound.addr),
+            "health, metrics and status page; the page and /metrics need the token `hermes whatsapp status` prints"
+        );
         let page = page_url(&bound);
         service.set_page_url(page.clone());
         alerts.set_page_url(page);
@@ -183,9 +190,15 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
         let last = {
             // Each state goes to state/link.json, for `hermes whatsapp status`.
             let on_state = |state: &LinkState| {
-                service.set_link(state, hermes_store::clock::now());
+                // A pause for want of space: its fix depends on the volume's size (on one smaller
+                // than the reserve, freeing space cannot help), which the state does not carry.
+                let better_fix = match state {
+                    LinkState::StoragePaused { .. } => opts.storage.shortage().and_then(|s| s.fix),
+                    _ => None,
+                };
+                service.set_link_with_fix(state, hermes_store::clock::now(), better_fix.clone());
                 let account = account_of.account().and_then(|a| a.phone).map(|p| p.to_string());
-                alerts.on_state(state, hermes_store::clock::now(), account);
+                alerts.on_state(state, hermes_store::clock::now(), account, better_fix.as_deref());
                 if let Err(e) = recorder.record(state, hermes_store::clock::now()) {
                     tracing::warn!(error = %e, "cannot record the link state");
                 }
@@ -257,17 +270,25 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
     }
 }
 
-/// Where a person opens the listener's page, in the words of a fix: a listener on every
-/// interface (a container's) is opened at a published port, and beyond loopback with the token.
+/// Where a person opens the listener's page, in the words of a fix. The fix is shown to
+/// anyone who asks `/readyz`, so it names where the token is, never the token.
 fn page_url(bound: &hermes_gateway::service::Bound) -> String {
-    let token = " (with ?token= from http_token in state/gateway.json)";
+    let token = " with its token (`hermes whatsapp status` prints the whole address)";
     if bound.addr.ip().is_unspecified() {
-        format!("http://127.0.0.1:{}/ or this machine's address{token}", bound.addr.port())
-    } else if bound.token.is_some() {
-        format!("http://{}/{token}", bound.addr)
+        format!("http://127.0.0.1:{}/ or this machine's address,{token}", bound.addr.port())
     } else {
-        format!("http://{}/", bound.addr)
+        format!("http://{}/{token}", bound.addr)
     }
+}
+
+/// The page's address with its token, for the owner's eyes only.
+fn with_token(bound: &hermes_gateway::service::Bound) -> String {
+    let host = if bound.addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", bound.addr.port())
+    } else {
+        bound.addr.to_string()
+    };
+    format!("http://{host}/?token={}", bound.token)
 }
 
 /// The retry delays' and the watchdog's time scale: none but in tests of the simulator build.
@@ -425,7 +446,7 @@ fn pipeline_options(
         model_label: live.model_label,
         db,
         state_dir: home.join("state"),
-        messenger: std::sync::Arc::new(messenger),
+        messenger: std::sync::Arc::new(crate::messenger::WhatsApp(messenger)),
         wake,
         history_window: 40,
         max_parallel: 8,
@@ -434,6 +455,8 @@ fn pipeline_options(
         speech: speech(&loaded.resolved.config.media),
         voice: voice(&loaded.resolved.config.media),
         home: home.clone(),
+        user_home: loaded.home_dir.clone(),
+        parser: load::parser(),
         listen: None,
         service,
     }

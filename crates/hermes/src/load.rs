@@ -1,6 +1,8 @@
 //! Reading what the configuration is made of: the environment, `.env` and `config.yaml`.
 //!
 //! The only place that reads environment variables; everything after works on [`Loaded`].
+//! Also who owns the settings files and the folders they are in ([`settings_files`]), for the
+//! gateway to refuse those another user could have written.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use hermes_core::config::{self, Diagnostic, Inputs, Resolved, Severity};
+use hermes_core::doctor::settings_files::{PathFacts, Reached, SettingsFile, Untrusted};
 use hermes_core::paths::{self, HermesHome, SessionDir};
 
 use crate::exit;
@@ -153,6 +156,21 @@ pub fn time_scale() -> Option<f64> {
     std::env::var("HERMES_TEST_TIME_SCALE").ok()?.parse().ok()
 }
 
+/// How the gateway parses files from outside: this very program, as a child
+/// (`hermes __parse ...`) with limits. The time limits follow `HERMES_TEST_TIME_SCALE` in the
+/// simulator build, so a test meets them in seconds.
+pub fn parser() -> hermes_gateway::parse::Parser {
+    // `/proc/self/exe`: the binary that runs, even if the file was replaced since (an upgrade);
+    // a name that cannot be read falls back to the one on PATH.
+    let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hermes"));
+    let parser = hermes_gateway::parse::Parser::new(program, vec![hermes_gateway::parse::CHILD_COMMAND.to_owned()]);
+    #[cfg(feature = "simulator")]
+    if let Some(scale) = time_scale() {
+        return parser.with_time_scale(scale);
+    }
+    parser
+}
+
 /// `HERMES_TEST_MOUNTINFO`: a file read as the mount table instead of this process's
 /// (simulator build only), so that a test can put HERMES_HOME on a container's writable layer.
 #[cfg(feature = "simulator")]
@@ -170,10 +188,66 @@ pub fn sudo_user() -> Option<String> {
     std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty() && u != "root")
 }
 
+/// `XDG_CONFIG_HOME`, when set and not empty: user units go into its `systemd/user`.
+pub fn xdg_config_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
 /// HERMES_HOME alone, without reading anything in it: what the configuration files are
 /// fingerprinted in before they are read.
 pub fn home_path(profile: Option<&str>) -> Option<PathBuf> {
     let home_dir = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     let var = std::env::var("HERMES_HOME").ok();
     paths::hermes_home(var.as_deref(), home_dir.as_deref(), profile).ok().map(|h| h.path)
+}
+
+/// The uid hermes runs as: the one user besides root who may change its settings files (the
+/// effective uid, the one the kernel checks and new files get).
+pub fn me() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The settings files that exist in `home` (`.env`, `config.yaml`, `SOUL.md`), each with the
+/// owner and mode of the file and of every folder it is reached through, for
+/// `hermes_core::doctor::settings_files` to judge.
+pub fn settings_files(home: &Path) -> Vec<SettingsFile> {
+    let home = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
+    crate::reload::FILES
+        .iter()
+        .filter_map(|name| {
+            let name = home.join(name);
+            // Missing (or a link to nothing): nothing is read, so nothing is judged; a file
+            // someone creates later is judged when it is read. A HERMES_HOME that is not a
+            // folder is for `load` to report.
+            let target = match fs::canonicalize(&name) {
+                Ok(t) => t,
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return None,
+                Err(e) => return Some(SettingsFile { name, reached: Err(e.to_string()) }),
+            };
+            let reached = reached_through(&name, &target).map_err(|e| e.to_string());
+            Some(SettingsFile { name, reached })
+        })
+        .collect()
+}
+
+/// The settings files in `home` that another user could have written, with why and the fix:
+/// the gateway applies none of them.
+pub fn untrusted_settings(home: &Path) -> Vec<Untrusted> {
+    hermes_core::doctor::settings_files::untrusted(&settings_files(home), me())
+}
+
+/// Looked at through symbolic links: a folder on the way that is a link counts for what it
+/// points to, and the folders of its target are looked at too (the target is `target`).
+fn reached_through(name: &Path, target: &Path) -> io::Result<Reached> {
+    use std::os::unix::fs::MetadataExt as _;
+    let facts = |path: &Path| -> io::Result<PathFacts> {
+        let meta = fs::metadata(path)?;
+        Ok(PathFacts { path: path.to_path_buf(), uid: meta.uid(), mode: meta.mode() })
+    };
+    let (holders, above) = hermes_core::doctor::settings_files::folders(name, target);
+    Ok(Reached {
+        file: facts(target)?,
+        holders: holders.iter().map(|p| facts(p.as_path())).collect::<io::Result<_>>()?,
+        above: above.iter().map(|p| facts(p.as_path())).collect::<io::Result<_>>()?,
+    })
 }

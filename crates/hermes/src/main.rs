@@ -14,6 +14,7 @@ mod health;
 mod import;
 mod install;
 mod load;
+mod messenger;
 mod pairing;
 mod qr;
 mod relink;
@@ -84,6 +85,10 @@ enum Command {
         #[command(flatten)]
         link: whatsapp::LinkArgs,
     },
+    /// Internal: the gateway's parser child (reads one file within limits; see
+    /// `hermes_gateway::parse`). Not for people.
+    #[command(name = "__parse", hide = true)]
+    Parse { job: String, path: std::path::PathBuf, cpu_secs: u64, memory_bytes: u64 },
 }
 
 /// Runs the command; `Ok` carries the exit status it decided on.
@@ -114,6 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             whatsapp::unlink(profile, &args).await
         }
         Command::Whatsapp { command: None, link } => whatsapp::link(profile, &link).await,
+        // Run before the runtime is built, in `main`.
+        Command::Parse { .. } => Ok(exit::USAGE),
     }
 }
 
@@ -121,8 +128,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 struct GatewayArgs {
     /// Serve /healthz, /readyz, /metrics and a status (or pairing) page on ADDR (e.g.
     /// 127.0.0.1:8080; port 0 picks one, written to state/gateway.json). Also
-    /// HERMES_GATEWAY_LISTEN or `gateway.listen` in config.yaml. Beyond loopback a token
-    /// (printed at start) is needed. With a listener, a link that needs a person waits for one
+    /// HERMES_GATEWAY_LISTEN or `gateway.listen` in config.yaml. Everything but the probes
+    /// needs the token (`hermes whatsapp status` prints the page's address with it). With a listener, a link that needs a person waits for one
     /// on the page instead of ending the gateway.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -189,6 +196,11 @@ fn main() -> ExitCode {
     // Everything hermes writes (session keys, .env with API keys) is for this user only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
+    // A parser child reads one file and prints; it needs no runtime, and must not start one
+    // (threads and their stacks under its own memory limit).
+    if let Command::Parse { job, path, cpu_secs, memory_bytes } = &cli.command {
+        return ExitCode::from(hermes_gateway::parse::child(job, path, *cpu_secs, *memory_bytes));
+    }
     // The one runtime: commands are async functions run on it, and no library builds another.
     let result = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(run(cli)),

@@ -512,7 +512,15 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     };
     let record = st.record.as_ref();
     let name = st.state.as_str();
-    let settings = crate::reload::describe(&loaded.home.path);
+    let settings =
+        crate::reload::describe(&loaded.home.path).or_else(|| crate::reload::refused_at_start(&loaded.home.path));
+    // The listener's page with its token: this command is the owner's (state/ is 0700), and
+    // the page is where a headless gateway is linked again.
+    let page = st
+        .gateway_running
+        .then(|| hermes_gateway::ControlInfo::read(&loaded.home.path.join("state")))
+        .flatten()
+        .and_then(|i| Some(page_address(&i.http_url?, &i.http_token?)));
     let mut stdout = std::io::stdout().lock();
     if json {
         let v = json!({
@@ -528,6 +536,7 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
             "reconnects_last_hour": record.map_or(0, |r| r.reconnects.len()),
             "fix": st.fix,
             "settings": settings.as_ref().map(|(current, message)| json!({ "current": current, "message": message })),
+            "page": page,
         });
         writeln!(stdout, "{v}")?;
     } else {
@@ -559,6 +568,9 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         if let Some(pid) = st.in_use_by_pid {
             writeln!(stdout, "in use by  PID {pid}")?;
         }
+        if let Some(page) = &page {
+            writeln!(stdout, "page       {page}")?;
+        }
         if let Some((_, message)) = &settings {
             writeln!(stdout, "settings   {message}")?;
         }
@@ -567,4 +579,11 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         }
     }
     Ok(if st.usable { exit::OK } else { exit::PROBLEM })
+}
+
+/// The listener's page as a person opens it: a listener on every interface on loopback, with
+/// the token.
+fn page_address(http_url: &str, token: &str) -> String {
+    let base = http_url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://127.0.0.1:");
+    format!("{}/?token={token}", base.trim_end_matches('/'))
 }

@@ -5,7 +5,7 @@
 //! this side only shows what it reports and passes on what the person asked for.
 
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -118,7 +118,7 @@ pub(super) async fn section(app: &App, link_version: u64) -> String {
     pairing.want_qr().await;
     let (version, view) = pairing.get();
     let token = app.token_query();
-    let hidden = app.token.as_deref().map(|t| format!("<input type=\"hidden\" name=\"token\" value=\"{}\">", esc(t)));
+    let hidden = format!("<input type=\"hidden\" name=\"token\" value=\"{}\">", esc(&app.token));
     let mut html = String::from("<h2>Link this gateway to WhatsApp</h2><div id=\"pairing\">");
     match &view {
         Pairing::Idle | Pairing::Starting => html.push_str("<p id=\"step\">Asking WhatsApp for a code&hellip;</p>"),
@@ -151,7 +151,7 @@ pub(super) async fn section(app: &App, link_version: u64) -> String {
                 "<p id=\"step\" class=\"bad\">No link: {}</p><form method=\"post\" action=\"/pair{token}\">{}\
                  <button name=\"kind\" value=\"qr\">Show a new QR code</button></form>",
                 esc(why),
-                hidden.clone().unwrap_or_default()
+                hidden
             ));
         }
     }
@@ -160,7 +160,7 @@ pub(super) async fn section(app: &App, link_version: u64) -> String {
          <label>Phone number with country code <input name=\"phone\" id=\"phone\" inputmode=\"tel\" \
          placeholder=\"15551234567\" required></label> <button name=\"kind\" value=\"code\">Get a pairing code</button>\
          </form>",
-        hidden.unwrap_or_default()
+        hidden
     ));
     html.push_str(
         "<script>setInterval(()=>{const e=document.getElementById('left');if(e){const s=Math.max(0,\
@@ -221,16 +221,10 @@ pub(super) struct PairForm {
     phone: String,
 }
 
-/// `POST /pair`: a new QR code, or a pairing code for a phone number.
-pub(super) async fn request(State(app): State<App>, headers: HeaderMap, Form(form): Form<PairForm>) -> Response {
-    // Without a token, a form posted from another site's page is refused: only this page asks
-    // for codes. (With one, the token in the form is what proves it, behind any proxy.)
-    if app.token.is_none()
-        && let (Some(origin), Some(host)) = (header(&headers, "origin"), header(&headers, "host"))
-        && origin.split_once("://").map(|(_, rest)| rest) != Some(host)
-    {
-        return (StatusCode::FORBIDDEN, "this form only works from the gateway's own page\n").into_response();
-    }
+/// `POST /pair`: a new QR code, or a pairing code for a phone number. Only the page's own
+/// forms reach here: the token (checked before, in the form or the address) is the owner's,
+/// so a request may replace the owner's running attempt only because it is the owner's.
+pub(super) async fn request(State(app): State<App>, Form(form): Form<PairForm>) -> Response {
     if !app.service.link().needs_link {
         return (StatusCode::CONFLICT, "this gateway is linked; nothing to do\n").into_response();
     }
@@ -255,8 +249,4 @@ pub(super) async fn request(State(app): State<App>, headers: HeaderMap, Form(for
     app.service.pairing.ask(request);
     let back = format!("/{}", app.token_query());
     Redirect::to(&back).into_response()
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }

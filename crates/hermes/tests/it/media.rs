@@ -38,14 +38,47 @@ fn document(name: &str, mime: &str, data: Vec<u8>) -> Media {
 /// A one-page PDF whose page shows `text` in Helvetica, with a correct cross-reference table.
 fn pdf(text: &str) -> Vec<u8> {
     let content = format!("BT /F1 24 Tf 72 720 Td ({text}) Tj ET");
-    let objects = [
+    pdf_of(vec![
         "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
         "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
             .to_owned(),
         format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+    ])
+}
+
+/// Issue 25, hole 3: a PDF of 3 KB whose page draws a form 12 times, which draws the next
+/// form 12 times, 12 deep: 12^12 draws, which kept the PDF reader busy for ever.
+fn pdf_of_nested_forms() -> Vec<u8> {
+    const DEPTH: usize = 12;
+    let draws = |name: &str| format!("q /{name} Do Q ").repeat(12);
+    let mut objects = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /XObject << /X0 6 0 R >> >> >>"
+            .to_owned(),
+        format!("<< /Length {} >>\nstream\n{}\nendstream", draws("X0").len(), draws("X0")),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
     ];
+    for level in 0..DEPTH {
+        let (content, resources) = if level + 1 < DEPTH {
+            (draws(&format!("X{}", level + 1)), format!("/XObject << /X{} {} 0 R >>", level + 1, 7 + level))
+        } else {
+            ("BT /F1 12 Tf 72 720 Td (deep) Tj ET".to_owned(), "/Font << /F1 5 0 R >>".to_owned())
+        };
+        objects.push(format!(
+            "<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << {resources} >> /Length {} >>\nstream\n\
+             {content}\nendstream",
+            content.len()
+        ));
+    }
+    pdf_of(objects)
+}
+
+/// A PDF of `objects` (numbered from 1, the first the catalog) with a correct cross-reference
+/// table.
+fn pdf_of(objects: Vec<String>) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
@@ -60,6 +93,99 @@ fn pdf(text: &str) -> Vec<u8> {
     out.extend_from_slice(
         format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
     );
+    out
+}
+
+/// The parser children (`hermes __parse`) running now.
+fn parser_children() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"__parse"))
+        })
+        .collect()
+}
+
+/// Issue 25, hole 3: the PDF of nested forms pinned a core for ever; the chat's later messages
+/// were never answered, a media slot stayed taken, and the gateway ignored SIGTERM. Now the
+/// reader runs in a child with a CPU limit: the agent is told the PDF could not be read, the
+/// chat goes on, and a stop does not wait for a child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdf_that_never_ends_costs_one_child_and_the_chat_goes_on() {
+    let mut s = setup("").await;
+    let bomb = document("forms.pdf", "application/pdf", pdf_of_nested_forms());
+    assert!(bomb.data.len() < 5000, "a few KB: {}", bomb.data.len());
+    // Limits shortened twentyfold (the reader gets 1 s of CPU), as the test clock allows.
+    s.stop();
+    s.start(&[("HERMES_TEST_TIME_SCALE", "0.05")]);
+    let answer = s.media_answer(MediaKind::Document, &bomb, "forms.pdf").await;
+    assert!(answer.contains("[The user sent a document: 'forms.pdf'"), "described, not read: {answer}");
+    let later = s.ask(FRIEND, "are you still there?").await;
+    assert!(later.contains("are you still there?"), "{later}");
+    assert!(parser_children().is_empty(), "no child is left behind");
+
+    // With the full limits, a stop in the middle of reading it ends the child and the gateway.
+    s.stop();
+    s.start(&[]);
+    s.send_media(MediaKind::Document, &bomb).await;
+    let deadline = std::time::Instant::now() + crate::gateway::T;
+    while parser_children().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the PDF never reached a parser");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let gw = s.gw.take().expect("running");
+    gw.terminate();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(gw.exit()));
+    let (code, log) = rx.recv_timeout(crate::gateway::T).expect("the gateway stops without waiting for the reader");
+    assert_eq!(code, 0, "{log}");
+    let deadline = std::time::Instant::now() + crate::gateway::T;
+    while !parser_children().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the reader was left running");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 25, hole 4: a PNG of 514 KB took 838 MB to decode, in the gateway. A picture whose
+/// header asks for more than a phone's photo is refused by the decoder's limits, in a child,
+/// and the agent is told it was not shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_that_inflates_past_the_limits_is_not_shown_and_costs_the_gateway_nothing() {
+    let s = setup("").await;
+    // 60,000 x 60,000 pixels of RGBA (14 GB decoded) in a few hundred bytes: a valid header,
+    // and one compressed row of nothing.
+    let bomb = png_claiming(60_000, 60_000);
+    let photo =
+        Media { mime: "image/png".into(), data: bomb, caption: Some("what is this?".into()), ..Default::default() };
+    let answer = s.media_answer(MediaKind::Image, &photo, "what is this?").await;
+    assert!(answer.contains("cannot be shown to you here"), "the agent is told it was not shown: {answer}");
+    let later = s.ask(FRIEND, "and this text?").await;
+    assert!(later.contains("and this text?"), "{later}");
+}
+
+/// A PNG whose header says `width` x `height` RGBA, with a tiny (incomplete) image stream.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&u32::try_from(data.len()).expect("len").to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        // CRC-32 (reflected, 0xedb88320) over the kind and the data.
+        let crc = !out[start..].iter().fold(!0u32, |crc, &b| {
+            (0..8).fold(crc ^ u32::from(b), |c, _| if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 })
+        });
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 6, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &header);
+    // A zlib stream of one empty stored block: no pixel data.
+    chunk(&mut out, b"IDAT", &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01]);
+    chunk(&mut out, b"IEND", &[]);
     out
 }
 

@@ -407,6 +407,44 @@ async fn a_crash_at_any_step_loses_nothing_and_answers_once() {
     }
 }
 
+/// Issue 25, hole 6: the count of failed attempts was kept in memory and counted only
+/// panics, so a message that aborted the process (an allocation refused, the OOM killer) was
+/// tried again at every start, for ever, and nothing behind it was answered. Now the attempt is
+/// counted in the journal before the work starts: after three aborts it is given up, with a
+/// ledger row and a note to its sender, and every other message is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_aborts_the_gateway_is_given_up_after_three_and_the_rest_answered() {
+    const OTHER: &str = "4915100003333";
+    let mut s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND},{OTHER}\n")).await;
+    s.contact(FRIEND);
+    s.contact(OTHER);
+    s.stop();
+    let poison = [("HERMES_CRASH_AT", "asking:POISON")];
+    s.start(&poison);
+    s.say(FRIEND, "a POISON pill").await;
+    for abort in 1..=3 {
+        let (code, log) = s.gw.take().expect("running").exit();
+        assert_eq!(code, -1, "abort {abort}: the process died on the message: {log}");
+        s.start(&poison);
+    }
+    // The fourth start gives it up (it never reaches the model again) and goes on.
+    let cursor = s.sim.cursor();
+    s.say(OTHER, "anyone there?").await;
+    s.reply_containing(cursor, OTHER, "anyone there?").await;
+    let told = s.reply_containing(cursor, FRIEND, "could not handle your last message").await;
+    assert!(told.contains("send it again"), "{told}");
+    let drops = s.wait_drops(&format!("{FRIEND}@s.whatsapp.net"), 1);
+    assert!(drops.to_string().contains("failed"), "{drops}");
+    assert!(drops.to_string().contains("ended the gateway 3 times"), "{drops}");
+    // The sender is answered again afterwards, and was told once.
+    s.say(FRIEND, "hello again").await;
+    s.reply_containing(cursor, FRIEND, "hello again").await;
+    let notes = s.replies(FRIEND).iter().filter(|r| r.contains("could not handle")).count();
+    assert_eq!(notes, 1, "{:#?}", s.replies(FRIEND));
+    assert!(s.llm.requests().iter().all(|r| !format!("{r:?}").contains("POISON")), "the model never saw it");
+    s.stop();
+}
+
 /// Inbound stanzas (client to server) whose XML contains every one of `needles`.
 fn stanzas(sim: &Sim, needles: &[&str]) -> usize {
     sim.events()

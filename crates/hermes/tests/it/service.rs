@@ -12,14 +12,16 @@ const ACCOUNT: &str = "15550003000";
 const FRIEND: &str = "4915100004444";
 const STRANGER: &str = "4915100005555";
 
-/// The listener's URL, from `state/gateway.json`.
-fn http_url(s: &Setup) -> String {
+/// The listener's URL and the token its page asks for, from `state/gateway.json`.
+fn http_url(s: &Setup) -> (String, String) {
     let deadline = Instant::now() + crate::gateway::T;
     loop {
         let info: Option<Value> =
             std::fs::read(s.home.path.join("state/gateway.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        if let Some(url) = info.as_ref().and_then(|i| i["http_url"].as_str()) {
-            return url.to_owned();
+        if let Some((url, token)) =
+            info.as_ref().and_then(|i| Some((i["http_url"].as_str()?, i["http_token"].as_str()?)))
+        {
+            return (url.to_owned(), token.to_owned());
         }
         assert!(Instant::now() < deadline, "no http_url in gateway.json: {info:?}");
         std::thread::sleep(Duration::from_millis(50));
@@ -57,7 +59,7 @@ async fn health_ready_metrics_and_the_status_page_tell_what_the_gateway_is_doing
         Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_GATEWAY_LISTEN=127.0.0.1:0\n")).await;
     s.contact(FRIEND);
     s.contact(STRANGER);
-    let url = http_url(&s);
+    let (url, token) = http_url(&s);
     assert_eq!(get(&format!("{url}/healthz")).await.0, 200);
     let ready: Value = serde_json::from_str(&until(&format!("{url}/readyz"), 200).await).expect("json");
     assert_eq!((ready["ready"].as_bool(), ready["state"].as_str()), (Some(true), Some("connected")));
@@ -67,7 +69,8 @@ async fn health_ready_metrics_and_the_status_page_tell_what_the_gateway_is_doing
     s.reply_containing(cursor, FRIEND, "hello").await;
     s.say(STRANGER, "let me in").await;
     s.wait_drops(&format!("{STRANGER}@s.whatsapp.net"), 1);
-    let (status, text) = get(&format!("{url}/metrics")).await;
+    assert_eq!(get(&format!("{url}/metrics")).await.0, 401, "on loopback too, the token is asked for");
+    let (status, text) = get(&format!("{url}/metrics?token={token}")).await;
     assert_eq!(status, 200);
     assert_eq!(metric(&text, "hermes_messages_received_total"), Some(2.0), "{text}");
     assert_eq!(metric(&text, "hermes_messages_answered_total"), Some(1.0), "{text}");
@@ -77,8 +80,12 @@ async fn health_ready_metrics_and_the_status_page_tell_what_the_gateway_is_doing
     assert!(metric(&text, "hermes_messages_sent_total").is_some_and(|n| n >= 1.0), "{text}");
     assert!(!text.contains(FRIEND) && !text.contains("hello"), "no numbers or words in metrics");
 
-    let (status, page) = get(&format!("{url}/")).await;
+    assert_eq!(get(&format!("{url}/")).await.0, 401, "the page lists strangers' numbers: the token is asked for");
+    let (status, page) = get(&format!("{url}/?token={token}")).await;
     assert_eq!(status, 200);
+    // The owner finds the page's address, token and all, in `status`.
+    let shown = s.home.run(&["whatsapp", "status"]);
+    assert!(shown.stdout.contains(&format!("page       {url}/?token={token}")), "{shown:?}");
     assert!(page.contains("id=\"state\">connected<") && page.contains(&format!("+{ACCOUNT}")), "{page}");
     assert!(page.contains(&format!("{STRANGER}@s.whatsapp.net")) && page.contains("WHATSAPP_ALLOWED_USERS="), "{page}");
 
@@ -100,7 +107,7 @@ async fn health_ready_metrics_and_the_status_page_tell_what_the_gateway_is_doing
     assert_eq!(get(&format!("{url}/healthz")).await.0, 200);
     s.sim.clear_faults();
     until(&format!("{url}/readyz"), 200).await;
-    let text = get(&format!("{url}/metrics")).await.1;
+    let text = get(&format!("{url}/metrics?token={token}")).await.1;
     assert!(text.lines().any(|l| l.starts_with("hermes_reconnects_total{cause=") && !l.ends_with(" 0")), "{text}");
     s.stop();
 }
@@ -183,7 +190,7 @@ async fn a_headless_gateway_is_linked_from_its_page_in_a_browser_and_answers() {
         format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_GATEWAY_LISTEN=127.0.0.1:0\nHERMES_ALERT_WEBHOOK={hook}\n");
     let mut s = Setup::unlinked(ACCOUNT, &env).await;
     s.contact(FRIEND);
-    let url = http_url(&s);
+    let (url, token) = http_url(&s);
     let ready: Value = serde_json::from_str(&until(&format!("{url}/readyz"), 503).await).expect("json");
     assert_eq!(ready["state"], "not_linked", "{ready}");
 
@@ -191,7 +198,7 @@ async fn a_headless_gateway_is_linked_from_its_page_in_a_browser_and_answers() {
     let shot = shots.path().join("page.png");
     let mut browser = tokio::process::Command::new("node")
         .arg(harness.join("pair.mjs"))
-        .arg(format!("{url}/"))
+        .arg(format!("{url}/?token={token}"))
         .arg(&shot)
         .arg("passkey")
         .current_dir(&harness)
@@ -227,20 +234,21 @@ async fn a_headless_gateway_is_linked_from_its_page_in_a_browser_and_answers() {
 
 /// With a listener, a removed device does not end the gateway: it is not ready, says why,
 /// and is linked again from the page by a pairing code, then answers, with no restart. The
-/// old session is kept as a backup; forms from other sites and other host names are refused.
+/// old session is kept as a backup; a request without the token (a local neighbour's, or a
+/// form from another site) is refused and starts nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_device_is_linked_again_by_pairing_code_from_the_page() {
     let mut s =
         Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nHERMES_GATEWAY_LISTEN=127.0.0.1:0\n")).await;
     s.contact(FRIEND);
-    let url = http_url(&s);
+    let (url, token) = http_url(&s);
     let device = s.sim.devices(ACCOUNT)[0];
     s.sim.inject(Fault::DeviceRemoved { phone: ACCOUNT.to_owned(), device }).expect("remove");
     // The page is opened as soon as the link is down, before the gateway is ready for it:
     // what it asked for then is answered, not lost.
     let deadline = Instant::now() + crate::gateway::T;
     loop {
-        let page = get(&format!("{url}/")).await.1;
+        let page = get(&format!("{url}/?token={token}")).await.1;
         if page.contains("<svg") {
             assert!(page.contains("Link this gateway to WhatsApp"), "{page}");
             break;
@@ -252,6 +260,7 @@ async fn a_removed_device_is_linked_again_by_pairing_code_from_the_page() {
     assert_eq!(down["state"], "device_removed", "{down}");
     let fix = down["fix"].as_str().unwrap_or_default();
     assert!(fix.contains(&url) && fix.contains("link WhatsApp again"), "the fix points at the page: {down}");
+    assert!(!fix.contains(&token), "anyone may ask /readyz: the fix never shows the token: {down}");
     // Docker's health check (the binary, as the Dockerfile names it) says so too.
     let health: Vec<String> = crate::install::dockerfile_healthcheck();
     let health: Vec<&str> = health.iter().map(String::as_str).collect();
@@ -259,8 +268,10 @@ async fn a_removed_device_is_linked_again_by_pairing_code_from_the_page() {
     assert!(unhealthy.code == 1 && unhealthy.stderr.contains("device_removed"), "{unhealthy:?}");
 
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let pair = |origin: Option<&str>, host: Option<&str>| {
-        let mut r = client.post(format!("{url}/pair")).form(&[("kind", "code"), ("phone", &format!("+{ACCOUNT}"))]);
+    let pair = |origin: Option<&str>, host: Option<&str>, token: &str| {
+        let mut r = client
+            .post(format!("{url}/pair?token={token}"))
+            .form(&[("kind", "code"), ("phone", &format!("+{ACCOUNT}"))]);
         if let Some(o) = origin {
             r = r.header("origin", o);
         }
@@ -269,13 +280,17 @@ async fn a_removed_device_is_linked_again_by_pairing_code_from_the_page() {
         }
         r.send()
     };
-    assert_eq!(pair(Some("http://evil.example"), None).await.expect("post").status().as_u16(), 403);
-    assert_eq!(pair(None, Some("evil.example")).await.expect("post").status().as_u16(), 403);
-    assert_eq!(pair(Some(&url), None).await.expect("post").status().as_u16(), 303);
+    // Issue 25, hole 2: a local process posting its own number without the token (as curl
+    // would: no Origin) is refused, and so is another site's form.
+    assert_eq!(pair(None, None, "").await.expect("post").status().as_u16(), 401);
+    assert_eq!(pair(Some("http://evil.example"), None, "wrong").await.expect("post").status().as_u16(), 401);
+    assert_eq!(pair(None, Some("evil.example"), "").await.expect("post").status().as_u16(), 401);
+    assert!(!get(&format!("{url}/?token={token}")).await.1.contains("id=\"code\""), "no code was asked for");
+    assert_eq!(pair(Some(&url), None, &token).await.expect("post").status().as_u16(), 303);
 
     let deadline = Instant::now() + crate::gateway::T;
     let code = loop {
-        let page = get(&format!("{url}/")).await.1;
+        let page = get(&format!("{url}/?token={token}")).await.1;
         if let Some(code) = page.split("id=\"code\" class=\"code\">").nth(1).and_then(|r| r.split('<').next()) {
             break code.replace('-', "");
         }
