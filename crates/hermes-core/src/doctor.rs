@@ -99,6 +99,25 @@ impl WriteFailure {
     }
 }
 
+/// Folders files may be sent from (`HERMES_MEDIA_ALLOW_DIRS`, `HERMES_HOME/cache`) that other
+/// users can write to: a file put there can be one the agent sends. Only said when there is one.
+pub fn check_media_folders(writable_by_others: &[PathBuf]) -> Option<Check> {
+    let first = writable_by_others.first()?;
+    let all = writable_by_others.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+    Some(Check {
+        name: "media_folders",
+        status: Status::Warn,
+        message: format!(
+            "other users can write to a folder files may be sent from ({all}): a file they put there can be one the \
+             agent sends"
+        ),
+        fix: Some(format!(
+            "make it yours alone (chmod go-w {}), or name a folder of your own in HERMES_MEDIA_ALLOW_DIRS",
+            first.display()
+        )),
+    })
+}
+
 /// What the binary found at the session directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirState {

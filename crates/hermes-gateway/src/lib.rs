@@ -21,7 +21,7 @@ mod dispatch;
 mod media;
 pub mod metrics;
 mod outbound;
-mod outgoing;
+pub mod outgoing;
 pub mod parse;
 mod port;
 pub mod service;

@@ -37,6 +37,8 @@ pub async fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let reserve = cfg.whatsapp.min_free_mb.value.saturating_mul(1024 * 1024);
     let free = hermes_whatsapp::status::free_space(&session.path, &loaded.home.path.join("state"));
     checks.push(doctor::check_free_space(&free, reserve));
+    let allow = cfg.media.media_allow_dirs.value.as_deref();
+    checks.extend(doctor::check_media_folders(&hermes_gateway::outgoing::writable_by_others(&loaded.home.path, allow)));
 
     let ok = checks.iter().all(|c| c.status != Status::Error);
     let mut out = std::io::stdout().lock();

@@ -255,3 +255,22 @@ fn issue_25_a_webhook_token_is_never_printed() {
         assert!(run.stdout.contains("HERMES_ALERT_WEBHOOK=https://hooks.slack.com/services/T000/B000/***"), "{run:?}");
     }
 }
+
+/// Issue 25, hole 1: a folder files may be sent from that other users can write to lets them
+/// put a file there for the agent to send. Doctor warns, naming the folder and the fix; a
+/// private folder says nothing.
+#[test]
+fn issue_25_a_media_folder_others_can_write_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let shared = tempfile::tempdir().expect("shared");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let home = Home::new().with_env(&format!("HERMES_MEDIA_ALLOW_DIRS={}\n", shared.path().display()));
+    let run = home.run(&["doctor"]);
+    assert!(
+        run.stdout.contains("media_folders") && run.stdout.contains(&format!("chmod go-w {}", shared.path().display())),
+        "{run:?}"
+    );
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let run = home.run(&["doctor"]);
+    assert!(!run.stdout.contains("media_folders"), "{run:?}");
+}
