@@ -201,7 +201,7 @@ impl Pipeline {
         self.tasks.shutdown().await;
         // What was being handled was interrupted by the stop, not by the message: its attempt
         // is taken back (a crash keeps it, and a message that keeps crashing is given up).
-        self.shared.end_attempts_of(None).await;
+        self.shared.end_all_attempts().await;
         control::remove(&self.control);
     }
 }

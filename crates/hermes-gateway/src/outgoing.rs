@@ -133,18 +133,19 @@ fn checked(fd: OwnedFd, shown: &str, cap: u64) -> Result<Opened, String> {
 }
 
 /// Folders files may be sent from that another user can write to: a file there can be swapped
-/// for another user's between the agent's reply and the send. Said at start and by `doctor`.
+/// for another user's between the agent's reply and the send. Judged as the folder of a
+/// settings file is (`hermes_core::doctor::settings_files`); said at start and by `doctor`.
 pub fn writable_by_others(home: &Path, allow: Option<&str>) -> Vec<PathBuf> {
+    use hermes_core::doctor::settings_files::{PathFacts, others_can_write_in};
     use std::os::unix::fs::MetadataExt as _;
+    let me = rustix::process::geteuid().as_raw();
     Allowed::new(home, allow)
         .dirs
         .into_iter()
-        .filter(|d| {
-            std::fs::metadata(d).is_ok_and(|md| {
-                let sticky = md.mode() & 0o1000 != 0;
-                md.is_dir() && md.mode() & 0o022 != 0 && !sticky
-                    || md.is_dir() && md.mode() & 0o002 != 0
-                    || md.uid() != rustix::process::getuid().as_raw() && md.uid() != 0
+        .filter(|dir| {
+            std::fs::metadata(dir).is_ok_and(|md| {
+                let facts = PathFacts { path: dir.clone(), uid: md.uid(), mode: md.mode() };
+                md.is_dir() && others_can_write_in(&facts, me).is_some()
             })
         })
         .collect()
@@ -208,6 +209,9 @@ mod tests {
         std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let private = tempfile::tempdir().expect("private");
         let allow = format!("{}:{}", shared.path().display(), private.path().display());
+        assert_eq!(writable_by_others(home.path(), Some(&allow)), vec![shared.path().to_path_buf()]);
+        // A sticky bit keeps others from replacing a file, not from putting theirs there.
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
         assert_eq!(writable_by_others(home.path(), Some(&allow)), vec![shared.path().to_path_buf()]);
     }
 }

@@ -163,17 +163,11 @@ impl Shared {
         self.release(seqs);
     }
 
-    /// Takes back the attempts this process counted for `seqs` (all it counted, with `None`):
-    /// what the gateway stopping interrupts was not the message's doing.
-    pub(crate) async fn end_attempts_of(&self, seqs: Option<&[i64]>) {
-        match seqs {
-            Some(seqs) => self.end_attempts(seqs).await,
-            None => {
-                let all: Vec<i64> =
-                    self.attempted.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect();
-                self.end_attempts(&all).await;
-            }
-        }
+    /// Takes back every attempt this process counted and has not seen end: what the gateway
+    /// stopping interrupts was not the message's doing.
+    pub(crate) async fn end_all_attempts(&self) {
+        let all: Vec<i64> = self.attempted.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect();
+        self.end_attempts(&all).await;
     }
 
     async fn end_attempts(&self, seqs: &[i64]) {

@@ -170,6 +170,14 @@ pub fn check(files: &[SettingsFile], me: u32) -> Option<Check> {
     ))
 }
 
+/// Who else can change what is in the folder `at` (another owner, or group or others writing,
+/// sticky or not: a file another user creates there is as good as ours to whoever reads it
+/// by name). The same rule as for the folder a settings file is in; the gateway applies it to
+/// the folders files may be sent from.
+pub fn others_can_write_in(at: &PathFacts, me: u32) -> Option<Distrust> {
+    fault(at, &at.path, me, false)
+}
+
 /// What is wrong with one path, if anything, naming it `named`; `sticky_helps` for the folders
 /// above the ones the file is in, where the sticky bit keeps others from renaming what is ours.
 fn fault(at: &PathFacts, named: &Path, me: u32, sticky_helps: bool) -> Option<Distrust> {
