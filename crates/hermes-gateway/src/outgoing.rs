@@ -10,7 +10,6 @@
 //! FIFO; then what was opened is checked: a regular file, within the size cap, and its real
 //! path (the kernel's, from the descriptor) outside hermes' secrets.
 
-use std::io::Read as _;
 use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -21,6 +20,8 @@ use rustix::fs::{Mode, OFlags};
 #[derive(Debug)]
 pub(crate) struct Opened {
     file: std::fs::File,
+    /// Its size when it was checked.
+    size: u64,
     /// Where the kernel says the opened file is.
     pub(crate) real: PathBuf,
 }
@@ -74,14 +75,14 @@ pub(crate) fn open_owners(path: &Path, cap: u64) -> Result<Opened, String> {
 impl Opened {
     /// A private copy in `HERMES_HOME/cache/outgoing`, read from the descriptor that was
     /// checked; `name` is the file's name as written (sanitized).
-    pub(crate) fn copy_into_cache(mut self, home: &Path, name: &str, cap: u64) -> Result<PathBuf, String> {
-        let mut bytes = Vec::new();
-        // The size was checked on the descriptor; a file that grew since is cut off at the cap
-        // plus one byte, and refused.
-        (&mut self.file).take(cap + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read '{name}': {e}"))?;
-        if bytes.len() as u64 > cap {
-            return Err(format!("'{name}' grew past the {} limit while it was read", m::human_size(cap)));
-        }
+    pub(crate) fn copy_into_cache(self, home: &Path, name: &str, cap: u64) -> Result<PathBuf, String> {
+        // The size was checked on the descriptor; a file that grew since is refused.
+        let bytes = hermes_store::files::read_to_cap(self.file, self.size, cap).map_err(|e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => {
+                format!("'{name}' grew past the {} limit while it was read", m::human_size(cap))
+            }
+            _ => format!("cannot read '{name}': {e}"),
+        })?;
         let dir = home.join("cache/outgoing");
         crate::media::private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let copy =
@@ -129,7 +130,7 @@ fn checked(fd: OwnedFd, shown: &str, cap: u64) -> Result<Opened, String> {
     }
     let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| format!("'{shown}': where it is cannot be read: {e}"))?;
-    Ok(Opened { file: std::fs::File::from(fd), real })
+    Ok(Opened { file: std::fs::File::from(fd), size, real })
 }
 
 /// Folders files may be sent from that another user can write to: a file there can be swapped

@@ -107,7 +107,6 @@ pub fn refusal(e: &std::io::Error) -> Option<Refusal> {
 /// at most `cap` bytes. Anything else is an error whose [`refusal`] says why, without opening
 /// it where it can be told from the path, and without blocking where it cannot.
 pub fn read_regular_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     // Looked at first: a device or a socket is refused without being opened at all.
     if let Some(r) = Refusal::of_type(std::fs::symlink_metadata(path)?.file_type()) {
@@ -133,7 +132,14 @@ pub fn read_regular_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     if meta.len() > cap {
         return Err(Refusal::TooLarge { cap }.into_io());
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    read_to_cap(file, meta.len(), cap)
+}
+
+/// Reads what an open file holds (`size` bytes expected) up to `cap`; a file that grew past
+/// the cap while it was read is refused ([`Refusal::TooLarge`]), not cut.
+pub fn read_to_cap(file: impl std::io::Read, size: u64, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::with_capacity(usize::try_from(size.min(cap)).unwrap_or(0));
     // One byte past the cap tells a file that grew while it was read from one at the cap.
     file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
