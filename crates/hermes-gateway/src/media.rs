@@ -10,7 +10,7 @@ use hermes_core::media::outbound::{self, OutMedia};
 use hermes_core::media::{self as m, DocumentKind, MediaKind, MediaRef};
 use hermes_store::Inbound;
 
-use crate::parse::{Job, Parsed, Parser};
+use crate::parse::Parser;
 use crate::port::{Fetch, MediaError, Speech};
 use crate::worker::Shared;
 
@@ -97,14 +97,10 @@ pub(crate) async fn prepare(
             if shared.media.image_input_mode.value == ImageInputMode::Text {
                 notes.push(unseen);
             } else {
-                match shared.parser.run(Job::Picture, &path).await {
-                    Ok(Parsed::DataUrl(url)) => {
+                match shared.parser.picture(&path).await {
+                    Ok(url) => {
                         out.images.push(url);
                         out.without_images = m::compose(&[unseen], body);
-                    }
-                    Ok(other) => {
-                        tracing::error!(answer = ?std::mem::discriminant(&other), "the picture parser answered out of turn");
-                        notes.push(unseen);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "an image could not be read; the agent is told it was not shown");
@@ -211,10 +207,7 @@ pub(crate) async fn make_voice_note(shared: &Shared, media: &mut OutMedia) -> Re
 }
 
 pub(crate) async fn voice_note_with(parser: &Parser, home: &Path, media: &mut OutMedia) -> Result<(), String> {
-    let note = match parser.run(Job::VoiceNote, Path::new(&media.path)).await.map_err(|e| e.to_string())? {
-        Parsed::VoiceNote(note) => note,
-        _ => return Err("the audio parser answered out of turn".to_owned()),
-    };
+    let note = parser.voice_note(Path::new(&media.path)).await.map_err(|e| e.to_string())?;
     if note.transcoded {
         let dir = home.join(m::cache_dirs(MediaKind::Voice).0);
         let path = dir.join(format!("voice_{:012x}.ogg", rand::random::<u64>() & 0xffff_ffff_ffff));
@@ -328,16 +321,12 @@ async fn read_document(parser: &Parser, path: &Path, media: &MediaRef) -> Vec<St
             tracing::info!(size, "a PDF too large to read here; the agent gets its description");
             described()
         }
-        DocumentKind::Pdf => match parser.run(Job::PdfText, path).await {
-            Ok(Parsed::Text(text)) if !text.trim().is_empty() => {
+        DocumentKind::Pdf => match parser.pdf_text(path).await {
+            Ok(text) if !text.trim().is_empty() => {
                 vec![m::pdf_note(&name, path), m::content_of(&name, &cap_text(text.trim(), m::MAX_INLINE_BYTES))]
             }
-            Ok(Parsed::Text(_)) => {
-                tracing::info!("a PDF has no text layer (scanned?); the agent gets its description");
-                described()
-            }
             Ok(_) => {
-                tracing::error!("the PDF parser answered out of turn; the agent gets its description");
+                tracing::info!("a PDF has no text layer (scanned?); the agent gets its description");
                 described()
             }
             Err(e) => {

@@ -106,8 +106,32 @@ impl Parser {
         self
     }
 
+    /// A PDF's text layer, read by a child.
+    pub(crate) async fn pdf_text(&self, path: &Path) -> Result<String, ParseError> {
+        match self.run(Job::PdfText, path).await? {
+            Parsed::Text(text) => Ok(text),
+            other => Err(out_of_turn(Job::PdfText, &other)),
+        }
+    }
+
+    /// A picture as a `data:` URL, made by a child.
+    pub(crate) async fn picture(&self, path: &Path) -> Result<String, ParseError> {
+        match self.run(Job::Picture, path).await? {
+            Parsed::DataUrl(url) => Ok(url),
+            other => Err(out_of_turn(Job::Picture, &other)),
+        }
+    }
+
+    /// Audio made a voice note, by a child.
+    pub(crate) async fn voice_note(&self, path: &Path) -> Result<crate::voice::VoiceNote, ParseError> {
+        match self.run(Job::VoiceNote, path).await? {
+            Parsed::VoiceNote(note) => Ok(note),
+            other => Err(out_of_turn(Job::VoiceNote, &other)),
+        }
+    }
+
     /// Runs `job` on `path` in a child; the child is killed if this future is dropped.
-    pub(crate) async fn run(&self, job: Job, path: &Path) -> Result<Parsed, ParseError> {
+    async fn run(&self, job: Job, path: &Path) -> Result<Parsed, ParseError> {
         let limits = job.limits();
         let cpu = ((limits.cpu_secs as f64 * self.time_scale).ceil() as u64).max(1);
         let wall = limits.wall.mul_f64(self.time_scale).max(Duration::from_secs(2));
@@ -145,6 +169,16 @@ impl Parser {
         let stderr = String::from_utf8_lossy(&output.stderr);
         Err(ParseError(ended(output.status, &stderr, cpu, limits.memory_bytes)))
     }
+}
+
+/// A child that answered with another job's kind of answer: a bug, said as one.
+fn out_of_turn(job: Job, answer: &Parsed) -> ParseError {
+    let kind = match answer {
+        Parsed::Text(_) => "text",
+        Parsed::DataUrl(_) => "a picture",
+        Parsed::VoiceNote(_) => "a voice note",
+    };
+    ParseError(format!("the {} parser answered with {kind} (a bug)", job.word()))
 }
 
 /// Why a child ended without an answer, from its status and what it said last.
