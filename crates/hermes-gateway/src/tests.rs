@@ -419,12 +419,25 @@ async fn a_pipeline_whose_loop_dies_says_so() {
 
 /// The status line of a plain HTTP/1.1 GET.
 async fn http_status(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> String {
+    let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    http_exchange(addr, &format!("GET {path} HTTP/1.1\r\nHost: gw\r\n{auth}Connection: close\r\n\r\n")).await
+}
+
+/// The status line of a plain HTTP/1.1 form POST.
+async fn http_post(addr: std::net::SocketAddr, path: &str, form: &str) -> String {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    http_exchange(addr, &request).await
+}
+
+/// Sends `request` whole on a new connection; the status line of the answer.
+async fn http_exchange(addr: std::net::SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: gw\r\n{auth}Connection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    s.write_all(request.as_bytes()).await.expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");
     out.lines().next().unwrap_or_default().to_owned()
@@ -458,21 +471,6 @@ async fn the_page_pairing_and_metrics_need_the_token_on_loopback_too_and_the_pro
     let posted = http_post(addr, &format!("/pair?token={token}"), "kind=code&phone=15550001111").await;
     assert!(posted.contains(" 303 "), "{posted}");
     assert_eq!(requests.try_recv().ok(), Some(crate::service::PairRequest::Code { phone: "15550001111".into() }));
-}
-
-/// The status line of a plain HTTP/1.1 form POST.
-async fn http_post(addr: std::net::SocketAddr, path: &str, form: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
-        form.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out.lines().next().unwrap_or_default().to_owned()
 }
 
 /// Issue 25, hole 7: half-sent requests, more of them than the listener serves at once, were
