@@ -16,6 +16,7 @@ pub mod config;
 pub mod doctor;
 pub mod format;
 pub mod health;
+pub mod hermes_api;
 pub mod identity;
 pub mod link;
 pub mod media;

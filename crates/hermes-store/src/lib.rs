@@ -5,6 +5,7 @@
 //! the gateway did not answer leaves a row in the drop ledger saying why. Each write that
 //! matters is one transaction. Schema changes are numbered migrations, applied in order.
 
+mod agent;
 pub mod clock;
 pub mod crash;
 mod db;
@@ -15,6 +16,7 @@ mod outbox;
 mod pairing;
 mod retention;
 
+pub use agent::{AgentSession, KnownSession, NewTurn, Turn, TurnEnd};
 pub use db::Db;
 /// The schema version this hermes writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = migrations::LATEST;

@@ -114,6 +114,45 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 8: how many times handling a waiting message started without ending (the process died
     // on it: a crash, an abort, the OOM killer): a poison message is given up after a few.
     "ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;",
+    // 9: Hermes Agent's sessions and turns (`agent.rs`): each conversation's generation and
+    // transcript id, every id sent (reminders find their chat by it), each turn kept before
+    // it is sent, and the scheduled jobs' runs delivered.
+    "CREATE TABLE agent_sessions (
+        conversation TEXT PRIMARY KEY,
+        chat TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        session_id TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE agent_session_ids (
+        session_id TEXT PRIMARY KEY,
+        chat TEXT NOT NULL,
+        first_at INTEGER NOT NULL
+    );
+    CREATE TABLE agent_turns (
+        id INTEGER PRIMARY KEY,
+        chat TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        memory_key TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        asked TEXT NOT NULL,
+        answers TEXT NOT NULL,
+        opened_at INTEGER NOT NULL,
+        resumed INTEGER NOT NULL DEFAULT 0,
+        noted INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'asking' CHECK (state IN ('asking', 'answered', 'failed', 'abandoned'))
+    );
+    CREATE INDEX agent_turns_open ON agent_turns (chat, state);
+    CREATE INDEX agent_turns_opened ON agent_turns (opened_at);
+    CREATE TABLE reminder_deliveries (
+        job_id TEXT NOT NULL,
+        run TEXT NOT NULL,
+        chat TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (job_id, run)
+    );",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -78,6 +78,8 @@ pub struct Reply<'a> {
     pub files: &'a [(MessageId, OutMedia)],
     /// Unix seconds.
     pub at: i64,
+    /// The agent's turn this reply closes, if it came from Hermes Agent.
+    pub turn: Option<crate::TurnEnd<'a>>,
 }
 
 impl Store {
@@ -93,6 +95,9 @@ impl Store {
         enqueue(&tx, r.chat, r.messages, r.at)?;
         enqueue_files(&tx, r.chat, r.files, r.at)?;
         crate::inbox::mark_handled(&tx, r.answers)?;
+        if let Some(end) = &r.turn {
+            crate::agent::end_turn(&tx, end, r.at)?;
+        }
         tx.commit()?;
         Ok(())
     }

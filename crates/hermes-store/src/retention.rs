@@ -18,11 +18,13 @@ pub struct Pruned {
     pub replies: usize,
     pub history: usize,
     pub codes: usize,
+    /// The agent's closed turns (their request bodies) and delivered reminder runs.
+    pub turns: usize,
 }
 
 impl Pruned {
     pub fn total(&self) -> usize {
-        self.messages + self.drops + self.replies + self.history + self.codes
+        self.messages + self.drops + self.replies + self.history + self.codes + self.turns
     }
 }
 
@@ -41,6 +43,8 @@ impl Store {
             replies: self.prune_table("outbox", "seq", "created_at < ?1 AND state != 'queued'", cutoff)?,
             history: self.prune_table("history", "seq", "at < ?1", cutoff)?,
             codes: self.prune_table("pairing_codes", "code", "created_at < ?1", cutoff)?,
+            turns: self.prune_table("agent_turns", "id", "opened_at < ?1 AND state != 'asking'", cutoff)?
+                + self.prune_table("reminder_deliveries", "rowid", "at < ?1", cutoff)?,
         })
     }
 

@@ -232,11 +232,19 @@ fn a_message_already_handled_cannot_be_answered_again() {
             messages: &first,
             files: &[],
             at: 1,
+            turn: None,
         })
         .expect("first answer");
     let second = [(MessageId::new("OUT2"), "two".to_owned())];
-    let again =
-        Reply { chat: &chat, answers: &[seq], exchange: Some(("q", "a")), messages: &second, files: &[], at: 2 };
+    let again = Reply {
+        chat: &chat,
+        answers: &[seq],
+        exchange: Some(("q", "a")),
+        messages: &second,
+        files: &[],
+        at: 2,
+        turn: None,
+    };
     assert!(matches!(store.commit_reply(&again), Err(StoreError::NotWaiting(s)) if s == seq));
     assert_eq!(store.unsent(10).expect("unsent").len(), 1, "no second reply queued");
     assert_eq!(store.history(&chat, 10).expect("history").len(), 2, "no second exchange");
@@ -299,6 +307,7 @@ fn a_reply_is_committed_whole_with_its_history_and_answered_messages() {
         messages: &messages,
         files: &[],
         at: 5,
+        turn: None,
     };
     store.commit_reply(&reply).expect("commit");
     assert!(store.pending(10).expect("pending").is_empty(), "both messages are answered");
@@ -329,7 +338,7 @@ fn history_is_a_window_and_reset_forgets_it() {
     let chat = &j("c@s.whatsapp.net");
     for i in 0..5 {
         let (u, a) = (format!("q{i}"), format!("a{i}"));
-        let r = Reply { chat, answers: &[], exchange: Some((&u, &a)), messages: &[], files: &[], at: i };
+        let r = Reply { chat, answers: &[], exchange: Some((&u, &a)), messages: &[], files: &[], at: i, turn: None };
         store.commit_reply(&r).expect("commit");
     }
     let window = store.history(chat, 4).expect("history");
@@ -438,6 +447,7 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
             messages: &reply,
             files: &[],
             at: old,
+            turn: None,
         })
         .expect("reply");
     let sent = store.unsent(10).expect("unsent")[0].seq;
@@ -459,7 +469,7 @@ fn issue_11_prune_removes_the_old_and_keeps_what_still_matters() {
     store.approve("ABCDEFGH", 0, old).expect("approve");
 
     let pruned = store.prune(1_500).expect("prune");
-    assert_eq!(pruned, Pruned { messages: 1, drops: 1, replies: 1, history: 2, codes: 1 });
+    assert_eq!(pruned, Pruned { messages: 1, drops: 1, replies: 1, history: 2, codes: 1, turns: 0 });
     let left: Vec<String> = store.pending(10).expect("pending").into_iter().map(|(_, m)| m.id.to_string()).collect();
     assert_eq!(left, ["OLD-WAITING", "RECENT"], "waiting messages stay, however old");
     assert_eq!(store.unsent(10).expect("unsent").len(), 1, "an unsent reply stays");
@@ -600,4 +610,113 @@ fn a_cached_statement_keeps_its_plan_when_its_limit_changes() {
         let q = store.conn.prepare_cached(SQL).expect("prepare");
         assert_eq!(q.get_status(rusqlite::StatementStatus::RePrepare), 0, "the {name} planned the statement again");
     }
+}
+
+/// A turn of Hermes Agent: kept before it is sent, closed with its reply; an answer under a
+/// rotated transcript id moves the conversation to it, and `/new` starts the next generation.
+#[test]
+fn an_agent_turn_is_kept_until_its_reply_commits_and_its_session_follows_hermes() {
+    use crate::{NewTurn, TurnEnd};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    store.journal(&[msg("A"), msg("B")]).expect("journal");
+    let seqs: Vec<i64> = store.pending(10).expect("pending").iter().map(|(s, _)| *s).collect();
+    let chat = j(ALICE);
+    let conversation = chat.to_string();
+    let first = store.agent_session(&conversation).expect("session");
+    assert_eq!(first.generation, 1);
+    let turn = NewTurn {
+        chat: &chat,
+        conversation: &conversation,
+        memory_key: "agent:main:whatsapp:dm:15551234567",
+        session_id: &first.session_id,
+        idempotency_key: "key-1",
+        body: "{\"messages\":[]}",
+        asked: "hello\nhello",
+        answers: &seqs,
+        at: 10,
+    };
+    let id = store.open_turn(&turn).expect("open");
+    let open = store.open_turn_of(&chat).expect("read").expect("an open turn");
+    assert_eq!((open.id, open.body.as_str(), open.answers.clone()), (id, "{\"messages\":[]}", seqs.clone()));
+    assert_eq!(store.known_sessions().expect("known")[0].session_id, first.session_id);
+    assert_eq!(store.resume_turn(id).expect("resume"), 1);
+    let note = (MessageId::new("NOTE"), "still working".to_owned());
+    assert!(store.note_turn(id, &chat, &note, 11).expect("note"));
+    assert!(!store.note_turn(id, &chat, &note, 12).expect("note"), "one note per turn");
+    // Hermes compressed the conversation and answered under a new id: adopted.
+    let messages = [(MessageId::new("OUT"), "hi".to_owned())];
+    let reply = Reply {
+        chat: &chat,
+        answers: &seqs,
+        exchange: None,
+        messages: &messages,
+        files: &[],
+        at: 20,
+        turn: Some(TurnEnd::Answered { turn: id, session_id: Some("wa-rotated-1") }),
+    };
+    store.commit_reply(&reply).expect("commit");
+    assert_eq!(store.open_turn_of(&chat).expect("read"), None);
+    assert_eq!(store.agent_session(&conversation).expect("session").session_id, "wa-rotated-1");
+    assert_eq!(store.known_sessions().expect("known").len(), 2, "both ids lead back to the chat");
+    assert_eq!(store.unsent(10).expect("unsent").len(), 2, "the note and the answer");
+    // A turn for messages handled meanwhile is refused.
+    assert!(matches!(store.open_turn(&turn), Err(StoreError::NotWaiting(_))));
+    // `/new`: generation 2, a fresh id.
+    let (old, new) = store.next_agent_session(&conversation, &chat, 30).expect("next");
+    assert_eq!(old.session_id, "wa-rotated-1");
+    assert_eq!(new.generation, 2);
+    assert_eq!(new.session_id, hermes_core::hermes_api::session_id(&conversation, 2));
+    assert_eq!(store.agent_session(&conversation).expect("session"), new);
+}
+
+/// An answer that comes back under a rotated id after `/new` began another generation does
+/// not take the conversation back to the old one.
+#[test]
+fn a_late_rotation_does_not_undo_new() {
+    use crate::{NewTurn, TurnEnd};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    store.journal(&[msg("A")]).expect("journal");
+    let seqs: Vec<i64> = store.pending(10).expect("pending").iter().map(|(s, _)| *s).collect();
+    let chat = j(ALICE);
+    let conversation = chat.to_string();
+    let first = store.agent_session(&conversation).expect("session");
+    let turn = NewTurn {
+        chat: &chat,
+        conversation: &conversation,
+        memory_key: "k",
+        session_id: &first.session_id,
+        idempotency_key: "key-1",
+        body: "{}",
+        asked: "hello",
+        answers: &seqs,
+        at: 10,
+    };
+    let id = store.open_turn(&turn).expect("open");
+    let (_, new) = store.next_agent_session(&conversation, &chat, 11).expect("next");
+    let reply = Reply {
+        chat: &chat,
+        answers: &seqs,
+        exchange: None,
+        messages: &[],
+        files: &[],
+        at: 20,
+        turn: Some(TurnEnd::Answered { turn: id, session_id: Some("wa-rotated-1") }),
+    };
+    store.commit_reply(&reply).expect("commit");
+    assert_eq!(store.agent_session(&conversation).expect("session"), new);
+}
+
+#[test]
+fn a_reminder_run_is_delivered_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    let chat = j(ALICE);
+    let messages = [(MessageId::new("R1"), "Reminder: water the plants".to_owned())];
+    assert!(!store.reminder_delivered("job1", "run1").expect("read"));
+    assert!(store.commit_reminder("job1", "run1", &chat, &messages, 5).expect("commit"));
+    assert!(store.reminder_delivered("job1", "run1").expect("read"));
+    assert!(!store.commit_reminder("job1", "run1", &chat, &messages, 6).expect("commit"), "delivered already");
+    assert_eq!(store.unsent(10).expect("unsent").len(), 1);
 }

@@ -341,6 +341,7 @@ fn fill_history(home: &HermesHome, chats: usize) -> anyhow::Result<()> {
                 messages: &[],
                 files: &[],
                 at: 1_790_000_000,
+                turn: None,
             })?;
         }
     }

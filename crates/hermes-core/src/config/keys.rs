@@ -1,8 +1,10 @@
 //! Which keys exist, where each is looked up, and what unknown keys get told.
 
-use super::values::{self, ImageInputMode, Mode, Policy, Secret, SttProvider, UnauthorizedDm};
+use super::values::{self, AgentChoice, ImageInputMode, Mode, Policy, Secret, SttProvider, UnauthorizedDm};
 use super::yaml::Node;
-use super::{Config, Diagnostic, Inputs, MediaConfig, ModelConfig, Origin, Setting, Severity, WhatsAppConfig};
+use super::{
+    AgentConfig, Config, Diagnostic, Inputs, MediaConfig, ModelConfig, Origin, Setting, Severity, WhatsAppConfig,
+};
 use crate::allowlist::Allowlist;
 use crate::identity::Jid;
 
@@ -32,6 +34,10 @@ pub const KNOWN_ENV_KEYS: &[&str] = &[
     "WHATSAPP_MAX_HISTORY_CHARS",
     "WHATSAPP_RETENTION_DAYS",
     "WHATSAPP_MAX_MEDIA_MB",
+    "WHATSAPP_AGENT",
+    "WHATSAPP_AGENT_URL",
+    "WHATSAPP_AGENT_NOTICE_SECONDS",
+    "WHATSAPP_REMINDERS_POLL_SECONDS",
 ];
 
 /// Hermes variables that only its Node bridge or other platforms read. They are recognised so
@@ -66,6 +72,10 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "max_history_chars",
     "retention_days",
     "max_media_mb",
+    "agent",
+    "agent_url",
+    "agent_notice_seconds",
+    "reminders_poll_seconds",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -82,13 +92,13 @@ const EXTRA_YAML_KEYS: &[&str] = &[
     "free_response_chats",
     "send_read_receipts",
     "text_batch_delay_seconds",
+    "group_sessions_per_user",
 ];
 
 const HERMES_ONLY_EXTRA_KEYS: &[(&str, &str)] = &[
     ("bridge_port", "hermes has no Node bridge"),
     ("bridge_script", "hermes has no Node bridge"),
     ("text_batch_split_delay_seconds", "hermes batches with text_batch_delay_seconds alone"),
-    ("group_sessions_per_user", "not supported yet"),
     ("thread_sessions_per_user", "WhatsApp chats have no threads"),
 ];
 
@@ -322,7 +332,55 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 })
             }),
         };
-        Config { whatsapp, model: self.model(), media: self.media() }
+        Config { whatsapp, model: self.model(), media: self.media(), agent: self.agent() }
+    }
+
+    /// Hermes' own API server settings (its `.env` names) and how hermes uses the agent.
+    fn agent(&mut self) -> AgentConfig {
+        AgentConfig {
+            choice: self.get(&["WHATSAPP_AGENT"], &["whatsapp.agent"], AgentChoice::Auto, |r| {
+                scalar_text(r).and_then(AgentChoice::parse)
+            }),
+            api_server_enabled: self.bool(&["API_SERVER_ENABLED"], &["platforms.api_server.enabled"], false),
+            api_server_key: self.secret(&["API_SERVER_KEY"], &["platforms.api_server.extra.key"]),
+            api_server_host: self.text_or(&["API_SERVER_HOST"], &["platforms.api_server.extra.host"], "127.0.0.1"),
+            api_server_port: self.get(&["API_SERVER_PORT"], &["platforms.api_server.extra.port"], 8642, |r| {
+                scalar_text(r).and_then(|t| {
+                    t.trim().parse::<u16>().map_err(|_| "accepted values: a port number, e.g. 8642".to_owned())
+                })
+            }),
+            url: self.get(&["WHATSAPP_AGENT_URL"], &["whatsapp.agent_url"], None, |r| {
+                scalar_text(r).and_then(|t| {
+                    let t = t.trim();
+                    if t.starts_with("http://") || t.starts_with("https://") {
+                        Ok(Some(t.to_owned()))
+                    } else {
+                        Err("accepted values: the API server's URL up to /v1, e.g. http://127.0.0.1:8642/v1".to_owned())
+                    }
+                })
+            }),
+            group_sessions_per_user: self.bool(
+                &[],
+                &[
+                    "platforms.whatsapp.extra.group_sessions_per_user",
+                    "group_sessions_per_user",
+                    "gateway.group_sessions_per_user",
+                ],
+                true,
+            ),
+            notice_seconds: self.count(
+                "WHATSAPP_AGENT_NOTICE_SECONDS",
+                "agent_notice_seconds",
+                120,
+                "seconds, e.g. 120 (0: never)",
+            ),
+            reminders_poll_seconds: self.count(
+                "WHATSAPP_REMINDERS_POLL_SECONDS",
+                "reminders_poll_seconds",
+                30,
+                "seconds, e.g. 30 (0: never)",
+            ),
+        }
     }
 
     fn secret(&mut self, env: &[&str], yaml: &[&str]) -> Setting<Option<Secret>> {

@@ -24,7 +24,7 @@ use crate::allowlist::Allowlist;
 use crate::identity::Jid;
 
 pub use keys::{KNOWN_ENV_KEYS, nearest_name};
-pub use values::{ImageInputMode, Mode, Policy, Secret, SttProvider, UnauthorizedDm};
+pub use values::{AgentChoice, ImageInputMode, Mode, Policy, Secret, SttProvider, UnauthorizedDm};
 
 /// Where a resolved value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,11 +175,88 @@ pub struct MediaConfig {
     pub tts_openai_base_url: Setting<Option<String>>,
 }
 
+/// What answers: Hermes Agent's API server (read from Hermes' own `.env` names) or the
+/// `model:` block, and how hermes talks to the agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    /// `WHATSAPP_AGENT` / `whatsapp.agent`.
+    pub choice: Setting<AgentChoice>,
+    /// Hermes' `API_SERVER_ENABLED`.
+    pub api_server_enabled: Setting<bool>,
+    /// Hermes' `API_SERVER_KEY`: the bearer token of its API server (setting it alone enables
+    /// the server in Hermes).
+    pub api_server_key: Setting<Option<Secret>>,
+    /// Hermes' `API_SERVER_HOST` (a wildcard address is reached on loopback).
+    pub api_server_host: Setting<String>,
+    /// Hermes' `API_SERVER_PORT`.
+    pub api_server_port: Setting<u16>,
+    /// `WHATSAPP_AGENT_URL` / `whatsapp.agent_url`: the API server's base URL (up to `/v1`),
+    /// for one that host and port do not describe (another machine, a proxy).
+    pub url: Setting<Option<String>>,
+    /// `group_sessions_per_user` (Hermes' key): each member of a group has their own session.
+    pub group_sessions_per_user: Setting<bool>,
+    /// `whatsapp.agent_notice_seconds`: a turn still running after this long gets one short
+    /// "still working" note (0: never).
+    pub notice_seconds: Setting<u64>,
+    /// `whatsapp.reminders_poll_seconds`: how often the agent's scheduled jobs are looked at
+    /// for output to deliver (0: never).
+    pub reminders_poll_seconds: Setting<u64>,
+}
+
+/// Which agent answers, as the settings decide it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Brain {
+    /// Hermes Agent's API server at `base_url` (up to `/v1`).
+    Hermes { base_url: String, key: Secret },
+    /// The `model:` block (which may itself be unset).
+    Model,
+}
+
+impl AgentConfig {
+    /// The agent these settings name, and why when Hermes' API server was meant but cannot be
+    /// used (the reason says what to set).
+    pub fn brain(&self) -> (Brain, Option<String>) {
+        let wanted = match self.choice.value {
+            AgentChoice::Model => return (Brain::Model, None),
+            AgentChoice::Hermes => true,
+            AgentChoice::Auto => {
+                self.api_server_enabled.value || self.api_server_key.value.is_some() || self.url.value.is_some()
+            }
+        };
+        if !wanted {
+            return (Brain::Model, None);
+        }
+        let Some(key) = self.api_server_key.value.clone() else {
+            let why = "Hermes' API server needs API_SERVER_KEY (in HERMES_HOME/.env, the same key Hermes reads): \
+                       without one it refuses to start and hermes cannot call it"
+                .to_owned();
+            return (Brain::Model, Some(why));
+        };
+        (Brain::Hermes { base_url: self.base_url(), key }, None)
+    }
+
+    /// The API server's base URL: `url` when set, else `http://host:port/v1` (a wildcard
+    /// listening address is reached on loopback).
+    pub fn base_url(&self) -> String {
+        if let Some(url) = &self.url.value {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = match self.api_server_host.value.trim() {
+            "" | "0.0.0.0" | "localhost" => "127.0.0.1".to_owned(),
+            "::" | "[::]" => "[::1]".to_owned(),
+            h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+            h => h.to_owned(),
+        };
+        format!("http://{host}:{}/v1", self.api_server_port.value)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub whatsapp: WhatsAppConfig,
     pub model: ModelConfig,
     pub media: MediaConfig,
+    pub agent: AgentConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -287,6 +364,7 @@ impl Config {
         let w = &self.whatsapp;
         let m = &self.model;
         let media = &self.media;
+        let a = &self.agent;
         let secret = |v: &Option<Secret>| v.as_ref().map_or_else(String::new, ToString::to_string);
         vec![
             line("WHATSAPP_ENABLED", &w.enabled, ToString::to_string),
@@ -354,6 +432,15 @@ impl Config {
             line("tts.openai.model", &media.tts_openai_model, Clone::clone),
             line("tts.openai.voice", &media.tts_openai_voice, Clone::clone),
             line("tts.openai.base_url", &media.tts_openai_base_url, url),
+            line("WHATSAPP_AGENT", &a.choice, |v| v.as_str().to_owned()),
+            line("API_SERVER_ENABLED", &a.api_server_enabled, ToString::to_string),
+            line("API_SERVER_KEY", &a.api_server_key, secret),
+            line("API_SERVER_HOST", &a.api_server_host, Clone::clone),
+            line("API_SERVER_PORT", &a.api_server_port, ToString::to_string),
+            line("WHATSAPP_AGENT_URL", &a.url, url),
+            line("group_sessions_per_user", &a.group_sessions_per_user, ToString::to_string),
+            line("WHATSAPP_AGENT_NOTICE_SECONDS", &a.notice_seconds, ToString::to_string),
+            line("WHATSAPP_REMINDERS_POLL_SECONDS", &a.reminders_poll_seconds, ToString::to_string),
         ]
     }
 }

@@ -66,7 +66,7 @@ fn unknown_keys_warn_with_the_nearest_name() {
             "WHATSAPP_ALLOWED_USER (environment variable WHATSAPP_ALLOWED_USER): is not a setting hermes knows; did you mean WHATSAPP_ALLOWED_USERS?",
             "WHATSAPP_CHUNK_DELAY_MS (environment variable WHATSAPP_CHUNK_DELAY_MS): has no effect in hermes: it configured Hermes' Node bridge, which hermes does not have; remove it to silence this warning",
             "whatsapp.dm_polcy (config.yaml whatsapp.dm_polcy (line 2)): is not a setting hermes knows; did you mean whatsapp.dm_policy?",
-            "whatsapp.zzz (config.yaml whatsapp.zzz (line 3)): is not a setting hermes knows; remove it; whatsapp knows: dm_policy, group_policy, allow_from, group_allow_from, require_mention, mention_patterns, free_response_chats, reply_prefix, unauthorized_dm_behavior, send_read_receipts, mode, home_channel, text_batch_delay_seconds, min_free_mb, max_input_chars, max_history_chars, retention_days, max_media_mb",
+            "whatsapp.zzz (config.yaml whatsapp.zzz (line 3)): is not a setting hermes knows; remove it; whatsapp knows: dm_policy, group_policy, allow_from, group_allow_from, require_mention, mention_patterns, free_response_chats, reply_prefix, unauthorized_dm_behavior, send_read_receipts, mode, home_channel, text_batch_delay_seconds, min_free_mb, max_input_chars, max_history_chars, retention_days, max_media_mb, agent, agent_url, agent_notice_seconds, reminders_poll_seconds",
             "platforms.whatsapp.extra.bridge_port (config.yaml platforms.whatsapp.extra.bridge_port (line 7)): has no effect in hermes: hermes has no Node bridge; remove it to silence this warning",
         ]
     );
@@ -130,4 +130,55 @@ fn broken_yaml_is_one_error_and_the_rest_still_resolves() {
     assert_eq!(r.errors().count(), 1);
     assert!(r.errors().next().is_some_and(|d| d.key == "config.yaml"));
     assert_eq!(r.config.whatsapp.mode.value, Mode::Bot);
+}
+
+fn agent_of(dotenv: &[(&str, &str)], yaml: Option<&str>) -> AgentConfig {
+    let inputs = Inputs {
+        env: BTreeMap::new(),
+        dotenv: dotenv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        yaml,
+    };
+    resolve(&inputs).config.agent
+}
+
+#[test]
+fn hermes_api_server_in_dotenv_makes_it_the_agent() {
+    // Nothing said: the model block.
+    assert_eq!(agent_of(&[], None).brain(), (Brain::Model, None));
+    // Hermes' own `.env` enabling its API server: hermes uses it, on loopback.
+    let a = agent_of(&[("API_SERVER_ENABLED", "true"), ("API_SERVER_KEY", "k".repeat(32).as_str())], None);
+    let (brain, why) = a.brain();
+    assert_eq!(why, None);
+    assert_eq!(brain, Brain::Hermes { base_url: "http://127.0.0.1:8642/v1".into(), key: Secret::new("k".repeat(32)) });
+    // The key alone enables it in Hermes, and here; a wildcard host is reached on loopback.
+    let a = agent_of(
+        &[("API_SERVER_KEY", "secret-key-0123456789"), ("API_SERVER_HOST", "0.0.0.0"), ("API_SERVER_PORT", "9000")],
+        None,
+    );
+    assert!(matches!(a.brain().0, Brain::Hermes { base_url, .. } if base_url == "http://127.0.0.1:9000/v1"));
+    // Enabled without a key: Hermes will not start its server; the model answers, and why is said.
+    let (brain, why) = agent_of(&[("API_SERVER_ENABLED", "true")], None).brain();
+    assert_eq!(brain, Brain::Model);
+    assert!(why.unwrap().contains("API_SERVER_KEY"));
+}
+
+#[test]
+fn an_explicit_choice_overrides_the_detection() {
+    let key = ("API_SERVER_KEY", "secret-key-0123456789");
+    let a = agent_of(&[key], Some("whatsapp:\n  agent: model\n"));
+    assert_eq!(a.brain(), (Brain::Model, None));
+    let a = agent_of(&[key, ("WHATSAPP_AGENT_URL", "http://agent.example:8642/v1/")], None);
+    assert!(matches!(a.brain().0, Brain::Hermes { base_url, .. } if base_url == "http://agent.example:8642/v1"));
+    let (brain, why) = agent_of(&[], Some("whatsapp:\n  agent: hermes\n")).brain();
+    assert_eq!(brain, Brain::Model);
+    assert!(why.is_some());
+    let bad = resolve(&Inputs { yaml: Some("whatsapp:\n  agent: gpt\n"), ..Inputs::default() });
+    assert!(bad.diagnostics.iter().any(|d| d.key == "whatsapp.agent" && d.fix.contains("auto, hermes, model")));
+}
+
+#[test]
+fn group_sessions_per_user_is_read_where_hermes_reads_it() {
+    assert!(agent_of(&[], None).group_sessions_per_user.value);
+    assert!(!agent_of(&[], Some("group_sessions_per_user: false\n")).group_sessions_per_user.value);
+    assert!(!agent_of(&[], Some("gateway:\n  group_sessions_per_user: false\n")).group_sessions_per_user.value);
 }

@@ -281,3 +281,34 @@ mod tests {
         assert!(!s.to_string().contains("secret"));
     }
 }
+
+/// `WHATSAPP_AGENT` / `whatsapp.agent`: what answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentChoice {
+    /// Hermes Agent's API server when `.env` enables it (`API_SERVER_ENABLED` or
+    /// `API_SERVER_KEY`), the `model:` block otherwise.
+    Auto,
+    /// Hermes Agent's API server.
+    Hermes,
+    /// The `model:` block's chat-completions model, with hermes keeping the history.
+    Model,
+}
+
+impl AgentChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentChoice::Auto => "auto",
+            AgentChoice::Hermes => "hermes",
+            AgentChoice::Model => "model",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<AgentChoice, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(AgentChoice::Auto),
+            "hermes" | "hermes-agent" | "api_server" | "api-server" => Ok(AgentChoice::Hermes),
+            "model" => Ok(AgentChoice::Model),
+            _ => Err("accepted values: auto, hermes, model".to_owned()),
+        }
+    }
+}
