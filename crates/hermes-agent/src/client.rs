@@ -337,23 +337,29 @@ impl Agent {
     }
 
     fn transport_error(&self, e: reqwest::Error) -> AgentError {
-        // The URL may carry credentials (`user:pass@`, `?api_key=`): never in a message.
-        let e = e.without_url();
-        if e.is_timeout() {
-            AgentError::Timeout(self.retry.timeout)
-        } else {
-            // The chain names the cause: refused, DNS, TLS. (The key is in a header, not the URL.)
-            let mut why = e.to_string();
-            let mut local = false;
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why = format!("{why}: {s}");
-                local |= s.downcast_ref::<std::io::Error>().is_some_and(out_of_local_resources);
-                source = s.source();
-            }
-            let why = format!("{why} (at {})", crate::redact_url(&self.endpoint.base_url));
-            if local { AgentError::Local(why) } else { AgentError::Unreachable(why) }
+        transport_error(e, self.retry.timeout, &self.endpoint.base_url)
+    }
+}
+
+/// A request that got no answer, said without the URL's credentials: a timeout, or the cause
+/// (refused, DNS, TLS), told apart from this machine running out of descriptors or memory.
+pub(crate) fn transport_error(e: reqwest::Error, timeout: Duration, base_url: &str) -> AgentError {
+    // The URL may carry credentials (`user:pass@`, `?api_key=`): never in a message.
+    let e = e.without_url();
+    if e.is_timeout() {
+        AgentError::Timeout(timeout)
+    } else {
+        // The chain names the cause: refused, DNS, TLS. (The key is in a header, not the URL.)
+        let mut why = e.to_string();
+        let mut local = false;
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why = format!("{why}: {s}");
+            local |= s.downcast_ref::<std::io::Error>().is_some_and(out_of_local_resources);
+            source = s.source();
         }
+        let why = format!("{why} (at {})", crate::redact_url(base_url));
+        if local { AgentError::Local(why) } else { AgentError::Unreachable(why) }
     }
 }
 

@@ -7,11 +7,13 @@
 //! short honest sentence the person in the chat gets instead of an answer.
 
 mod client;
+pub mod hermes_api;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 mod prompt;
 pub mod speech;
 
 pub use client::{Agent, AgentError, Endpoint, Message, Retry, Speaker};
+pub use hermes_api::HermesApi;
 pub use hermes_core::redact::redact_url;
 pub use prompt::{DEFAULT_SYSTEM_PROMPT, system_prompt};

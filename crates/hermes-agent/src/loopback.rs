@@ -50,6 +50,10 @@ struct Shared {
     spoken: Mutex<Vec<String>>,
     /// What the next transcriptions say, in order; then `transcript of N bytes`.
     transcripts: Mutex<VecDeque<Result<String, u16>>>,
+    /// Every request body as it came (tools, tool results, `stream`).
+    bodies: Mutex<Vec<Value>>,
+    /// Tool calls made when the new user message contains a needle: (needle, tool, arguments).
+    tool_rules: Mutex<Vec<(String, String, Value)>>,
 }
 
 /// The running server; stops when dropped.
@@ -142,6 +146,18 @@ impl LoopbackLlm {
     }
 
     /// Every request so far: its messages.
+    /// Answers a request whose last message is the user's and contains `needle` with a call of
+    /// the tool `name` with `arguments` (as an agent's model would); the tool's result is then
+    /// answered with `Done: <result>`. For the tests that drive Hermes Agent's tools.
+    pub fn call_tool_when(&self, needle: &str, name: &str, arguments: Value) {
+        self.shared.tool_rules.lock().expect("not poisoned").push((needle.to_owned(), name.to_owned(), arguments));
+    }
+
+    /// Every request body as it came.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.shared.bodies.lock().expect("not poisoned").clone()
+    }
+
     pub fn requests(&self) -> Vec<Vec<Message>> {
         self.shared.requests.lock().expect("not poisoned").clone()
     }
@@ -165,11 +181,17 @@ impl LoopbackLlm {
 type AppState = (Arc<Shared>, watch::Receiver<bool>);
 
 async fn complete(State((shared, mut held)): State<AppState>, Json(body): Json<Value>) -> Response {
-    let messages: Vec<Message> = match serde_json::from_value(body.get("messages").cloned().unwrap_or(Value::Null)) {
-        Ok(m) => m,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": e.to_string()}}))).into_response(),
+    let Some(raw) = body.get("messages").and_then(Value::as_array) else {
+        let error = json!({"error": {"message": "'messages' is required"}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     };
+    // An agent's requests also carry tool calls and results: read what is a message of ours,
+    // keep the rest in the raw body.
+    let messages: Vec<Message> = raw.iter().filter_map(|m| serde_json::from_value(m.clone()).ok()).collect();
+    let last_is_tool = raw.last().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("tool");
     let model = body.get("model").and_then(Value::as_str).unwrap_or("offline").to_owned();
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    shared.bodies.lock().expect("not poisoned").push(body.clone());
     shared.requests.lock().expect("not poisoned").push(messages.clone());
     shared.arrived.notify_waiters();
     if shared.refuse_images.load(std::sync::atomic::Ordering::Relaxed) && messages.iter().any(|m| !m.images.is_empty())
@@ -188,18 +210,94 @@ async fn complete(State((shared, mut held)): State<AppState>, Json(body): Json<V
         None => {}
     }
     let _ = held.wait_for(|h| !*h).await;
-    let content =
-        shared.scripted.lock().expect("not poisoned").pop_front().unwrap_or_else(|| offline_answer(&messages));
+    let answer = if last_is_tool {
+        let result = raw.last().and_then(|m| m.get("content")).map(text_of).unwrap_or_default();
+        Answer::Text(format!("Done: {}", result.chars().take(300).collect::<String>()))
+    } else {
+        let last_user = messages.last().filter(|m| m.role == Speaker::User).map(|m| m.content.clone());
+        let rule = last_user.and_then(|text| {
+            let rules = shared.tool_rules.lock().expect("not poisoned");
+            rules.iter().find(|(needle, ..)| text.contains(needle.as_str())).map(|(_, n, a)| (n.clone(), a.clone()))
+        });
+        match rule {
+            Some((name, arguments)) => Answer::Tool { name, arguments: arguments.to_string() },
+            None => Answer::Text(
+                shared.scripted.lock().expect("not poisoned").pop_front().unwrap_or_else(|| offline_answer(&messages)),
+            ),
+        }
+    };
+    if stream { sse(&model, &answer) } else { whole(&model, &answer) }
+}
+
+/// What the loopback model answers: text, or a call of a tool.
+enum Answer {
+    Text(String),
+    Tool { name: String, arguments: String },
+}
+
+fn tool_call(name: &str, arguments: &str) -> Value {
+    json!([{"index": 0, "id": "call_loopback_1", "type": "function", "function": {"name": name, "arguments": arguments}}])
+}
+
+fn whole(model: &str, answer: &Answer) -> Response {
+    let (message, finish) = match answer {
+        Answer::Text(content) => (json!({"role": "assistant", "content": content}), "stop"),
+        Answer::Tool { name, arguments } => {
+            (json!({"role": "assistant", "content": null, "tool_calls": tool_call(name, arguments)}), "tool_calls")
+        }
+    };
     Json(json!({
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
         "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }))
     .into_response()
 }
 
-/// OpenAI's `POST /audio/transcriptions`: multipart `file`, `model`, `response_format`.
+/// The same answer as server-sent events, as OpenAI streams it (`"stream": true`, which agents
+/// such as Hermes ask for): a role chunk, the content (or the tool call), a last chunk with the
+/// finish reason and usage, then `[DONE]`.
+fn sse(model: &str, answer: &Answer) -> Response {
+    let chunk = |delta: Value, finish: Option<&str>| {
+        let mut c = json!({
+            "id": "chatcmpl-loopback",
+            "object": "chat.completion.chunk",
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        if finish.is_some() {
+            c["usage"] = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+        }
+        format!("data: {c}\n\n")
+    };
+    let mut body = chunk(json!({"role": "assistant", "content": ""}), None);
+    let finish = match answer {
+        Answer::Text(content) => {
+            body.push_str(&chunk(json!({"content": content}), None));
+            "stop"
+        }
+        Answer::Tool { name, arguments } => {
+            body.push_str(&chunk(json!({"tool_calls": tool_call(name, arguments)}), None));
+            "tool_calls"
+        }
+    };
+    body.push_str(&chunk(json!({}), Some(finish)));
+    body.push_str("data: [DONE]\n\n");
+    ([(axum::http::header::CONTENT_TYPE, "text/event-stream"), (axum::http::header::CACHE_CONTROL, "no-cache")], body)
+        .into_response()
+}
+
+/// A message's text, whether a string or content parts.
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect(),
+        _ => String::new(),
+    }
+}
+
 async fn transcribe(State((shared, _)): State<AppState>, mut form: axum::extract::Multipart) -> Response {
     let mut t =
         Transcription { model: String::new(), file_name: String::new(), mime: String::new(), audio: Vec::new() };

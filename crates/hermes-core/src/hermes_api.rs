@@ -165,6 +165,45 @@ pub fn recover(rows: &[TranscriptRow], asked: &str, opened_at: f64) -> Recovered
         .map_or(Recovered::Begun, |r| Recovered::Answered(r.content.clone()))
 }
 
+/// The job a cron run's session belongs to: Hermes names them `cron_<job id>_<date>_<time>`.
+pub fn cron_run_job(session_id: &str) -> Option<&str> {
+    let rest = session_id.strip_prefix("cron_")?;
+    let mut parts = rest.rsplitn(3, '_');
+    let (time, date, job) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(time, 6) && digits(date, 8) && !job.is_empty()).then_some(job)
+}
+
+/// Whether a scheduled run's answer says there is nothing to deliver (Hermes'
+/// `_is_cron_silence_response`: `[SILENT]`, `SILENT`, `NO_REPLY` alone, on the first or last
+/// line, or `[SILENT]` leading the text).
+pub fn is_cron_silence(text: &str) -> bool {
+    let token = |line: &str| {
+        let l = line.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase();
+        matches!(l.as_str(), "[SILENT]" | "SILENT" | "NO_REPLY" | "NO REPLY")
+    };
+    let stripped = text.trim();
+    if stripped.is_empty() {
+        return false;
+    }
+    let lines: Vec<&str> = stripped.lines().filter(|l| !l.trim().is_empty()).collect();
+    token(stripped)
+        || lines.first().is_some_and(|l| token(l))
+        || lines.last().is_some_and(|l| token(l))
+        || stripped.to_uppercase().starts_with("[SILENT]")
+}
+
+/// A scheduled run's answer as the chat gets it: under a header naming the job, as Hermes
+/// delivers it (`cron.wrap_response`).
+pub fn cron_delivery(name: Option<&str>, job: &str, content: &str) -> String {
+    let name = name.unwrap_or(job);
+    format!(
+        "Cronjob Response: {name}\n(job_id: {job})\n-------------\n\n{}\n\nTo stop or manage this job, send me a new \
+         message (e.g. \"stop reminder {name}\").",
+        content.trim()
+    )
+}
+
 fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -250,6 +289,23 @@ mod tests {
         // Without timestamps the last such row is taken.
         let bare: Vec<TranscriptRow> = rows.iter().map(|r| TranscriptRow { timestamp: None, ..r.clone() }).collect();
         assert_eq!(recover(&bare, "ok", 3700.0), Recovered::Answered("Fine.".into()));
+    }
+
+    #[test]
+    fn cron_runs_are_told_apart_and_silence_is_kept() {
+        assert_eq!(cron_run_job("cron_9e743e70af38_20261208_000043"), Some("9e743e70af38"));
+        assert_eq!(cron_run_job("cron_a_b_20261208_000043"), Some("a_b"));
+        assert_eq!(cron_run_job("wa-abc-1"), None);
+        assert_eq!(cron_run_job("cron_x_2026_00"), None);
+        for silent in ["[SILENT]", " silent ", "NO_REPLY", "2 deals filtered\n\n[SILENT]", "[SILENT] nothing new"] {
+            assert!(is_cron_silence(silent), "{silent:?}");
+        }
+        for said in ["Silent retry succeeded", "Drink water.", ""] {
+            assert!(!is_cron_silence(said), "{said:?}");
+        }
+        let d = cron_delivery(Some("water"), "j1", "Drink water.\n");
+        assert!(d.starts_with("Cronjob Response: water\n(job_id: j1)"));
+        assert!(d.contains("\n\nDrink water.\n\n"));
     }
 
     #[test]

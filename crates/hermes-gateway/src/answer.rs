@@ -14,6 +14,9 @@ use crate::worker::{Batch, RETRY_AFTER_ERROR, Shared};
 
 /// Asks the agent about a batch and commits the answer.
 pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
+    if let Some(hermes) = shared.live().hermes.clone() {
+        return crate::agent_turn::answer(shared, batch, &hermes).await;
+    }
     let Some((text, seqs)) = fresh(shared, batch).await else { return };
     let chat = &batch.chat;
     let permit = shared.permits.acquire().await.expect("never closed");
@@ -56,12 +59,13 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
             return;
         }
     };
-    commit(shared, chat, &seqs, &batch.notices, &reply, &files, exchange).await;
+    let a = Answer { answers: &seqs, notices: &batch.notices, reply: &reply, files: &files, exchange, turn: None };
+    commit(shared, chat, a).await;
 }
 
 /// The batch as the journal has it now: messages deleted meanwhile left out, edits in, and an
 /// edit whose text one of them took settled with it. `None` when nothing is left to answer.
-async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec<i64>)> {
+pub(crate) async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec<i64>)> {
     let as_read = || Some((batch.texts.join("\n"), batch.seqs.clone()));
     if !batch.refresh {
         return as_read();
@@ -163,8 +167,11 @@ async fn ask(shared: &Shared, chat: &Jid, text: &str, images: &[String]) -> Resu
     })
 }
 
-pub(crate) async fn run_command(shared: &Shared, seq: i64, chat: &Jid, cmd: Command) {
+pub(crate) async fn run_command(shared: &Shared, seq: i64, row: &hermes_store::Inbound, cmd: Command) {
+    let chat = &row.chat;
+    let hermes = shared.live().hermes.clone();
     let reply = match cmd {
+        Command::Reset if let Some(h) = &hermes => crate::agent_turn::new_session(shared, h, row).await,
         Command::Reset => {
             let c = chat.clone();
             match shared.db.call(move |s| s.forget(&c)).await {
@@ -179,12 +186,12 @@ pub(crate) async fn run_command(shared: &Shared, seq: i64, chat: &Jid, cmd: Comm
         Command::Status => status(shared).await,
         Command::Unknown(name) => command::unknown(&name),
     };
-    commit(shared, chat, &[seq], &[], &reply, &[], None).await;
+    commit(shared, chat, Answer::said(&[seq], &reply)).await;
 }
 
 /// Answers a message with a fixed sentence, not the agent's.
 pub(crate) async fn tell(shared: &Shared, seq: i64, chat: &Jid, text: &str) {
-    commit(shared, chat, &[seq], &[], text, &[], None).await;
+    commit(shared, chat, Answer::said(&[seq], text)).await;
 }
 
 async fn status(shared: &Shared) -> String {
@@ -198,16 +205,29 @@ async fn status(shared: &Shared) -> String {
     )
 }
 
+/// A reply to commit with the messages it answers.
+pub(crate) struct Answer<'a> {
+    pub(crate) answers: &'a [i64],
+    /// Sent before the reply.
+    pub(crate) notices: &'a [String],
+    pub(crate) reply: &'a str,
+    pub(crate) files: &'a [OutMedia],
+    /// What the user said and the agent answered, for the history.
+    pub(crate) exchange: Option<(String, String)>,
+    /// The agent's turn it closes.
+    pub(crate) turn: Option<hermes_store::TurnEnd>,
+}
+
+impl<'a> Answer<'a> {
+    /// A fixed sentence, not the agent's.
+    pub(crate) fn said(answers: &'a [i64], reply: &'a str) -> Answer<'a> {
+        Answer { answers, notices: &[], reply, files: &[], exchange: None, turn: None }
+    }
+}
+
 /// Formats, chunks and commits a reply (after its notices) with the messages it answers.
-async fn commit(
-    shared: &Shared,
-    chat: &Jid,
-    answers: &[i64],
-    notices: &[String],
-    reply: &str,
-    files: &[OutMedia],
-    exchange: Option<(String, String)>,
-) {
+pub(crate) async fn commit(shared: &Shared, chat: &Jid, a: Answer<'_>) {
+    let Answer { answers, notices, reply, files, exchange, turn } = a;
     let live = shared.live();
     let prefix = match live.config.mode.value {
         Mode::SelfChat => live.config.reply_prefix.value.clone(),
@@ -223,12 +243,13 @@ async fn commit(
     let files: Vec<(MessageId, OutMedia)> =
         files.iter().map(|f| (shared.messenger.new_message_id(), f.clone())).collect();
     let (c, seqs) = (chat.clone(), answers.to_vec());
+    let open_turn = turn.as_ref().map(|t| t.turn());
     let result = shared
         .db
         .call(move |s| {
             let exchange = exchange.as_ref().map(|(u, a)| (u.as_str(), a.as_str()));
             let at = hermes_store::clock::now();
-            s.commit_reply(&Reply { chat: &c, answers: &seqs, exchange, messages: &messages, files: &files, at })
+            s.commit_reply(&Reply { chat: &c, answers: &seqs, exchange, messages: &messages, files: &files, at, turn })
         })
         .await;
     match result {
@@ -242,6 +263,10 @@ async fn commit(
         // still waiting, are released to be asked about again.
         Err(hermes_store::StoreError::NotWaiting(seq)) => {
             tracing::warn!(seq, "an answer was not sent: one of its messages was settled meanwhile");
+            // Its turn is not sent again: what is still waiting makes a turn of its own.
+            if let Some(t) = open_turn {
+                let _ = shared.db.call(move |s| s.abandon_turn(t)).await;
+            }
             shared.retry_later(answers).await;
         }
         // Not committed: the messages are still waiting and will be asked about again.

@@ -15,6 +15,7 @@
 //! in-process against fakes in the tests, with tokio's paused clock.
 
 mod admit;
+mod agent_turn;
 mod answer;
 mod control;
 mod dispatch;
@@ -24,6 +25,7 @@ mod outbound;
 pub mod outgoing;
 pub mod parse;
 mod port;
+mod reminders;
 pub mod service;
 mod voice;
 mod worker;
@@ -38,7 +40,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use control::{ControlInfo, control_file};
-pub use port::{Fetch, MediaError, Messenger, Model, SendError, Speak, Speech, Transcribe};
+pub use port::{Fetch, HermesAgent, MediaError, Messenger, Model, SendError, Speak, Speech, Transcribe};
 
 /// What the pipeline needs.
 pub struct Options {
@@ -48,6 +50,8 @@ pub struct Options {
     pub system_prompt: String,
     /// How `/status` names the model.
     pub model_label: String,
+    /// Hermes Agent's API server, when it answers instead of `model`.
+    pub hermes: Option<HermesSettings>,
     /// `HERMES_HOME/state/hermes.db`, shared with the journal hook.
     pub db: Db,
     /// `HERMES_HOME/state`: where the control endpoint's address and token are written.
@@ -96,6 +100,33 @@ pub struct Settings {
     pub model: Option<Arc<dyn Model>>,
     pub system_prompt: String,
     pub model_label: String,
+    pub hermes: Option<HermesSettings>,
+}
+
+/// Hermes Agent's API server as the agent, and how hermes uses it.
+#[derive(Clone)]
+pub struct HermesSettings {
+    pub agent: Arc<dyn HermesAgent>,
+    /// Each member of a group has a session of their own (`group_sessions_per_user`).
+    pub per_user_in_groups: bool,
+    /// A turn still running after this long gets one "still working" note (`None`: never).
+    pub notice_after: Option<Duration>,
+    /// How often scheduled jobs are looked at for output to deliver (`None`: never).
+    pub reminders_every: Option<Duration>,
+    /// Hermes runs on this machine: its `HERMES_HOME/cron/output` and the files hermes
+    /// caches are the agent's too.
+    pub same_host: bool,
+}
+
+impl std::fmt::Debug for HermesSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HermesSettings")
+            .field("per_user_in_groups", &self.per_user_in_groups)
+            .field("notice_after", &self.notice_after)
+            .field("reminders_every", &self.reminders_every)
+            .field("same_host", &self.same_host)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -166,6 +197,7 @@ impl Pipeline {
             opts.service.clone(),
         ));
         tasks.spawn(retention(opts.db.clone(), opts.config.retention_days.value, opts.home.clone()));
+        tasks.spawn(reminders::poll(shared.clone()));
         let http = opts.listen.as_ref().map(|b| (format!("http://{}", b.addr), b.token.clone()));
         if let Some(bound) = opts.listen.take() {
             tasks.spawn(service::serve(bound, opts.db.clone(), opts.messenger.clone(), opts.service.clone()));

@@ -122,7 +122,7 @@ pub(crate) async fn prepare(
 /// without them, and a sentence for each file that cannot go.
 pub(crate) async fn attachments(shared: &Shared, reply: &str) -> (String, Vec<OutMedia>) {
     let found = outbound::extract(reply);
-    if found.files.is_empty() {
+    if found.files.is_empty() && found.inline.is_empty() {
         return (reply.to_owned(), Vec::new());
     }
     let (home, allow) = (shared.home.clone(), shared.media.media_allow_dirs.value.clone());
@@ -149,7 +149,7 @@ pub(crate) async fn attachments(shared: &Shared, reply: &str) -> (String, Vec<Ou
         found.files.iter().map(|_| ("file".to_owned(), Err("attaching failed".to_owned()))).collect()
     });
     let mut text = found.text.clone();
-    let mut files = Vec::new();
+    let mut files = inline_images(shared, &found.inline, cap, &mut text).await;
     for (written, (name, copied)) in found.files.iter().zip(copies) {
         match copied {
             Ok(copy) => {
@@ -171,6 +171,39 @@ pub(crate) async fn attachments(shared: &Shared, reply: &str) -> (String, Vec<Ou
         }
     }
     (text.trim().to_owned(), files)
+}
+
+/// Images the agent's answer carried inline (`data:` URLs, as Hermes' API server inlines
+/// them), kept in the outgoing cache until sent: content, not a path, so no folder rule applies;
+/// the size cap does.
+async fn inline_images(
+    shared: &Shared,
+    inline: &[outbound::InlineImage],
+    cap: u64,
+    text: &mut String,
+) -> Vec<OutMedia> {
+    use base64::Engine as _;
+    let mut files = Vec::new();
+    for (n, image) in inline.iter().enumerate() {
+        let name = image.file_name(n + 1);
+        let kept = base64::engine::general_purpose::STANDARD
+            .decode(image.base64.as_bytes())
+            .map_err(|e| format!("its data is not base64: {e}"))
+            .and_then(|bytes| {
+                if bytes.len() as u64 > cap {
+                    return Err(format!("it is over the {} limit", hermes_core::media::human_size(cap)));
+                }
+                crate::outgoing::keep_in_cache(&shared.home, &name, &bytes)
+            });
+        match kept {
+            Ok(path) => files.push(OutMedia::for_path(&path, None, false, false)),
+            Err(why) => {
+                tracing::warn!("an image in the agent's answer is not sent: {why}");
+                text.push_str("\n\n(An image could not be attached.)");
+            }
+        }
+    }
+    files
 }
 
 /// The reply spoken, kept in the audio cache until sent: `None` when spoken replies are off

@@ -83,13 +83,18 @@ impl Opened {
             }
             _ => format!("cannot read '{name}': {e}"),
         })?;
-        let dir = home.join("cache/outgoing");
-        crate::media::private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let copy =
-            dir.join(format!("{:012x}_{}", rand::random::<u64>() & 0xffff_ffff_ffff, m::sanitize_file_name(name)));
-        hermes_store::files::write_private(&copy, &bytes).map_err(|e| format!("cannot copy '{name}': {e}"))?;
-        Ok(copy)
+        keep_in_cache(home, name, &bytes)
     }
+}
+
+/// `bytes` kept as a private file in `HERMES_HOME/cache/outgoing` under `name` (sanitized),
+/// until sent.
+pub(crate) fn keep_in_cache(home: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    let dir = home.join("cache/outgoing");
+    crate::media::private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let copy = dir.join(format!("{:012x}_{}", rand::random::<u64>() & 0xffff_ffff_ffff, m::sanitize_file_name(name)));
+    hermes_store::files::write_private(&copy, bytes).map_err(|e| format!("cannot copy '{name}': {e}"))?;
+    Ok(copy)
 }
 
 /// `root` (followed: the owner configured it), then each component of `rest` without

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use hermes_agent::hermes_api::{CallError, Job, TurnAnswer, TurnRequest};
 use hermes_agent::{AgentError, Message};
+use hermes_core::hermes_api::TranscriptRow;
 use hermes_core::identity::{Account, Jid, MessageId};
 pub use hermes_core::media::fetch::{Fetch, MediaError};
 use hermes_core::media::outbound::{OutMedia, Uploaded};
@@ -109,6 +111,40 @@ pub trait Model: Send + Sync + 'static {
 impl Model for hermes_agent::Agent {
     async fn complete(&self, messages: &[Message]) -> Result<String, AgentError> {
         hermes_agent::Agent::complete(self, messages).await
+    }
+}
+
+/// Hermes Agent's API server: the real agent, which keeps each chat's session itself.
+#[async_trait]
+pub trait HermesAgent: Send + Sync + 'static {
+    /// Sends a turn once (the caller sends it again, unchanged, when that is safe).
+    async fn turn(&self, t: &TurnRequest<'_>) -> Result<TurnAnswer, CallError>;
+    /// A session's transcript (empty when Hermes has no such session).
+    async fn transcript(&self, session_id: &str) -> Result<Vec<TranscriptRow>, CallError>;
+    /// Marks a session ended (`/new`). Best effort.
+    async fn end_session(&self, session_id: &str) -> Result<(), CallError>;
+    /// The agent's scheduled jobs.
+    async fn jobs(&self) -> Result<Vec<Job>, CallError>;
+    /// The sessions of scheduled runs that ended, newest first.
+    async fn cron_runs(&self) -> Result<Vec<String>, CallError>;
+}
+
+#[async_trait]
+impl HermesAgent for hermes_agent::HermesApi {
+    async fn turn(&self, t: &TurnRequest<'_>) -> Result<TurnAnswer, CallError> {
+        hermes_agent::HermesApi::turn(self, t).await
+    }
+    async fn transcript(&self, session_id: &str) -> Result<Vec<TranscriptRow>, CallError> {
+        hermes_agent::HermesApi::transcript(self, session_id).await
+    }
+    async fn end_session(&self, session_id: &str) -> Result<(), CallError> {
+        hermes_agent::HermesApi::end_session(self, session_id).await
+    }
+    async fn jobs(&self) -> Result<Vec<Job>, CallError> {
+        hermes_agent::HermesApi::jobs(self).await
+    }
+    async fn cron_runs(&self) -> Result<Vec<String>, CallError> {
+        hermes_agent::HermesApi::cron_runs(self).await
     }
 }
 

@@ -188,6 +188,7 @@ fn options(
         model: Some(model),
         system_prompt: "be brief".into(),
         model_label: "fake".into(),
+        hermes: None,
         db: db.clone(),
         state_dir: dir.join("state"),
         messenger,

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) history_window: usize,
     pub(crate) permits: Semaphore,
     pub(crate) outbox_wake: Arc<Notify>,
+    /// Told when the agent answered a turn (which may have scheduled a job).
+    pub(crate) turn_done: Notify,
     /// Rows handed to a worker and not known to be handled yet.
     in_flight: Mutex<HashSet<i64>>,
     /// When a warning about a sender was last logged.
@@ -64,6 +66,7 @@ pub(crate) struct Live {
     pub(crate) model: Option<Arc<dyn Model>>,
     pub(crate) system_prompt: String,
     pub(crate) model_label: String,
+    pub(crate) hermes: Option<crate::HermesSettings>,
     pub(crate) debounce: Duration,
 }
 
@@ -72,7 +75,14 @@ impl Live {
         let debounce = Duration::try_from_secs_f64(s.config.text_batch_delay_seconds.value.max(0.0))
             .unwrap_or_default()
             .min(DEBOUNCE_CAP);
-        Live { config: s.config, model: s.model, system_prompt: s.system_prompt, model_label: s.model_label, debounce }
+        Live {
+            config: s.config,
+            model: s.model,
+            system_prompt: s.system_prompt,
+            model_label: s.model_label,
+            hermes: s.hermes,
+            debounce,
+        }
     }
 }
 
@@ -83,6 +93,7 @@ impl Shared {
             model: opts.model.clone(),
             system_prompt: opts.system_prompt.clone(),
             model_label: opts.model_label.clone(),
+            hermes: opts.hermes.clone(),
         };
         Shared {
             db: opts.db.clone(),
@@ -91,6 +102,7 @@ impl Shared {
             history_window: opts.history_window,
             permits: Semaphore::new(opts.max_parallel.max(1)),
             outbox_wake,
+            turn_done: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             warned: Mutex::new(HashMap::new()),
             media: opts.media.clone(),
@@ -211,6 +223,9 @@ pub(crate) struct Batch {
     pub(crate) notices: Vec<String>,
     /// The question was a voice note: the answer may be spoken too.
     pub(crate) spoken: bool,
+    /// Who wrote it (a batch has one sender), and their other form when known.
+    pub(crate) sender: Option<Jid>,
+    pub(crate) sender_alt: Option<Jid>,
     /// Text read from the journal, read again just before asking (edits, deletes); media
     /// batches carry what was prepared from the download instead.
     pub(crate) refresh: bool,
@@ -230,6 +245,8 @@ impl Batch {
             without_images: String::new(),
             notices: Vec::new(),
             spoken: false,
+            sender: None,
+            sender_alt: None,
             refresh: true,
             first: now,
             last: now,
@@ -345,12 +362,20 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 b.notices = prepared.notices;
                 b.spoken = media.kind.is_speech();
                 b.refresh = false;
+                b.sender = Some(row.sender.clone());
+                b.sender_alt = row.sender_alt.clone();
                 batch = Some(b);
                 flush(&shared, &busy, &mut batch).await;
             }
             Ok(Some(Admitted::Text(text))) => {
+                // A batch has one sender: in a group, another member's message starts the next.
+                if batch.as_ref().is_some_and(|b| b.sender.as_ref() != Some(&row.sender)) {
+                    flush(&shared, &busy, &mut batch).await;
+                }
                 let now = Instant::now();
                 let b = batch.get_or_insert_with(|| Batch::new(row.chat.clone()));
+                b.sender = Some(row.sender.clone());
+                b.sender_alt = row.sender_alt.clone();
                 b.seqs.push(seq);
                 b.texts.push(text);
                 b.raw.push(row.text.clone());
@@ -359,10 +384,26 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                     flush(&shared, &busy, &mut batch).await;
                 }
             }
+            // Hermes Agent knows commands of its own (its skills): what hermes does not know
+            // is the agent's to answer.
+            Ok(Some(Admitted::Command(hermes_core::command::Command::Unknown(_))))
+                if shared.live().hermes.is_some() && row.media.is_none() =>
+            {
+                if batch.as_ref().is_some_and(|b| b.sender.as_ref() != Some(&row.sender)) {
+                    flush(&shared, &busy, &mut batch).await;
+                }
+                let b = batch.get_or_insert_with(|| Batch::new(row.chat.clone()));
+                b.sender = Some(row.sender.clone());
+                b.sender_alt = row.sender_alt.clone();
+                b.seqs.push(seq);
+                b.texts.push(row.text.as_deref().unwrap_or_default().trim().to_owned());
+                b.raw.push(row.text.clone());
+                b.last = Instant::now();
+            }
             Ok(Some(Admitted::Command(cmd))) => {
                 flush(&shared, &busy, &mut batch).await;
                 set_busy(&busy, &[seq]);
-                Box::pin(answer::run_command(&shared, seq, &row.chat, cmd)).await;
+                Box::pin(answer::run_command(&shared, seq, &row, cmd)).await;
             }
             Ok(Some(Admitted::Unreadable)) => {
                 flush(&shared, &busy, &mut batch).await;

@@ -59,17 +59,18 @@ pub struct Turn {
 }
 
 /// How a turn ended, committed with its reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TurnEnd<'a> {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TurnEnd {
     /// The agent answered; `session_id` is the transcript id it answered under (Hermes
     /// rotates it when it compresses a conversation), adopted for the next turn.
-    Answered { turn: i64, session_id: Option<&'a str> },
+    Answered { turn: i64, session_id: Option<String> },
     /// The agent could not answer; the user is told once.
     Failed { turn: i64 },
 }
 
-impl TurnEnd<'_> {
-    fn turn(&self) -> i64 {
+impl TurnEnd {
+    /// The turn it closes.
+    pub fn turn(&self) -> i64 {
         match self {
             TurnEnd::Answered { turn, .. } | TurnEnd::Failed { turn } => *turn,
         }
@@ -225,6 +226,27 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Remembers a scheduled job made in one of hermes' sessions, and its chat: a one-shot job
+    /// leaves Hermes' job list when it runs, and its run must still find the chat.
+    pub fn remember_job(&mut self, job: &str, chat: &Jid, name: Option<&str>, at: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO reminder_jobs (job_id, chat, name, seen_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (job_id) DO UPDATE SET name = ?3",
+            )?
+            .execute(params![job, chat.to_string(), name, at])?;
+        Ok(())
+    }
+
+    /// A remembered job's chat and name.
+    pub fn job_chat(&self, job: &str) -> Result<Option<(Jid, Option<String>)>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT chat, name FROM reminder_jobs WHERE job_id = ?1")?
+            .query_row([job], |r| Ok((Jid::from_wire(&r.get::<_, String>(0)?), r.get(1)?)))
+            .optional()?)
+    }
+
     /// Whether a job's run was delivered already.
     pub fn reminder_delivered(&self, job: &str, run: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -286,7 +308,7 @@ fn keep_session(
 
 /// Closes a turn in the transaction that commits its reply; an answer under another
 /// transcript id moves the conversation to it, unless `/new` started another generation since.
-pub(crate) fn end_turn(tx: &Transaction<'_>, end: &TurnEnd<'_>, at: i64) -> Result<(), StoreError> {
+pub(crate) fn end_turn(tx: &Transaction<'_>, end: &TurnEnd, at: i64) -> Result<(), StoreError> {
     let turn = end.turn();
     let (conversation, chat, sent_under): (String, String, String) = tx
         .prepare_cached("SELECT conversation, chat, session_id FROM agent_turns WHERE id = ?1")?
@@ -298,7 +320,7 @@ pub(crate) fn end_turn(tx: &Transaction<'_>, end: &TurnEnd<'_>, at: i64) -> Resu
     {
         let now = current(tx, &conversation)?;
         if now.session_id == sent_under {
-            let moved = AgentSession { generation: now.generation, session_id: (*new).to_owned() };
+            let moved = AgentSession { generation: now.generation, session_id: new.clone() };
             keep_session(tx, &conversation, &Jid::from_wire(&chat), &moved, at)?;
         }
     }

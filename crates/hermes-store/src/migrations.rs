@@ -146,6 +146,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX agent_turns_open ON agent_turns (chat, state);
     CREATE INDEX agent_turns_opened ON agent_turns (opened_at);
+    CREATE TABLE reminder_jobs (
+        job_id TEXT PRIMARY KEY,
+        chat TEXT NOT NULL,
+        name TEXT,
+        seen_at INTEGER NOT NULL
+    );
     CREATE TABLE reminder_deliveries (
         job_id TEXT NOT NULL,
         run TEXT NOT NULL,

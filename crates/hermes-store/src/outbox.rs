@@ -79,7 +79,7 @@ pub struct Reply<'a> {
     /// Unix seconds.
     pub at: i64,
     /// The agent's turn this reply closes, if it came from Hermes Agent.
-    pub turn: Option<crate::TurnEnd<'a>>,
+    pub turn: Option<crate::TurnEnd>,
 }
 
 impl Store {

@@ -653,7 +653,7 @@ fn an_agent_turn_is_kept_until_its_reply_commits_and_its_session_follows_hermes(
         messages: &messages,
         files: &[],
         at: 20,
-        turn: Some(TurnEnd::Answered { turn: id, session_id: Some("wa-rotated-1") }),
+        turn: Some(TurnEnd::Answered { turn: id, session_id: Some("wa-rotated-1".into()) }),
     };
     store.commit_reply(&reply).expect("commit");
     assert_eq!(store.open_turn_of(&chat).expect("read"), None);
@@ -702,7 +702,7 @@ fn a_late_rotation_does_not_undo_new() {
         messages: &[],
         files: &[],
         at: 20,
-        turn: Some(TurnEnd::Answered { turn: id, session_id: Some("wa-rotated-1") }),
+        turn: Some(TurnEnd::Answered { turn: id, session_id: Some("wa-rotated-1".into()) }),
     };
     store.commit_reply(&reply).expect("commit");
     assert_eq!(store.agent_session(&conversation).expect("session"), new);

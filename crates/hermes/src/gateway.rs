@@ -418,15 +418,54 @@ fn private_state_dir(state: &Path) -> anyhow::Result<()> {
 
 /// What a reload may change: the WhatsApp settings the decisions read, and the model.
 pub fn settings(loaded: &load::Loaded) -> hermes_gateway::Settings {
-    let (agent, model_label) = agent(&loaded.resolved.config.model);
-    // As in Hermes, SOUL.md in HERMES_HOME is the agent's persona.
+    let config = &loaded.resolved.config;
+    let hermes = hermes_agent_settings(&config.agent);
+    let (agent, mut model_label) = if hermes.is_some() { (None, String::new()) } else { agent(&config.model) };
+    if hermes.is_some() {
+        model_label = format!("Hermes Agent at {}", hermes_agent::redact_url(&config.agent.base_url()));
+    }
+    // As in Hermes, SOUL.md in HERMES_HOME is the agent's persona (Hermes Agent reads it itself).
     let soul = std::fs::read_to_string(loaded.home.path.join("SOUL.md")).ok();
     hermes_gateway::Settings {
-        config: loaded.resolved.config.whatsapp.clone(),
+        config: config.whatsapp.clone(),
         model: agent.map(|a| std::sync::Arc::new(a) as std::sync::Arc<dyn hermes_gateway::Model>),
         system_prompt: hermes_agent::system_prompt(soul.as_deref()),
         model_label,
+        hermes,
     }
+}
+
+/// Hermes Agent's API server as the agent, when the settings name it (see
+/// `hermes_core::config::AgentConfig::brain`).
+fn hermes_agent_settings(a: &hermes_core::config::AgentConfig) -> Option<hermes_gateway::HermesSettings> {
+    use hermes_core::config::Brain;
+    let (brain, why_not) = a.brain();
+    if let Some(why) = why_not {
+        tracing::warn!("the model block answers, not Hermes Agent: {why}");
+    }
+    let Brain::Hermes { base_url, key } = brain else { return None };
+    tracing::info!(url = %hermes_agent::redact_url(&base_url), "Hermes Agent's API server answers (one session per chat)");
+    let secs = |v: u64| (v > 0).then(|| std::time::Duration::from_secs(v));
+    Some(hermes_gateway::HermesSettings {
+        agent: std::sync::Arc::new(hermes_agent::HermesApi::new(&base_url, key.expose())),
+        per_user_in_groups: a.group_sessions_per_user.value,
+        notice_after: secs(a.notice_seconds.value),
+        reminders_every: secs(a.reminders_poll_seconds.value),
+        same_host: is_loopback_url(&base_url),
+    })
+}
+
+/// Whether a URL's host is this machine (loopback).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split(']').next().unwrap_or_default().trim_start_matches('[')
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The pipeline's settings from the configuration: the model, the system prompt, the limits.
@@ -444,6 +483,7 @@ fn pipeline_options(
         model: live.model,
         system_prompt: live.system_prompt,
         model_label: live.model_label,
+        hermes: live.hermes,
         db,
         state_dir: home.join("state"),
         messenger: std::sync::Arc::new(crate::messenger::WhatsApp(messenger)),

@@ -74,6 +74,68 @@ pub struct Extracted {
     pub as_voice: bool,
     /// `[[as_document]]`: pictures go as documents.
     pub as_document: bool,
+    /// Images inlined as Markdown `data:` URLs (Hermes' API server inlines the images its
+    /// agent names with `MEDIA:`), in order.
+    pub inline: Vec<InlineImage>,
+}
+
+/// An image inlined in a reply: `![alt](data:image/png;base64,...)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlineImage {
+    /// `image/png`...
+    pub mime: String,
+    /// The base64 text, not yet decoded.
+    pub base64: String,
+}
+
+impl InlineImage {
+    /// A file name for it, by its type.
+    pub fn file_name(&self, n: usize) -> String {
+        let ext = match self.mime.as_str() {
+            "image/jpeg" | "image/jpg" => "jpg",
+            "image/gif" => "gif",
+            "image/webp" => "webp",
+            "image/bmp" => "bmp",
+            _ => "png",
+        };
+        format!("image-{n}.{ext}")
+    }
+}
+
+/// Takes `![alt](data:image/...;base64,...)` out of `text`: the text without them, and them.
+fn take_inline_images(text: &str) -> (String, Vec<InlineImage>) {
+    let mut out = String::with_capacity(text.len());
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("![") {
+        let (before, candidate) = rest.split_at(at);
+        let parsed = candidate.find("](data:").and_then(|close| {
+            let alt = &candidate[2..close];
+            if alt.contains(['\n', ']']) {
+                return None;
+            }
+            let url_start = close + 2;
+            let end = url_start + candidate[url_start..].find(')')?;
+            let url = &candidate[url_start..end];
+            let (head, data) = url.strip_prefix("data:")?.split_once(',')?;
+            let mime = head.strip_suffix(";base64")?;
+            mime.starts_with("image/")
+                .then(|| (InlineImage { mime: mime.to_owned(), base64: data.trim().to_owned() }, end + 1))
+        });
+        out.push_str(before);
+        match parsed {
+            Some((image, used)) => {
+                found.push(image);
+                rest = &candidate[used..];
+            }
+            None => {
+                out.push_str("![");
+                rest = &candidate[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    (out, found)
 }
 
 /// Extensions Hermes delivers (`MEDIA_DELIVERY_EXTS`).
@@ -130,7 +192,22 @@ pub fn extract(reply: &str) -> Extracted {
             kept.push(text.trim_end().to_owned());
         }
     }
-    out.text = kept.join("\n").trim().to_owned();
+    let (text, inline) = take_inline_images(&kept.join("\n"));
+    if inline.is_empty() {
+        out.text = text.trim().to_owned();
+        return out;
+    }
+    out.inline = inline;
+    // Lines an image took alone leave no blank run behind.
+    let lines: Vec<&str> = text.lines().collect();
+    let mut tidy: Vec<&str> = Vec::with_capacity(lines.len());
+    for line in lines {
+        if line.trim().is_empty() && tidy.last().is_some_and(|l| l.trim().is_empty()) {
+            continue;
+        }
+        tidy.push(line);
+    }
+    out.text = tidy.join("\n").trim().to_owned();
     out
 }
 
@@ -291,5 +368,20 @@ mod tests {
             Allowed::new(Path::new("/h"), Some("/h")).check(Path::new("/h/platforms/whatsapp/session/s.db")).is_err()
         );
         assert!(a.check(Path::new("rel/x.png")).is_err());
+    }
+
+    #[test]
+    fn images_hermes_inlined_are_taken_out_of_the_text() {
+        let reply = "Here is the chart:\n\n![chart](data:image/png;base64,iVBORw0KGgo=)\n\nAnything else?";
+        let e = extract(reply);
+        assert_eq!(e.text, "Here is the chart:\n\nAnything else?");
+        assert_eq!(e.inline, vec![InlineImage { mime: "image/png".into(), base64: "iVBORw0KGgo=".into() }]);
+        assert_eq!(e.inline[0].file_name(1), "image-1.png");
+        // Not an image, or not inline: left as written.
+        for kept in ["![logo](https://example.org/a.png)", "![x](data:text/plain;base64,AA==)", "a ![ b"] {
+            let e = extract(kept);
+            assert!(e.inline.is_empty(), "{kept}");
+            assert_eq!(e.text, kept);
+        }
     }
 }
