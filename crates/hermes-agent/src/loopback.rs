@@ -52,8 +52,8 @@ struct Shared {
     transcripts: Mutex<VecDeque<Result<String, u16>>>,
     /// Every request body as it came (tools, tool results, `stream`).
     bodies: Mutex<Vec<Value>>,
-    /// Tool calls made when the new user message contains a needle: (needle, tool, arguments).
-    tool_rules: Mutex<Vec<(String, String, Value)>>,
+    /// What a request whose new user message contains a needle is answered: (needle, answer).
+    rules: Mutex<Vec<(String, Rule)>>,
 }
 
 /// The running server; stops when dropped.
@@ -150,7 +150,14 @@ impl LoopbackLlm {
     /// the tool `name` with `arguments` (as an agent's model would); the tool's result is then
     /// answered with `Done: <result>`. For the tests that drive Hermes Agent's tools.
     pub fn call_tool_when(&self, needle: &str, name: &str, arguments: Value) {
-        self.shared.tool_rules.lock().expect("not poisoned").push((needle.to_owned(), name.to_owned(), arguments));
+        let rule = Rule::Tool { name: name.to_owned(), arguments: arguments.to_string() };
+        self.shared.rules.lock().expect("not poisoned").push((needle.to_owned(), rule));
+    }
+
+    /// Answers every request whose new user message contains `needle` with `text` (unlike
+    /// [`LoopbackLlm::answer_next`], side requests an agent makes meanwhile do not take it).
+    pub fn answer_when(&self, needle: &str, text: &str) {
+        self.shared.rules.lock().expect("not poisoned").push((needle.to_owned(), Rule::Text(text.to_owned())));
     }
 
     /// Every request body as it came.
@@ -216,17 +223,25 @@ async fn complete(State((shared, mut held)): State<AppState>, Json(body): Json<V
     } else {
         let last_user = messages.last().filter(|m| m.role == Speaker::User).map(|m| m.content.clone());
         let rule = last_user.and_then(|text| {
-            let rules = shared.tool_rules.lock().expect("not poisoned");
-            rules.iter().find(|(needle, ..)| text.contains(needle.as_str())).map(|(_, n, a)| (n.clone(), a.clone()))
+            let rules = shared.rules.lock().expect("not poisoned");
+            rules.iter().find(|(needle, _)| text.contains(needle.as_str())).map(|(_, r)| r.clone())
         });
         match rule {
-            Some((name, arguments)) => Answer::Tool { name, arguments: arguments.to_string() },
+            Some(Rule::Tool { name, arguments }) => Answer::Tool { name, arguments },
+            Some(Rule::Text(text)) => Answer::Text(text),
             None => Answer::Text(
                 shared.scripted.lock().expect("not poisoned").pop_front().unwrap_or_else(|| offline_answer(&messages)),
             ),
         }
     };
     if stream { sse(&model, &answer) } else { whole(&model, &answer) }
+}
+
+/// A scripted answer to requests that contain a needle.
+#[derive(Clone)]
+enum Rule {
+    Text(String),
+    Tool { name: String, arguments: String },
 }
 
 /// What the loopback model answers: text, or a call of a tool.

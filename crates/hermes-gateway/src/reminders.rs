@@ -54,11 +54,14 @@ async fn round(shared: &Shared, agent: &dyn HermesAgent) -> Result<(), String> {
             continue;
         }
         let (id, name) = (job.id.clone(), job.name.clone());
-        shared
+        let new = shared
             .db
             .call(move |s| s.remember_job(&id, &chat, name.as_deref(), hermes_store::clock::now()))
             .await
             .map_err(|e| e.to_string())?;
+        if new {
+            tracing::info!(job = %job.id, "following a job the agent scheduled in a chat; its runs are delivered there");
+        }
     }
     let runs = agent.cron_runs().await.map_err(|e| e.error.to_string())?;
     for run in runs {

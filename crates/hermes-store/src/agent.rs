@@ -228,14 +228,20 @@ impl Store {
 
     /// Remembers a scheduled job made in one of hermes' sessions, and its chat: a one-shot job
     /// leaves Hermes' job list when it runs, and its run must still find the chat.
-    pub fn remember_job(&mut self, job: &str, chat: &Jid, name: Option<&str>, at: i64) -> Result<(), StoreError> {
-        self.conn
+    /// `true` when it was not known yet.
+    pub fn remember_job(&mut self, job: &str, chat: &Jid, name: Option<&str>, at: i64) -> Result<bool, StoreError> {
+        let new = self
+            .conn
             .prepare_cached(
-                "INSERT INTO reminder_jobs (job_id, chat, name, seen_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (job_id) DO UPDATE SET name = ?3",
+                "INSERT OR IGNORE INTO reminder_jobs (job_id, chat, name, seen_at) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![job, chat.to_string(), name, at])?;
-        Ok(())
+        if new == 0 {
+            self.conn
+                .prepare_cached("UPDATE reminder_jobs SET name = ?2 WHERE job_id = ?1")?
+                .execute(params![job, name])?;
+        }
+        Ok(new > 0)
     }
 
     /// A remembered job's chat and name.

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `hermes` binary: real processes, real files in temporary homes.
 
 #[cfg(feature = "simulator")]
+mod agent;
+#[cfg(feature = "simulator")]
 mod demo;
 #[cfg(feature = "simulator")]
 mod disk;
