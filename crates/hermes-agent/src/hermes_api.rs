@@ -369,15 +369,18 @@ mod tests {
             "You are on WhatsApp.",
             &Message::with_images(Speaker::User, "what is this?", vec!["data:image/png;base64,AAAA".into()]),
         );
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         assert_eq!(v["stream"], false);
-        assert_eq!(v["messages"].as_array().unwrap().len(), 2);
+        assert_eq!(v["messages"].as_array().map(Vec::len), Some(2));
         assert_eq!(v["messages"][0]["role"], "system");
         assert_eq!(v["messages"][1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
         // The same turn makes the same bytes (Hermes' idempotency fingerprint is over them).
         assert_eq!(
             body,
-            HermesApi::turn_body("You are on WhatsApp.", &serde_json::from_value(v["messages"][1].clone()).unwrap())
+            HermesApi::turn_body(
+                "You are on WhatsApp.",
+                &serde_json::from_value(v["messages"][1].clone()).expect("a message")
+            )
         );
     }
 }

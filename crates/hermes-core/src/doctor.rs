@@ -405,16 +405,88 @@ pub fn check_reach(cfg: &WhatsAppConfig) -> Check {
     Check::ok("access", message)
 }
 
-pub fn check_enabled(cfg: &WhatsAppConfig) -> Check {
-    if cfg.enabled.value {
-        Check::ok("whatsapp_enabled", format!("WhatsApp is enabled (from {})", cfg.enabled.origin))
-    } else {
-        Check::bad(
-            "whatsapp_enabled",
+/// What Hermes Agent's API server said when asked (`/health`, `/v1/capabilities`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentSeen {
+    pub reachable: bool,
+    pub version: Option<String>,
+    /// `None` when it could not be asked.
+    pub key_accepted: Option<bool>,
+    pub problem: Option<String>,
+}
+
+/// Which agent answers, and for Hermes Agent whether it is there and takes the key.
+pub fn check_agent(agent: &crate::config::AgentConfig, seen: Option<&AgentSeen>) -> Check {
+    use crate::config::Brain;
+    let (brain, why_not) = agent.brain();
+    let url = crate::redact::redact_url(&agent.base_url());
+    match (brain, seen) {
+        (Brain::Model, _) => match why_not {
+            Some(why) => Check::bad(
+                "agent",
+                Status::Warn,
+                format!("Hermes Agent's API server is named, but the model block answers: {why}"),
+                "set API_SERVER_KEY in .env to the key Hermes' API server uses (or WHATSAPP_AGENT=model to silence this)",
+            ),
+            None => Check::ok(
+                "agent",
+                "the model block answers (a chat-completions model; hermes keeps each chat's history). For Hermes \
+                 Agent itself, with its tools, memory and reminders: API_SERVER_ENABLED=true and API_SERVER_KEY in .env",
+            ),
+        },
+        (Brain::Hermes { .. }, None) => Check::ok("agent", format!("Hermes Agent's API server at {url} answers")),
+        (Brain::Hermes { .. }, Some(seen)) if !seen.reachable => Check::bad(
+            "agent",
             Status::Warn,
-            format!("WhatsApp is not enabled ({}), so `hermes gateway` will not connect it", cfg.enabled.origin),
-            "run `hermes whatsapp` to link, which enables it; or set WHATSAPP_ENABLED=true",
-        )
+            format!(
+                "Hermes Agent's API server at {url} answers, but is not reachable now: {}",
+                seen.problem.as_deref().unwrap_or("no answer")
+            ),
+            "start Hermes Agent from this folder (its `hermes gateway`, with API_SERVER_ENABLED=true in .env); \
+             messages wait until it answers",
+        ),
+        (Brain::Hermes { .. }, Some(seen)) if seen.key_accepted == Some(false) => Check::bad(
+            "agent",
+            Status::Error,
+            format!("Hermes Agent's API server at {url} refuses the key (API_SERVER_KEY)"),
+            "set API_SERVER_KEY in .env to the key Hermes' API server was started with, then restart both",
+        ),
+        (Brain::Hermes { .. }, Some(seen)) => Check::ok(
+            "agent",
+            format!(
+                "Hermes Agent {}at {url} answers, one Hermes session per chat; it accepts the key",
+                seen.version.as_deref().map(|v| format!("{v} ")).unwrap_or_default()
+            ),
+        ),
+    }
+}
+
+/// Whether Hermes Agent, run from the same `HERMES_HOME`, would start its own WhatsApp bridge
+/// on the device hermes owns (`crate::coexist`).
+pub fn check_hermes_bridge(bridge: &crate::coexist::Bridge) -> Check {
+    use crate::coexist::{Bridge, FIX};
+    match bridge {
+        Bridge::Off(why) => {
+            Check::ok("hermes_whatsapp", format!("Hermes Agent's own WhatsApp bridge stays off ({why})"))
+        }
+        Bridge::Starts { why, connects: true } => Check::bad(
+            "hermes_whatsapp",
+            Status::Error,
+            format!(
+                "Hermes Agent, started from this folder, would start its own WhatsApp bridge on this linked device \
+                 ({why}): two clients on one device replace each other"
+            ),
+            FIX,
+        ),
+        Bridge::Starts { why, connects: false } => Check::bad(
+            "hermes_whatsapp",
+            Status::Warn,
+            format!(
+                "Hermes Agent, started from this folder, would try to start its own WhatsApp bridge ({why}); without \
+                 a Baileys session or Node it stops at once, with errors in its log"
+            ),
+            FIX,
+        ),
     }
 }
 

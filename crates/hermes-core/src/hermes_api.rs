@@ -72,11 +72,9 @@ pub fn session_id(conversation_key: &str, generation: u32) -> String {
 /// check): what hermes adopts from an answer must be sendable again.
 pub fn header_safe(value: &str) -> bool {
     let bytes = value.as_bytes();
-    !value.is_empty()
-        && value.chars().count() <= MAX_HEADER_CHARS
-        && !value.contains(['\r', '\n', '\0', '/', '\\'])
-        && !value.contains("..")
-        && !(bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
+    let drive = bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic();
+    let unsafe_chars = value.contains(['\r', '\n', '\0', '/', '\\']) || value.contains("..");
+    !value.is_empty() && value.chars().count() <= MAX_HEADER_CHARS && !unsafe_chars && !drive
 }
 
 /// Who writes in a chat, as the agent's context names them.
@@ -213,7 +211,7 @@ mod tests {
     use super::*;
 
     fn jid(s: &str) -> Jid {
-        Jid::parse(s).unwrap()
+        Jid::parse(s).expect("a JID")
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod alert;
 pub mod allowlist;
 pub mod backoff;
 pub mod budget;
+pub mod coexist;
 pub mod command;
 pub mod config;
 pub mod doctor;

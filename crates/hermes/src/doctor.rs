@@ -27,12 +27,16 @@ pub async fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         checks.push(Check { name: "settings_in_force", status, message, fix });
     }
     checks.extend(doctor::settings_files::check(&load::settings_files(&loaded.home.path), load::me()));
-    checks.push(doctor::check_enabled(&cfg.whatsapp));
+    checks.push(doctor::check_hermes_bridge(&loaded.hermes_bridge()));
     checks.extend(doctor::check_session_dir(&loaded.home.path, &session, &facts));
     checks.extend(link_checks(&loaded, &session.path).await);
     checks.extend(doctor::check_allowlists(&cfg.whatsapp));
     checks.push(doctor::check_reach(&cfg.whatsapp));
-    checks.push(doctor::check_model(&cfg.model));
+    let seen = agent_seen(&cfg.agent).await;
+    checks.push(doctor::check_agent(&cfg.agent, seen.as_ref()));
+    if matches!(cfg.agent.brain().0, hermes_core::config::Brain::Model) {
+        checks.push(doctor::check_model(&cfg.model));
+    }
     checks.extend(doctor::check_env_file(env_mode(&loaded), &cfg.model));
     let reserve = cfg.whatsapp.min_free_mb.value.saturating_mul(1024 * 1024);
     let free = hermes_whatsapp::status::free_space(&session.path, &loaded.home.path.join("state"));
@@ -54,6 +58,18 @@ pub async fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         return Err(e.into());
     }
     Ok(if ok { exit::OK } else { exit::PROBLEM })
+}
+
+/// Asks Hermes Agent's API server, when it is the agent, whether it is there and takes the key.
+pub(crate) async fn agent_seen(agent: &hermes_core::config::AgentConfig) -> Option<doctor::AgentSeen> {
+    let hermes_core::config::Brain::Hermes { base_url, key } = agent.brain().0 else { return None };
+    let probe = hermes_agent::HermesApi::new(&base_url, key.expose()).probe().await;
+    Some(doctor::AgentSeen {
+        reachable: probe.reachable,
+        version: probe.version,
+        key_accepted: probe.key_accepted,
+        problem: probe.problem,
+    })
 }
 
 fn env_mode(loaded: &load::Loaded) -> Option<u32> {

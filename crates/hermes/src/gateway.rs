@@ -49,6 +49,18 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
         }
         return Ok(exit::USAGE);
     }
+    match loaded.hermes_bridge() {
+        hermes_core::coexist::Bridge::Starts { why, connects: true } => tracing::error!(
+            "Hermes Agent, started from this folder, would start its own WhatsApp bridge on this linked device \
+             ({why}): two clients on one device replace each other. Fix: {}",
+            hermes_core::coexist::FIX
+        ),
+        hermes_core::coexist::Bridge::Starts { why, connects: false } => tracing::warn!(
+            "Hermes Agent, started from this folder, would try to start its own WhatsApp bridge ({why}). Fix: {}",
+            hermes_core::coexist::FIX
+        ),
+        hermes_core::coexist::Bridge::Off(_) => {}
+    }
     let listen = match listen {
         Some(a) => match a.parse::<std::net::SocketAddr>() {
             Ok(addr) => Some(addr),

@@ -26,11 +26,29 @@ pub struct Loaded {
     pub files_read: Vec<PathBuf>,
     /// The environment variable `container`, for doctor's container detection.
     pub container_var: Option<String>,
+    /// What makes Hermes Agent start its own WhatsApp bridge from this folder.
+    pub bridge_switch: hermes_core::coexist::BridgeSwitch,
 }
 
 impl Loaded {
     pub fn env_file(&self) -> PathBuf {
         self.home.path.join(".env")
+    }
+
+    /// Whether Hermes Agent, started from this folder, would start its own WhatsApp bridge on
+    /// the device hermes owns (`hermes_core::coexist`).
+    pub fn hermes_bridge(&self) -> hermes_core::coexist::Bridge {
+        let session = self.session_dir().path;
+        let bridge_session = [session, self.home.path.join(hermes_core::paths::LEGACY_SESSION_DIR)]
+            .iter()
+            .any(|d| std::fs::symlink_metadata(d.join("creds.json")).is_ok_and(|m| m.is_file()));
+        let node =
+            std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("node").is_file()));
+        hermes_core::coexist::hermes_bridge(&hermes_core::coexist::BridgeSwitch {
+            node,
+            bridge_session,
+            ..self.bridge_switch.clone()
+        })
     }
 
     pub fn session_dir(&self) -> SessionDir {
@@ -76,6 +94,7 @@ pub fn load(profile: Option<&str>) -> anyhow::Result<Loaded> {
         files_read.push(yaml_path);
     }
     let inputs = Inputs { env, dotenv: dotenv.unwrap_or_default(), yaml: yaml.as_deref() };
+    let bridge_switch = hermes_core::coexist::BridgeSwitch::read(&inputs.env, &inputs.dotenv, inputs.yaml);
     let mut resolved = config::resolve(&inputs);
     early.append(&mut resolved.diagnostics);
     resolved.diagnostics = early;
@@ -86,6 +105,7 @@ pub fn load(profile: Option<&str>) -> anyhow::Result<Loaded> {
         resolved,
         files_read,
         container_var: std::env::var("container").ok(),
+        bridge_switch,
     })
 }
 

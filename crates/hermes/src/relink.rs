@@ -102,8 +102,10 @@ pub async fn wait_for_link(
                 for w in &linked.warnings {
                     tracing::warn!("{w}");
                 }
-                if let Err(e) = crate::whatsapp::save_env(loaded, &[("WHATSAPP_ENABLED", "true")]) {
-                    tracing::warn!(error = %format!("{e:#}"), "linked, but WHATSAPP_ENABLED=true could not be saved to .env");
+                // hermes owns the device now: Hermes Agent, run from this folder, must not start
+                // its own bridge on it (hermes itself does not read the variable).
+                if let Err(e) = crate::whatsapp::save_env(loaded, &[("WHATSAPP_ENABLED", "false")]) {
+                    tracing::warn!(error = %format!("{e:#}"), "linked, but WHATSAPP_ENABLED=false (for Hermes Agent) could not be saved to .env");
                 }
                 hermes_whatsapp::status::forget_record(&loaded.home.path.join("state"));
                 if let Some(b) = &linked.backup {

@@ -454,7 +454,9 @@ async fn run_linking(
             for w in &linked.warnings {
                 eprintln!("hermes: warning: {w}");
             }
-            save_env(loaded, &[("WHATSAPP_ENABLED", "true")])?;
+            // hermes owns the device now: Hermes Agent, run from this folder, must not start its
+            // own bridge on it (hermes itself does not read the variable).
+            save_env(loaded, &[("WHATSAPP_ENABLED", "false")])?;
             // What the gateway recorded about the previous session is history now.
             hermes_whatsapp::status::forget_record(&loaded.home.path.join("state"));
             let a = &linked.account;

@@ -132,6 +132,7 @@ const CORE_IO_CALLS: &[&str] = &[
 const CORE_DEPS: &[(&str, &str)] = &[
     ("regex", "matches text it is given"),
     ("serde", "traits and derives, no format and no I/O"),
+    ("sha2", "hashes the bytes it is given (the transcript ids of Hermes Agent's sessions)"),
     ("strsim", "string similarity, for near misses"),
     ("thiserror", "error types"),
     ("yaml-rust2", "parses the config.yaml text it is given"),

@@ -24,6 +24,7 @@ use crate::allowlist::Allowlist;
 use crate::identity::Jid;
 
 pub use keys::{KNOWN_ENV_KEYS, nearest_name};
+pub(crate) use values::parse_bool;
 pub use values::{AgentChoice, ImageInputMode, Mode, Policy, Secret, SttProvider, UnauthorizedDm};
 
 /// Where a resolved value came from.

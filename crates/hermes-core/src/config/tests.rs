@@ -159,7 +159,7 @@ fn hermes_api_server_in_dotenv_makes_it_the_agent() {
     // Enabled without a key: Hermes will not start its server; the model answers, and why is said.
     let (brain, why) = agent_of(&[("API_SERVER_ENABLED", "true")], None).brain();
     assert_eq!(brain, Brain::Model);
-    assert!(why.unwrap().contains("API_SERVER_KEY"));
+    assert!(why.expect("a reason").contains("API_SERVER_KEY"));
 }
 
 #[test]

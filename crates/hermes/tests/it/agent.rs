@@ -247,6 +247,16 @@ async fn each_chat_is_one_hermes_session_and_new_starts_another() {
     // And the other chat's session went on undisturbed.
     let other = s.ask(OTHER, "still me").await;
     assert!(other.contains("(message 2 of this conversation)"), "{other}");
+    // `doctor` says which agent answers, and that Hermes' own WhatsApp stays off.
+    let report = s.json(&["doctor", "--json"]);
+    let checks = report["checks"].as_array().expect("checks");
+    let named = |n: &str| checks.iter().find(|c| c["name"] == n).cloned().unwrap_or_default();
+    let agent = named("agent");
+    assert_eq!(agent["status"], "ok", "{agent}");
+    let message = agent["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("Hermes Agent 0.19.0 at http://127.0.0.1:{}/v1", b.port)), "{message}");
+    assert!(message.contains("accepts the key"), "{message}");
+    assert_eq!(named("hermes_whatsapp")["status"], "ok", "{}", named("hermes_whatsapp"));
 }
 
 /// A photo reaches the model as an image; a reply naming a file with `MEDIA:` reaches the

@@ -274,3 +274,32 @@ fn issue_25_a_media_folder_others_can_write_is_warned_about() {
     let run = home.run(&["doctor"]);
     assert!(!run.stdout.contains("media_folders"), "{run:?}");
 }
+
+/// Hermes Agent run from the same folder would start its own WhatsApp bridge on the device
+/// hermes owns: an error naming why and the fix, until the folder says hermes owns it.
+#[test]
+fn hermes_agents_own_bridge_on_the_same_device_is_an_error_until_switched_off() {
+    let home = Home::new().with_env("WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS=15551234567\nWHATSAPP_ENABLED=true\n");
+    mkdir_mode(&home.path.join(SESSION), 0o700);
+    // A Baileys session beside hermes' own (left by an import), and Node on the PATH.
+    std::fs::write(home.path.join(SESSION).join("creds.json"), "{}").expect("creds");
+    let bin = home.path.parent().expect("parent").join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::write(bin.join("node"), "#!/bin/sh\n").expect("node");
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let report = json(&home.run_with(&[("PATH", &path)], &["doctor", "--json"]));
+    let (status, message, fix) = check(&report, "hermes_whatsapp");
+    assert_eq!(status, "error", "{message}");
+    assert!(message.contains("WHATSAPP_ENABLED is true in .env"), "{message}");
+    let fix = fix.expect("a fix");
+    assert!(fix.contains("WHATSAPP_ENABLED=false") && fix.contains("enabled: false"), "{fix}");
+    // A `whatsapp:` block without `enabled:` starts it too, WHATSAPP_ENABLED=false or not.
+    let home = home.with_env("WHATSAPP_ENABLED=false\n").with_yaml("whatsapp:\n  dm_policy: allowlist\n");
+    let report = json(&home.run_with(&[("PATH", &path)], &["doctor", "--json"]));
+    let (status, message, _) = check(&report, "hermes_whatsapp");
+    assert_eq!(status, "error", "{message}");
+    let home = home.with_yaml("whatsapp:\n  enabled: false\n  dm_policy: allowlist\n");
+    let report = json(&home.run_with(&[("PATH", &path)], &["doctor", "--json"]));
+    let (status, message, _) = check(&report, "hermes_whatsapp");
+    assert_eq!(status, "ok", "{message}");
+}
