@@ -442,7 +442,7 @@ pub fn check_agent(agent: &crate::config::AgentConfig, seen: Option<&AgentSeen>)
                 "Hermes Agent's API server at {url} answers, but is not reachable now: {}",
                 seen.problem.as_deref().unwrap_or("no answer")
             ),
-            "start Hermes Agent from this folder (its `hermes gateway`, with API_SERVER_ENABLED=true in .env); \
+            "start Hermes Agent from this folder (Hermes Agent's own gateway command, with API_SERVER_ENABLED=true in .env); \
              messages wait until it answers",
         ),
         (Brain::Hermes { .. }, Some(seen)) if seen.key_accepted == Some(false) => Check::bad(

@@ -7,6 +7,11 @@ use std::path::Path;
 
 /// Hermes' own unit name, so `systemctl --user status hermes-gateway` works after switching.
 pub const NAME: &str = "hermes-gateway";
+/// The unit's name beside Hermes Agent, whose own unit is `hermes-gateway` (and whose every
+/// `gateway run` writes that unit again with its own command).
+pub const BESIDE_HERMES: &str = "hermes-whatsapp";
+/// What marks a unit file as hermes' own (the first words of its first line).
+pub const MARK: &str = "# Written by `hermes";
 
 /// Where the unit runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,14 +36,29 @@ pub struct Spec<'a> {
     pub also_writes: Option<&'a Path>,
     /// A system unit's user and group (numeric ids, which systemd takes as they are).
     pub run_as: Option<(u32, u32)>,
+    /// Hermes Agent's unit, which this one wants and starts after (it answers the messages).
+    pub after: Option<&'a str>,
 }
 
-/// The unit's name for a profile: `hermes-gateway`, or `hermes-gateway-NAME`.
-pub fn unit_name(profile: Option<&str>) -> String {
+/// The unit's name for a profile: `hermes-gateway`, or `hermes-gateway-NAME`; beside Hermes
+/// Agent, `hermes-whatsapp` (`-NAME`).
+pub fn unit_name(profile: Option<&str>, beside_hermes: bool) -> String {
+    let base = if beside_hermes { BESIDE_HERMES } else { NAME };
     match profile {
-        Some(p) => format!("{NAME}-{p}.service"),
-        None => format!("{NAME}.service"),
+        Some(p) => format!("{base}-{p}.service"),
+        None => format!("{base}.service"),
     }
+}
+
+/// Whether a unit file is hermes' own (it says so on its first line).
+pub fn is_ours(unit_text: &str) -> bool {
+    unit_text.starts_with(MARK)
+}
+
+/// Whether a unit file is Hermes Agent's (its command runs Hermes' Python CLI,
+/// `python -m hermes_cli.main gateway run`), which has the name hermes' unit had.
+pub fn is_hermes_agents(unit_text: &str) -> bool {
+    !is_ours(unit_text) && unit_text.lines().any(|l| l.starts_with("ExecStart=") && l.contains("hermes_cli"))
 }
 
 /// Why a path cannot go into a unit file as it is.
@@ -84,10 +104,15 @@ pub fn systemd_unit(spec: &Spec<'_>) -> Result<String, UnitError> {
     }
     let mut u = String::new();
     // The network is waited for by the system manager only; a user manager has no such target.
-    let network = match spec.scope {
-        Scope::System => "Wants=network-online.target\nAfter=network-online.target\n",
-        Scope::User => "",
+    let mut network = match spec.scope {
+        Scope::System => "Wants=network-online.target\nAfter=network-online.target\n".to_owned(),
+        Scope::User => String::new(),
     };
+    if let Some(agent) = spec.after {
+        plain(agent)?;
+        network
+            .push_str(&format!("# Hermes Agent answers the messages: started first.\nWants={agent}\nAfter={agent}\n"));
+    }
     u.push_str(&format!(
         "# Written by `hermes gateway install`; `hermes gateway uninstall` removes it.\n\
          [Unit]\n\
@@ -163,7 +188,20 @@ mod tests {
             home: Path::new("/home/ana/.hermes"),
             also_writes: None,
             run_as: None,
+            after: None,
         }
+    }
+
+    #[test]
+    fn beside_hermes_agent_the_unit_has_its_own_name_and_starts_after_hermes() {
+        assert_eq!(unit_name(None, true), "hermes-whatsapp.service");
+        assert_eq!(unit_name(Some("work"), true), "hermes-whatsapp-work.service");
+        let u = systemd_unit(&Spec { after: Some("hermes-gateway.service"), ..spec(Scope::User) }).expect("unit");
+        assert!(u.contains("\nWants=hermes-gateway.service\nAfter=hermes-gateway.service\n"), "{u}");
+        assert!(is_ours(&u));
+        let hermes = "[Unit]\nDescription=Hermes Agent Gateway\n[Service]\nExecStart=/usr/bin/python -m hermes_cli.main gateway run\n";
+        assert!(!is_ours(hermes) && is_hermes_agents(hermes));
+        assert!(!is_hermes_agents(&u) && !is_hermes_agents("[Service]\nExecStart=/bin/true\n"));
     }
 
     #[test]
@@ -195,8 +233,8 @@ mod tests {
         ] {
             assert!(u.lines().any(|l| l == line), "{line} in\n{u}");
         }
-        assert_eq!(unit_name(Some("work")), "hermes-gateway-work.service");
-        assert_eq!(unit_name(None), "hermes-gateway.service");
+        assert_eq!(unit_name(Some("work"), false), "hermes-gateway-work.service");
+        assert_eq!(unit_name(None, false), "hermes-gateway.service");
     }
 
     #[test]

@@ -48,9 +48,10 @@ pub async fn run(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     let written = if json {
         let report = JsonReport { ok, checks: checks.iter().map(JsonCheck::from).collect() };
-        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from).and_then(|()| writeln!(out))
+        let text = serde_json::to_string_pretty(&report).map_err(std::io::Error::from)?;
+        writeln!(out, "{text}")
     } else {
-        out.write_all(render(&checks).as_bytes())
+        out.write_all(crate::program::fix(&render(&checks)).as_bytes())
     };
     if let Err(e) = written
         && e.kind() != std::io::ErrorKind::BrokenPipe

@@ -139,9 +139,10 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     let written = if args.json {
         let report = JsonReport::new(&loaded, &explained);
-        serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from).and_then(|()| writeln!(out))
+        let text = serde_json::to_string_pretty(&report).map_err(std::io::Error::from)?;
+        writeln!(out, "{text}")
     } else {
-        out.write_all(render(&loaded, &explained).as_bytes())
+        out.write_all(crate::program::fix(&render(&loaded, &explained)).as_bytes())
     };
     if let Err(e) = written
         && e.kind() != std::io::ErrorKind::BrokenPipe

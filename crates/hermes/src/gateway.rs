@@ -22,7 +22,7 @@ pub async fn run(profile: Option<&str>, listen: Option<&str>, ephemeral: bool) -
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,whatsapp_rust=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(crate::program::LogWriter)
         // Colour for a person at a terminal; plain text for log files and service managers.
         .with_ansi(std::io::stderr().is_terminal())
         .init();

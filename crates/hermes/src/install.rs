@@ -151,15 +151,37 @@ pub fn install(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
             Some((meta.uid(), meta.gid()))
         }
     };
-    let spec = Spec { scope, exec: &exec, home: &home, also_writes, run_as };
+    let dir = unit_dir(scope, &loaded)?;
+    let profile = loaded.home.profile.as_deref();
+    // Beside Hermes Agent (its unit is `hermes-gateway` too, and it answers our messages), the
+    // unit gets a name of its own, ordered after Hermes'.
+    let hermes_unit = service_unit::unit_name(profile, false);
+    let at_hermes_name = std::fs::read_to_string(dir.join(&hermes_unit)).ok();
+    let beside = crate::program::name() != "hermes"
+        || matches!(loaded.resolved.config.agent.brain().0, hermes_core::config::Brain::Hermes { .. })
+        || at_hermes_name.as_deref().is_some_and(service_unit::is_hermes_agents);
+    let after = beside.then_some(hermes_unit.as_str());
+    let spec = Spec { scope, exec: &exec, home: &home, also_writes, run_as, after };
     let unit = service_unit::systemd_unit(&spec).map_err(|e| exit::usage(e.to_string()))?;
+    let unit = crate::program::fix(&unit).into_owned();
     if args.print {
         std::io::stdout().lock().write_all(unit.as_bytes())?;
         return Ok(exit::OK);
     }
-    let name = service_unit::unit_name(loaded.home.profile.as_deref());
-    let dir = unit_dir(scope, &loaded)?;
+    let name = service_unit::unit_name(profile, beside);
     let path = dir.join(&name);
+    // An earlier hermes unit under Hermes' name: replaced by this one, not left to run beside it.
+    if beside && at_hermes_name.as_deref().is_some_and(service_unit::is_ours) {
+        let old = dir.join(&hermes_unit);
+        if let Err(e) = systemctl(scope, &["disable", "--now", &hermes_unit]) {
+            eprintln!("hermes: warning: {e}");
+        }
+        std::fs::remove_file(&old).with_context(|| format!("remove {}", old.display()))?;
+        println!(
+            "Removed {}: hermes' unit is now {name}, since {hermes_unit} is the name of Hermes Agent's own unit.",
+            old.display()
+        );
+    }
     match std::fs::read_to_string(&path) {
         Ok(existing) if existing == unit => {
             println!("{} is already installed as {}; the file was not changed.", name, path.display());
@@ -213,8 +235,19 @@ fn write_unit(path: &Path, unit: &str) -> anyhow::Result<()> {
 pub fn uninstall(profile: Option<&str>, args: &UninstallArgs) -> anyhow::Result<u8> {
     let loaded = load::load(profile)?;
     let scope = scope(args.user, args.system);
-    let name = service_unit::unit_name(loaded.home.profile.as_deref());
-    let path = unit_dir(scope, &loaded)?.join(&name);
+    let dir = unit_dir(scope, &loaded)?;
+    let profile = loaded.home.profile.as_deref();
+    // hermes' unit, under either name: never Hermes Agent's own `hermes-gateway` unit.
+    let ours = [true, false]
+        .into_iter()
+        .map(|beside| service_unit::unit_name(profile, beside))
+        .find(|n| std::fs::read_to_string(dir.join(n)).is_ok_and(|u| service_unit::is_ours(&u)));
+    let name = ours.unwrap_or_else(|| service_unit::unit_name(profile, crate::program::name() != "hermes"));
+    let path = dir.join(&name);
+    if std::fs::read_to_string(&path).is_ok_and(|u| service_unit::is_hermes_agents(&u)) {
+        println!("{} is Hermes Agent's own unit, not hermes'; nothing was changed.", path.display());
+        return Ok(exit::OK);
+    }
     if !path.exists() {
         println!("{} is not installed ({} does not exist); nothing was changed.", name, path.display());
         return Ok(exit::OK);

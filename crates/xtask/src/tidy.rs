@@ -94,7 +94,7 @@ const ENV_EXCEPTIONS: &[Exception] = &[
 const RUNTIME_CALLS: &[&str] = &["runtime::Builder", "Runtime::new", "block_on", "tokio::main"];
 
 const RUNTIME_EXCEPTIONS: &[Exception] = &[
-    Exception { path: "crates/hermes/src/main.rs", line: "", why: "hermes' one runtime, on which every command runs" },
+    Exception { path: "crates/hermes/src/lib.rs", line: "", why: "hermes' one runtime, on which every command runs" },
     Exception {
         path: "crates/wa-sim/src/main.rs",
         line: "",

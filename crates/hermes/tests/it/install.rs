@@ -165,3 +165,42 @@ fn on_a_containers_writable_layer_the_gateway_refuses_to_start_unless_ephemeral(
     let kept = home.run_with(&env, &["gateway"]);
     assert!(kept.code == 1 && !kept.stderr.contains("writable layer"), "{kept:?}");
 }
+
+/// Beside Hermes Agent, whose own unit is `hermes-gateway` too: hermes' unit gets a name of its
+/// own, wants and starts after Hermes', and neither install nor uninstall touches Hermes' unit.
+#[test]
+fn beside_hermes_agents_unit_hermes_installs_its_own_and_leaves_hermes_alone() {
+    let home = Home::new();
+    let tools = tempfile::tempdir().expect("tempdir");
+    let path = path_with(&recording_systemctl(tools.path()));
+    let env = [("PATH", path.as_str())];
+    let units = home.path.parent().expect("parent").join(".config/systemd/user");
+    std::fs::create_dir_all(&units).expect("units");
+    let hermes_unit = "[Unit]\nDescription=Hermes Agent Gateway - Messaging Platform Integration\n\n[Service]\n\
+                       ExecStart=/home/ana/.hermes/venv/bin/python -m hermes_cli.main gateway run\n";
+    std::fs::write(units.join("hermes-gateway.service"), hermes_unit).expect("Hermes' unit");
+    let run = home.run_with(&env, &["gateway", "install", "--user"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("systemctl --user start hermes-whatsapp.service"), "{run:?}");
+    let ours = std::fs::read_to_string(units.join("hermes-whatsapp.service")).expect("our unit");
+    assert!(ours.contains("\nWants=hermes-gateway.service\nAfter=hermes-gateway.service\n"), "{ours}");
+    assert_eq!(std::fs::read_to_string(units.join("hermes-gateway.service")).expect("Hermes' unit"), hermes_unit);
+    let gone = home.run_with(&env, &["gateway", "uninstall", "--user"]);
+    assert_eq!(gone.code, 0, "{gone:?}");
+    assert!(!units.join("hermes-whatsapp.service").exists());
+    assert_eq!(std::fs::read_to_string(units.join("hermes-gateway.service")).expect("Hermes' unit"), hermes_unit);
+    // Run as `hermes-whatsapp`, it names itself so in what it prints.
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hermes-whatsapp"));
+    let out = std::process::Command::new(exe)
+        .args(["gateway", "install", "--user"])
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", home.path.parent().expect("parent"))
+        .env("HERMES_HOME", &home.path)
+        .output()
+        .expect("run hermes-whatsapp");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("`hermes-whatsapp whatsapp repair`") && !said.contains("`hermes whatsapp"), "{said}");
+    let unit = std::fs::read_to_string(units.join("hermes-whatsapp.service")).expect("our unit");
+    assert!(unit.contains(&format!("ExecStart=\"{}\" gateway", exe.display())), "{unit}");
+}
