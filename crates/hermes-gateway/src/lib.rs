@@ -316,4 +316,6 @@ fn prune_cache(home: &std::path::Path, age: Duration) -> usize {
 }
 
 #[cfg(test)]
+mod agent_tests;
+#[cfg(test)]
 mod tests;

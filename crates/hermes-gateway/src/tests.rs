@@ -18,25 +18,25 @@ use tokio::sync::{Notify, watch};
 
 use crate::{Messenger, Model, Options, Pipeline, SendError};
 
-const ALICE: &str = "15551234567@s.whatsapp.net";
+pub(crate) const ALICE: &str = "15551234567@s.whatsapp.net";
 const BOB: &str = "4915112345678@s.whatsapp.net";
 /// Long enough for anything the pipeline does on a paused clock; a hang fails, never passes.
 const WAIT: Duration = Duration::from_secs(3600);
 
-fn j(s: &str) -> Jid {
+pub(crate) fn j(s: &str) -> Jid {
     Jid::parse(s).expect("a JID")
 }
 
 /// What the fake connection was asked to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Sent {
-    chat: Jid,
-    text: String,
-    id: MessageId,
+pub(crate) struct Sent {
+    pub(crate) chat: Jid,
+    pub(crate) text: String,
+    pub(crate) id: MessageId,
 }
 
 #[derive(Default)]
-struct FakeMessenger {
+pub(crate) struct FakeMessenger {
     sent: Mutex<Vec<Sent>>,
     sent_changed: Notify,
     connected: Arc<watch::Sender<bool>>,
@@ -59,7 +59,7 @@ impl FakeMessenger {
     }
 
     /// Waits until `n` messages were sent, and returns them.
-    async fn wait_sent(&self, n: usize) -> Vec<Sent> {
+    pub(crate) async fn wait_sent(&self, n: usize) -> Vec<Sent> {
         tokio::time::timeout(WAIT, async {
             loop {
                 let changed = self.sent_changed.notified();
@@ -208,13 +208,31 @@ fn options(
     }
 }
 
-struct Harness {
+/// A text message from `from`, as journaled.
+pub(crate) fn inbound(from: &str, id: &str, text: &str) -> Inbound {
+    Inbound {
+        chat: j(from),
+        sender: j(from),
+        id: MessageId::new(id),
+        sender_alt: None,
+        timestamp: 1_795_000_000,
+        text: Some(text.into()),
+        from_me: false,
+        unreadable: false,
+        mentions: Vec::new(),
+        quoted: None,
+        media: None,
+        change: None,
+    }
+}
+
+pub(crate) struct Harness {
     _dir: tempfile::TempDir,
-    db: Db,
-    wake: Arc<Notify>,
-    messenger: Arc<FakeMessenger>,
+    pub(crate) db: Db,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) messenger: Arc<FakeMessenger>,
     model: Arc<FakeModel>,
-    pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
 }
 
 impl Harness {
@@ -231,22 +249,30 @@ impl Harness {
         Harness { _dir: dir, db, wake, messenger, model, pipeline }
     }
 
+    /// With Hermes Agent's API server as the agent; `prepare` runs on the store first (as a
+    /// process that died left it).
+    pub(crate) async fn with_hermes_after(
+        yaml: &str,
+        hermes: crate::HermesSettings,
+        prepare: impl FnOnce(&mut hermes_store::Store) -> Result<(), hermes_store::StoreError> + Send + 'static,
+    ) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("hermes.db")).expect("open");
+        db.call(prepare).await.expect("prepare the store");
+        let (wake, messenger, model) = (Arc::new(Notify::new()), FakeMessenger::new(), Arc::new(FakeModel::default()));
+        let mut opts = options(dir.path(), yaml, &db, messenger.clone(), model.clone(), wake.clone());
+        opts.hermes = Some(hermes);
+        let pipeline = Pipeline::start(opts).await.expect("start");
+        Harness { _dir: dir, db, wake, messenger, model, pipeline }
+    }
+
+    pub(crate) async fn with_hermes(yaml: &str, hermes: crate::HermesSettings) -> Harness {
+        Harness::with_hermes_after(yaml, hermes, |_| Ok(())).await
+    }
+
     /// As the journal hook does: kept, then the pipeline woken.
-    async fn receive(&self, from: &str, id: &str, text: &str) {
-        let m = Inbound {
-            chat: j(from),
-            sender: j(from),
-            id: MessageId::new(id),
-            sender_alt: None,
-            timestamp: 1_795_000_000,
-            text: Some(text.into()),
-            from_me: false,
-            unreadable: false,
-            mentions: Vec::new(),
-            quoted: None,
-            media: None,
-            change: None,
-        };
+    pub(crate) async fn receive(&self, from: &str, id: &str, text: &str) {
+        let m = inbound(from, id, text);
         self.db.call(move |s| s.journal(&[m])).await.expect("journal");
         self.wake.notify_one();
     }
