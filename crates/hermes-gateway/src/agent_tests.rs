@@ -105,7 +105,7 @@ impl HermesAgent for FakeHermes {
 }
 
 fn settings(agent: Arc<FakeHermes>) -> HermesSettings {
-    HermesSettings { agent, per_user_in_groups: true, notice_after: None, reminders_every: None, same_host: true }
+    HermesSettings { agent, per_user_in_groups: true, notice_after: None, reminders_every: None }
 }
 
 #[tokio::test(start_paused = true)]

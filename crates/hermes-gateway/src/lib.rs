@@ -113,9 +113,6 @@ pub struct HermesSettings {
     pub notice_after: Option<Duration>,
     /// How often scheduled jobs are looked at for output to deliver (`None`: never).
     pub reminders_every: Option<Duration>,
-    /// Hermes runs on this machine: its `HERMES_HOME/cron/output` and the files hermes
-    /// caches are the agent's too.
-    pub same_host: bool,
 }
 
 impl std::fmt::Debug for HermesSettings {
@@ -124,7 +121,6 @@ impl std::fmt::Debug for HermesSettings {
             .field("per_user_in_groups", &self.per_user_in_groups)
             .field("notice_after", &self.notice_after)
             .field("reminders_every", &self.reminders_every)
-            .field("same_host", &self.same_host)
             .finish_non_exhaustive()
     }
 }

@@ -463,21 +463,7 @@ fn hermes_agent_settings(a: &hermes_core::config::AgentConfig) -> Option<hermes_
         per_user_in_groups: a.group_sessions_per_user.value,
         notice_after: secs(a.notice_seconds.value),
         reminders_every: secs(a.reminders_poll_seconds.value),
-        same_host: is_loopback_url(&base_url),
     })
-}
-
-/// Whether a URL's host is this machine (loopback).
-fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') {
-        host.split(']').next().unwrap_or_default().trim_start_matches('[')
-    } else {
-        host.split(':').next().unwrap_or_default()
-    };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The pipeline's settings from the configuration: the model, the system prompt, the limits.

@@ -523,9 +523,16 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         .then(|| hermes_gateway::ControlInfo::read(&loaded.home.path.join("state")))
         .flatten()
         .and_then(|i| Some(page_address(&i.http_url?, &i.http_token?)));
+    let agent_check = hermes_core::doctor::check_agent(
+        &loaded.resolved.config.agent,
+        crate::doctor::agent_seen(&loaded.resolved.config.agent).await.as_ref(),
+    );
+    let agent =
+        json!({ "status": agent_check.status.as_str(), "message": agent_check.message, "fix": agent_check.fix });
     let mut stdout = std::io::stdout().lock();
     if json {
         let v = json!({
+            "agent": agent,
             "last_message_received": st.last_message_received,
             "state": name,
             "linked": st.linked,
@@ -560,6 +567,10 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
         }
         if let Some(t) = st.last_message_received {
             writeln!(stdout, "messages   last received at {t} (unix time)")?;
+        }
+        writeln!(stdout, "agent      {}", agent_check.message)?;
+        if let Some(f) = &agent_check.fix {
+            writeln!(stdout, "           fix: {f}")?;
         }
         writeln!(
             stdout,

@@ -257,6 +257,10 @@ async fn each_chat_is_one_hermes_session_and_new_starts_another() {
     assert!(message.contains(&format!("Hermes Agent 0.19.0 at http://127.0.0.1:{}/v1", b.port)), "{message}");
     assert!(message.contains("accepts the key"), "{message}");
     assert_eq!(named("hermes_whatsapp")["status"], "ok", "{}", named("hermes_whatsapp"));
+    // So does `whatsapp status`.
+    let status = s.json(&["whatsapp", "status", "--json"]);
+    assert_eq!(status["agent"]["status"], "ok", "{status}");
+    assert!(status["agent"]["message"].as_str().is_some_and(|m| m.contains("Hermes Agent 0.19.0")), "{status}");
 }
 
 /// A photo reaches the model as an image; a reply naming a file with `MEDIA:` reaches the
