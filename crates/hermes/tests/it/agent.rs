@@ -6,13 +6,13 @@
 //! asked shows what Hermes kept (history, sessions, images), and what the contacts receive
 //! shows that every turn is answered once, whichever side is killed mid-turn.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hermes_agent::Speaker;
+use hermes_agent::loopback::real::{self, RealHermes};
 use wa_sim::{Media, MediaKind};
 
 use crate::gateway::T;
@@ -23,10 +23,11 @@ const FRIEND: &str = "4915100007777";
 const OTHER: &str = "4915100008888";
 
 /// The virtualenv with Hermes Agent, made once per test run (and kept while the lock file is
-/// unchanged): `python3 -m venv`, then `pip install --require-hashes`.
+/// unchanged).
 fn venv() -> &'static Path {
-    static MADE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match MADE.get_or_init(make_venv) {
+    static MADE: OnceLock<Result<std::path::PathBuf, String>> = OnceLock::new();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hermes-agent-venv");
+    match MADE.get_or_init(|| real::venv(&dir)) {
         Ok(dir) => dir,
         Err(e) => panic!(
             "cannot install Hermes Agent for these tests: {e}\n(they need Python 3.11 to 3.13 with its venv module, \
@@ -35,163 +36,42 @@ fn venv() -> &'static Path {
     }
 }
 
-fn make_venv() -> Result<PathBuf, String> {
-    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/hermes-agent/requirements.txt");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hermes-agent-venv");
-    let stamp = dir.join(".installed-from.txt");
-    let wanted = std::fs::read(&lock).map_err(|e| format!("{}: {e}", lock.display()))?;
-    if std::fs::read(&stamp).is_ok_and(|s| s == wanted) {
-        return Ok(dir);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let run = |cmd: &mut Command| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)))
-        }
-    };
-    run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
-    run(Command::new(dir.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "--no-deps", "--require-hashes", "-r"])
-        .arg(&lock))?;
-    std::fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
-    Ok(dir)
-}
-
-/// A free port on loopback for Hermes' API server.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// Hermes Agent's gateway (`hermes gateway run`), serving its API server only.
-struct HermesAgent {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl HermesAgent {
-    fn start(home: &Path, port: u16) -> HermesAgent {
-        let venv = venv();
-        let mut child = Command::new(venv.join("bin/hermes"))
-            .args(["gateway", "run"])
-            .env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", venv.join("bin").display()))
-            .env("HOME", home.parent().expect("parent"))
-            .env("HERMES_HOME", home)
-            .env("LANG", "C.UTF-8")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start Hermes Agent");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for out in [
-            child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|e| Box::new(e) as _),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    log.lock().expect("log").push(line);
-                }
-            });
-        }
-        let mut agent = HermesAgent { child, port, log };
-        agent.wait_healthy();
-        agent
-    }
-
-    /// Until `/health` answers 200 (under a second on this machine; a minute at most).
-    fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + T;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("Hermes Agent exited ({status}): {:#?}", self.log.lock().expect("log"));
-            }
-            if http_get(self.port, "/health")
-                .is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Hermes Agent's API server did not come up: {:#?}",
-                self.log.lock().expect("log")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGKILL, as a crash or the OOM killer would.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for HermesAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A plain GET on loopback; the whole response, or `None` when nothing listens.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+fn start_hermes(home: &Path, port: u16) -> RealHermes {
+    RealHermes::start(venv(), home, port, T).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A linked gateway and Hermes Agent beside it, in one `HERMES_HOME`, the agent found from
 /// Hermes' own `.env` lines (no hermes setting names it).
 struct Both {
     s: Setup,
-    agent: Option<HermesAgent>,
+    agent: Option<RealHermes>,
     port: u16,
 }
 
 impl Both {
     async fn start() -> Both {
-        let port = free_port();
+        let port = real::free_port();
         let key = format!("test-key-{:016x}", rand_u64());
         let env = format!(
             "WHATSAPP_ALLOWED_USERS={FRIEND},{OTHER}\nAPI_SERVER_ENABLED=true\nAPI_SERVER_KEY={key}\n\
              API_SERVER_HOST=127.0.0.1\nAPI_SERVER_PORT={port}\nWHATSAPP_ENABLED=false\n\
              WHATSAPP_REMINDERS_POLL_SECONDS=1\n"
         );
-        // What Hermes needs to run on loopback alone: no background downloads or installs,
-        // no review calls to the model beside the turns, its WhatsApp off.
-        let top = "security:\n  tirith_enabled: false\n  allow_lazy_installs: false\napprovals:\n  mode: manual\n\
-                   memory:\n  nudge_interval: 0\nskills:\n  creation_nudge_interval: 0\n\
-                   platforms:\n  whatsapp:\n    enabled: false\n";
-        let s = Setup::with_top(ACCOUNT, &format!("WHATSAPP_MODE=bot\n{env}"), top, "").await;
+        let s = Setup::with_top(ACCOUNT, &format!("WHATSAPP_MODE=bot\n{env}"), real::QUIET_CONFIG, "").await;
         s.contact(FRIEND);
         s.contact(OTHER);
         // Hermes reads the model block too: the loopback server, as a custom provider that
         // takes images.
         let yaml_path = s.home.path.join("config.yaml");
         let yaml = std::fs::read_to_string(&yaml_path).expect("config.yaml");
-        let yaml = yaml.replacen(
-            "model:\n",
-            "model:\n  provider: custom\n  api_key: loopback\n  context_length: 131072\n  supports_vision: true\n",
-            1,
-        );
+        let yaml = yaml.replacen("model:\n", &format!("model:\n{}", real::MODEL_LINES), 1);
         std::fs::write(&yaml_path, yaml).expect("config.yaml");
-        let agent = HermesAgent::start(&s.home.path, port);
+        let agent = start_hermes(&s.home.path, port);
         Both { s, agent: Some(agent), port }
     }
 
     fn restart_agent(&mut self) {
-        self.agent = Some(HermesAgent::start(&self.s.home.path, self.port));
+        self.agent = Some(start_hermes(&self.s.home.path, self.port));
     }
 
     /// The user messages of the model's requests for WhatsApp turns (not Hermes' side calls).

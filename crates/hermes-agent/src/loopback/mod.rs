@@ -4,6 +4,8 @@
 //! benchmarks talk to over real HTTP: it records every request and can fail, hang or hold
 //! its answers on demand. It never listens anywhere but loopback.
 
+pub mod real;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
