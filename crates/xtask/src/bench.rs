@@ -2,7 +2,7 @@
 //! drain and (opt-in) soak, each for hermes and, where it applies, for the bare-library echo
 //! bot in the same run. Nothing here asserts a timing: it measures and reports.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -69,6 +69,14 @@ pub struct Options {
     /// Only the per-message latency, hermes and both echo bots (results not written).
     #[arg(long)]
     only_latency: bool,
+    /// Round trips through hermes to the real Hermes Agent (`hermes-agent` from PyPI, in a
+    /// virtualenv under the bench target directory), beside the same turns sent straight to
+    /// its API server; 0 skips it.
+    #[arg(long, default_value_t = 200)]
+    agent_messages: usize,
+    /// Only the Hermes Agent scenario (results not written).
+    #[arg(long)]
+    only_agent: bool,
 }
 
 const HERMES: &str = "15550100001";
@@ -79,6 +87,8 @@ const ECHO_STOCK: &str = "15550100004";
 /// The scale scenario's two gateways: an empty database, and a large one.
 const SCALE_EMPTY: &str = "15550100005";
 const SCALE_FULL: &str = "15550100006";
+/// The gateway in front of the real Hermes Agent.
+const AGENT: &str = "15550100007";
 const WAIT: Duration = Duration::from_secs(120);
 
 fn contact(i: usize) -> String {
@@ -143,7 +153,8 @@ impl Bench {
 
 pub async fn run(mut opts: Options) -> anyhow::Result<()> {
     if opts.quick {
-        (opts.idle_secs, opts.messages, opts.backlog, opts.runs, opts.media_messages) = (3, 20, 200, 2, 10);
+        (opts.idle_secs, opts.messages, opts.backlog, opts.runs, opts.media_messages, opts.agent_messages) =
+            (3, 20, 200, 2, 10, 10);
     }
     let started = Instant::now();
     let hermes_bin = build_hermes()?;
@@ -152,7 +163,12 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
     // Formatting every stanza for the event log would be the simulator's cost, not theirs.
     sim.record_stanzas(false);
     let llm = LoopbackLlm::start(0).await?;
-    let keep = !(opts.quick || opts.only_backlog || opts.only_media || opts.only_latency || opts.only_scale);
+    let keep = !(opts.quick
+        || opts.only_backlog
+        || opts.only_media
+        || opts.only_latency
+        || opts.only_scale
+        || opts.only_agent);
     let plots = keep.then(|| opts.out.join("plots"));
     let b = Bench { sim, llm, hermes_bin, plots };
     for i in 0..100 {
@@ -198,6 +214,14 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if opts.only_agent {
+        let (_, echo) = EchoHome::link(dir.path(), &b.sim, ECHO, false)?;
+        let f = b.agent(dir.path(), opts.agent_messages).await?;
+        echo.stop();
+        println!("{}", markdown(&f, &machine(), "now", &format!("Hermes Agent only, {} messages", opts.agent_messages)));
+        return Ok(());
+    }
+
     if opts.only_latency {
         let hermes = HermesHome::link(&b.hermes_bin, dir.path(), &b.sim, HERMES, &b.llm.base_url())?;
         let (_, echo) = EchoHome::link(dir.path(), &b.sim, ECHO, false)?;
@@ -231,6 +255,10 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
 
     eprintln!("3. per-message overhead ({} messages, each)...", opts.messages);
     figures.extend(b.per_message(opts.messages).await?);
+    if opts.agent_messages > 0 {
+        eprintln!("9. Hermes Agent ({} round trips, each way)...", opts.agent_messages);
+        figures.extend(b.agent(dir.path(), opts.agent_messages).await?);
+    }
     echo.stop();
     echo_stock.stop();
 
@@ -478,6 +506,81 @@ impl Bench {
             took.push(ms(done - t0));
         }
         Ok(took)
+    }
+
+    /// hermes in front of the real Hermes Agent (its model the same instant loopback server):
+    /// WhatsApp round trips through both, the same turns sent straight to Hermes' API server
+    /// (one session per contact in both, so the history Hermes loads grows alike), and echo
+    /// bot round trips on the same transport. What hermes adds in front of the agent is the
+    /// first less the other two (medians).
+    async fn agent(&self, dir: &Path, n: usize) -> anyhow::Result<Vec<Figure>> {
+        use hermes_agent::loopback::real;
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"), PathBuf::from);
+        let venv = real::venv(&target.join("bench").join("hermes-agent-venv")).map_err(anyhow::Error::msg)?;
+        let home = HermesHome::link(&self.hermes_bin, dir, &self.sim, AGENT, &self.llm.base_url())?;
+        let (port, key) = (real::free_port(), format!("bench-key-{:016x}", rand::random::<u64>()));
+        let mut env = std::fs::read_to_string(home.path.join(".env")).unwrap_or_default();
+        env.push_str(&format!(
+            "API_SERVER_ENABLED=true\nAPI_SERVER_KEY={key}\nAPI_SERVER_HOST=127.0.0.1\nAPI_SERVER_PORT={port}\n"
+        ));
+        std::fs::write(home.path.join(".env"), env)?;
+        let config = std::fs::read_to_string(home.path.join("config.yaml"))?
+            .replacen("model:\n", &format!("model:\n{}", real::MODEL_LINES), 1);
+        std::fs::write(home.path.join("config.yaml"), format!("{config}{}", real::QUIET_CONFIG))?;
+        let agent = real::RealHermes::start(&venv, &home.path, port, WAIT).map_err(anyhow::Error::msg)?;
+        let cursor = self.sim.cursor();
+        let gw = home.gateway(&self.hermes_bin, &self.sim)?;
+        self.wait_active(cursor, AGENT).await?;
+        let via = self.timed_round_trips(AGENT, n, |t| format!("\"{t}\"")).await?;
+        let api = hermes_agent::HermesApi::new(&format!("http://127.0.0.1:{port}/v1"), &key);
+        let system = hermes_core::hermes_api::system_context(&hermes_core::hermes_api::Context {
+            phone: Some("15550000000"),
+            group: None,
+            per_user: true,
+        });
+        let mut direct = Vec::with_capacity(n);
+        for k in 0..n + 10 {
+            let body = hermes_agent::HermesApi::turn_body(
+                &system,
+                &hermes_agent::Message::new(hermes_agent::Speaker::User, format!("m{k}")),
+            );
+            let (session, idem) = (format!("bench-direct-{}", k % 10), format!("bench-{k}"));
+            let request = hermes_agent::hermes_api::TurnRequest {
+                session_id: &session,
+                memory_key: &session,
+                idempotency_key: &idem,
+                body: &body,
+            };
+            let t0 = Instant::now();
+            api.turn(&request).await.map_err(|e| anyhow::anyhow!("a direct turn failed: {}", e.error))?;
+            // The first ten set the sessions up, as the WhatsApp side's warm-up does.
+            if k >= 10 {
+                direct.push(ms(t0.elapsed()));
+            }
+        }
+        let echo = self.timed_round_trips(ECHO, n, |t| format!("echo: {t}")).await?;
+        gw.stop();
+        agent.kill();
+        let (via, direct, echo) = (Stats::of(via), Stats::of(direct), Stats::of(echo));
+        let adds = via.median - direct.median - echo.median;
+        Ok(vec![
+            Figure::new("9. Hermes Agent", "WhatsApp round trip through hermes and Hermes Agent", "ms", via.clone())
+                .baseline(direct.clone())
+                .note(
+                    "baseline: the same turn sent straight to Hermes' API server over HTTP (non-streaming, session \
+                     header, idempotency key); Hermes' model is the instant loopback server, so this is Hermes' own time \
+                     per turn",
+                ),
+            Figure::new("9. Hermes Agent", "what hermes adds in front of Hermes Agent (medians)", "ms", Stats::of(vec![adds]))
+                .note(format!(
+                    "round trip {:.1} ms - direct API call {:.1} ms - echo bot round trip {:.1} ms (WhatsApp's part on \
+                     the same transport); hermes journals, decides, keeps the turn before sending it, commits the \
+                     answer with the turn closed, sends",
+                    via.median, direct.median, echo.median
+                ))
+                .target("<= 10 ms", adds <= 10.0),
+        ])
     }
 
     async fn per_message(&self, n: usize) -> anyhow::Result<Vec<Figure>> {
