@@ -314,12 +314,7 @@ impl Agent {
             Err(e) => return (Err(self.transport_error(e)), None),
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&response);
         let body = match response.bytes().await {
             Ok(b) => b,
             Err(e) => return (Err(self.transport_error(e)), None),
@@ -339,6 +334,16 @@ impl Agent {
     fn transport_error(&self, e: reqwest::Error) -> AgentError {
         transport_error(e, self.retry.timeout, &self.endpoint.base_url)
     }
+}
+
+/// How long the server asked to be left alone (`Retry-After`, in seconds), if it said.
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// A request that got no answer, said without the URL's credentials: a timeout, or the cause

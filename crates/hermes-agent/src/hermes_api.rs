@@ -235,18 +235,22 @@ impl HermesApi {
         self.body(response, SHORT_TIMEOUT).await.map(|_| ())
     }
 
-    /// The agent's scheduled jobs.
-    pub async fn jobs(&self) -> Result<Vec<Job>, CallError> {
+    /// An authorized GET under the server's root, as JSON (`what` names it in an error).
+    async fn get_json(&self, path: &str, what: &str) -> Result<serde_json::Value, CallError> {
         let response = self
             .short
-            .get(format!("{}/api/jobs", self.root()))
+            .get(format!("{}{path}", self.root()))
             .bearer_auth(&self.key)
             .send()
             .await
             .map_err(|e| self.transport_error(e, SHORT_TIMEOUT))?;
         let body = self.body(response, SHORT_TIMEOUT).await?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| AgentError::BadResponse(format!("{e} (the job list)")))?;
+        Ok(serde_json::from_slice(&body).map_err(|e| AgentError::BadResponse(format!("{e} ({what})")))?)
+    }
+
+    /// The agent's scheduled jobs.
+    pub async fn jobs(&self) -> Result<Vec<Job>, CallError> {
+        let value = self.get_json("/api/jobs", "the job list").await?;
         let list = value.get("jobs").or_else(|| value.get("data")).unwrap_or(&value);
         let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
         Ok(list
@@ -271,16 +275,7 @@ impl HermesApi {
 
     /// The sessions of scheduled runs that ended, newest first (`GET /api/sessions?source=cron`).
     pub async fn cron_runs(&self) -> Result<Vec<String>, CallError> {
-        let response = self
-            .short
-            .get(format!("{}/api/sessions?source=cron&limit=50", self.root()))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e, SHORT_TIMEOUT))?;
-        let body = self.body(response, SHORT_TIMEOUT).await?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| AgentError::BadResponse(format!("{e} (the session list)")))?;
+        let value = self.get_json("/api/sessions?source=cron&limit=50", "the session list").await?;
         Ok(value
             .get("data")
             .and_then(|d| d.as_array())
@@ -339,12 +334,7 @@ impl HermesApi {
     /// The body of a successful answer, or the error its status says.
     async fn body(&self, response: reqwest::Response, timeout: Duration) -> Result<Vec<u8>, CallError> {
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::client::retry_after(&response);
         let body = response.bytes().await.map_err(|e| self.transport_error(e, timeout))?;
         if status.is_success() {
             return Ok(body.to_vec());

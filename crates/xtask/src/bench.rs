@@ -218,7 +218,10 @@ pub async fn run(mut opts: Options) -> anyhow::Result<()> {
         let (_, echo) = EchoHome::link(dir.path(), &b.sim, ECHO, false)?;
         let f = b.agent(dir.path(), opts.agent_messages).await?;
         echo.stop();
-        println!("{}", markdown(&f, &machine(), "now", &format!("Hermes Agent only, {} messages", opts.agent_messages)));
+        println!(
+            "{}",
+            markdown(&f, &machine(), "now", &format!("Hermes Agent only, {} messages", opts.agent_messages))
+        );
         return Ok(());
     }
 
@@ -525,8 +528,11 @@ impl Bench {
             "API_SERVER_ENABLED=true\nAPI_SERVER_KEY={key}\nAPI_SERVER_HOST=127.0.0.1\nAPI_SERVER_PORT={port}\n"
         ));
         std::fs::write(home.path.join(".env"), env)?;
-        let config = std::fs::read_to_string(home.path.join("config.yaml"))?
-            .replacen("model:\n", &format!("model:\n{}", real::MODEL_LINES), 1);
+        let config = std::fs::read_to_string(home.path.join("config.yaml"))?.replacen(
+            "model:\n",
+            &format!("model:\n{}", real::MODEL_LINES),
+            1,
+        );
         std::fs::write(home.path.join("config.yaml"), format!("{config}{}", real::QUIET_CONFIG))?;
         let agent = real::RealHermes::start(&venv, &home.path, port, WAIT).map_err(anyhow::Error::msg)?;
         let cursor = self.sim.cursor();
