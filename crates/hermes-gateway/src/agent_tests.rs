@@ -226,3 +226,26 @@ async fn an_answer_already_in_the_transcript_is_delivered_not_asked_for_again() 
     assert!(hermes.turns().is_empty(), "not asked again: {:?}", hermes.turns());
     h.pipeline.stop().await;
 }
+
+/// A long turn: typing stays up, and after the notice delay one short note goes, never more.
+#[tokio::test(start_paused = true)]
+async fn a_long_turn_gets_one_still_working_note() {
+    let hermes = Arc::new(FakeHermes::default());
+    let (hold, held) = watch::channel(true);
+    *hermes.held.lock().expect("not poisoned") = Some(held);
+    let h = Harness::with_hermes(
+        "",
+        HermesSettings { notice_after: Some(Duration::from_secs(60)), ..settings(hermes.clone()) },
+    )
+    .await;
+    h.receive(ALICE, "A1", "think hard").await;
+    let note = h.messenger.wait_sent(1).await;
+    assert_eq!(note[0].text, crate::agent_turn::STILL_WORKING);
+    // Ten more minutes of work: no second note.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(h.messenger.sent().len(), 1);
+    hold.send_replace(false);
+    let sent = h.messenger.wait_sent(2).await;
+    assert_eq!(sent[1].text, "re: think hard");
+    h.pipeline.stop().await;
+}

@@ -54,7 +54,7 @@ impl FakeMessenger {
         Arc::new(m)
     }
 
-    fn sent(&self) -> Vec<Sent> {
+    pub(crate) fn sent(&self) -> Vec<Sent> {
         self.sent.lock().expect("not poisoned").clone()
     }
 

@@ -72,7 +72,7 @@ fn i() { let _ = std::env::var("X"); }
 fn a_runtime_outside_a_binarys_main_fails() {
     let text = "fn f() {\n    let rt = tokio::runtime::Builder::new_current_thread().build().expect(\"rt\");\n    \
                 rt.block_on(async {});\n}\n";
-    let tree = Tree::new().file("crates/hermes-gateway/src/lib.rs", text).file("crates/hermes/src/main.rs", text);
+    let tree = Tree::new().file("crates/hermes-gateway/src/lib.rs", text).file("crates/hermes/src/lib.rs", text);
     assert_eq!(
         tree.violations(RUNTIME),
         [at("crates/hermes-gateway/src/lib.rs", 2), at("crates/hermes-gateway/src/lib.rs", 3)]
