@@ -24,6 +24,7 @@ pub mod media;
 pub mod mention;
 pub mod pairing;
 pub mod paths;
+pub mod quote;
 pub mod redact;
 pub mod reserve;
 pub mod service_unit;

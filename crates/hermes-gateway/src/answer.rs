@@ -66,7 +66,13 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
 /// The batch as the journal has it now: messages deleted meanwhile left out, edits in, and an
 /// edit whose text one of them took settled with it. `None` when nothing is left to answer.
 pub(crate) async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec<i64>)> {
-    let as_read = || Some((batch.texts.join("\n"), batch.seqs.clone()));
+    // Each text after the message it quotes, if it quotes one.
+    let quoted =
+        |i: usize, text: &str| hermes_core::quote::with_prefix(batch.quotes.get(i).and_then(Option::as_deref), text);
+    let as_read = || {
+        let texts: Vec<String> = batch.texts.iter().enumerate().map(|(i, t)| quoted(i, t)).collect();
+        Some((texts.join("\n"), batch.seqs.clone()))
+    };
     if !batch.refresh {
         return as_read();
     }
@@ -97,7 +103,7 @@ pub(crate) async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec
                 }
             })
         };
-        texts.extend(text);
+        texts.extend(text.map(|t| quoted(i, &t)));
     }
     // Edits taken by these messages that are not in the batch: settled with this answer.
     let extra: Vec<i64> =

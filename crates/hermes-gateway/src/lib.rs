@@ -25,6 +25,7 @@ mod outbound;
 pub mod outgoing;
 pub mod parse;
 mod port;
+mod quote;
 mod reminders;
 pub mod service;
 mod voice;

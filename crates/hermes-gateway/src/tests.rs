@@ -221,6 +221,7 @@ pub(crate) fn inbound(from: &str, id: &str, text: &str) -> Inbound {
         unreadable: false,
         mentions: Vec::new(),
         quoted: None,
+        quote: None,
         media: None,
         change: None,
     }

@@ -216,6 +216,8 @@ pub(crate) struct Batch {
     pub(crate) texts: Vec<String>,
     /// Each message's text as journaled, to see whether an edit changed it since.
     pub(crate) raw: Vec<Option<String>>,
+    /// The line before each message's text when it quotes another (`quote::prefix`).
+    pub(crate) quotes: Vec<Option<String>>,
     /// Pictures for the model, and what it reads instead if it refuses them.
     pub(crate) images: Vec<String>,
     pub(crate) without_images: String,
@@ -241,6 +243,7 @@ impl Batch {
             seqs: Vec::new(),
             texts: Vec::new(),
             raw: Vec::new(),
+            quotes: Vec::new(),
             images: Vec::new(),
             without_images: String::new(),
             notices: Vec::new(),
@@ -354,9 +357,17 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                         Err(crate::media::Later::Transient) => tokio::time::sleep(RETRY_AFTER_ERROR).await,
                     }
                 };
+                // Kept for a later reply that quotes this one.
+                let read_as = prepared.text.clone();
+                if let Err(e) = shared.db.call(move |s| s.set_read_as(seq, &read_as)).await {
+                    tracing::debug!(error = %e, "cannot keep what a media message was read as");
+                }
                 let mut b = Batch::new(row.chat.clone());
                 b.seqs.push(seq);
-                b.texts.push(prepared.text);
+                b.texts.push(hermes_core::quote::with_prefix(
+                    crate::quote::prefix(&shared, &row).as_deref(),
+                    &prepared.text,
+                ));
                 b.images = prepared.images;
                 b.without_images = prepared.without_images;
                 b.notices = prepared.notices;
@@ -379,6 +390,7 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 b.seqs.push(seq);
                 b.texts.push(text);
                 b.raw.push(row.text.clone());
+                b.quotes.push(crate::quote::prefix(&shared, &row));
                 b.last = now;
                 if shared.live().debounce.is_zero() {
                     flush(&shared, &busy, &mut batch).await;
@@ -398,6 +410,7 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 b.seqs.push(seq);
                 b.texts.push(row.text.as_deref().unwrap_or_default().trim().to_owned());
                 b.raw.push(row.text.clone());
+                b.quotes.push(crate::quote::prefix(&shared, &row));
                 b.last = Instant::now();
             }
             Ok(Some(Admitted::Command(cmd))) => {

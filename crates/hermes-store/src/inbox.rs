@@ -170,8 +170,9 @@ impl Store {
         let mut out = Vec::with_capacity(batch.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO inbox (chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable, media)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                "INSERT INTO inbox (chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable, media,
+                                    quoted_id, quoted_text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT (chat, sender, msg_id) DO UPDATE SET text = excluded.text, media = excluded.media, unreadable = 0
                  WHERE inbox.unreadable = 1 AND excluded.unreadable = 0 AND inbox.state = 'waiting'
                  RETURNING seq",
@@ -190,7 +191,9 @@ impl Store {
                             join_jids(&m.mentions),
                             m.quoted.as_ref().map(Jid::to_string),
                             m.unreadable,
-                            m.media.as_ref().map(media_json)
+                            m.media.as_ref().map(media_json),
+                            m.quote.as_ref().map(|q| q.id.as_str().to_owned()),
+                            m.quote.as_ref().and_then(|q| q.text.clone())
                         ],
                         |r| r.get(0),
                     )
@@ -234,7 +237,8 @@ impl Store {
     /// The messages `seqs` name that are still waiting, in that order.
     pub fn inbound(&self, seqs: &[i64]) -> Result<Vec<(i64, Inbound)>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable, media
+            "SELECT chat, sender, msg_id, sender_alt, ts, text, from_me, mentions, quoted, unreadable, media,
+                    quoted_id, quoted_text
              FROM inbox WHERE seq = ?1 AND state = ?2",
         )?;
         let mut out = Vec::with_capacity(seqs.len());
@@ -253,6 +257,9 @@ impl Store {
                         quoted: r.get::<_, Option<String>>(8)?.map(|j| Jid::from_wire(&j)),
                         unreadable: r.get(9)?,
                         media: r.get::<_, Option<String>>(10)?.as_deref().and_then(media_from_json),
+                        quote: r
+                            .get::<_, Option<String>>(11)?
+                            .map(|id| crate::Quote { id: MessageId::new(id), text: r.get(12).ok().flatten() }),
                         change: None,
                     })
                 })
@@ -260,6 +267,41 @@ impl Store {
             out.extend(row.map(|m| (seq, m)));
         }
         Ok(out)
+    }
+
+    /// The message of `chat` whose id is `id`, as hermes kept it: one it received, else one of
+    /// its replies. Only within the chat: a quote names an id, and another chat's message is
+    /// not the sender's to read.
+    pub fn quoted(&self, chat: &Jid, id: &MessageId) -> Result<Option<crate::Quoted>, StoreError> {
+        let chat = chat.to_string();
+        let received = self
+            .conn
+            .prepare_cached(
+                "SELECT from_me, coalesce(read_as, text), media FROM inbox WHERE chat = ?1 AND msg_id = ?2 LIMIT 1",
+            )?
+            .query_row(params![chat, id.as_str()], |r| {
+                Ok(crate::Quoted {
+                    ours: r.get(0)?,
+                    text: r.get(1)?,
+                    media: r.get::<_, Option<String>>(2)?.as_deref().and_then(media_from_json),
+                })
+            })
+            .optional()?;
+        if received.is_some() {
+            return Ok(received);
+        }
+        Ok(self
+            .conn
+            .prepare_cached("SELECT text FROM outbox WHERE chat = ?1 AND msg_id = ?2 LIMIT 1")?
+            .query_row(params![chat, id.as_str()], |r| Ok(crate::Quoted { ours: true, text: r.get(0)?, media: None }))
+            .optional()?)
+    }
+
+    /// Keeps what the agent read of a media message (a transcript, a document's text), for a
+    /// later reply that quotes it.
+    pub fn set_read_as(&mut self, seq: i64, text: &str) -> Result<(), StoreError> {
+        self.conn.prepare_cached("UPDATE inbox SET read_as = ?2 WHERE seq = ?1")?.execute(params![seq, text])?;
+        Ok(())
     }
 
     /// The messages of a batch as they are now, just before the agent is asked: edits and

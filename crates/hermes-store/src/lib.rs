@@ -71,10 +71,31 @@ pub struct Inbound {
     pub mentions: Vec<Jid>,
     /// The author of the message it quotes, if it quotes one.
     pub quoted: Option<Jid>,
+    /// The message it quotes (a reply), as WhatsApp says it: its id, and the text of the copy
+    /// WhatsApp embeds (what it was, for a message hermes no longer keeps).
+    pub quote: Option<Quote>,
     /// Its media, to be downloaded when it is handled (never before it is acknowledged).
     pub media: Option<hermes_core::media::MediaRef>,
     /// It edits or deletes an earlier message of the same sender in the same chat.
     pub change: Option<Change>,
+}
+
+/// The message a reply quotes, as the reply carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quote {
+    pub id: MessageId,
+    /// The embedded copy's text (or the description of what is not text).
+    pub text: Option<String>,
+}
+
+/// A quoted message as hermes kept it: one of the chat's messages, or one of its replies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quoted {
+    /// Written by the linked account (a reply of the agent's, or the owner's own message).
+    pub ours: bool,
+    /// What the agent read of it: a voice note's transcript, a document's text; else its text.
+    pub text: Option<String>,
+    pub media: Option<hermes_core::media::MediaRef>,
 }
 
 /// What a message does to an earlier one.

@@ -159,6 +159,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         PRIMARY KEY (job_id, run)
     );",
+    // 10: replies: the quoted message's id and the text of the copy WhatsApp embeds; what the
+    // agent read of a media message (a transcript, a document's text), for a later quote of
+    // it; and the lookup of a chat's message by its id.
+    "ALTER TABLE inbox ADD COLUMN quoted_id TEXT;
+    ALTER TABLE inbox ADD COLUMN quoted_text TEXT;
+    ALTER TABLE inbox ADD COLUMN read_as TEXT;
+    CREATE INDEX inbox_msg ON inbox (chat, msg_id);
+    CREATE INDEX outbox_chat_msg ON outbox (chat, msg_id);",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

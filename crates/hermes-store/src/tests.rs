@@ -20,6 +20,7 @@ fn msg(id: &str) -> Inbound {
         unreadable: false,
         mentions: Vec::new(),
         quoted: None,
+        quote: None,
         media: None,
         change: None,
     }

@@ -65,9 +65,8 @@ fn typed(jid: &Jid) -> CoreJid {
 
 fn record(m: &InboundMessage) -> Inbound {
     let s = &m.info.source;
-    // Mentions and quotes ride on the context of an extended text message.
-    let context =
-        m.message.get_base_message().extended_text_message.as_option().and_then(|e| e.context_info.as_option());
+    // Mentions and quotes ride on the message's context: of its text, or of its media.
+    let context = context_of(m.message.get_base_message());
     Inbound {
         chat: typed(&s.chat),
         sender: typed(&s.sender),
@@ -79,9 +78,25 @@ fn record(m: &InboundMessage) -> Inbound {
         from_me: s.is_from_me,
         mentions: context.map(|c| c.mentioned_jid.iter().map(|j| CoreJid::from_wire(j)).collect()).unwrap_or_default(),
         quoted: context.and_then(|c| c.participant.as_deref().map(CoreJid::from_wire)),
+        quote: context.and_then(|c| {
+            Some(hermes_store::Quote {
+                id: MessageId::new(c.stanza_id.clone().filter(|id| !id.is_empty())?),
+                text: c.quoted_message.as_option().and_then(crate::body::body),
+            })
+        }),
         media: crate::body::media(&m.message),
         change: change(&m.message),
     }
+}
+
+/// The context (mentions, the quoted message) of a text, or of a media message's caption.
+fn context_of(m: &whatsapp_rust::waproto::whatsapp::Message) -> Option<&whatsapp_rust::waproto::whatsapp::ContextInfo> {
+    let text = m.extended_text_message.as_option().and_then(|e| e.context_info.as_option());
+    text.or_else(|| m.image_message.as_option().and_then(|i| i.context_info.as_option()))
+        .or_else(|| m.video_message.as_option().and_then(|v| v.context_info.as_option()))
+        .or_else(|| m.audio_message.as_option().and_then(|a| a.context_info.as_option()))
+        .or_else(|| m.document_message.as_option().and_then(|d| d.context_info.as_option()))
+        .or_else(|| m.sticker_message.as_option().and_then(|s| s.context_info.as_option()))
 }
 
 /// What an edit says when its message was answered already.

@@ -89,6 +89,7 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         unreadable: false,
         mentions: Vec::new(),
         quoted: None,
+        quote: None,
         media: None,
         change: None,
     };

@@ -78,9 +78,13 @@ struct SendReq {
     /// `pn` (default) or `lid`: which of its addresses the contact writes from.
     #[serde(default, rename = "as")]
     as_: Option<String>,
+    /// The id of a message of the chat the text replies to, quoting it.
+    #[serde(default)]
+    quote: Option<String>,
 }
 
-/// A contact writes to a phone's linked devices: `{"id"}`.
+/// A contact writes to a phone's linked devices (`"quote": ID` replies to a message of the
+/// chat, quoting it): `{"id"}`.
 async fn send(
     State(sim): State<Shared>,
     Path(phone): Path<String>,
@@ -92,7 +96,11 @@ async fn send(
         Some(other) => return Err(anyhow::anyhow!("\"as\": '{other}' is not valid; accepted values: pn, lid").into()),
     };
     let to: String = req.to.chars().filter(char::is_ascii_digit).collect();
-    let id = sim.send_text(&phone, &to, &req.text, as_lid).await?;
+    let id = match &req.quote {
+        Some(quote) if !as_lid => sim.send_reply(&phone, &to, &req.text, quote, None).await?,
+        Some(_) => return Err(anyhow::anyhow!("\"quote\" is sent from the phone number (\"as\": \"pn\")").into()),
+        None => sim.send_text(&phone, &to, &req.text, as_lid).await?,
+    };
     Ok(Json(json!({ "id": id })))
 }
 

@@ -209,6 +209,43 @@ impl Sim {
         send_message(&self.inner, from, to, &message, addressing, None, None).await
     }
 
+    /// A contact replies to a message of its chat with `to`, quoting it as a phone does: the
+    /// reply's context names the quoted message's id and author and carries a copy of it. The
+    /// copy is the text the simulator saw for that id (one the contact received from `to`'s
+    /// linked devices), or `copy` when given; with neither, the reply carries the id alone.
+    pub async fn send_reply(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        quote: &str,
+        copy: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let received = self.inbox(from).into_iter().find(|(_, id, _)| id == quote).map(|(_, _, text)| text);
+        let (author, copy) = match (received, copy) {
+            (Some(text), None) => (to, Some(text)),
+            (_, Some(copy)) => (from, Some(copy.to_owned())),
+            (None, None) => (from, None),
+        };
+        let context = waproto::whatsapp::ContextInfo {
+            stanza_id: Some(quote.to_owned()),
+            participant: Some(format!("{author}@s.whatsapp.net")),
+            quoted_message: copy.map_or_else(buffa::MessageField::none, |c| {
+                buffa::MessageField::some(waproto::whatsapp::Message { conversation: Some(c), ..Default::default() })
+            }),
+            ..Default::default()
+        };
+        let message = waproto::whatsapp::Message {
+            extended_text_message: buffa::MessageField::some(waproto::whatsapp::message::ExtendedTextMessage {
+                text: Some(text.to_owned()),
+                context_info: buffa::MessageField::some(context),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        send_message(&self.inner, from, to, &message, Addressing::Phone, None, None).await
+    }
+
     /// A contact sends any message (a location, a contact card, a reaction...) to every linked
     /// device of `to`, end-to-end encrypted, from its phone number. Returns the id.
     pub async fn send_message(

@@ -632,3 +632,25 @@ async fn a_message_deleted_while_the_agent_is_asked_is_not_answered_and_the_rest
     assert!(!answer.contains("PIN"), "{answer}");
     assert!(s.replies(FRIEND).iter().all(|r| !r.contains("PIN")), "{:#?}", s.replies(FRIEND));
 }
+
+/// Issue 27: a reply to a voice note shows the agent what the voice note said (its transcript,
+/// kept with the message), not an empty quote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_voice_note_quotes_its_transcript() {
+    let s = setup("").await;
+    s.llm.next_transcript(Ok("call the plumber at nine"));
+    let cursor = s.sim.cursor();
+    let note = s.send_media(MediaKind::Voice, &voice(&b"OggS\0a voice note".repeat(40))).await;
+    s.reply_containing(cursor, FRIEND, "You wrote").await;
+    let cursor = s.sim.cursor();
+    s.sim.send_reply(FRIEND, ACCOUNT, "when was that?", &note, None).await.expect("reply");
+    s.reply_containing(cursor, FRIEND, "when was that?").await;
+    let asked = s.llm.requests().last().cloned().expect("asked");
+    let user = asked.iter().rev().find(|m| m.role == hermes_agent::Speaker::User).expect("user");
+    assert!(
+        user.content.starts_with("[Replying to: \"") && user.content.contains("call the plumber at nine"),
+        "{}",
+        user.content
+    );
+    assert!(user.content.ends_with("\n\nwhen was that?"), "{}", user.content);
+}

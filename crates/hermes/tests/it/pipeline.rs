@@ -629,3 +629,43 @@ async fn issue_11_the_gateway_prunes_what_is_older_than_the_retention() {
         drops["senders"].as_array().expect("senders").iter().filter_map(|s| s["sender"].as_str()).collect();
     assert_eq!(senders, ["4915100000002@s.whatsapp.net"], "{drops}");
 }
+
+/// Issue 27: a reply shows the agent the message it quotes, found where hermes kept it (one of
+/// the agent's replies, or the contact's own message), else in the copy WhatsApp embeds, else
+/// said to be gone; never guessed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_shows_the_agent_the_message_it_quotes() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    let last_user = |s: &Setup| -> String {
+        let asked = s.llm.requests().last().cloned().expect("asked");
+        user_texts(&asked).last().map(|t| (*t).to_owned()).expect("a user message")
+    };
+    // One of the agent's own replies.
+    let answer = s.ask(FRIEND, "what is the capital of France?").await;
+    let ours = s.sim.inbox(FRIEND).last().map(|(_, id, _)| id.clone()).expect("our reply");
+    quoting(&s, "are you sure?", &ours, None).await;
+    let asked = last_user(&s);
+    let expected = format!("[Replying to your previous message: \"{}", &answer[..40]);
+    assert!(asked.starts_with(&expected), "{asked}");
+    assert!(asked.ends_with("\"]\n\nare you sure?"), "{asked}");
+    // The contact's own earlier message, from the journal (the copy is not what it said).
+    let cursor = s.sim.cursor();
+    let mine = s.say(FRIEND, "remember the number 42").await;
+    s.reply_containing(cursor, FRIEND, "remember the number 42").await;
+    quoting(&s, "which number?", &mine, Some("a copy that differs")).await;
+    assert_eq!(last_user(&s), "[Replying to: \"remember the number 42\"]\n\nwhich number?");
+    // A message hermes never had: the copy WhatsApp embeds.
+    quoting(&s, "and this?", "3EB0OLDMESSAGE", Some("an old message")).await;
+    assert_eq!(last_user(&s), "[Replying to: \"an old message\"]\n\nand this?");
+    // Neither: said, not guessed.
+    quoting(&s, "and that?", "3EB0GONE", None).await;
+    assert_eq!(last_user(&s), "[Replying to a message that is no longer available]\n\nand that?");
+}
+
+/// `FRIEND` replies with `text`, quoting `quote` (with `copy` as the embedded copy); the answer.
+async fn quoting(s: &Setup, text: &str, quote: &str, copy: Option<&str>) -> String {
+    let cursor = s.sim.cursor();
+    s.sim.send_reply(FRIEND, ACCOUNT, text, quote, copy).await.expect("reply");
+    s.reply_containing(cursor, FRIEND, text).await
+}
