@@ -25,6 +25,8 @@ pub enum DropRule {
     LidWithoutPhone,
     /// hermes itself failed on this message again and again (a bug): given up, and said.
     Failed,
+    /// The chat is paused: a person took it over (`crate::handoff`).
+    Paused,
 }
 
 impl DropRule {
@@ -34,6 +36,7 @@ impl DropRule {
             DropRule::NotMentioned => "not_mentioned",
             DropRule::LidWithoutPhone => "lid_without_phone",
             DropRule::Failed => "failed",
+            DropRule::Paused => "paused",
         }
     }
 
@@ -43,6 +46,7 @@ impl DropRule {
             "not_mentioned" => Some(DropRule::NotMentioned),
             "lid_without_phone" => Some(DropRule::LidWithoutPhone),
             "failed" => Some(DropRule::Failed),
+            "paused" => Some(DropRule::Paused),
             other => Rule::parse(other).map(DropRule::Access),
         }
     }
@@ -84,6 +88,8 @@ pub struct Known<'a> {
     pub ours: bool,
     /// Pairing codes offered within [`pairing::CODE_TTL_SECS`], approved or not.
     pub offers: &'a [pairing::Pending],
+    /// The chat's pause, if it has one (in force or not).
+    pub pause: Option<&'a crate::handoff::Pause>,
     /// Unix seconds.
     pub now: i64,
     /// Makes a pairing code, when one is offered.
@@ -122,6 +128,11 @@ pub enum Admission {
     Park(Refusal),
     /// Refused, and the sender is sent `message` carrying a pairing `code`.
     OfferCode { code: String, message: String, refusal: Refusal },
+    /// The owner wrote in the chat from the phone: the agent stays out of it until `until`
+    /// (unix seconds; `None` until resumed). Handled, nothing said.
+    Pause { until: Option<i64>, by: crate::handoff::PausedBy },
+    /// The owner sent `/resume`: the agent answers in the chat again. Handled, nothing said.
+    Resume,
 }
 
 /// Decides one message.
@@ -134,6 +145,9 @@ pub fn admit(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
     let Some(text) = text else { return Admission::Ignore };
     if m.from_me && (k.ours || m.text.is_some_and(|raw| is_prefixed_reply(cfg, raw))) {
         return Admission::Ignore;
+    }
+    if let Some(handoff) = owner_writes(m, k, text) {
+        return handoff;
     }
     // A chat that is no person, group or broadcast (whatever the wire held): nothing to
     // answer, and nothing anyone could admit.
@@ -159,11 +173,41 @@ pub fn admit(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
         }
         text = mention::strip_own_mention(&text, k.own);
     }
+    if let Some(pause) = k.pause.filter(|p| p.active(k.now)) {
+        return Admission::Drop(Refusal { rule: DropRule::Paused, hint: pause.hint(), nearest: None, warn: false });
+    }
     let mark_read = cfg.send_read_receipts.value;
     match command::parse(&text) {
         Some(command) => Admission::Command { command, mark_read },
         None => Admission::Answer { text, mark_read },
     }
+}
+
+/// In bot mode, the owner writing in a chat (from the phone, not a message of hermes') hands it
+/// to a person for `handoff_minutes`; `/pause` and `/resume` do it by hand. Not in the account's
+/// own chat, and not in self-chat mode, where the owner's messages are the agent's questions.
+fn owner_writes(m: &Inbound<'_>, k: &Known<'_>, text: &str) -> Option<Admission> {
+    use crate::handoff::{OwnerSays, PausedBy};
+    let cfg = k.config;
+    if !m.from_me || cfg.mode.value != crate::config::Mode::Bot || m.chat.is_broadcast_like() {
+        return None;
+    }
+    let own_chat = m.chat.user_id().zip(k.own).is_some_and(|(c, own)| own.is(&c));
+    if own_chat {
+        return None;
+    }
+    Some(match crate::handoff::owner_says(text) {
+        OwnerSays::Pause => Admission::Pause { until: None, by: PausedBy::OwnerCommand },
+        OwnerSays::Resume => Admission::Resume,
+        OwnerSays::Talk if cfg.handoff_minutes.value > 0 => {
+            let minutes = i64::try_from(cfg.handoff_minutes.value).unwrap_or(i64::MAX / 120);
+            Admission::Pause {
+                until: Some(k.now.saturating_add(minutes.saturating_mul(60))),
+                by: PausedBy::OwnerMessage,
+            }
+        }
+        OwnerSays::Talk => return None,
+    })
 }
 
 /// Whoever may talk to the agent hears that a message was lost; anyone else is refused as usual.

@@ -62,6 +62,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         approvals: &approvals,
         ours: facts.ours,
         offers: &offers,
+        pause: facts.pause.as_ref(),
         now,
         random: rand::random(),
     };
@@ -104,6 +105,22 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
             let outcome = Outcome::Parked(dropped(&r));
             log = Some((r, None));
             (outcome, None)
+        }
+        Admission::Pause { until, by } => {
+            match until {
+                Some(t) => {
+                    tracing::info!(chat = %row.chat, until = t, "a person took this chat over; the agent stays out of it until then")
+                }
+                None => tracing::info!(chat = %row.chat, "the chat is paused until /resume"),
+            }
+            let pause = hermes_core::handoff::Pause { since: now, until, by };
+            // The owner's own words are the conversation too; a /pause is not.
+            let said = (by == hermes_core::handoff::PausedBy::OwnerMessage).then(|| row.text.clone()).flatten();
+            (Outcome::HandedOff { pause, said }, None)
+        }
+        Admission::Resume => {
+            tracing::info!(chat = %row.chat, "the chat is resumed: the agent answers in it again");
+            (Outcome::Resumed, None)
         }
         Admission::OfferCode { code, message, refusal } => {
             // The code itself is for `hermes pairing list`, never for a log others may read.

@@ -22,6 +22,8 @@ pub struct Facts {
     pub approvals: Vec<Jid>,
     /// Pairing codes offered since the time asked for.
     pub offers: Vec<Code>,
+    /// The chat's pause, if it has one.
+    pub pause: Option<hermes_core::handoff::Pause>,
 }
 
 impl Facts {
@@ -79,6 +81,11 @@ pub enum Outcome {
     /// Given up: handling it ended the process too often. A ledger row, and a note to the
     /// sender when it was someone the agent answers (id chosen now, text).
     GivenUp { dropped: Dropped, note: Option<(MessageId, String)> },
+    /// The owner wrote in the chat: paused, and the owner's words kept in the chat's history
+    /// (what the agent reads later), the message handled.
+    HandedOff { pause: hermes_core::handoff::Pause, said: Option<String> },
+    /// The owner resumed the chat: the pause gone, the message handled.
+    Resumed,
 }
 
 /// A pairing code offered to a refused sender.
@@ -365,7 +372,52 @@ impl Store {
             alias: self.alias_of(&m.sender)?,
             approvals: self.approvals()?.into_iter().map(|a| a.sender).collect(),
             offers: self.codes_since(offers_since)?,
+            pause: self.pause_of(&m.chat)?,
         })
+    }
+
+    /// The chat's pause, if it has one (in force or not).
+    pub fn pause_of(&self, chat: &Jid) -> Result<Option<hermes_core::handoff::Pause>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT since, until, by FROM paused_chats WHERE chat = ?1")?
+            .query_row([chat.to_string()], |r| {
+                Ok(hermes_core::handoff::Pause {
+                    since: r.get(0)?,
+                    until: r.get(1)?,
+                    by: hermes_core::handoff::PausedBy::parse(&r.get::<_, String>(2)?)
+                        .unwrap_or(hermes_core::handoff::PausedBy::Cli),
+                })
+            })
+            .optional()?)
+    }
+
+    /// The chats paused now (at `now`), with their pauses.
+    pub fn paused(&self, now: i64) -> Result<Vec<(Jid, hermes_core::handoff::Pause)>, StoreError> {
+        let mut q = self.conn.prepare_cached("SELECT chat, since, until, by FROM paused_chats ORDER BY since")?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                Jid::from_wire(&r.get::<_, String>(0)?),
+                hermes_core::handoff::Pause {
+                    since: r.get(1)?,
+                    until: r.get(2)?,
+                    by: hermes_core::handoff::PausedBy::parse(&r.get::<_, String>(3)?)
+                        .unwrap_or(hermes_core::handoff::PausedBy::Cli),
+                },
+            ))
+        })?;
+        let all: Vec<_> = rows.collect::<Result<_, _>>()?;
+        Ok(all.into_iter().filter(|(_, p)| p.active(now)).collect())
+    }
+
+    /// Pauses a chat (`hermes pause`, or the owner taking it over).
+    pub fn pause(&mut self, chat: &Jid, pause: &hermes_core::handoff::Pause) -> Result<(), StoreError> {
+        pause_chat(&self.conn, chat, pause)
+    }
+
+    /// Resumes a chat: `false` when it was not paused.
+    pub fn resume(&mut self, chat: &Jid) -> Result<bool, StoreError> {
+        Ok(self.conn.execute("DELETE FROM paused_chats WHERE chat = ?1", [chat.to_string()])? > 0)
     }
 
     /// Writes what became of a decided message, all of it or nothing.
@@ -393,6 +445,22 @@ impl Store {
                 crate::outbox::enqueue(&tx, &code.chat, std::slice::from_ref(message), code.created_at)?;
                 insert_drop(&tx, dropped)?;
                 refused(&tx, seq)?;
+            }
+            Outcome::HandedOff { pause, said } => {
+                let chat = chat_of(&tx, seq)?;
+                pause_chat(&tx, &chat, pause)?;
+                if let Some(said) = said {
+                    tx.prepare_cached(
+                        "INSERT INTO history (chat, role, content, at) VALUES (?1, 'assistant', ?2, ?3)",
+                    )?
+                    .execute(params![chat.to_string(), said, pause.since])?;
+                }
+                mark(&tx, &[seq], Handled)?;
+            }
+            Outcome::Resumed => {
+                let chat = chat_of(&tx, seq)?;
+                tx.execute("DELETE FROM paused_chats WHERE chat = ?1", [chat.to_string()])?;
+                mark(&tx, &[seq], Handled)?;
             }
             Outcome::GivenUp { dropped, note } => {
                 if let Some(note) = note {
@@ -531,6 +599,20 @@ fn refused(tx: &Transaction<'_>, seq: i64) -> Result<(), StoreError> {
 }
 
 /// Marks journaled messages handled, inside the caller's transaction.
+fn chat_of(tx: &Transaction<'_>, seq: i64) -> Result<Jid, StoreError> {
+    let chat: String = tx.prepare_cached("SELECT chat FROM inbox WHERE seq = ?1")?.query_row([seq], |r| r.get(0))?;
+    Ok(Jid::from_wire(&chat))
+}
+
+fn pause_chat(conn: &rusqlite::Connection, chat: &Jid, p: &hermes_core::handoff::Pause) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO paused_chats (chat, since, until, by) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (chat) DO UPDATE SET since = ?2, until = ?3, by = ?4",
+    )?
+    .execute(params![chat.to_string(), p.since, p.until, p.by.as_str()])?;
+    Ok(())
+}
+
 pub(crate) fn mark_handled(tx: &Transaction<'_>, seqs: &[i64]) -> Result<(), StoreError> {
     mark(tx, seqs, Handled)
 }

@@ -167,6 +167,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE inbox ADD COLUMN read_as TEXT;
     CREATE INDEX inbox_msg ON inbox (chat, msg_id);
     CREATE INDEX outbox_chat_msg ON outbox (chat, msg_id);",
+    // 11: chats a person took over (`hermes_core::handoff`): the agent does not answer them
+    // until `until` (NULL: until resumed).
+    "CREATE TABLE paused_chats (
+        chat TEXT PRIMARY KEY,
+        since INTEGER NOT NULL,
+        until INTEGER,
+        by TEXT NOT NULL
+    );",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

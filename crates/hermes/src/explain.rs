@@ -108,6 +108,7 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         approvals: &approvals,
         ours: facts.ours,
         offers: &offers,
+        pause: facts.pause.as_ref(),
         now,
         // Makes the code of an offer, which explain never shows.
         random: 0,
@@ -191,6 +192,9 @@ fn is_admitted(a: &Admission) -> bool {
 const IGNORED: &str =
     "it starts with the reply prefix (WHATSAPP_REPLY_PREFIX), so the gateway takes it for its own reply coming back";
 
+const HANDOFF: &str = "the account's owner wrote it in this chat: a person takes the chat over (WHATSAPP_HANDOFF_MINUTES; \
+                       /pause and /resume by hand), and the agent stays out of it meanwhile";
+
 /// The account the session is linked to, if it is.
 async fn linked_account(loaded: &Loaded) -> Option<Account> {
     // Read from a snapshot: nothing in the session changes.
@@ -216,6 +220,8 @@ fn action_name(a: &Admission) -> Option<&'static str> {
         Admission::Ignore | Admission::Drop(_) => Some("ignore"),
         Admission::Park(_) => Some("park"),
         Admission::OfferCode { .. } => Some("pairing_code"),
+        Admission::Pause { .. } => Some("pause_chat"),
+        Admission::Resume => Some("resume_chat"),
     }
 }
 
@@ -225,6 +231,7 @@ fn rule_name(e: &Explained<'_>) -> &'static str {
     match e.admission {
         Admission::Answer { .. } | Admission::Command { .. } | Admission::Unreadable { .. } => e.decision.rule.as_str(),
         Admission::Ignore => "echo",
+        Admission::Pause { .. } | Admission::Resume => "handoff",
         Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => r.rule.as_str(),
     }
 }
@@ -315,6 +322,10 @@ fn render(loaded: &Loaded, e: &Explained<'_>) -> String {
             s += &format!("IGNORED: {IGNORED}\n");
             return s;
         }
+        Admission::Pause { .. } | Admission::Resume => {
+            s += &format!("HANDOFF: {HANDOFF}\n");
+            return s;
+        }
         Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => r,
     };
     s += &format!("REFUSED by rule {}\n", refusal.rule.as_str());
@@ -403,6 +414,7 @@ impl JsonReport {
         let hint = match e.admission {
             Admission::Answer { .. } | Admission::Command { .. } | Admission::Unreadable { .. } => d.hint.clone(),
             Admission::Ignore => Some(IGNORED.to_owned()),
+            Admission::Pause { .. } | Admission::Resume => Some(HANDOFF.to_owned()),
             Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => {
                 Some(d.hint.clone().unwrap_or_else(|| r.hint.clone()))
             }

@@ -32,6 +32,7 @@ mod drops;
 mod exit;
 mod explain;
 mod gateway;
+mod handoff;
 mod health;
 mod import;
 mod install;
@@ -87,6 +88,14 @@ enum Command {
         #[command(flatten)]
         run: GatewayArgs,
     },
+    /// A person takes a chat over: the agent does not answer there (until `--minutes` pass, or
+    /// `hermes resume`). The owner writing in a chat from the phone does the same for a while.
+    Pause(handoff::PauseArgs),
+    /// The agent answers in a paused chat again.
+    Resume {
+        /// The chat: a phone number with its country code, or a JID.
+        chat: String,
+    },
     /// Approve or refuse strangers who were sent a pairing code.
     Pairing {
         #[command(subcommand)]
@@ -128,6 +137,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Gateway { command: Some(GatewayCommand::Uninstall(args)), .. } => install::uninstall(profile, &args),
         Command::Gateway { command: Some(GatewayCommand::Health(args)), .. } => health::run(profile, &args).await,
         Command::Pairing { command } => pairing::run(profile, &command),
+        Command::Pause(args) => handoff::pause(profile, &args),
+        Command::Resume { chat } => handoff::resume(profile, &chat),
         Command::Send(args) => send::run(profile, &args).await,
         Command::Whatsapp { command: Some(WhatsappCommand::Drops(args)), .. } => drops::run(profile, &args),
         Command::Whatsapp { command: Some(WhatsappCommand::Explain(args)), .. } => explain::run(profile, &args).await,

@@ -24,16 +24,10 @@ pub enum Command {
     Revoke { platform: String, sender: String },
 }
 
-fn check_platform(p: &str) -> Result<(), String> {
-    if p.eq_ignore_ascii_case("whatsapp") {
-        Ok(())
-    } else {
-        Err(format!("this gateway serves WhatsApp only, not '{p}': write `whatsapp` as the platform"))
-    }
-}
-
-pub fn run(profile: Option<&str>, command: &Command) -> anyhow::Result<u8> {
-    let loaded = load::load(profile)?;
+/// `state/hermes.db` for a command that writes to it beside the running gateway (which reads
+/// approvals and pauses for every message, so they take effect at once); `Err(exit code)` when
+/// an older gateway runs, which a migration would leave unable to read it (said).
+pub(crate) fn open_for_writing(loaded: &load::Loaded) -> anyhow::Result<Result<hermes_store::Store, u8>> {
     let state = loaded.home.path.join("state");
     hermes_store::files::create_private_dir_all(&state)?;
     let db = state.join("hermes.db");
@@ -49,9 +43,25 @@ pub fn run(profile: Option<&str>, command: &Command) -> anyhow::Result<u8> {
             "hermes: the running gateway (PID {pid}) is an older hermes: restart it (`hermes gateway`), which \
              upgrades the state database, then run this again"
         );
-        return Ok(exit::PROBLEM);
+        return Ok(Err(exit::PROBLEM));
     }
-    let mut store = hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?;
+    Ok(Ok(hermes_store::Store::open(&db).with_context(|| format!("open {}", db.display()))?))
+}
+
+fn check_platform(p: &str) -> Result<(), String> {
+    if p.eq_ignore_ascii_case("whatsapp") {
+        Ok(())
+    } else {
+        Err(format!("this gateway serves WhatsApp only, not '{p}': write `whatsapp` as the platform"))
+    }
+}
+
+pub fn run(profile: Option<&str>, command: &Command) -> anyhow::Result<u8> {
+    let loaded = load::load(profile)?;
+    let mut store = match open_for_writing(&loaded)? {
+        Ok(store) => store,
+        Err(code) => return Ok(code),
+    };
     let now = hermes_store::clock::now();
     let mut out = std::io::stdout().lock();
     match command {

@@ -529,10 +529,21 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
     );
     let agent =
         json!({ "status": agent_check.status.as_str(), "message": agent_check.message, "fix": agent_check.fix });
+    // Chats a person took over: the agent does not answer them now.
+    let now = hermes_store::clock::now();
+    let paused = hermes_store::Store::open_read_only(&loaded.home.path.join("state/hermes.db"))
+        .ok()
+        .flatten()
+        .and_then(|s| s.paused(now).ok())
+        .unwrap_or_default();
     let mut stdout = std::io::stdout().lock();
     if json {
         let v = json!({
             "agent": agent,
+            "paused_chats": paused
+                .iter()
+                .map(|(chat, p)| json!({ "chat": chat.to_string(), "since": p.since, "until": p.until, "by": p.by.as_str() }))
+                .collect::<Vec<_>>(),
             "last_message_received": st.last_message_received,
             "state": name,
             "linked": st.linked,
@@ -569,6 +580,11 @@ pub async fn status(profile: Option<&str>, json: bool) -> anyhow::Result<u8> {
             writeln!(stdout, "messages   last received at {t} (unix time)")?;
         }
         writeln!(stdout, "agent      {}", agent_check.message)?;
+        for (chat, p) in &paused {
+            let until =
+                p.until.map_or_else(|| "until `hermes resume`".to_owned(), |t| format!("until {t} (unix time)"));
+            writeln!(stdout, "paused     {chat} ({}, {until})", p.by.as_str())?;
+        }
         if let Some(f) = &agent_check.fix {
             writeln!(stdout, "           fix: {f}")?;
         }

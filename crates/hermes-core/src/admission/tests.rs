@@ -21,6 +21,7 @@ struct Case {
     ours: bool,
     offers: Vec<pairing::Pending>,
     unreadable: bool,
+    pause: Option<crate::handoff::Pause>,
 }
 
 impl Case {
@@ -36,6 +37,7 @@ impl Case {
             ours: false,
             offers: vec![],
             unreadable: false,
+            pause: None,
         }
     }
 
@@ -62,6 +64,7 @@ impl Case {
             approvals: &[],
             ours: self.ours,
             offers: &self.offers,
+            pause: self.pause.as_ref(),
             now: 100_000,
             random: 42,
         };
@@ -198,8 +201,9 @@ fn an_echo_is_recognised_by_the_prefix_as_it_was_sent() {
 
 #[test]
 fn the_accounts_own_typing_is_dropped_without_a_warning() {
+    // In its own chat (in a contact's chat it is a handoff, see below).
     let mut c = Case::dm("note to self");
-    c.from_me = true;
+    (c.chat, c.sender, c.from_me) = (OWN, OWN, true);
     let r = refusal(c.run());
     assert_eq!((r.rule, r.warn), (DropRule::Access(Rule::OwnMessage), false));
 }
@@ -256,12 +260,55 @@ proptest! {
             quoted: None,
             unreadable: false,
         };
-        let k = Known { config: &cfg, own: None, aliases: &[], approvals: &[], ours, offers: &[], now: 0, random: 1 };
+        let k = Known { config: &cfg, own: None, aliases: &[], approvals: &[], ours, offers: &[], pause: None, now: 0, random: 1 };
         match admit(&m, &k) {
             Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => prop_assert!(!r.hint.is_empty()),
             Admission::Ignore => prop_assert!(text.as_deref().is_none_or(|t| t.trim().is_empty()) || from_me),
             Admission::Answer { text, .. } => prop_assert!(!text.is_empty()),
             Admission::Command { .. } | Admission::Unreadable { .. } => {}
+            // Only the account's own messages hand a chat over.
+            Admission::Pause { .. } | Admission::Resume => prop_assert!(from_me),
         }
     }
+}
+
+/// Issue 27: the owner writing in a chat from the phone hands it to a person (bot mode); the
+/// agent's own messages coming back do not; `/pause` and `/resume` do it by hand; what a
+/// contact writes meanwhile is a `paused` drop, and answered again once the pause ends.
+#[test]
+fn the_owner_writing_pauses_the_chat_and_a_paused_chat_is_not_answered() {
+    use crate::handoff::{Pause, PausedBy};
+    let owner = |text: &'static str| Case {
+        from_me: true,
+        sender: OWN,
+        env: vec![("WHATSAPP_ALLOWED_USERS", "15551234567"), ("WHATSAPP_MODE", "bot")],
+        ..Case::dm(text)
+    };
+    assert_eq!(
+        owner("I'll take it from here").run(),
+        Admission::Pause { until: Some(100_000 + 30 * 60), by: PausedBy::OwnerMessage }
+    );
+    assert_eq!(owner("/pause").run(), Admission::Pause { until: None, by: PausedBy::OwnerCommand });
+    assert_eq!(owner("/resume").run(), Admission::Resume);
+    assert_eq!(Case { ours: true, ..owner("an answer of the agent's") }.run(), Admission::Ignore);
+    let off = Case {
+        env: vec![
+            ("WHATSAPP_ALLOWED_USERS", "15551234567"),
+            ("WHATSAPP_MODE", "bot"),
+            ("WHATSAPP_HANDOFF_MINUTES", "0"),
+        ],
+        ..owner("hi")
+    };
+    assert!(!matches!(off.run(), Admission::Pause { .. }));
+    // In the account's own chat, or in self-chat mode, the owner's words are not a handoff.
+    assert!(!matches!(Case { chat: OWN, ..owner("note to self") }.run(), Admission::Pause { .. }));
+    let self_chat = Case { env: vec![("WHATSAPP_MODE", "self-chat")], ..owner("hello") };
+    assert!(!matches!(self_chat.run(), Admission::Pause { .. }));
+    // A contact in a paused chat: kept and traced, not answered; once it ends, answered.
+    let paused = Pause { since: 90_000, until: Some(100_500), by: PausedBy::OwnerMessage };
+    let r = refusal(Case { pause: Some(paused.clone()), ..Case::dm("are you there?") }.run());
+    assert_eq!(r.rule, DropRule::Paused);
+    assert!(r.hint.contains("/resume") && !r.warn, "{}", r.hint);
+    let ended = Pause { until: Some(99_000), ..paused };
+    assert!(matches!(Case { pause: Some(ended), ..Case::dm("still?") }.run(), Admission::Answer { .. }));
 }

@@ -37,6 +37,7 @@ pub const KNOWN_ENV_KEYS: &[&str] = &[
     "WHATSAPP_AGENT",
     "WHATSAPP_AGENT_URL",
     "WHATSAPP_AGENT_NOTICE_SECONDS",
+    "WHATSAPP_HANDOFF_MINUTES",
     "WHATSAPP_REMINDERS_POLL_SECONDS",
 ];
 
@@ -76,6 +77,7 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "agent_url",
     "agent_notice_seconds",
     "reminders_poll_seconds",
+    "handoff_minutes",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -324,6 +326,12 @@ impl<'a, 'd> Resolver<'a, 'd> {
                         .map_err(|_| "accepted values: a whole number of minutes, e.g. 10 (0: off)".to_owned())
                 })
             }),
+            handoff_minutes: self.count(
+                "WHATSAPP_HANDOFF_MINUTES",
+                "handoff_minutes",
+                30,
+                "minutes, e.g. 30 (0: the owner's messages pause nothing)",
+            ),
             listen: self.get(&["HERMES_GATEWAY_LISTEN"], &["gateway.listen"], None, |r| {
                 scalar_text(r).and_then(|t| {
                     t.trim().parse::<std::net::SocketAddr>().map(Some).map_err(|_| {

@@ -127,6 +127,9 @@ pub struct WhatsAppConfig {
     /// `HERMES_ALERT_AFTER_MINUTES` / `alerts.after_minutes`: alert when the gateway has not
     /// been able to answer for this long (0: never).
     pub alert_after_minutes: Setting<u64>,
+    /// `WHATSAPP_HANDOFF_MINUTES` / `whatsapp.handoff_minutes`: after the owner writes in a chat
+    /// from the phone, the agent stays out of it this long (0: the owner's messages pause nothing).
+    pub handoff_minutes: Setting<u64>,
 }
 
 /// The `model:` block: which LLM answers.
@@ -409,6 +412,7 @@ impl Config {
                     .unwrap_or_default()
             }),
             line("HERMES_ALERT_AFTER_MINUTES", &w.alert_after_minutes, ToString::to_string),
+            line("WHATSAPP_HANDOFF_MINUTES", &w.handoff_minutes, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, url),

@@ -66,7 +66,7 @@ fn unknown_keys_warn_with_the_nearest_name() {
             "WHATSAPP_ALLOWED_USER (environment variable WHATSAPP_ALLOWED_USER): is not a setting hermes knows; did you mean WHATSAPP_ALLOWED_USERS?",
             "WHATSAPP_CHUNK_DELAY_MS (environment variable WHATSAPP_CHUNK_DELAY_MS): has no effect in hermes: it configured Hermes' Node bridge, which hermes does not have; remove it to silence this warning",
             "whatsapp.dm_polcy (config.yaml whatsapp.dm_polcy (line 2)): is not a setting hermes knows; did you mean whatsapp.dm_policy?",
-            "whatsapp.zzz (config.yaml whatsapp.zzz (line 3)): is not a setting hermes knows; remove it; whatsapp knows: dm_policy, group_policy, allow_from, group_allow_from, require_mention, mention_patterns, free_response_chats, reply_prefix, unauthorized_dm_behavior, send_read_receipts, mode, home_channel, text_batch_delay_seconds, min_free_mb, max_input_chars, max_history_chars, retention_days, max_media_mb, agent, agent_url, agent_notice_seconds, reminders_poll_seconds",
+            "whatsapp.zzz (config.yaml whatsapp.zzz (line 3)): is not a setting hermes knows; remove it; whatsapp knows: dm_policy, group_policy, allow_from, group_allow_from, require_mention, mention_patterns, free_response_chats, reply_prefix, unauthorized_dm_behavior, send_read_receipts, mode, home_channel, text_batch_delay_seconds, min_free_mb, max_input_chars, max_history_chars, retention_days, max_media_mb, agent, agent_url, agent_notice_seconds, reminders_poll_seconds, handoff_minutes",
             "platforms.whatsapp.extra.bridge_port (config.yaml platforms.whatsapp.extra.bridge_port (line 7)): has no effect in hermes: hermes has no Node bridge; remove it to silence this warning",
         ]
     );

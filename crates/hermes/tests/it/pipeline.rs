@@ -669,3 +669,45 @@ async fn quoting(s: &Setup, text: &str, quote: &str, copy: Option<&str>) -> Stri
     s.sim.send_reply(FRIEND, ACCOUNT, text, quote, copy).await.expect("reply");
     s.reply_containing(cursor, FRIEND, text).await
 }
+
+/// Issue 27: the owner writing in a contact's chat from the phone hands the chat to a person:
+/// the agent stays out of it (what the contact writes meanwhile is kept, as a `paused` drop),
+/// `/resume` from the phone or `hermes resume` gives it back, and `hermes pause` does the same
+/// as the phone; the owner's words become part of the conversation the agent reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_writing_in_a_chat_pauses_the_agent_there() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    let friend = format!("{FRIEND}@s.whatsapp.net");
+    s.ask(FRIEND, "hello").await;
+    s.sim.send_from_phone(ACCOUNT, &friend, "Hi, it's Sam himself: I'll take it from here").await.expect("owner");
+    s.gw().wait_log("a person took this chat over");
+    s.say(FRIEND, "can you help me?").await;
+    let dropped = s.wait_drops(&friend, 1);
+    assert_eq!(dropped["rules"][0], "paused", "{dropped}");
+    assert!(dropped["hint"].as_str().is_some_and(|h| h.contains("/resume")), "{dropped}");
+    let status = s.json(&["whatsapp", "status", "--json"]);
+    assert_eq!(status["paused_chats"][0]["chat"], friend.as_str(), "{status}");
+    assert_eq!(status["paused_chats"][0]["by"], "owner_message", "{status}");
+    // The owner hands it back from the phone.
+    s.sim.send_from_phone(ACCOUNT, &friend, "/resume").await.expect("owner");
+    s.gw().wait_log("the chat is resumed");
+    let back = s.ask(FRIEND, "are you back?").await;
+    assert!(back.contains("are you back?"), "{back}");
+    // What the owner said is part of the conversation; /resume is not; nothing was answered
+    // while the chat was paused.
+    let asked = s.llm.requests().last().cloned().expect("asked");
+    let said: Vec<&str> = asked.iter().filter(|m| m.role == Speaker::Assistant).map(|m| m.content.as_str()).collect();
+    assert!(said.contains(&"Hi, it's Sam himself: I'll take it from here"), "{said:?}");
+    assert!(!user_texts(&asked).contains(&"can you help me?"), "{:?}", user_texts(&asked));
+    assert!(s.replies(FRIEND).iter().all(|r| !r.contains("can you help me?")));
+    // `hermes pause` and `hermes resume` on the command line.
+    let run = s.home.run(&["pause", FRIEND]);
+    assert_eq!(run.code, 0, "{run:?}");
+    s.say(FRIEND, "paused by hand?").await;
+    s.wait_drops(&friend, 2);
+    let run = s.home.run(&["resume", FRIEND]);
+    assert!(run.code == 0 && run.stdout.contains("answers there again"), "{run:?}");
+    let back = s.ask(FRIEND, "and now?").await;
+    assert!(back.contains("and now?"), "{back}");
+}
