@@ -16,6 +16,7 @@ pub mod command;
 pub mod config;
 pub mod doctor;
 pub mod format;
+pub mod governor;
 pub mod handoff;
 pub mod health;
 pub mod hermes_api;

@@ -69,6 +69,9 @@ struct App {
     /// Files larger than this are not sent.
     max_media_bytes: u64,
     parser: crate::parse::Parser,
+    /// Who may be written to first (`WHATSAPP_ALLOWED_USERS`, `WHATSAPP_GROUP_ALLOWED_USERS`).
+    allowed: hermes_core::allowlist::Allowlist,
+    groups: Vec<Jid>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +130,8 @@ pub(crate) async fn start(
         hermes_home: opts.home.clone(),
         max_media_bytes: opts.media.max_media_mb.value.saturating_mul(1024 * 1024),
         parser: opts.parser.clone(),
+        allowed: opts.config.allowed_users.value.clone(),
+        groups: opts.config.group_allowed.value.clone(),
     };
     let router = axum::Router::new()
         .route("/send", axum::routing::post(send))
@@ -144,6 +149,28 @@ pub(crate) async fn start(
 pub(crate) fn remove(info: &ControlInfo) {
     let _ = std::fs::remove_file(&info.path);
     let _ = std::fs::remove_file(&info.socket);
+}
+
+/// The first-contact rule: hermes does not start a conversation with a stranger (WhatsApp takes
+/// messages to people who never wrote for spam, and restricts or bans the account). A chat may
+/// be written to when it wrote to the account, or an allowlist names it, or it is the home
+/// channel.
+fn first_contact(app: &App, chat: &Jid) -> Result<(), String> {
+    let named = app.home.as_deref().and_then(|h| Jid::parse_chat(h).ok()).is_some_and(|h| h == *chat)
+        || chat.user_id().is_some_and(|u| app.allowed.valid_users().any(|a| *a == u))
+        || app.groups.contains(&chat.to_non_device());
+    if named {
+        return Ok(());
+    }
+    match app.db.read(|s| s.has_written(chat)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "{chat} never wrote to this account and no allowlist names it: WhatsApp takes messages to people who \
+             never wrote for spam, so hermes does not start conversations. Add it to WHATSAPP_ALLOWED_USERS (a \
+             group to WHATSAPP_GROUP_ALLOWED_USERS), or wait until it writes first"
+        )),
+        Err(e) => Err(format!("cannot tell whether {chat} wrote to this account: {e}")),
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -184,6 +211,9 @@ async fn send(State(app): State<App>, headers: HeaderMap, body: Body) -> Respons
         Ok(j) => j,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    if let Err(why) = first_contact(&app, &chat) {
+        return error(StatusCode::FORBIDDEN, why);
+    }
     let ids = match &req.file {
         None => {
             let messages: Vec<(MessageId, String)> =

@@ -191,6 +191,7 @@ impl Pipeline {
             opts.messenger.clone(),
             outbox_wake.clone(),
             opts.chunk_gap,
+            opts.config.send_limits(),
             opts.service.clone(),
         ));
         tasks.spawn(retention(opts.db.clone(), opts.config.retention_days.value, opts.home.clone()));

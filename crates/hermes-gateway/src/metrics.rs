@@ -43,6 +43,8 @@ pub struct Metrics {
     pub dropped: Family<Rule, Counter>,
     pub sent: Counter,
     pub send_failures: Counter,
+    /// Sends the governor held back for a while, by the limit that held them.
+    pub sends_held: Family<Kind, Counter>,
     pub model_latency: Histogram,
     pub model_errors: Family<Kind, Counter>,
     pub media: Family<KindOutcome, Counter>,
@@ -69,6 +71,7 @@ impl Metrics {
         let dropped = Family::<Rule, Counter>::default();
         let sent = Counter::default();
         let send_failures = Counter::default();
+        let sends_held = Family::<Kind, Counter>::default();
         // 50 ms to about 2 minutes.
         let model_latency = Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]);
         let model_errors = Family::<Kind, Counter>::default();
@@ -91,6 +94,11 @@ impl Metrics {
             "Send attempts WhatsApp refused (retried under the same id)",
             send_failures.clone(),
         );
+        registry.register(
+            "sends_held",
+            "Sends held back by the outbound governor (kind: per_chat or per_account); they wait in the outbox",
+            sends_held.clone(),
+        );
         registry.register("model_request_duration_seconds", "Time the model took to answer", model_latency.clone());
         registry.register("model_errors", "Model requests that failed, by kind", model_errors.clone());
         registry.register("media", "Media handled, by kind and outcome", media.clone());
@@ -110,6 +118,7 @@ impl Metrics {
             dropped,
             sent,
             send_failures,
+            sends_held,
             model_latency,
             model_errors,
             media,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hermes_core::backoff::Backoff;
+use hermes_core::governor::{Governor, Limits};
 use hermes_core::identity::{Jid, MessageId};
 use hermes_core::media::outbound::OutMedia;
 use hermes_store::{Db, crash};
@@ -31,10 +32,15 @@ pub(crate) async fn send_loop(
     messenger: Arc<dyn Messenger>,
     wake: Arc<Notify>,
     gap: Duration,
+    limits: Limits,
     service: Arc<crate::service::ServiceState>,
 ) {
     let mut connected = messenger.connected();
     let mut last_chat: Option<Jid> = None;
+    let mut governor = Governor::new(limits);
+    let start = tokio::time::Instant::now();
+    // Whether the last pass held something back (to say so once, not for every message).
+    let mut holding = false;
     loop {
         if !*connected.borrow_and_update() {
             last_chat = None;
@@ -59,7 +65,37 @@ pub(crate) async fn send_loop(
             }
             continue;
         }
+        // Chats held back in this pass: their later rows wait too (a chat's order is kept), the
+        // other chats go on.
+        let mut held: Vec<Jid> = Vec::new();
+        let mut soonest: Option<Duration> = None;
+        let mut sent_any = false;
         for row in rows {
+            if held.contains(&row.chat) {
+                continue;
+            }
+            if let Err((limit, wait)) = governor.admit(&row.chat.to_string(), start.elapsed().as_secs_f64()) {
+                service
+                    .metrics
+                    .sends_held
+                    .get_or_create(&crate::metrics::Kind { kind: limit.as_str().to_owned() })
+                    .inc();
+                if !holding {
+                    let l = governor.limits();
+                    tracing::info!(
+                        limit = limit.as_str(),
+                        wait_ms = wait.as_millis() as u64,
+                        "holding messages back to stay within WhatsApp's pace ({} a minute per chat, {} in all); \
+                         they wait in the outbox",
+                        l.chat_per_minute,
+                        l.account_per_minute
+                    );
+                }
+                held.push(row.chat.clone());
+                soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                continue;
+            }
+            sent_any = true;
             if row.media_unreadable {
                 let seq = row.seq;
                 tracing::error!(
@@ -105,6 +141,15 @@ pub(crate) async fn send_loop(
                     tokio::time::sleep(BACKOFF.delay(failures, rand::random::<f64>())).await;
                     break;
                 }
+            }
+        }
+        holding = soonest.is_some();
+        if let (false, Some(wait)) = (sent_any, soonest) {
+            // A new reply (maybe to a chat not held) is looked at at once.
+            tokio::select! {
+                () = tokio::time::sleep(hermes_core::governor::jittered(wait, rand::random::<f64>())) => {}
+                () = wake.notified() => {}
+                _ = connected.changed() => {}
             }
         }
     }

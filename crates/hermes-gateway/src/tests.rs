@@ -234,6 +234,7 @@ pub(crate) struct Harness {
     pub(crate) messenger: Arc<FakeMessenger>,
     model: Arc<FakeModel>,
     pub(crate) pipeline: Pipeline,
+    service: Arc<crate::service::ServiceState>,
 }
 
 impl Harness {
@@ -246,8 +247,9 @@ impl Harness {
         let db = Db::open(&dir.path().join("hermes.db")).expect("open");
         let (wake, messenger, model) = (Arc::new(Notify::new()), FakeMessenger::new(), Arc::new(model));
         let opts = options(dir.path(), yaml, &db, messenger.clone(), model.clone(), wake.clone());
+        let service = opts.service.clone();
         let pipeline = Pipeline::start(opts).await.expect("start");
-        Harness { _dir: dir, db, wake, messenger, model, pipeline }
+        Harness { _dir: dir, db, wake, messenger, model, pipeline, service }
     }
 
     /// With Hermes Agent's API server as the agent; `prepare` runs on the store first (as a
@@ -263,8 +265,9 @@ impl Harness {
         let (wake, messenger, model) = (Arc::new(Notify::new()), FakeMessenger::new(), Arc::new(FakeModel::default()));
         let mut opts = options(dir.path(), yaml, &db, messenger.clone(), model.clone(), wake.clone());
         opts.hermes = Some(hermes);
+        let service = opts.service.clone();
         let pipeline = Pipeline::start(opts).await.expect("start");
-        Harness { _dir: dir, db, wake, messenger, model, pipeline }
+        Harness { _dir: dir, db, wake, messenger, model, pipeline, service }
     }
 
     pub(crate) async fn with_hermes(yaml: &str, hermes: crate::HermesSettings) -> Harness {
@@ -546,4 +549,25 @@ async fn a_chat_worker_keeps_little_while_it_waits() {
     eprintln!("a chat worker: its future {future} bytes, its channel's first slots {slots} bytes");
     assert!(future <= 4096, "a chat worker's future is {future} bytes: something it awaits is no longer boxed");
     assert!(slots <= 1024, "a chat worker's channel keeps {slots} bytes of slots: a row is no longer boxed");
+}
+
+/// Issue 27: the outbound governor holds a chat that writes faster than its pace, in the
+/// outbox, while other chats go on; nothing is dropped.
+#[tokio::test(start_paused = true)]
+async fn a_chat_over_its_pace_waits_while_others_go_on() {
+    let h = Harness::start("whatsapp:\n  chat_send_per_minute: 2\n  send_per_minute: 0\n").await;
+    let t0 = tokio::time::Instant::now();
+    h.receive(ALICE, "A1", "one").await;
+    h.messenger.wait_sent(1).await;
+    h.receive(ALICE, "A2", "two").await;
+    // Alice's second answer is held (one a burst, two a minute); Bob is not held by it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    h.receive(BOB, "B1", "three").await;
+    let sent = h.messenger.wait_sent(3).await;
+    let texts: Vec<&str> = sent.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, ["re: one", "re: three", "re: two"]);
+    assert!(t0.elapsed() >= Duration::from_secs(30), "held about half a minute: {:?}", t0.elapsed());
+    let held = h.service.metrics.encode();
+    assert!(held.contains("hermes_sends_held_total{kind=\"per_chat\"}"), "{held}");
+    h.pipeline.stop().await;
 }

@@ -304,6 +304,16 @@ impl Store {
             .optional()?)
     }
 
+    /// Whether anyone but the account wrote in `chat` (within the retention).
+    pub fn has_written(&self, chat: &Jid) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM inbox WHERE chat = ?1 AND from_me = 0 LIMIT 1")?
+            .query_row([chat.to_string()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// Keeps what the agent read of a media message (a transcript, a document's text), for a
     /// later reply that quotes it.
     pub fn set_read_as(&mut self, seq: i64, text: &str) -> Result<(), StoreError> {

@@ -98,7 +98,11 @@ impl HermesHome {
         std::fs::create_dir_all(&path)?;
         std::fs::write(
             path.join("config.yaml"),
-            format!("model:\n  default: bench\n  base_url: {llm_url}\nwhatsapp:\n  text_batch_delay_seconds: 0\n"),
+            // Unpaced: the benchmark measures the gateway, not the outbound governor's pacing.
+            format!(
+                "model:\n  default: bench\n  base_url: {llm_url}\nwhatsapp:\n  text_batch_delay_seconds: 0\n  \
+                 send_per_minute: 0\n  chat_send_per_minute: 0\n"
+            ),
         )?;
         sim.add_phone(account);
         let mut child = Command::new(hermes)

@@ -78,6 +78,8 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "agent_notice_seconds",
     "reminders_poll_seconds",
     "handoff_minutes",
+    "send_per_minute",
+    "chat_send_per_minute",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -331,6 +333,18 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 "handoff_minutes",
                 30,
                 "minutes, e.g. 30 (0: the owner's messages pause nothing)",
+            ),
+            send_per_minute: self.count(
+                "WHATSAPP_SEND_PER_MINUTE",
+                "send_per_minute",
+                60,
+                "messages a minute, e.g. 60 (0: no limit)",
+            ),
+            chat_send_per_minute: self.count(
+                "WHATSAPP_CHAT_SEND_PER_MINUTE",
+                "chat_send_per_minute",
+                20,
+                "messages a minute, e.g. 20 (0: no limit)",
             ),
             listen: self.get(&["HERMES_GATEWAY_LISTEN"], &["gateway.listen"], None, |r| {
                 scalar_text(r).and_then(|t| {

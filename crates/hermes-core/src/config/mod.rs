@@ -130,6 +130,25 @@ pub struct WhatsAppConfig {
     /// `WHATSAPP_HANDOFF_MINUTES` / `whatsapp.handoff_minutes`: after the owner writes in a chat
     /// from the phone, the agent stays out of it this long (0: the owner's messages pause nothing).
     pub handoff_minutes: Setting<u64>,
+    /// `WHATSAPP_SEND_PER_MINUTE` / `whatsapp.send_per_minute`: the most messages the account
+    /// sends a minute, sustained (half of it may go at once; 0: no limit).
+    pub send_per_minute: Setting<u64>,
+    /// `WHATSAPP_CHAT_SEND_PER_MINUTE` / `whatsapp.chat_send_per_minute`: the same, to one chat.
+    pub chat_send_per_minute: Setting<u64>,
+}
+
+impl WhatsAppConfig {
+    /// The outbound governor's limits (`crate::governor`): each burst is half the minute's rate.
+    pub fn send_limits(&self) -> crate::governor::Limits {
+        let rate = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        let (account, chat) = (rate(self.send_per_minute.value), rate(self.chat_send_per_minute.value));
+        crate::governor::Limits {
+            chat_per_minute: chat,
+            chat_burst: (chat / 2).max(1),
+            account_per_minute: account,
+            account_burst: (account / 2).max(1),
+        }
+    }
 }
 
 /// The `model:` block: which LLM answers.
@@ -413,6 +432,8 @@ impl Config {
             }),
             line("HERMES_ALERT_AFTER_MINUTES", &w.alert_after_minutes, ToString::to_string),
             line("WHATSAPP_HANDOFF_MINUTES", &w.handoff_minutes, ToString::to_string),
+            line("WHATSAPP_SEND_PER_MINUTE", &w.send_per_minute, ToString::to_string),
+            line("WHATSAPP_CHAT_SEND_PER_MINUTE", &w.chat_send_per_minute, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, url),

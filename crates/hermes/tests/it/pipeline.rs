@@ -12,6 +12,9 @@ use crate::gateway::{Gateway, T};
 use crate::link::link_phone;
 use crate::support::Home;
 
+/// No outbound pacing (`.env` lines).
+pub(crate) const UNPACED: &str = "WHATSAPP_SEND_PER_MINUTE=0\nWHATSAPP_CHAT_SEND_PER_MINUTE=0\n";
+
 /// A linked gateway with a model on loopback and `env` in its `.env`.
 pub(crate) struct Setup {
     pub(crate) sim: Sim,
@@ -40,7 +43,10 @@ impl Setup {
         let top = top_yaml.replace("{llm}", &llm.base_url());
         let yaml =
             format!("model:\n  default: test-model\n  base_url: {}\n{top}whatsapp:\n{whatsapp_yaml}", llm.base_url());
-        let home = Home::new().with_env(env).with_yaml(&yaml);
+        // The outbound governor paces a real account; these tests pace themselves (the
+        // governor's own test sets its limits).
+        let paced = if env.contains("SEND_PER_MINUTE") { String::new() } else { UNPACED.to_owned() };
+        let home = Home::new().with_env(&format!("{env}\n{paced}")).with_yaml(&yaml);
         link_phone(&home, &sim, account);
         let mut s = Setup { sim, home, llm, gw: None, account: account.to_owned() };
         s.start(&[]);
@@ -710,4 +716,48 @@ async fn the_owner_writing_in_a_chat_pauses_the_agent_there() {
     assert!(run.code == 0 && run.stdout.contains("answers there again"), "{run:?}");
     let back = s.ask(FRIEND, "and now?").await;
     assert!(back.contains("and now?"), "{back}");
+}
+
+/// Issue 27: the first-contact rule: `hermes send` does not start a conversation with a number
+/// that never wrote to the account and that no allowlist names (WhatsApp takes that for
+/// spam); once it has written, it may be written to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hermes_send_does_not_write_first_to_a_stranger() {
+    let s = Setup::new(ACCOUNT, "WHATSAPP_DM_POLICY=open\nWHATSAPP_ALLOW_ALL_USERS=true\n").await;
+    s.contact(STRANGER);
+    let refused =
+        tokio::task::block_in_place(|| s.home.run(&["send", "--to", &format!("whatsapp:{STRANGER}"), "hello"]));
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("never wrote to this account") && refused.stderr.contains("WHATSAPP_ALLOWED_USERS"),
+        "{refused:?}"
+    );
+    assert!(s.replies(STRANGER).is_empty());
+    // Once they wrote (and were answered: the wildcard lets everyone in), they may be written to.
+    s.ask(STRANGER, "hi there").await;
+    let cursor = s.sim.cursor();
+    let run =
+        tokio::task::block_in_place(|| s.home.run(&["send", "--to", &format!("whatsapp:{STRANGER}"), "a follow-up"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(s.reply(cursor, STRANGER).await, "a follow-up");
+}
+
+/// Issue 27: the outbound governor paces a chat that goes faster than its limit: the replies
+/// over the burst wait in the outbox (said once in the log), and all arrive, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_over_a_chats_pace_wait_and_all_arrive() {
+    // Six a minute to one chat: three at once, then one every ten seconds.
+    let s = Setup::new(
+        ACCOUNT,
+        &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\nWHATSAPP_CHAT_SEND_PER_MINUTE=6\nWHATSAPP_SEND_PER_MINUTE=0\n"),
+    )
+    .await;
+    s.contact(FRIEND);
+    let started = std::time::Instant::now();
+    for i in 0..4 {
+        let answer = s.ask(FRIEND, &format!("question {i}")).await;
+        assert!(answer.contains(&format!("question {i}")), "{answer}");
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_secs(8), "the fourth was held: {:?}", started.elapsed());
+    s.gw().wait_log("holding messages back to stay within WhatsApp's pace");
 }
