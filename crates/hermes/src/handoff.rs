@@ -16,14 +16,17 @@ pub struct PauseArgs {
     pub minutes: Option<u64>,
 }
 
-pub fn pause(profile: Option<&str>, args: &PauseArgs) -> anyhow::Result<u8> {
-    let chat = match Jid::parse_chat(&args.chat) {
-        Ok(c) => c,
-        Err(e) => return Err(exit::usage(e)),
-    };
+/// The chat named, and the state database to change it in; `Err(exit code)` when it cannot be
+/// changed now (said).
+fn open(profile: Option<&str>, chat: &str) -> anyhow::Result<Result<(Jid, hermes_store::Store), u8>> {
+    let chat = Jid::parse_chat(chat).map_err(exit::usage)?;
     let loaded = load::load(profile)?;
-    let mut store = match crate::pairing::open_for_writing(&loaded)? {
-        Ok(s) => s,
+    Ok(crate::pairing::open_for_writing(&loaded)?.map(|store| (chat, store)))
+}
+
+pub fn pause(profile: Option<&str>, args: &PauseArgs) -> anyhow::Result<u8> {
+    let (chat, mut store) = match open(profile, &args.chat)? {
+        Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
     let now = hermes_store::clock::now();
@@ -40,13 +43,8 @@ pub fn pause(profile: Option<&str>, args: &PauseArgs) -> anyhow::Result<u8> {
 }
 
 pub fn resume(profile: Option<&str>, chat: &str) -> anyhow::Result<u8> {
-    let jid = match Jid::parse_chat(chat) {
-        Ok(c) => c,
-        Err(e) => return Err(exit::usage(e)),
-    };
-    let loaded = load::load(profile)?;
-    let mut store = match crate::pairing::open_for_writing(&loaded)? {
-        Ok(s) => s,
+    let (jid, mut store) = match open(profile, chat)? {
+        Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
     if store.resume(&jid)? {
