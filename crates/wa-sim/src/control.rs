@@ -24,6 +24,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/phones/{phone}/link-qr", post(link_qr))
         .route("/phones/{phone}/link-code", post(link_code))
         .route("/phones/{phone}/unlink", post(unlink))
+        .route("/phones/{phone}/send", post(phone_send))
+        .route("/groups", post(create_group))
         .route("/contacts", post(add_phone))
         .route("/contacts/{phone}/send", post(send))
         .route("/contacts/{phone}/send-media", post(send_media))
@@ -81,6 +83,9 @@ struct SendReq {
     /// The id of a message of the chat the text replies to, quoting it.
     #[serde(default)]
     quote: Option<String>,
+    /// Write in this group (`<gid>@g.us`) instead of to `to`.
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// A contact writes to a phone's linked devices (`"quote": ID` replies to a message of the
@@ -95,12 +100,62 @@ async fn send(
         Some("lid") => true,
         Some(other) => return Err(anyhow::anyhow!("\"as\": '{other}' is not valid; accepted values: pn, lid").into()),
     };
+    if let Some(group) = &req.group {
+        if req.quote.is_some() || as_lid {
+            return Err(anyhow::anyhow!("a group message takes neither \"quote\" nor \"as\" here").into());
+        }
+        let id = sim.send_group_text(&phone, group, &req.text).await?;
+        return Ok(Json(json!({ "id": id })));
+    }
     let to: String = req.to.chars().filter(char::is_ascii_digit).collect();
     let id = match &req.quote {
         Some(quote) if !as_lid => sim.send_reply(&phone, &to, &req.text, quote, None).await?,
         Some(_) => return Err(anyhow::anyhow!("\"quote\" is sent from the phone number (\"as\": \"pn\")").into()),
         None => sim.send_text(&phone, &to, &req.text, as_lid).await?,
     };
+    Ok(Json(json!({ "id": id })))
+}
+
+#[derive(Deserialize)]
+struct GroupReq {
+    subject: String,
+    /// Its creator and admin.
+    owner: String,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+/// Creates a group of existing phones: `{"id": "<gid>@g.us"}`.
+async fn create_group(State(sim): State<Shared>, Json(req): Json<GroupReq>) -> Result<Json<Value>, ApiError> {
+    let digits = |p: &str| p.chars().filter(char::is_ascii_digit).collect::<String>();
+    let owner = digits(&req.owner);
+    let mut members = vec![owner.clone()];
+    members.extend(req.members.iter().map(|m| digits(m)).filter(|m| *m != owner));
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    let id = sim.create_group(&req.subject, &members)?;
+    Ok(Json(json!({ "id": id })))
+}
+
+#[derive(Deserialize)]
+struct PhoneSendReq {
+    /// A phone number or a group JID.
+    to: String,
+    text: String,
+}
+
+/// The account's own phone writes (the owner typing on the phone): its linked devices get a
+/// copy as the account's own message. `{"id"}`.
+async fn phone_send(
+    State(sim): State<Shared>,
+    Path(phone): Path<String>,
+    Json(req): Json<PhoneSendReq>,
+) -> Result<Json<Value>, ApiError> {
+    let chat = if req.to.contains('@') {
+        req.to.clone()
+    } else {
+        format!("{}@s.whatsapp.net", req.to.chars().filter(char::is_ascii_digit).collect::<String>())
+    };
+    let id = sim.send_from_phone(&phone, &chat, &req.text).await?;
     Ok(Json(json!({ "id": id })))
 }
 

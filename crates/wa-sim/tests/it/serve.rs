@@ -112,6 +112,62 @@ async fn serve_is_driven_by_its_control_api() {
     assert_eq!(inbox[0]["text"], "hi back", "{inbox}");
     assert_eq!(inbox[0]["from"], "15550003333");
 
+    // A reply quoting that message, the owner typing on the phone, a group: through the API.
+    let ours = inbox[0]["id"].as_str().expect("id").to_owned();
+    let reply = curl(
+        "POST",
+        &format!("{}/contacts/4915100003333/send", sim.control),
+        Some(serde_json::json!({ "to": "15550003333", "text": "what do you mean?", "quote": ours })),
+    );
+    let quoted = client
+        .wait(LINK_TIMEOUT, "the reply", |e| match e {
+            Event::Messages(b) => b.messages.iter().find(|m| m.info.id.to_string() == reply["id"]).map(|m| {
+                let c = m.message.extended_text_message.as_option().and_then(|t| t.context_info.as_option());
+                (
+                    c.and_then(|c| c.stanza_id.clone()),
+                    c.and_then(|c| c.quoted_message.as_option()?.conversation.clone()),
+                )
+            }),
+            _ => None,
+        })
+        .await;
+    assert_eq!(quoted, (Some(ours), Some("hi back".to_owned())));
+    let owner = curl(
+        "POST",
+        &format!("{}/phones/15550003333/send", sim.control),
+        Some(serde_json::json!({ "to": "4915100003333", "text": "typed on the phone" })),
+    );
+    let from_me = client
+        .wait(LINK_TIMEOUT, "the owner's message", |e| match e {
+            Event::Messages(b) => {
+                b.messages.iter().find(|m| m.info.id.to_string() == owner["id"]).map(|m| m.info.source.is_from_me)
+            }
+            _ => None,
+        })
+        .await;
+    assert!(from_me);
+    let group = curl(
+        "POST",
+        &format!("{}/groups", sim.control),
+        Some(serde_json::json!({ "subject": "team", "owner": "4915100003333", "members": ["15550003333"] })),
+    );
+    let gid = group["id"].as_str().expect("a group id").to_owned();
+    assert!(gid.ends_with("@g.us"), "{group}");
+    let said = curl(
+        "POST",
+        &format!("{}/contacts/4915100003333/send", sim.control),
+        Some(serde_json::json!({ "to": "", "group": gid, "text": "hello team" })),
+    );
+    let in_group = client
+        .wait(LINK_TIMEOUT, "the group message", |e| match e {
+            Event::Messages(b) => {
+                b.messages.iter().find(|m| m.info.id.to_string() == said["id"]).map(|m| m.info.source.chat.to_string())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(in_group, gid);
+
     // A fault through the API: the socket drops, the client comes back.
     let ok = curl("POST", &format!("{}/faults", sim.control), Some(serde_json::json!({ "kind": "drop_connections" })));
     assert_eq!(ok["ok"], true);
