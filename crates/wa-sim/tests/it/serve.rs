@@ -121,7 +121,7 @@ async fn serve_is_driven_by_its_control_api() {
     );
     let quoted = client
         .wait(LINK_TIMEOUT, "the reply", |e| match e {
-            Event::Messages(b) => b.messages.iter().find(|m| m.info.id.to_string() == reply["id"]).map(|m| {
+            Event::Messages(b) => b.messages.iter().find(|m| reply["id"] == m.info.id.as_str()).map(|m| {
                 let c = m.message.extended_text_message.as_option().and_then(|t| t.context_info.as_option());
                 (
                     c.and_then(|c| c.stanza_id.clone()),
@@ -140,7 +140,7 @@ async fn serve_is_driven_by_its_control_api() {
     let from_me = client
         .wait(LINK_TIMEOUT, "the owner's message", |e| match e {
             Event::Messages(b) => {
-                b.messages.iter().find(|m| m.info.id.to_string() == owner["id"]).map(|m| m.info.source.is_from_me)
+                b.messages.iter().find(|m| owner["id"] == m.info.id.as_str()).map(|m| m.info.source.is_from_me)
             }
             _ => None,
         })
@@ -161,7 +161,7 @@ async fn serve_is_driven_by_its_control_api() {
     let in_group = client
         .wait(LINK_TIMEOUT, "the group message", |e| match e {
             Event::Messages(b) => {
-                b.messages.iter().find(|m| m.info.id.to_string() == said["id"]).map(|m| m.info.source.chat.to_string())
+                b.messages.iter().find(|m| said["id"] == m.info.id.as_str()).map(|m| m.info.source.chat.to_string())
             }
             _ => None,
         })
