@@ -9,6 +9,7 @@ mod agent;
 pub mod clock;
 pub mod crash;
 mod db;
+mod export;
 pub mod files;
 mod inbox;
 mod migrations;
@@ -18,6 +19,7 @@ mod retention;
 
 pub use agent::{AgentSession, KnownSession, NewTurn, Turn, TurnEnd};
 pub use db::Db;
+pub use export::{Entry, EntryKind};
 /// The schema version this hermes writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = migrations::LATEST;
 pub use inbox::{Current, Facts, Offered, Outcome, PREVIEW_CHARS, Settlement};

@@ -34,6 +34,7 @@ mod explain;
 mod gateway;
 mod handoff;
 mod health;
+mod history;
 mod import;
 mod install;
 mod load;
@@ -88,6 +89,12 @@ enum Command {
         #[command(flatten)]
         run: GatewayArgs,
     },
+    /// A chat's record from the journal: `hermes history export [--chat CHAT] [--since 7d]
+    /// [--format jsonl|txt]` (read-only).
+    History {
+        #[command(subcommand)]
+        command: history::Command,
+    },
     /// A person takes a chat over: the agent does not answer there (until `--minutes` pass, or
     /// `hermes resume`). The owner writing in a chat from the phone does the same for a while.
     Pause(handoff::PauseArgs),
@@ -138,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Gateway { command: Some(GatewayCommand::Health(args)), .. } => health::run(profile, &args).await,
         Command::Pairing { command } => pairing::run(profile, &command),
         Command::Pause(args) => handoff::pause(profile, &args),
+        Command::History { command } => history::run(profile, &command),
         Command::Resume { chat } => handoff::resume(profile, &chat),
         Command::Send(args) => send::run(profile, &args).await,
         Command::Whatsapp { command: Some(WhatsappCommand::Drops(args)), .. } => drops::run(profile, &args),

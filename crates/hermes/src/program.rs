@@ -42,8 +42,10 @@ fn rename<'a>(text: &'a str, name: &str) -> Cow<'a, str> {
         return Cow::Borrowed(text);
     }
     let command = COMMAND.get_or_init(|| {
-        regex::Regex::new(r#"(^|[\s`"'(:])hermes( (?:demo|doctor|gateway|pairing|pause|resume|send|whatsapp)\b)"#)
-            .expect("a regex")
+        regex::Regex::new(
+            r#"(^|[\s`"'(:])hermes( (?:demo|doctor|gateway|history|pairing|pause|resume|send|whatsapp)\b)"#,
+        )
+        .expect("a regex")
     });
     command.replace_all(text, |c: &regex::Captures<'_>| format!("{}{name}{}", &c[1], &c[2]))
 }

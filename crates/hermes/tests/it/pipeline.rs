@@ -761,3 +761,26 @@ async fn replies_over_a_chats_pace_wait_and_all_arrive() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(8), "the fourth was held: {:?}", started.elapsed());
     s.gw().wait_log("holding messages back to stay within WhatsApp's pace");
 }
+
+/// Issue 27: `hermes history export` prints a chat's record from the journal (what arrived,
+/// what was sent, what was dropped and why), read-only, as JSON lines or text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_export_prints_a_chats_record() {
+    let s = Setup::new(ACCOUNT, &format!("WHATSAPP_ALLOWED_USERS={FRIEND}\n")).await;
+    s.contact(FRIEND);
+    s.contact(STRANGER);
+    let answer = s.ask(FRIEND, "remember the milk").await;
+    s.say(STRANGER, "let me in").await;
+    s.wait_drops(&format!("{STRANGER}@s.whatsapp.net"), 1);
+    let run = s.home.run(&["history", "export", "--chat", FRIEND]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let kinds: Vec<(&str, &str)> =
+        lines.iter().map(|l| (l["kind"].as_str().unwrap_or(""), l["text"].as_str().unwrap_or(""))).collect();
+    assert_eq!(kinds, [("received", "remember the milk"), ("sent", answer.as_str())], "{}", run.stdout);
+    assert!(lines.iter().all(|l| l["chat"] == format!("{FRIEND}@s.whatsapp.net")));
+    // Every chat: the stranger's drop is there, with its rule.
+    let all = s.home.run(&["history", "export", "--since", "1h", "--format", "txt"]);
+    assert!(all.stdout.contains(&format!("{STRANGER}@s.whatsapp.net dropped")), "{}", all.stdout);
+    assert!(all.stdout.contains("remember the milk"), "{}", all.stdout);
+}
