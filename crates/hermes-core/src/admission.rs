@@ -133,6 +133,10 @@ pub enum Admission {
     Pause { until: Option<i64>, by: crate::handoff::PausedBy },
     /// The owner sent `/resume`: the agent answers in the chat again. Handled, nothing said.
     Resume,
+    /// Group chatter that does not address the agent, from a sender the group admits, with
+    /// `observe_unmentioned_group_messages` on: kept as context for the agent's next turn in
+    /// the group, never answered on its own.
+    Observe,
 }
 
 /// Decides one message.
@@ -169,6 +173,9 @@ pub fn admit(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
     if m.chat.is_group() {
         let addressing = mention::Addressing { chat: m.chat, text: &text, mentioned: m.mentions, quoted: m.quoted };
         if let Err(hint) = mention::gate(cfg, k.own, &addressing) {
+            if cfg.observe_unmentioned.value && !k.pause.is_some_and(|p| p.active(k.now)) {
+                return Admission::Observe;
+            }
             return Admission::Drop(Refusal { rule: DropRule::NotMentioned, hint, nearest: None, warn: false });
         }
         text = mention::strip_own_mention(&text, k.own);

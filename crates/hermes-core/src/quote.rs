@@ -26,6 +26,23 @@ pub fn prefix(q: &Quoted) -> String {
     }
 }
 
+/// What was said in a group since the agent's last turn there, not addressed to it (who, what),
+/// as the agent reads it before the message that addresses it: attributed, in order, each cut
+/// to a few hundred characters. `None` when there is none.
+pub fn group_context(lines: &[(String, String)]) -> Option<String> {
+    if lines.is_empty() {
+        return None;
+    }
+    let mut s = "[Earlier in this group, not addressed to you (context only):]".to_owned();
+    for (who, text) in lines {
+        s.push_str(&format!("\n[{who}] {}", clip_to(text, CONTEXT_CHARS)));
+    }
+    Some(s)
+}
+
+/// Each message of group context shows at most this much.
+const CONTEXT_CHARS: usize = 300;
+
 /// A reply's text with its quote before it.
 pub fn with_prefix(prefix: Option<&str>, text: &str) -> String {
     match prefix {
@@ -35,11 +52,15 @@ pub fn with_prefix(prefix: Option<&str>, text: &str) -> String {
 }
 
 fn clip(text: &str) -> String {
+    clip_to(text, MAX_CHARS)
+}
+
+fn clip_to(text: &str, max: usize) -> String {
     let text = text.trim();
-    if text.chars().count() <= MAX_CHARS {
+    if text.chars().count() <= max {
         return text.to_owned();
     }
-    let cut: String = text.chars().take(MAX_CHARS).collect();
+    let cut: String = text.chars().take(max).collect();
     format!("{}…", cut.trim_end())
 }
 
@@ -56,5 +77,19 @@ mod tests {
         assert!(long.ends_with("…\"]") && long.chars().count() < 540, "{long}");
         assert_eq!(with_prefix(Some("[Replying to: \"a\"]"), "b"), "[Replying to: \"a\"]\n\nb");
         assert_eq!(with_prefix(None, "b"), "b");
+    }
+
+    #[test]
+    fn group_context_is_attributed_and_bounded() {
+        assert_eq!(group_context(&[]), None);
+        let lines = [
+            ("+4915100001111".to_owned(), "lunch at noon?".to_owned()),
+            ("+4915100002222".to_owned(), "y".repeat(400)),
+        ];
+        let c = group_context(&lines).expect("context");
+        assert!(c.starts_with(
+            "[Earlier in this group, not addressed to you (context only):]\n[+4915100001111] lunch at noon?\n"
+        ));
+        assert!(c.ends_with("…") && c.chars().count() < 450, "{c}");
     }
 }

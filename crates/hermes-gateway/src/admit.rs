@@ -118,6 +118,10 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
             let said = (by == hermes_core::handoff::PausedBy::OwnerMessage).then(|| row.text.clone()).flatten();
             (Outcome::HandedOff { pause, said }, None)
         }
+        Admission::Observe => {
+            tracing::debug!("group chatter kept as context for the agent's next turn");
+            (Outcome::Observed, None)
+        }
         Admission::Resume => {
             tracing::info!(chat = %row.chat, "the chat is resumed: the agent answers in it again");
             (Outcome::Resumed, None)

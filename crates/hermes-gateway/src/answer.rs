@@ -69,9 +69,11 @@ pub(crate) async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec
     // Each text after the message it quotes, if it quotes one.
     let quoted =
         |i: usize, text: &str| hermes_core::quote::with_prefix(batch.quotes.get(i).and_then(Option::as_deref), text);
+    // A group's context since the agent's last turn there goes first.
+    let with_context = |text: String| hermes_core::quote::with_prefix(batch.context.as_deref(), &text);
     let as_read = || {
         let texts: Vec<String> = batch.texts.iter().enumerate().map(|(i, t)| quoted(i, t)).collect();
-        Some((texts.join("\n"), batch.seqs.clone()))
+        Some((with_context(texts.join("\n")), batch.seqs.clone()))
     };
     if !batch.refresh {
         return as_read();
@@ -121,7 +123,7 @@ pub(crate) async fn fresh(shared: &Shared, batch: &Batch) -> Option<(String, Vec
         }
         return None;
     }
-    Some((texts.join("\n"), seqs))
+    Some((with_context(texts.join("\n")), seqs))
 }
 
 /// Why there is no answer from the agent.

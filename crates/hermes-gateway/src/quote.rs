@@ -35,3 +35,33 @@ pub(crate) fn prefix(shared: &Shared, row: &Inbound) -> Option<String> {
     };
     Some(quote::prefix(&found))
 }
+
+/// What was said in the group since the agent's last turn there, not addressed to it, for a
+/// batch that starts with `seq` (`observe_unmentioned_group_messages`).
+pub(crate) fn group_context(shared: &Shared, chat: &hermes_core::identity::Jid, seq: i64) -> Option<String> {
+    let live = shared.live();
+    if !chat.is_group() || !live.config.observe_unmentioned.value {
+        return None;
+    }
+    let limit = usize::try_from(live.config.group_context_messages.value).unwrap_or(usize::MAX);
+    let rows = match shared.db.read(|s| s.group_context(chat, seq, limit)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a group's context; the turn goes without it");
+            return None;
+        }
+    };
+    let lines: Vec<(String, String)> = rows
+        .into_iter()
+        .map(|(sender, alt, text)| {
+            // The phone number when known: what the people in the group call each other by.
+            let phone = [Some(&sender), alt.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|j| *j.server() == hermes_core::identity::Server::Phone)
+                .map(|j| format!("+{}", j.user()));
+            (phone.unwrap_or_else(|| sender.user().to_owned()), text)
+        })
+        .collect();
+    quote::group_context(&lines)
+}

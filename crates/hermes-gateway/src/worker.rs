@@ -218,6 +218,8 @@ pub(crate) struct Batch {
     pub(crate) raw: Vec<Option<String>>,
     /// The line before each message's text when it quotes another (`quote::prefix`).
     pub(crate) quotes: Vec<Option<String>>,
+    /// In a group, what was said there since the agent's last turn, not addressed to it.
+    pub(crate) context: Option<String>,
     /// Pictures for the model, and what it reads instead if it refuses them.
     pub(crate) images: Vec<String>,
     pub(crate) without_images: String,
@@ -244,6 +246,7 @@ impl Batch {
             texts: Vec::new(),
             raw: Vec::new(),
             quotes: Vec::new(),
+            context: None,
             images: Vec::new(),
             without_images: String::new(),
             notices: Vec::new(),
@@ -385,6 +388,9 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 }
                 let now = Instant::now();
                 let b = batch.get_or_insert_with(|| Batch::new(row.chat.clone()));
+                if b.seqs.is_empty() {
+                    b.context = crate::quote::group_context(&shared, &row.chat, seq);
+                }
                 b.sender = Some(row.sender.clone());
                 b.sender_alt = row.sender_alt.clone();
                 b.seqs.push(seq);

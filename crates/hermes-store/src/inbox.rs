@@ -86,6 +86,9 @@ pub enum Outcome {
     HandedOff { pause: hermes_core::handoff::Pause, said: Option<String> },
     /// The owner resumed the chat: the pause gone, the message handled.
     Resumed,
+    /// Group chatter kept as context for the agent's next turn in the group: handled, its
+    /// text kept.
+    Observed,
 }
 
 /// A pairing code offered to a refused sender.
@@ -304,6 +307,31 @@ impl Store {
             .optional()?)
     }
 
+    /// The group chatter kept as context in `chat` before `before` and not carried by a turn
+    /// yet (at most `limit`, the latest), oldest first: (sender, its other form, text).
+    pub fn group_context(
+        &self,
+        chat: &Jid,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(Jid, Option<Jid>, String)>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT sender, sender_alt, text FROM inbox
+             WHERE chat = ?1 AND context = 1 AND seq < ?2 AND text IS NOT NULL
+             ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = q.query_map(params![chat.to_string(), before, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((
+                Jid::from_wire(&r.get::<_, String>(0)?),
+                r.get::<_, Option<String>>(1)?.map(|j| Jid::from_wire(&j)),
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out: Vec<_> = rows.collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// Whether anyone but the account wrote in `chat` (within the retention).
     pub fn has_written(&self, chat: &Jid) -> Result<bool, StoreError> {
         Ok(self
@@ -466,6 +494,10 @@ impl Store {
                     .execute(params![chat.to_string(), said, pause.since])?;
                 }
                 mark(&tx, &[seq], Handled)?;
+            }
+            Outcome::Observed => {
+                mark(&tx, &[seq], Handled)?;
+                tx.prepare_cached("UPDATE inbox SET context = 1 WHERE seq = ?1")?.execute([seq])?;
             }
             Outcome::Resumed => {
                 let chat = chat_of(&tx, seq)?;

@@ -175,6 +175,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         until INTEGER,
         by TEXT NOT NULL
     );",
+    // 12: group chatter kept as context for the agent's next turn in the group (handled,
+    // never answered on its own; its text is kept, not cut to a preview): 1 kept, 2 carried
+    // by a turn already.
+    "ALTER TABLE inbox ADD COLUMN context INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

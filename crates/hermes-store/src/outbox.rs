@@ -95,6 +95,11 @@ impl Store {
         enqueue(&tx, r.chat, r.messages, r.at)?;
         enqueue_files(&tx, r.chat, r.files, r.at)?;
         crate::inbox::mark_handled(&tx, r.answers)?;
+        // The group context this turn carried is not carried again (append-only).
+        if let Some(first) = r.answers.iter().min().filter(|_| r.chat.is_group()) {
+            tx.prepare_cached("UPDATE inbox SET context = 2 WHERE chat = ?1 AND context = 1 AND seq < ?2")?
+                .execute(params![r.chat.to_string(), first])?;
+        }
         if let Some(end) = &r.turn {
             crate::agent::end_turn(&tx, end, r.at)?;
         }

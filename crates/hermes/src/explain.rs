@@ -192,6 +192,9 @@ fn is_admitted(a: &Admission) -> bool {
 const IGNORED: &str =
     "it starts with the reply prefix (WHATSAPP_REPLY_PREFIX), so the gateway takes it for its own reply coming back";
 
+const OBSERVED: &str = "it does not address the agent, so it is not answered; it is kept as context for the agent's \
+                        next turn in this group (WHATSAPP_OBSERVE_UNMENTIONED_GROUP_MESSAGES)";
+
 const HANDOFF: &str = "the account's owner wrote it in this chat: a person takes the chat over (WHATSAPP_HANDOFF_MINUTES; \
                        /pause and /resume by hand), and the agent stays out of it meanwhile";
 
@@ -222,6 +225,7 @@ fn action_name(a: &Admission) -> Option<&'static str> {
         Admission::OfferCode { .. } => Some("pairing_code"),
         Admission::Pause { .. } => Some("pause_chat"),
         Admission::Resume => Some("resume_chat"),
+        Admission::Observe => Some("keep_as_context"),
     }
 }
 
@@ -232,6 +236,7 @@ fn rule_name(e: &Explained<'_>) -> &'static str {
         Admission::Answer { .. } | Admission::Command { .. } | Admission::Unreadable { .. } => e.decision.rule.as_str(),
         Admission::Ignore => "echo",
         Admission::Pause { .. } | Admission::Resume => "handoff",
+        Admission::Observe => "group_context",
         Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => r.rule.as_str(),
     }
 }
@@ -326,6 +331,10 @@ fn render(loaded: &Loaded, e: &Explained<'_>) -> String {
             s += &format!("HANDOFF: {HANDOFF}\n");
             return s;
         }
+        Admission::Observe => {
+            s += &format!("CONTEXT: {OBSERVED}\n");
+            return s;
+        }
         Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => r,
     };
     s += &format!("REFUSED by rule {}\n", refusal.rule.as_str());
@@ -415,6 +424,7 @@ impl JsonReport {
             Admission::Answer { .. } | Admission::Command { .. } | Admission::Unreadable { .. } => d.hint.clone(),
             Admission::Ignore => Some(IGNORED.to_owned()),
             Admission::Pause { .. } | Admission::Resume => Some(HANDOFF.to_owned()),
+            Admission::Observe => Some(OBSERVED.to_owned()),
             Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => {
                 Some(d.hint.clone().unwrap_or_else(|| r.hint.clone()))
             }

@@ -268,6 +268,7 @@ proptest! {
             Admission::Command { .. } | Admission::Unreadable { .. } => {}
             // Only the account's own messages hand a chat over.
             Admission::Pause { .. } | Admission::Resume => prop_assert!(from_me),
+            Admission::Observe => {}
         }
     }
 }

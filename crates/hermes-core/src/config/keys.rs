@@ -80,6 +80,8 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "handoff_minutes",
     "send_per_minute",
     "chat_send_per_minute",
+    "observe_unmentioned_group_messages",
+    "group_context_messages",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -346,6 +348,18 @@ impl<'a, 'd> Resolver<'a, 'd> {
                 20,
                 "messages a minute, e.g. 20 (0: no limit)",
             ),
+            observe_unmentioned: self.bool(
+                &["WHATSAPP_OBSERVE_UNMENTIONED_GROUP_MESSAGES"],
+                &["whatsapp.observe_unmentioned_group_messages"],
+                false,
+            ),
+            group_context_messages: self.get(&[], &["whatsapp.group_context_messages"], 20, |r| {
+                scalar_text(r).and_then(|t| {
+                    t.trim()
+                        .parse::<u64>()
+                        .map_err(|_| "accepted values: a whole number of messages, e.g. 20".to_owned())
+                })
+            }),
             listen: self.get(&["HERMES_GATEWAY_LISTEN"], &["gateway.listen"], None, |r| {
                 scalar_text(r).and_then(|t| {
                     t.trim().parse::<std::net::SocketAddr>().map(Some).map_err(|_| {

@@ -135,6 +135,11 @@ pub struct WhatsAppConfig {
     pub send_per_minute: Setting<u64>,
     /// `WHATSAPP_CHAT_SEND_PER_MINUTE` / `whatsapp.chat_send_per_minute`: the same, to one chat.
     pub chat_send_per_minute: Setting<u64>,
+    /// `WHATSAPP_OBSERVE_UNMENTIONED_GROUP_MESSAGES` / `whatsapp.observe_unmentioned_group_messages`:
+    /// in admitted groups, what does not address the agent is kept as context for its next turn.
+    pub observe_unmentioned: Setting<bool>,
+    /// `whatsapp.group_context_messages`: the most such messages a turn carries.
+    pub group_context_messages: Setting<u64>,
 }
 
 impl WhatsAppConfig {
@@ -434,6 +439,8 @@ impl Config {
             line("WHATSAPP_HANDOFF_MINUTES", &w.handoff_minutes, ToString::to_string),
             line("WHATSAPP_SEND_PER_MINUTE", &w.send_per_minute, ToString::to_string),
             line("WHATSAPP_CHAT_SEND_PER_MINUTE", &w.chat_send_per_minute, ToString::to_string),
+            line("WHATSAPP_OBSERVE_UNMENTIONED_GROUP_MESSAGES", &w.observe_unmentioned, ToString::to_string),
+            line("whatsapp.group_context_messages", &w.group_context_messages, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, url),

@@ -784,3 +784,43 @@ async fn history_export_prints_a_chats_record() {
     assert!(all.stdout.contains(&format!("{STRANGER}@s.whatsapp.net dropped")), "{}", all.stdout);
     assert!(all.stdout.contains("remember the milk"), "{}", all.stdout);
 }
+
+/// Issue 27: with `WHATSAPP_OBSERVE_UNMENTIONED_GROUP_MESSAGES`, group chatter that does not
+/// address the agent is kept (never answered on its own) and the next turn that addresses it
+/// carries it, attributed, once; a member the group refuses is not observed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_chatter_becomes_context_for_the_next_turn() {
+    let other = "4915100004444";
+    let env = format!(
+        "WHATSAPP_MODE=bot\nWHATSAPP_ALLOWED_USERS={FRIEND},{other}\nWHATSAPP_GROUP_POLICY=open\n\
+         WHATSAPP_REQUIRE_MENTION=true\nWHATSAPP_OBSERVE_UNMENTIONED_GROUP_MESSAGES=true\n"
+    );
+    let s = Setup::with(ACCOUNT, &env, "").await;
+    for c in [FRIEND, other, STRANGER] {
+        s.contact(c);
+    }
+    let group = s.sim.create_group("Team", &[FRIEND, ACCOUNT, other, STRANGER]).expect("group");
+    s.sim.send_group_text(other, &group, "the meeting moved to 5pm").await.expect("send");
+    s.sim.send_group_text(STRANGER, &group, "buy my stuff").await.expect("send");
+    s.wait_drops(&format!("{STRANGER}@s.whatsapp.net"), 1);
+    let cursor = s.sim.cursor();
+    s.sim.send_group_text(FRIEND, &group, &format!("@{ACCOUNT} when is the meeting?")).await.expect("send");
+    s.reply_containing(cursor, FRIEND, "when is the meeting?").await;
+    let asked = s.llm.requests().last().cloned().expect("asked");
+    let user = user_texts(&asked).last().map(|t| (*t).to_owned()).expect("user");
+    assert_eq!(
+        user,
+        format!(
+            "[Earlier in this group, not addressed to you (context only):]\n[+{other}] the meeting moved to 5pm\n\nwhen is the meeting?"
+        )
+    );
+    assert_eq!(s.llm.requests().len(), 1, "chatter is never answered on its own");
+    // The next turn carries only what came after this one.
+    s.sim.send_group_text(other, &group, "and bring snacks").await.expect("send");
+    let cursor = s.sim.cursor();
+    s.sim.send_group_text(FRIEND, &group, &format!("@{ACCOUNT} anything else?")).await.expect("send");
+    s.reply_containing(cursor, FRIEND, "anything else?").await;
+    let asked = s.llm.requests().last().cloned().expect("asked");
+    let user = user_texts(&asked).last().map(|t| (*t).to_owned()).expect("user");
+    assert!(user.contains(&format!("[+{other}] and bring snacks")) && !user.contains("5pm"), "{user}");
+}
