@@ -90,6 +90,8 @@ pub struct Known<'a> {
     pub offers: &'a [pairing::Pending],
     /// The chat's pause, if it has one (in force or not).
     pub pause: Option<&'a crate::handoff::Pause>,
+    /// How many times the agent answered in this chat within the loop breaker's window.
+    pub recent_answers: u32,
     /// Unix seconds.
     pub now: i64,
     /// Makes a pairing code, when one is offered.
@@ -182,6 +184,15 @@ pub fn admit(m: &Inbound<'_>, k: &Known<'_>) -> Admission {
     }
     if let Some(pause) = k.pause.filter(|p| p.active(k.now)) {
         return Admission::Drop(Refusal { rule: DropRule::Paused, hint: pause.hint(), nearest: None, warn: false });
+    }
+    let loop_limit = cfg.loop_limit();
+    if loop_limit.tripped(k.recent_answers) {
+        // Paused, as a person would; the owner resumes it (or it ends after the handoff time).
+        let minutes = i64::from(loop_limit.minutes.max(1)).max(i64::try_from(cfg.handoff_minutes.value).unwrap_or(0));
+        return Admission::Pause {
+            until: Some(k.now.saturating_add(minutes.saturating_mul(60))),
+            by: crate::handoff::PausedBy::LoopBreaker,
+        };
     }
     let mark_read = cfg.send_read_receipts.value;
     match command::parse(&text) {

@@ -25,6 +25,9 @@ pub enum PausedBy {
     OwnerCommand,
     /// `hermes pause` on the command line.
     Cli,
+    /// The reply-loop breaker: the agent answered too often in too short a time there (another
+    /// bot answering it, most likely).
+    LoopBreaker,
 }
 
 impl PausedBy {
@@ -33,6 +36,7 @@ impl PausedBy {
             PausedBy::OwnerMessage => "owner_message",
             PausedBy::OwnerCommand => "owner_command",
             PausedBy::Cli => "cli",
+            PausedBy::LoopBreaker => "loop_breaker",
         }
     }
 
@@ -41,6 +45,7 @@ impl PausedBy {
             "owner_message" => PausedBy::OwnerMessage,
             "owner_command" => PausedBy::OwnerCommand,
             "cli" => PausedBy::Cli,
+            "loop_breaker" => PausedBy::LoopBreaker,
             _ => return None,
         })
     }
@@ -58,6 +63,10 @@ impl Pause {
             PausedBy::OwnerMessage => "the account's owner wrote in this chat from the phone",
             PausedBy::OwnerCommand => "the account's owner sent /pause in this chat",
             PausedBy::Cli => "`hermes pause` paused this chat",
+            PausedBy::LoopBreaker => {
+                "the agent answered here more often than a person writes (whatsapp.loop_turns in whatsapp.loop_minutes): \
+                 another bot answering it, most likely"
+            }
         };
         let until = match self.until {
             Some(t) => format!("the agent answers again from {t} (unix time), or"),
@@ -67,6 +76,21 @@ impl Pause {
             "{why}, so the agent leaves it to a person; {until} when the owner sends /resume in the chat (or runs \
              `hermes resume CHAT`)"
         )
+    }
+}
+
+/// The reply-loop breaker: a chat where the agent answered `turns` times within the window
+/// trips it (two bots answering each other would go on for ever, and get the number banned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopLimit {
+    /// Answers in the window that trip it (0: never).
+    pub turns: u32,
+    pub minutes: u32,
+}
+
+impl LoopLimit {
+    pub fn tripped(&self, recent_answers: u32) -> bool {
+        self.turns > 0 && recent_answers >= self.turns
     }
 }
 
@@ -102,6 +126,15 @@ mod tests {
         assert!(held.active(i64::MAX));
         assert!(held.hint().contains("/resume") && held.hint().contains("sent /pause"));
         assert_eq!(PausedBy::parse(PausedBy::Cli.as_str()), Some(PausedBy::Cli));
+    }
+
+    #[test]
+    fn the_loop_breaker_trips_at_its_count() {
+        let l = LoopLimit { turns: 20, minutes: 5 };
+        assert!(!l.tripped(19) && l.tripped(20));
+        assert!(!LoopLimit { turns: 0, minutes: 5 }.tripped(1000));
+        let p = Pause { since: 0, until: Some(1), by: PausedBy::LoopBreaker };
+        assert!(p.hint().contains("another bot"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hermes_core::admission::{self, Admission, Refusal};
+use hermes_core::admission::{self, Admission, DropRule, Refusal};
 use hermes_core::command::Command;
 use hermes_core::identity::{Jid, Server, UserId};
 use hermes_core::pairing;
@@ -46,6 +46,8 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
     let offers: Vec<pairing::Pending> = facts.pending_offers();
     let own = shared.messenger.account();
     let live = shared.live();
+    let window = i64::from(live.config.loop_limit().minutes).saturating_mul(60);
+    let recent_answers = shared.db.read(|s| s.answers_since(&row.chat, now - window))?;
     let message = admission::Inbound {
         chat: &row.chat,
         sender: &row.sender,
@@ -63,6 +65,7 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
         ours: facts.ours,
         offers: &offers,
         pause: facts.pause.as_ref(),
+        recent_answers,
         now,
         random: rand::random(),
     };
@@ -107,16 +110,30 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
             (outcome, None)
         }
         Admission::Pause { until, by } => {
-            match until {
-                Some(t) => {
-                    tracing::info!(chat = %row.chat, until = t, "a person took this chat over; the agent stays out of it until then")
-                }
-                None => tracing::info!(chat = %row.chat, "the chat is paused until /resume"),
-            }
+            use hermes_core::handoff::PausedBy;
             let pause = hermes_core::handoff::Pause { since: now, until, by };
+            let dropped = (by == PausedBy::LoopBreaker).then(|| {
+                let r = Refusal { rule: DropRule::Paused, hint: pause.hint(), nearest: None, warn: true };
+                tracing::error!(
+                    chat = %row.chat,
+                    "reply loop: the agent answered here more often than a person writes; the chat is paused \
+                     (`hermes resume CHAT`, or /resume from the phone, to go on)"
+                );
+                shared.service.metrics.drop(r.rule.as_str());
+                dropped(&r)
+            });
+            match (by, until) {
+                (PausedBy::LoopBreaker, _) => {}
+                (_, Some(t)) => tracing::info!(
+                    chat = %row.chat,
+                    until = t,
+                    "a person took this chat over; the agent stays out of it until then"
+                ),
+                (_, None) => tracing::info!(chat = %row.chat, "the chat is paused until /resume"),
+            }
             // The owner's own words are the conversation too; a /pause is not.
-            let said = (by == hermes_core::handoff::PausedBy::OwnerMessage).then(|| row.text.clone()).flatten();
-            (Outcome::HandedOff { pause, said }, None)
+            let said = (by == PausedBy::OwnerMessage).then(|| row.text.clone()).flatten();
+            (Outcome::HandedOff { pause, said, dropped }, None)
         }
         Admission::Observe => {
             tracing::debug!("group chatter kept as context for the agent's next turn");

@@ -571,3 +571,33 @@ async fn a_chat_over_its_pace_waits_while_others_go_on() {
     assert!(held.contains("hermes_sends_held_total{kind=\"per_chat\"}"), "{held}");
     h.pipeline.stop().await;
 }
+
+/// Issue 27: the reply-loop breaker: when the agent has answered a chat `loop_turns` times
+/// within the window (another bot answering it, most likely), the next message pauses the chat
+/// instead of being answered, and is traced as a `paused` drop.
+#[tokio::test(start_paused = true)]
+async fn a_reply_loop_is_broken_by_pausing_the_chat() {
+    let h = Harness::start("whatsapp:\n  loop_turns: 3\n  loop_minutes: 5\n  text_batch_delay_seconds: 0\n").await;
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        h.receive(ALICE, &format!("A{i}"), text).await;
+        h.messenger.wait_sent(i + 1).await;
+    }
+    h.receive(ALICE, "A3", "four").await;
+    tokio::time::timeout(WAIT, async {
+        while h.drops().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a drop");
+    let drops = h.drops().await;
+    assert_eq!(drops[0].rule.as_str(), "paused");
+    assert!(drops[0].hint.as_deref().is_some_and(|hint| hint.contains("another bot")), "{drops:?}");
+    // Still paused for the next message; another chat is answered.
+    h.receive(ALICE, "A4", "five").await;
+    h.receive(BOB, "B1", "hello").await;
+    let sent = h.messenger.wait_sent(4).await;
+    assert_eq!(sent[3].text, "re: hello");
+    assert_eq!(h.model.asked(), ["one", "two", "three", "hello"]);
+    h.pipeline.stop().await;
+}

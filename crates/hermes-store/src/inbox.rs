@@ -83,7 +83,9 @@ pub enum Outcome {
     GivenUp { dropped: Dropped, note: Option<(MessageId, String)> },
     /// The owner wrote in the chat: paused, and the owner's words kept in the chat's history
     /// (what the agent reads later), the message handled.
-    HandedOff { pause: hermes_core::handoff::Pause, said: Option<String> },
+    /// With `dropped`, the message that paused it is also a ledger row (the reply-loop breaker
+    /// paused the chat on a contact's message, which is not answered).
+    HandedOff { pause: hermes_core::handoff::Pause, said: Option<String>, dropped: Option<Dropped> },
     /// The owner resumed the chat: the pause gone, the message handled.
     Resumed,
     /// Group chatter kept as context for the agent's next turn in the group: handled, its
@@ -484,7 +486,7 @@ impl Store {
                 insert_drop(&tx, dropped)?;
                 refused(&tx, seq)?;
             }
-            Outcome::HandedOff { pause, said } => {
+            Outcome::HandedOff { pause, said, dropped } => {
                 let chat = chat_of(&tx, seq)?;
                 pause_chat(&tx, &chat, pause)?;
                 if let Some(said) = said {
@@ -493,7 +495,13 @@ impl Store {
                     )?
                     .execute(params![chat.to_string(), said, pause.since])?;
                 }
-                mark(&tx, &[seq], Handled)?;
+                match dropped {
+                    Some(d) => {
+                        insert_drop(&tx, d)?;
+                        refused(&tx, seq)?;
+                    }
+                    None => mark(&tx, &[seq], Handled)?,
+                }
             }
             Outcome::Observed => {
                 mark(&tx, &[seq], Handled)?;

@@ -159,6 +159,16 @@ impl Store {
             .optional()?)
     }
 
+    /// How many replies (their first parts) hermes queued in `chat` since `since` (unix seconds):
+    /// the reply-loop breaker's count.
+    pub fn answers_since(&self, chat: &Jid, since: i64) -> Result<u32, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE chat = ?1 AND part = 0 AND created_at >= ?2")?
+            .query_row(params![chat.to_string(), since], |r| r.get(0))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     pub fn unsent_count(&self) -> Result<i64, StoreError> {
         Ok(self.conn.query_row("SELECT count(*) FROM outbox WHERE state = ?1", [QUEUED], |r| r.get(0))?)
     }

@@ -109,6 +109,8 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
         ours: facts.ours,
         offers: &offers,
         pause: facts.pause.as_ref(),
+        // A loop the breaker caught is a pause, which the facts carry.
+        recent_answers: 0,
         now,
         // Makes the code of an offer, which explain never shows.
         random: 0,

@@ -101,7 +101,7 @@ impl HermesHome {
             // Unpaced: the benchmark measures the gateway, not the outbound governor's pacing.
             format!(
                 "model:\n  default: bench\n  base_url: {llm_url}\nwhatsapp:\n  text_batch_delay_seconds: 0\n  \
-                 send_per_minute: 0\n  chat_send_per_minute: 0\n"
+                 send_per_minute: 0\n  chat_send_per_minute: 0\n  loop_turns: 0\n"
             ),
         )?;
         sim.add_phone(account);

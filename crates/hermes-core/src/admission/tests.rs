@@ -22,6 +22,7 @@ struct Case {
     offers: Vec<pairing::Pending>,
     unreadable: bool,
     pause: Option<crate::handoff::Pause>,
+    recent_answers: u32,
 }
 
 impl Case {
@@ -38,6 +39,7 @@ impl Case {
             offers: vec![],
             unreadable: false,
             pause: None,
+            recent_answers: 0,
         }
     }
 
@@ -65,6 +67,7 @@ impl Case {
             ours: self.ours,
             offers: &self.offers,
             pause: self.pause.as_ref(),
+            recent_answers: self.recent_answers,
             now: 100_000,
             random: 42,
         };
@@ -260,7 +263,7 @@ proptest! {
             quoted: None,
             unreadable: false,
         };
-        let k = Known { config: &cfg, own: None, aliases: &[], approvals: &[], ours, offers: &[], pause: None, now: 0, random: 1 };
+        let k = Known { config: &cfg, own: None, aliases: &[], approvals: &[], ours, offers: &[], pause: None, recent_answers: 0, now: 0, random: 1 };
         match admit(&m, &k) {
             Admission::Drop(r) | Admission::Park(r) | Admission::OfferCode { refusal: r, .. } => prop_assert!(!r.hint.is_empty()),
             Admission::Ignore => prop_assert!(text.as_deref().is_none_or(|t| t.trim().is_empty()) || from_me),
@@ -312,4 +315,14 @@ fn the_owner_writing_pauses_the_chat_and_a_paused_chat_is_not_answered() {
     assert!(r.hint.contains("/resume") && !r.warn, "{}", r.hint);
     let ended = Pause { until: Some(99_000), ..paused };
     assert!(matches!(Case { pause: Some(ended), ..Case::dm("still?") }.run(), Admission::Answer { .. }));
+}
+
+/// Issue 27: the reply-loop breaker: a chat where the agent answered `loop_turns` times within
+/// the window is paused (another bot answering it), not answered again.
+#[test]
+fn a_reply_loop_pauses_the_chat() {
+    use crate::handoff::PausedBy;
+    let busy = Case { recent_answers: 20, ..Case::dm("and another thing") };
+    assert!(matches!(busy.run(), Admission::Pause { by: PausedBy::LoopBreaker, until: Some(_) }), "{:?}", busy.run());
+    assert!(matches!(Case { recent_answers: 19, ..Case::dm("hi") }.run(), Admission::Answer { .. }));
 }

@@ -82,6 +82,8 @@ const WHATSAPP_YAML_KEYS: &[&str] = &[
     "chat_send_per_minute",
     "observe_unmentioned_group_messages",
     "group_context_messages",
+    "loop_turns",
+    "loop_minutes",
 ];
 
 const EXTRA_YAML_KEYS: &[&str] = &[
@@ -358,6 +360,18 @@ impl<'a, 'd> Resolver<'a, 'd> {
                     t.trim()
                         .parse::<u64>()
                         .map_err(|_| "accepted values: a whole number of messages, e.g. 20".to_owned())
+                })
+            }),
+            loop_turns: self.get(&[], &["whatsapp.loop_turns"], 20, |r| {
+                scalar_text(r).and_then(|t| {
+                    t.trim()
+                        .parse::<u64>()
+                        .map_err(|_| "accepted values: a whole number of answers, e.g. 20 (0: never)".to_owned())
+                })
+            }),
+            loop_minutes: self.get(&[], &["whatsapp.loop_minutes"], 5, |r| {
+                scalar_text(r).and_then(|t| {
+                    t.trim().parse::<u64>().map_err(|_| "accepted values: a whole number of minutes, e.g. 5".to_owned())
                 })
             }),
             listen: self.get(&["HERMES_GATEWAY_LISTEN"], &["gateway.listen"], None, |r| {

@@ -140,9 +140,19 @@ pub struct WhatsAppConfig {
     pub observe_unmentioned: Setting<bool>,
     /// `whatsapp.group_context_messages`: the most such messages a turn carries.
     pub group_context_messages: Setting<u64>,
+    /// `whatsapp.loop_turns` in `whatsapp.loop_minutes`: the agent answering that often in one
+    /// chat trips the reply-loop breaker (0 turns: never).
+    pub loop_turns: Setting<u64>,
+    pub loop_minutes: Setting<u64>,
 }
 
 impl WhatsAppConfig {
+    /// The reply-loop breaker's limit (`crate::handoff::LoopLimit`).
+    pub fn loop_limit(&self) -> crate::handoff::LoopLimit {
+        let n = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        crate::handoff::LoopLimit { turns: n(self.loop_turns.value), minutes: n(self.loop_minutes.value) }
+    }
+
     /// The outbound governor's limits (`crate::governor`): each burst is half the minute's rate.
     pub fn send_limits(&self) -> crate::governor::Limits {
         let rate = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
@@ -441,6 +451,8 @@ impl Config {
             line("WHATSAPP_CHAT_SEND_PER_MINUTE", &w.chat_send_per_minute, ToString::to_string),
             line("WHATSAPP_OBSERVE_UNMENTIONED_GROUP_MESSAGES", &w.observe_unmentioned, ToString::to_string),
             line("whatsapp.group_context_messages", &w.group_context_messages, ToString::to_string),
+            line("whatsapp.loop_turns", &w.loop_turns, ToString::to_string),
+            line("whatsapp.loop_minutes", &w.loop_minutes, ToString::to_string),
             line("model.provider", &m.provider, opt),
             line("model.default", &m.name, opt),
             line("model.base_url", &m.base_url, url),

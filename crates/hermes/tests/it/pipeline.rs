@@ -41,8 +41,12 @@ impl Setup {
         sim.add_phone(account);
         let llm = LoopbackLlm::start(0).await.expect("llm");
         let top = top_yaml.replace("{llm}", &llm.base_url());
-        let yaml =
-            format!("model:\n  default: test-model\n  base_url: {}\n{top}whatsapp:\n{whatsapp_yaml}", llm.base_url());
+        // Backlogs and storms answer one contact many times a minute: not a reply loop here.
+        let unlooped = if whatsapp_yaml.contains("loop_turns") { "" } else { "  loop_turns: 0\n" };
+        let yaml = format!(
+            "model:\n  default: test-model\n  base_url: {}\n{top}whatsapp:\n{whatsapp_yaml}{unlooped}",
+            llm.base_url()
+        );
         // The outbound governor paces a real account; these tests pace themselves (the
         // governor's own test sets its limits).
         let paced = if env.contains("SEND_PER_MINUTE") { String::new() } else { UNPACED.to_owned() };
