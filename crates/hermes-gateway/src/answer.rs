@@ -28,7 +28,9 @@ pub(crate) async fn answer(shared: &Shared, batch: &Batch) {
             tracing::warn!(
                 "the model refused an image; asking again without it (agent.image_input_mode: text stops sending images)"
             );
-            ask(shared, chat, &batch.without_images, &[]).await
+            // A text batch whose images are quoted ones reads its own text without them.
+            let without = if batch.without_images.is_empty() { &text } else { &batch.without_images };
+            ask(shared, chat, without, &[]).await
         }
         other => other,
     };

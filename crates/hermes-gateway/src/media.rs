@@ -261,11 +261,10 @@ fn plain(text: String) -> Prepared {
 /// The cached copy of the media, downloaded unless a complete one is there already (a crash
 /// after the download, before the answer): Hermes' directories and file names.
 async fn cached(shared: &Shared, row: &Inbound, media: &MediaRef, cap: u64) -> Result<PathBuf, MediaError> {
-    let (new, old) = m::cache_dirs(media.kind);
-    let dir = if shared.home.join(old).is_dir() { shared.home.join(old) } else { shared.home.join(new) };
+    let path = cache_path(shared, media, &row.id);
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let io = |error| MediaError::Io { path: dir.display().to_string(), error };
     private_dir(&dir).map_err(io)?;
-    let path = dir.join(m::cache_file_name(media, &m::cache_tag(row.id.as_str())));
     if let Ok(meta) = std::fs::metadata(&path)
         && meta.is_file()
         && (media.file_length == 0 || meta.len() == media.file_length)
@@ -278,7 +277,14 @@ async fn cached(shared: &Shared, row: &Inbound, media: &MediaRef, cap: u64) -> R
     Ok(path)
 }
 
-/// A directory only its owner reads: media is personal data.
+/// Where a message's media is cached: Hermes' directories (its older names when they exist)
+/// and file names.
+pub(crate) fn cache_path(shared: &Shared, media: &MediaRef, id: &hermes_core::identity::MessageId) -> PathBuf {
+    let (new, old) = m::cache_dirs(media.kind);
+    let dir = if shared.home.join(old).is_dir() { shared.home.join(old) } else { shared.home.join(new) };
+    dir.join(m::cache_file_name(media, &m::cache_tag(id.as_str())))
+}
+
 /// A directory only its owner reads: media is personal data. One left wider (by Hermes, or an
 /// older copy) is narrowed.
 pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {

@@ -36,6 +36,31 @@ pub(crate) fn prefix(shared: &Shared, row: &Inbound) -> Option<String> {
     Some(quote::prefix(&found))
 }
 
+/// The picture a reply quotes, as a `data:` URL for the model, when the quoted message is an
+/// image or sticker hermes still has in its cache (and images go to the model at all).
+pub(crate) async fn quoted_image(shared: &Shared, row: &Inbound) -> Option<String> {
+    use hermes_core::media::MediaKind;
+    let q = row.quote.as_ref()?;
+    if shared.media.image_input_mode.value == hermes_core::config::ImageInputMode::Text {
+        return None;
+    }
+    let media = shared.db.read(|s| s.quoted(&row.chat, &q.id)).ok().flatten()?.media?;
+    if !matches!(media.kind, MediaKind::Image | MediaKind::Sticker) {
+        return None;
+    }
+    let path = crate::media::cache_path(shared, &media, &q.id);
+    if !path.is_file() {
+        return None;
+    }
+    match shared.parser.picture(&path).await {
+        Ok(url) => Some(url),
+        Err(e) => {
+            tracing::warn!(error = %e, "a quoted image could not be read; the agent gets its description only");
+            None
+        }
+    }
+}
+
 /// What was said in the group since the agent's last turn there, not addressed to it, for a
 /// batch that starts with `seq` (`observe_unmentioned_group_messages`).
 pub(crate) fn group_context(shared: &Shared, chat: &hermes_core::identity::Jid, seq: i64) -> Option<String> {

@@ -397,6 +397,10 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 b.texts.push(text);
                 b.raw.push(row.text.clone());
                 b.quotes.push(crate::quote::prefix(&shared, &row));
+                // A quoted picture goes to the model with the question about it.
+                if let Some(url) = Box::pin(crate::quote::quoted_image(&shared, &row)).await {
+                    b.images.push(url);
+                }
                 b.last = now;
                 if shared.live().debounce.is_zero() {
                     flush(&shared, &busy, &mut batch).await;

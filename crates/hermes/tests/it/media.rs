@@ -654,3 +654,25 @@ async fn a_reply_to_a_voice_note_quotes_its_transcript() {
     );
     assert!(user.content.ends_with("\n\nwhen was that?"), "{}", user.content);
 }
+
+/// Issue 27: a reply to a photo shows the model the photo itself, beside the question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_photo_shows_the_model_the_photo() {
+    let s = setup("").await;
+    let photo = Media { mime: "image/png".into(), data: PNG.to_vec(), ..Default::default() };
+    let cursor = s.sim.cursor();
+    let id = s.send_media(MediaKind::Image, &photo).await;
+    s.reply_containing(cursor, FRIEND, "You wrote").await;
+    let cursor = s.sim.cursor();
+    s.sim.send_reply(FRIEND, ACCOUNT, "what colour is this?", &id, None).await.expect("reply");
+    s.reply_containing(cursor, FRIEND, "what colour is this?").await;
+    let asked = s.llm.requests().last().cloned().expect("asked");
+    let user = asked.iter().rev().find(|m| m.role == hermes_agent::Speaker::User).expect("user");
+    assert!(
+        user.content.starts_with("[Replying to: \"") && user.content.ends_with("what colour is this?"),
+        "{}",
+        user.content
+    );
+    assert_eq!(user.images.len(), 1, "the quoted photo goes with the question");
+    assert!(user.images[0].starts_with("data:image/png;base64,"), "{}", &user.images[0][..30]);
+}
