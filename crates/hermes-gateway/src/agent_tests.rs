@@ -198,7 +198,6 @@ async fn an_answer_already_in_the_transcript_is_delivered_not_asked_for_again() 
             .push((session.clone(), TranscriptRow { role: role.into(), content: content.into(), timestamp: None }));
     }
     // As the dead process left it: the message journaled, its turn kept, Hermes answered.
-    let s2 = session.clone();
     let h = Harness::with_hermes_after("", settings(hermes.clone()), move |s| {
         let mut m = crate::tests::inbound(ALICE, "A1", "what did you say?");
         m.timestamp = 1;
@@ -210,7 +209,6 @@ async fn an_answer_already_in_the_transcript_is_delivered_not_asked_for_again() 
             chat: &chat,
             conversation: ALICE,
             memory_key: "agent:main:whatsapp:dm:15551234567",
-            session_id: &s2,
             idempotency_key: "hermes-wa-dead",
             body: "{\"messages\":[{},{\"content\":\"what did you say?\"}]}",
             asked: "what did you say?",

@@ -83,25 +83,21 @@ async fn open(
     let opened = shared
         .db
         .call(move |s| {
-            let session = s.agent_session(&conv.key)?;
-            let at = hermes_store::clock::now();
             s.open_turn(&NewTurn {
                 chat: &chat2,
                 conversation: &conv.key,
                 memory_key: &conv.memory_key,
-                session_id: &session.session_id,
                 idempotency_key: &key,
                 body: &body2,
                 asked: &asked2,
                 answers: &seqs2,
-                at,
-            })?;
-            s.open_turn_of(&chat2)
+                at: hermes_store::clock::now(),
+            })
         })
         .await;
     match opened {
-        Ok(Some(turn)) => Some(turn),
-        Ok(None) | Err(hermes_store::StoreError::NotWaiting(_)) => None,
+        Ok(turn) => Some(turn),
+        Err(hermes_store::StoreError::NotWaiting(_)) => None,
         Err(e) => {
             tracing::error!(error = %e, "cannot keep a turn for the agent; its messages will be tried again");
             tokio::time::sleep(RETRY_AFTER_ERROR).await;

@@ -210,21 +210,7 @@ fn options(
 
 /// A text message from `from`, as journaled.
 pub(crate) fn inbound(from: &str, id: &str, text: &str) -> Inbound {
-    Inbound {
-        chat: j(from),
-        sender: j(from),
-        id: MessageId::new(id),
-        sender_alt: None,
-        timestamp: 1_795_000_000,
-        text: Some(text.into()),
-        from_me: false,
-        unreadable: false,
-        mentions: Vec::new(),
-        quoted: None,
-        quote: None,
-        media: None,
-        change: None,
-    }
+    Inbound::text(j(from), j(from), MessageId::new(id), 1_795_000_000, text)
 }
 
 pub(crate) struct Harness {

@@ -26,8 +26,6 @@ pub struct NewTurn<'a> {
     /// `hermes_core::hermes_api::Conversation::key`.
     pub conversation: &'a str,
     pub memory_key: &'a str,
-    /// The transcript id it is sent under.
-    pub session_id: &'a str,
     pub idempotency_key: &'a str,
     /// The request body, exactly as sent.
     pub body: &'a str,
@@ -94,12 +92,7 @@ pub struct KnownSession {
 impl Store {
     /// The conversation's session now: the one kept, or generation 1's.
     pub fn agent_session(&self, conversation: &str) -> Result<AgentSession, StoreError> {
-        let kept = self
-            .conn
-            .prepare_cached("SELECT generation, session_id FROM agent_sessions WHERE conversation = ?1")?
-            .query_row([conversation], |r| Ok(AgentSession { generation: r.get(0)?, session_id: r.get(1)? }))
-            .optional()?;
-        Ok(kept.unwrap_or_else(|| AgentSession { generation: 1, session_id: hermes_api::session_id(conversation, 1) }))
+        current(&self.conn, conversation)
     }
 
     /// Starts the conversation's next generation (`/new`): a new transcript id, the memory
@@ -119,9 +112,10 @@ impl Store {
         Ok((old, new))
     }
 
-    /// Opens a turn: kept, with its body and key, before it is sent. Fails with
-    /// [`StoreError::NotWaiting`] when one of its messages was handled meanwhile.
-    pub fn open_turn(&mut self, t: &NewTurn<'_>) -> Result<i64, StoreError> {
+    /// Opens a turn under the conversation's current session: kept, with its body and key,
+    /// before it is sent. Fails with [`StoreError::NotWaiting`] when one of its messages was
+    /// handled meanwhile.
+    pub fn open_turn(&mut self, t: &NewTurn<'_>) -> Result<Turn, StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut waiting = tx.prepare_cached("SELECT state = 'waiting' FROM inbox WHERE seq = ?1")?;
@@ -142,7 +136,7 @@ impl Store {
                 t.chat.to_string(),
                 t.conversation,
                 t.memory_key,
-                t.session_id,
+                session.session_id,
                 t.idempotency_key,
                 t.body,
                 t.asked,
@@ -152,7 +146,20 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
-        Ok(id)
+        Ok(Turn {
+            id,
+            chat: t.chat.clone(),
+            conversation: t.conversation.to_owned(),
+            memory_key: t.memory_key.to_owned(),
+            session_id: session.session_id,
+            idempotency_key: t.idempotency_key.to_owned(),
+            body: t.body.to_owned(),
+            asked: t.asked.to_owned(),
+            answers: t.answers.to_vec(),
+            opened_at: t.at,
+            resumed: 0,
+            noted: false,
+        })
     }
 
     /// The chat's open turn (at most one: a chat's worker opens the next only after closing it).
@@ -287,8 +294,9 @@ impl Store {
     }
 }
 
-fn current(tx: &Transaction<'_>, conversation: &str) -> Result<AgentSession, StoreError> {
-    let kept = tx
+/// The conversation's session: the one kept, or generation 1's.
+fn current(conn: &rusqlite::Connection, conversation: &str) -> Result<AgentSession, StoreError> {
+    let kept = conn
         .prepare_cached("SELECT generation, session_id FROM agent_sessions WHERE conversation = ?1")?
         .query_row([conversation], |r| Ok(AgentSession { generation: r.get(0)?, session_id: r.get(1)? }))
         .optional()?;

@@ -421,31 +421,14 @@ impl Store {
         Ok(self
             .conn
             .prepare_cached("SELECT since, until, by FROM paused_chats WHERE chat = ?1")?
-            .query_row([chat.to_string()], |r| {
-                Ok(hermes_core::handoff::Pause {
-                    since: r.get(0)?,
-                    until: r.get(1)?,
-                    by: hermes_core::handoff::PausedBy::parse(&r.get::<_, String>(2)?)
-                        .unwrap_or(hermes_core::handoff::PausedBy::Cli),
-                })
-            })
+            .query_row([chat.to_string()], |r| pause_at(r, 0))
             .optional()?)
     }
 
     /// The chats paused now (at `now`), with their pauses.
     pub fn paused(&self, now: i64) -> Result<Vec<(Jid, hermes_core::handoff::Pause)>, StoreError> {
         let mut q = self.conn.prepare_cached("SELECT chat, since, until, by FROM paused_chats ORDER BY since")?;
-        let rows = q.query_map([], |r| {
-            Ok((
-                Jid::from_wire(&r.get::<_, String>(0)?),
-                hermes_core::handoff::Pause {
-                    since: r.get(1)?,
-                    until: r.get(2)?,
-                    by: hermes_core::handoff::PausedBy::parse(&r.get::<_, String>(3)?)
-                        .unwrap_or(hermes_core::handoff::PausedBy::Cli),
-                },
-            ))
-        })?;
+        let rows = q.query_map([], |r| Ok((Jid::from_wire(&r.get::<_, String>(0)?), pause_at(r, 1)?)))?;
         let all: Vec<_> = rows.collect::<Result<_, _>>()?;
         Ok(all.into_iter().filter(|(_, p)| p.active(now)).collect())
     }
@@ -457,7 +440,7 @@ impl Store {
 
     /// Resumes a chat: `false` when it was not paused.
     pub fn resume(&mut self, chat: &Jid) -> Result<bool, StoreError> {
-        Ok(self.conn.execute("DELETE FROM paused_chats WHERE chat = ?1", [chat.to_string()])? > 0)
+        resume_chat(&self.conn, chat)
     }
 
     /// Writes what became of a decided message, all of it or nothing.
@@ -508,8 +491,7 @@ impl Store {
                 tx.prepare_cached("UPDATE inbox SET context = 1 WHERE seq = ?1")?.execute([seq])?;
             }
             Outcome::Resumed => {
-                let chat = chat_of(&tx, seq)?;
-                tx.execute("DELETE FROM paused_chats WHERE chat = ?1", [chat.to_string()])?;
+                resume_chat(&tx, &chat_of(&tx, seq)?)?;
                 mark(&tx, &[seq], Handled)?;
             }
             Outcome::GivenUp { dropped, note } => {
@@ -652,6 +634,22 @@ fn refused(tx: &Transaction<'_>, seq: i64) -> Result<(), StoreError> {
 fn chat_of(tx: &Transaction<'_>, seq: i64) -> Result<Jid, StoreError> {
     let chat: String = tx.prepare_cached("SELECT chat FROM inbox WHERE seq = ?1")?.query_row([seq], |r| r.get(0))?;
     Ok(Jid::from_wire(&chat))
+}
+
+/// A pause from `since, until, by` columns starting at `first` (an unknown `by`, from a newer
+/// hermes, reads as a pause by hand).
+fn pause_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<hermes_core::handoff::Pause> {
+    use hermes_core::handoff::{Pause, PausedBy};
+    Ok(Pause {
+        since: r.get(first)?,
+        until: r.get(first + 1)?,
+        by: PausedBy::parse(&r.get::<_, String>(first + 2)?).unwrap_or(PausedBy::Cli),
+    })
+}
+
+/// Ends a chat's pause: `false` when it had none.
+fn resume_chat(conn: &rusqlite::Connection, chat: &Jid) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM paused_chats WHERE chat = ?1", [chat.to_string()])? > 0)
 }
 
 fn pause_chat(conn: &rusqlite::Connection, chat: &Jid, p: &hermes_core::handoff::Pause) -> Result<(), StoreError> {

@@ -82,6 +82,28 @@ pub struct Inbound {
     pub change: Option<Change>,
 }
 
+impl Inbound {
+    /// A plain text message of `sender` in `chat`, nothing else about it known (no other form,
+    /// no mention, quote or media).
+    pub fn text(chat: Jid, sender: Jid, id: MessageId, timestamp: i64, text: &str) -> Inbound {
+        Inbound {
+            chat,
+            sender,
+            id,
+            sender_alt: None,
+            timestamp,
+            text: Some(text.to_owned()),
+            from_me: false,
+            unreadable: false,
+            mentions: Vec::new(),
+            quoted: None,
+            quote: None,
+            media: None,
+            change: None,
+        }
+    }
+}
+
 /// The message a reply quotes, as the reply carries it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quote {

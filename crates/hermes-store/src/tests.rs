@@ -9,20 +9,10 @@ fn j(s: &str) -> Jid {
 }
 
 fn msg(id: &str) -> Inbound {
+    let alice = j("15551234567@s.whatsapp.net");
     Inbound {
-        chat: j("15551234567@s.whatsapp.net"),
-        sender: j("15551234567@s.whatsapp.net"),
-        id: MessageId::new(id),
         sender_alt: Some(j("98765432109876@lid")),
-        timestamp: 1_795_000_000,
-        text: Some("hello".into()),
-        from_me: false,
-        unreadable: false,
-        mentions: Vec::new(),
-        quoted: None,
-        quote: None,
-        media: None,
-        change: None,
+        ..Inbound::text(alice.clone(), alice, MessageId::new(id), 1_795_000_000, "hello")
     }
 }
 
@@ -630,16 +620,20 @@ fn an_agent_turn_is_kept_until_its_reply_commits_and_its_session_follows_hermes(
         chat: &chat,
         conversation: &conversation,
         memory_key: "agent:main:whatsapp:dm:15551234567",
-        session_id: &first.session_id,
         idempotency_key: "key-1",
         body: "{\"messages\":[]}",
         asked: "hello\nhello",
         answers: &seqs,
         at: 10,
     };
-    let id = store.open_turn(&turn).expect("open");
+    let opened = store.open_turn(&turn).expect("open");
+    let id = opened.id;
     let open = store.open_turn_of(&chat).expect("read").expect("an open turn");
-    assert_eq!((open.id, open.body.as_str(), open.answers.clone()), (id, "{\"messages\":[]}", seqs.clone()));
+    assert_eq!(open, opened, "as kept");
+    assert_eq!(
+        (open.session_id.as_str(), open.body.as_str(), open.answers.clone()),
+        (first.session_id.as_str(), "{\"messages\":[]}", seqs.clone())
+    );
     assert_eq!(store.known_sessions().expect("known")[0].session_id, first.session_id);
     assert_eq!(store.resume_turn(id).expect("resume"), 1);
     let note = (MessageId::new("NOTE"), "still working".to_owned());
@@ -687,14 +681,15 @@ fn a_late_rotation_does_not_undo_new() {
         chat: &chat,
         conversation: &conversation,
         memory_key: "k",
-        session_id: &first.session_id,
         idempotency_key: "key-1",
         body: "{}",
         asked: "hello",
         answers: &seqs,
         at: 10,
     };
-    let id = store.open_turn(&turn).expect("open");
+    let opened = store.open_turn(&turn).expect("open");
+    assert_eq!(opened.session_id, first.session_id, "opened under the conversation's session");
+    let id = opened.id;
     let (_, new) = store.next_agent_session(&conversation, &chat, 11).expect("next");
     let reply = Reply {
         chat: &chat,

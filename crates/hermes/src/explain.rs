@@ -77,21 +77,10 @@ pub async fn run(profile: Option<&str>, args: &Args) -> anyhow::Result<u8> {
     // The linked account decides self-chat, the account's own messages and mentions.
     let own = linked_account(&loaded).await;
     let now = hermes_store::clock::now();
+    // An imagined message has no id, so it is none of the gateway's own replies.
     let message = hermes_store::Inbound {
-        chat: chat.clone(),
-        sender: sender_jid.clone(),
-        // An imagined message has no id, so it is none of the gateway's own replies.
-        id: MessageId::new(""),
-        sender_alt: None,
-        timestamp: now,
-        text: Some(text.to_owned()),
         from_me: args.from_me,
-        unreadable: false,
-        mentions: Vec::new(),
-        quoted: None,
-        quote: None,
-        media: None,
-        change: None,
+        ..hermes_store::Inbound::text(chat.clone(), sender_jid.clone(), MessageId::new(""), now, text)
     };
     let facts = gateway_facts(&loaded, &message, now)?;
     // As the gateway does: the forms the message carries (here, --alias), then the one the
