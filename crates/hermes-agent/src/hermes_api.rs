@@ -176,17 +176,6 @@ impl HermesApi {
 
     /// A session's transcript, oldest first; empty when Hermes has no such session.
     pub async fn transcript(&self, session_id: &str) -> Result<Vec<TranscriptRow>, CallError> {
-        let response = self
-            .short
-            .get(format!("{}/api/sessions/{session_id}/messages", self.root()))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e, SHORT_TIMEOUT))?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
-        }
-        let body = self.body(response, SHORT_TIMEOUT).await?;
         #[derive(Deserialize)]
         struct List {
             data: Vec<Row>,
@@ -197,8 +186,11 @@ impl HermesApi {
             content: Option<serde_json::Value>,
             timestamp: Option<f64>,
         }
-        let list: List = serde_json::from_slice(&body)
-            .map_err(|e| AgentError::BadResponse(format!("{e} (a session's messages)")))?;
+        let path = format!("/api/sessions/{session_id}/messages");
+        let list: List = match self.get_json(&path, "a session's messages").await {
+            Err(CallError { error: AgentError::Status { status: 404, .. }, .. }) => return Ok(Vec::new()),
+            other => other?,
+        };
         Ok(list
             .data
             .into_iter()
@@ -236,7 +228,7 @@ impl HermesApi {
     }
 
     /// An authorized GET under the server's root, as JSON (`what` names it in an error).
-    async fn get_json(&self, path: &str, what: &str) -> Result<serde_json::Value, CallError> {
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, CallError> {
         let response = self
             .short
             .get(format!("{}{path}", self.root()))
@@ -250,7 +242,7 @@ impl HermesApi {
 
     /// The agent's scheduled jobs.
     pub async fn jobs(&self) -> Result<Vec<Job>, CallError> {
-        let value = self.get_json("/api/jobs", "the job list").await?;
+        let value: serde_json::Value = self.get_json("/api/jobs", "the job list").await?;
         let list = value.get("jobs").or_else(|| value.get("data")).unwrap_or(&value);
         let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
         Ok(list
@@ -275,7 +267,7 @@ impl HermesApi {
 
     /// The sessions of scheduled runs that ended, newest first (`GET /api/sessions?source=cron`).
     pub async fn cron_runs(&self) -> Result<Vec<String>, CallError> {
-        let value = self.get_json("/api/sessions?source=cron&limit=50", "the session list").await?;
+        let value: serde_json::Value = self.get_json("/api/sessions?source=cron&limit=50", "the session list").await?;
         Ok(value
             .get("data")
             .and_then(|d| d.as_array())

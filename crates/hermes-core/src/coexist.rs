@@ -90,14 +90,12 @@ pub fn hermes_bridge(s: &BridgeSwitch) -> Bridge {
         Some(("true" | "1" | "yes" | "on", from)) => return starts(format!("WHATSAPP_ENABLED is true in {from}")),
         Some(("false" | "0" | "no", from)) => {
             return match s.yaml_enabled {
-                Some((false, _)) | None if !(s.yaml_enabled.is_none() && s.yaml_settings && s.node) => {
-                    Bridge::Off(format!("WHATSAPP_ENABLED=false in {from}"))
-                }
                 Some((true, at)) => Bridge::Off(format!("WHATSAPP_ENABLED=false in {from} overrides {at}")),
-                _ => starts(format!(
+                None if s.yaml_settings && s.node => starts(format!(
                     "config.yaml has WhatsApp settings without `enabled: false`, which Hermes takes for \"configured\" \
                      despite WHATSAPP_ENABLED=false in {from}"
                 )),
+                _ => Bridge::Off(format!("WHATSAPP_ENABLED=false in {from}")),
             };
         }
         _ => {}

@@ -2,12 +2,26 @@
 //! for the whole retention), else in the copy WhatsApp embeds, else said to be gone.
 
 use hermes_core::quote::{self, Quoted};
-use hermes_store::Inbound;
+use hermes_store::{Inbound, Quote, Quoted as Kept};
 
 use crate::worker::Shared;
 
 /// The line the agent reads before `row`'s text, when `row` quotes a message.
 pub(crate) fn prefix(shared: &Shared, row: &Inbound) -> Option<String> {
+    let (q, kept) = lookup(shared, row)?;
+    Some(prefix_of(shared, q, kept.as_ref()))
+}
+
+/// The line before `row`'s text and the picture it quotes (as a `data:` URL for the model),
+/// from one lookup of the quoted message.
+pub(crate) async fn prefix_and_image(shared: &Shared, row: &Inbound) -> Option<(String, Option<String>)> {
+    let (q, kept) = lookup(shared, row)?;
+    let image = image_of(shared, q, kept.as_ref()).await;
+    Some((prefix_of(shared, q, kept.as_ref()), image))
+}
+
+/// The quote `row` carries, and the quoted message as hermes kept it (if it did).
+fn lookup<'r>(shared: &Shared, row: &'r Inbound) -> Option<(&'r Quote, Option<Kept>)> {
     let q = row.quote.as_ref()?;
     let kept = match shared.db.read(|s| s.quoted(&row.chat, &q.id)) {
         Ok(k) => k,
@@ -16,10 +30,14 @@ pub(crate) fn prefix(shared: &Shared, row: &Inbound) -> Option<String> {
             None
         }
     };
+    Some((q, kept))
+}
+
+fn prefix_of(shared: &Shared, q: &Quote, kept: Option<&Kept>) -> String {
     let own_prefix = shared.live().config.reply_prefix.value.clone();
-    let found = match kept {
-        Some(k) if k.text.as_deref().is_some_and(|t| !t.trim().is_empty()) => {
-            let text = k.text.unwrap_or_default();
+    let found = match kept.filter(|k| k.text.as_deref().is_some_and(|t| !t.trim().is_empty())) {
+        Some(k) => {
+            let text = k.text.clone().unwrap_or_default();
             if k.ours {
                 // A reply of ours carries the self-chat prefix; the agent wrote what follows it.
                 let text = text.strip_prefix(own_prefix.as_str()).filter(|_| !own_prefix.is_empty()).unwrap_or(&text);
@@ -28,27 +46,26 @@ pub(crate) fn prefix(shared: &Shared, row: &Inbound) -> Option<String> {
                 Quoted::Theirs(text)
             }
         }
-        _ => match q.text.as_deref().filter(|t| !t.trim().is_empty()) {
+        None => match q.text.as_deref().filter(|t| !t.trim().is_empty()) {
             Some(embedded) => Quoted::Theirs(embedded.to_owned()),
             None => Quoted::Gone,
         },
     };
-    Some(quote::prefix(&found))
+    quote::prefix(&found)
 }
 
-/// The picture a reply quotes, as a `data:` URL for the model, when the quoted message is an
-/// image or sticker hermes still has in its cache (and images go to the model at all).
-pub(crate) async fn quoted_image(shared: &Shared, row: &Inbound) -> Option<String> {
+/// The quoted picture, when the quoted message is an image or sticker hermes still has in its
+/// cache (and images go to the model at all).
+async fn image_of(shared: &Shared, q: &Quote, kept: Option<&Kept>) -> Option<String> {
     use hermes_core::media::MediaKind;
-    let q = row.quote.as_ref()?;
     if shared.media.image_input_mode.value == hermes_core::config::ImageInputMode::Text {
         return None;
     }
-    let media = shared.db.read(|s| s.quoted(&row.chat, &q.id)).ok().flatten()?.media?;
+    let media = kept?.media.as_ref()?;
     if !matches!(media.kind, MediaKind::Image | MediaKind::Sticker) {
         return None;
     }
-    let path = crate::media::cache_path(shared, &media, &q.id);
+    let path = crate::media::cache_path(shared, media, &q.id);
     if !path.is_file() {
         return None;
     }

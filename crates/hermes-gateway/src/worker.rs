@@ -382,26 +382,15 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
                 flush(&shared, &busy, &mut batch).await;
             }
             Ok(Some(Admitted::Text(text))) => {
-                // A batch has one sender: in a group, another member's message starts the next.
-                if batch.as_ref().is_some_and(|b| b.sender.as_ref() != Some(&row.sender)) {
-                    flush(&shared, &busy, &mut batch).await;
-                }
-                let now = Instant::now();
-                let b = batch.get_or_insert_with(|| Batch::new(row.chat.clone()));
-                if b.seqs.is_empty() {
+                let b = push_text(&shared, &busy, &mut batch, seq, &row, text).await;
+                if b.seqs.len() == 1 {
                     b.context = crate::quote::group_context(&shared, &row.chat, seq);
                 }
-                b.sender = Some(row.sender.clone());
-                b.sender_alt = row.sender_alt.clone();
-                b.seqs.push(seq);
-                b.texts.push(text);
-                b.raw.push(row.text.clone());
-                b.quotes.push(crate::quote::prefix(&shared, &row));
+                let quote = Box::pin(crate::quote::prefix_and_image(&shared, &row)).await;
+                let (prefix, image) = quote.map_or((None, None), |(p, i)| (Some(p), i));
+                b.quotes.push(prefix);
                 // A quoted picture goes to the model with the question about it.
-                if let Some(url) = Box::pin(crate::quote::quoted_image(&shared, &row)).await {
-                    b.images.push(url);
-                }
-                b.last = now;
+                b.images.extend(image);
                 if shared.live().debounce.is_zero() {
                     flush(&shared, &busy, &mut batch).await;
                 }
@@ -411,17 +400,9 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
             Ok(Some(Admitted::Command(hermes_core::command::Command::Unknown(_))))
                 if shared.live().hermes.is_some() && row.media.is_none() =>
             {
-                if batch.as_ref().is_some_and(|b| b.sender.as_ref() != Some(&row.sender)) {
-                    flush(&shared, &busy, &mut batch).await;
-                }
-                let b = batch.get_or_insert_with(|| Batch::new(row.chat.clone()));
-                b.sender = Some(row.sender.clone());
-                b.sender_alt = row.sender_alt.clone();
-                b.seqs.push(seq);
-                b.texts.push(row.text.as_deref().unwrap_or_default().trim().to_owned());
-                b.raw.push(row.text.clone());
+                let text = row.text.as_deref().unwrap_or_default().trim().to_owned();
+                let b = push_text(&shared, &busy, &mut batch, seq, &row, text).await;
                 b.quotes.push(crate::quote::prefix(&shared, &row));
-                b.last = Instant::now();
             }
             Ok(Some(Admitted::Command(cmd))) => {
                 flush(&shared, &busy, &mut batch).await;
@@ -444,6 +425,29 @@ pub(crate) async fn chat_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
         }
         set_busy(&busy, batch.as_ref().map_or(&[][..], |b| &b.seqs));
     }
+}
+
+/// Adds a text message to the batch waiting, and returns it: a batch has one sender, so in a
+/// group another member's message first has the one waiting answered.
+async fn push_text<'b>(
+    shared: &Shared,
+    busy: &Busy,
+    batch: &'b mut Option<Batch>,
+    seq: i64,
+    row: &hermes_store::Inbound,
+    text: String,
+) -> &'b mut Batch {
+    if batch.as_ref().is_some_and(|b| b.sender.as_ref() != Some(&row.sender)) {
+        flush(shared, busy, batch).await;
+    }
+    let b = batch.get_or_insert_with(|| Batch::new(row.chat.clone()));
+    b.sender = Some(row.sender.clone());
+    b.sender_alt = row.sender_alt.clone();
+    b.seqs.push(seq);
+    b.texts.push(text);
+    b.raw.push(row.text.clone());
+    b.last = Instant::now();
+    b
 }
 
 /// A message whose handling ended the process [`MAX_FAILURES`] times is recorded as a drop

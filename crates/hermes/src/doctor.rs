@@ -90,13 +90,7 @@ async fn link_checks(loaded: &load::Loaded, session_dir: &std::path::Path) -> Ve
         StoreState::Linked(a) => doctor::StoreFacts::Linked { phone: a.phone, device: a.device },
     };
     let holder = hermes_whatsapp::lock::SessionLock::holder(session_dir);
-    // Baileys keeps `creds.json` in the session directory, legacy or new layout. Only a regular
-    // file counts, as for the import, which refuses a link.
-    let creds = [session_dir.to_path_buf(), loaded.home.path.join(hermes_core::paths::LEGACY_SESSION_DIR)]
-        .into_iter()
-        .map(|d| d.join("creds.json"))
-        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()));
-    doctor::check_link(&facts, holder, creds.as_deref())
+    doctor::check_link(&facts, holder, loaded.bridge_creds().as_deref())
 }
 
 /// Where each setting came from: the answer to "I set it, why does nothing change?". Settings

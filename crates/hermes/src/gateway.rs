@@ -432,10 +432,10 @@ fn private_state_dir(state: &Path) -> anyhow::Result<()> {
 pub fn settings(loaded: &load::Loaded) -> hermes_gateway::Settings {
     let config = &loaded.resolved.config;
     let hermes = hermes_agent_settings(&config.agent);
-    let (agent, mut model_label) = if hermes.is_some() { (None, String::new()) } else { agent(&config.model) };
-    if hermes.is_some() {
-        model_label = format!("Hermes Agent at {}", hermes_agent::redact_url(&config.agent.base_url()));
-    }
+    let (agent, model_label) = match &hermes {
+        Some(_) => (None, format!("Hermes Agent at {}", hermes_agent::redact_url(&config.agent.base_url()))),
+        None => agent(&config.model),
+    };
     // As in Hermes, SOUL.md in HERMES_HOME is the agent's persona (Hermes Agent reads it itself).
     let soul = std::fs::read_to_string(loaded.home.path.join("SOUL.md")).ok();
     hermes_gateway::Settings {

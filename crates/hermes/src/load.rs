@@ -38,17 +38,23 @@ impl Loaded {
     /// Whether Hermes Agent, started from this folder, would start its own WhatsApp bridge on
     /// the device hermes owns (`hermes_core::coexist`).
     pub fn hermes_bridge(&self) -> hermes_core::coexist::Bridge {
-        let session = self.session_dir().path;
-        let bridge_session = [session, self.home.path.join(hermes_core::paths::LEGACY_SESSION_DIR)]
-            .iter()
-            .any(|d| std::fs::symlink_metadata(d.join("creds.json")).is_ok_and(|m| m.is_file()));
         let node =
             std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("node").is_file()));
         hermes_core::coexist::hermes_bridge(&hermes_core::coexist::BridgeSwitch {
             node,
-            bridge_session,
+            bridge_session: self.bridge_creds().is_some(),
             ..self.bridge_switch.clone()
         })
+    }
+
+    /// A session of Hermes' Node bridge (Baileys' `creds.json`) where the bridge looks: in the
+    /// session directory, legacy or new layout. Only a regular file counts, as for the import,
+    /// which refuses a link.
+    pub fn bridge_creds(&self) -> Option<PathBuf> {
+        [self.session_dir().path, self.home.path.join(hermes_core::paths::LEGACY_SESSION_DIR)]
+            .into_iter()
+            .map(|d| d.join("creds.json"))
+            .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
     }
 
     pub fn session_dir(&self) -> SessionDir {
