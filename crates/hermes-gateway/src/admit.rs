@@ -46,8 +46,14 @@ pub(crate) async fn admit(shared: &Shared, seq: i64, row: &Inbound) -> Result<Op
     let offers: Vec<pairing::Pending> = facts.pending_offers();
     let own = shared.messenger.account();
     let live = shared.live();
-    let window = i64::from(live.config.loop_limit().minutes).saturating_mul(60);
-    let recent_answers = shared.db.read(|s| s.answers_since(&row.chat, now - window))?;
+    // Counted only when the reply-loop breaker is on: it is a read on every message's path.
+    let loop_limit = live.config.loop_limit();
+    let recent_answers = if loop_limit.turns == 0 {
+        0
+    } else {
+        let window = i64::from(loop_limit.minutes).saturating_mul(60);
+        shared.db.read(|s| s.answers_since(&row.chat, now - window))?
+    };
     let message = admission::Inbound {
         chat: &row.chat,
         sender: &row.sender,

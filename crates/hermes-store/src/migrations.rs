@@ -179,6 +179,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // never answered on its own; its text is kept, not cut to a preview): 1 kept, 2 carried
     // by a turn already.
     "ALTER TABLE inbox ADD COLUMN context INTEGER NOT NULL DEFAULT 0;",
+    // 13: the reply-loop breaker counts a chat's recent replies on every message's path: a
+    // range of the index, not a scan of the chat's whole outbox.
+    "CREATE INDEX outbox_chat_created ON outbox (chat, created_at);",
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
